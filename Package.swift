@@ -1,0 +1,103 @@
+// swift-tools-version: 6.2
+// vxswitch: a user-space VXLAN/GRE switch dataplane for Linux.
+//
+// Module layering (dependencies point down only; see docs/architecture.md):
+//   vxswitchd, vxctl            executables
+//   VXDataplane                 worker loop (rx batch -> decap -> learn -> forward -> encap -> tx batch)
+//   VXControl                   control protocol types and framing (no sockets)
+//   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
+//   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
+//   VXPacket                    wire formats; imports nothing but the standard library
+//   CVXLinux, CLibURing, CLibPcap   the C boundary
+import PackageDescription
+
+let strictSafety: [SwiftSetting] = [.strictMemorySafety()]
+
+let package = Package(
+    name: "vxswitch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "VXPacket", targets: ["VXPacket"]),
+        .library(name: "VXForwarding", targets: ["VXForwarding"]),
+        .library(name: "VXIO", targets: ["VXIO"]),
+        .library(name: "VXDataplane", targets: ["VXDataplane"]),
+        .library(name: "VXControl", targets: ["VXControl"]),
+        .library(name: "VXTestSupport", targets: ["VXTestSupport"]),
+        .executable(name: "vxswitchd", targets: ["vxswitchd"]),
+        .executable(name: "vxctl", targets: ["vxctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // MARK: C boundary
+        .systemLibrary(name: "CLibURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CLibPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "CVXLinux", dependencies: ["CLibURing"], cSettings: [.define("_GNU_SOURCE")]),
+
+        // MARK: Pure Swift core (no syscalls)
+        .target(name: "VXPacket", swiftSettings: strictSafety),
+        .target(name: "VXForwarding", dependencies: ["VXPacket"], swiftSettings: strictSafety),
+        .target(name: "VXControl", dependencies: ["VXPacket"]),
+
+        // MARK: System I/O and the worker loop
+        .target(
+            name: "VXIO",
+            dependencies: [
+                "VXPacket", "CVXLinux", "CLibURing", "CLibPcap",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSafety
+        ),
+        .target(
+            name: "VXDataplane",
+            dependencies: [
+                "VXPacket", "VXForwarding", "VXIO",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSafety
+        ),
+        .target(name: "VXTestSupport", dependencies: ["VXPacket", "VXForwarding", "VXIO"]),
+
+        // MARK: Programs
+        .executableTarget(
+            name: "vxswitchd",
+            dependencies: [
+                "VXDataplane", "VXControl", "VXIO", "VXForwarding", "VXPacket",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vxctl",
+            dependencies: [
+                "VXControl", "VXPacket",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "VXPacketTests",
+            dependencies: [
+                "VXPacket", "VXTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "VXForwardingTests",
+            dependencies: [
+                "VXForwarding", "VXPacket", "VXTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
+        .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
+        .testTarget(name: "VXControlTests", dependencies: ["VXControl"]),
+        .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
+    ]
+)

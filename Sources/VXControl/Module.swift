@@ -1,0 +1,1 @@
+// VXControl: see Package.swift for this module's role.

@@ -1,0 +1,1 @@
+// VXDataplane: see Package.swift for this module's role.

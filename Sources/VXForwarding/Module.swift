@@ -1,0 +1,1 @@
+// VXForwarding: see Package.swift for this module's role.

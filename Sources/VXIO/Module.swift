@@ -1,0 +1,1 @@
+// VXIO: see Package.swift for this module's role.

@@ -1,0 +1,1 @@
+// VXTestSupport: see Package.swift for this module's role.

@@ -1,0 +1,1 @@
+print("vxctl: not yet built")

@@ -1,0 +1,1 @@
+print("vxswitchd: not yet built")
