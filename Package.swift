@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "VXIO", targets: ["VXIO"]),
         .library(name: "VXDataplane", targets: ["VXDataplane"]),
         .library(name: "VXControl", targets: ["VXControl"]),
+        .library(name: "VXControlSocket", targets: ["VXControlSocket"]),
+        .library(name: "VXDaemon", targets: ["VXDaemon"]),
         .library(name: "VXTestSupport", targets: ["VXTestSupport"]),
         .executable(name: "vxswitchd", targets: ["vxswitchd"]),
         .executable(name: "vxctl", targets: ["vxctl"]),
@@ -62,11 +64,28 @@ let package = Package(
         ),
         .target(name: "VXTestSupport", dependencies: ["VXPacket", "VXForwarding", "VXIO"]),
 
+        // MARK: Control plane
+        // VXControlSocket carries VXControl's messages over a Unix stream socket (server and client), so
+        // VXControl itself stays free of syscalls and testable on byte buffers.
+        .target(
+            name: "VXControlSocket",
+            dependencies: ["VXControl", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // VXDaemon is vxswitchd minus main(): switch state, control handlers, worker threads. A library so
+        // tests can run a whole switch in-process on in-memory ports.
+        .target(
+            name: "VXDaemon",
+            dependencies: [
+                "VXDataplane", "VXControl", "VXControlSocket", "VXIO", "VXForwarding", "VXPacket",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: Programs
         .executableTarget(
             name: "vxswitchd",
             dependencies: [
-                "VXDataplane", "VXControl", "VXIO", "VXForwarding", "VXPacket",
+                "VXDaemon", "VXControl", "VXPacket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "vxctl",
             dependencies: [
-                "VXControl", "VXPacket",
+                "VXControl", "VXControlSocket", "VXPacket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -97,7 +116,8 @@ let package = Package(
         ),
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
-        .testTarget(name: "VXControlTests", dependencies: ["VXControl"]),
+        .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
+        .testTarget(name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXTestSupport"]),
         .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
     ]
 )

@@ -1,0 +1,1 @@
+// VXControlSocket: see Package.swift for this module's role.

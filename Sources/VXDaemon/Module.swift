@@ -1,0 +1,1 @@
+// VXDaemon: see Package.swift for this module's role.
