@@ -1,0 +1,185 @@
+import VXPacket
+
+// Batches: what an engine hands the worker (RxBatch) and what the worker hands back (TxBatch).
+//
+// Both are allocated once per worker at their full capacity and reused for every batch, so the hot loop
+// allocates nothing: `reset()` keeps capacity (STYLE §4, NIO's DatagramVectorReadManager).
+//
+// Ownership: a buffer named in an RxBatch belongs to the worker until it calls `engine.release(_:)`.
+// `engine.transmit(_:)` only reads the buffers a TxBatch names and has finished with them when it returns,
+// so the worker may release (or reuse) them right after. A frame flooded to many ports is therefore named
+// by many TxBatch entries that share one buffer; that is the point: flooding copies nothing.
+
+/// Who sent or receives a frame: one registered TAP, tunnel socket or sender, as numbered by the engine.
+public struct PortHandle: Hashable, Sendable, CustomStringConvertible {
+    public let raw: UInt32
+
+    @inlinable
+    public init(raw: UInt32) {
+        self.raw = raw
+    }
+
+    public var description: String { "handle#\(raw)" }
+}
+
+/// One frame received by an engine.
+public struct ReceivedFrame: Sendable {
+    /// The port it came in on.
+    public var source: PortHandle
+    /// The buffer holding it.
+    public var buffer: BufferID
+    /// Offset of the first byte of data within the buffer (normally the pool's headroom).
+    public var offset: UInt32
+    /// Bytes of data.
+    public var length: UInt32
+    /// The underlay sender for tunnel sockets; `.any` for TAP ports.
+    public var remote: IPv4Address
+
+    @inlinable
+    public init(source: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32, remote: IPv4Address) {
+        self.source = source
+        self.buffer = buffer
+        self.offset = offset
+        self.length = length
+        self.remote = remote
+    }
+}
+
+/// The frames of one receive call. Capacity is fixed at init.
+public struct RxBatch {
+    /// The frames, in arrival order.
+    @inlinable public var frames: [ReceivedFrame] { storage }
+    @usableFromInline var storage: [ReceivedFrame]
+    public let capacity: Int
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        self.storage = []
+        storage.reserveCapacity(capacity)
+    }
+
+    @inlinable public var count: Int { storage.count }
+    @inlinable public var isFull: Bool { storage.count >= capacity }
+    @inlinable public var remainingCapacity: Int { capacity - frames.count }
+
+    /// Adds a frame; engines never call this past `capacity`.
+    @inlinable
+    public mutating func append(_ frame: ReceivedFrame) {
+        precondition(storage.count < capacity, "RxBatch overflow")
+        storage.append(frame)
+    }
+
+    /// Empties the batch, keeping its storage.
+    @inlinable
+    public mutating func reset() {
+        storage.removeAll(keepingCapacity: true)
+    }
+}
+
+/// One frame to send: an optional header of up to `TxBatch.maxHeaderLength` bytes, held in the batch itself,
+/// followed by `length` bytes of a pool buffer. Engines send the two pieces with one scatter-gather write.
+public struct FrameTransmit: Sendable {
+    /// The TAP or sender to write to.
+    public var target: PortHandle
+    /// Underlay destination for tunnel sends (the kernel routes by it); ignored for TAP ports.
+    public var remote: IPv4Address
+    /// Bytes of header in this entry's slot of the batch's header area (0 = none).
+    public var headerLength: UInt8
+    /// The payload buffer.
+    public var buffer: BufferID
+    /// Offset of the payload within the buffer.
+    public var offset: UInt32
+    /// Bytes of payload.
+    public var length: UInt32
+
+    @inlinable
+    public init(target: PortHandle, remote: IPv4Address, headerLength: UInt8, buffer: BufferID, offset: UInt32, length: UInt32) {
+        self.target = target
+        self.remote = remote
+        self.headerLength = headerLength
+        self.buffer = buffer
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// Frames to send in one `transmit` call, with an inline header slot per entry.
+@safe
+public final class TxBatch {
+    /// Largest outer header an entry can carry: IPv4 (20, no options) + UDP (8) + VXLAN (8) = 36, or IPv4 +
+    /// GRE with key (28), rounded up to a cache line.
+    public static let maxHeaderLength = 64
+
+    /// The frames, in the order they were appended.
+    @inlinable public var frames: [FrameTransmit] { storage }
+    @usableFromInline var storage: [FrameTransmit]
+    public let capacity: Int
+    /// `capacity * maxHeaderLength` bytes; entry i's header is at `i * maxHeaderLength`.
+    private let headerArea: UnsafeMutableRawPointer
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        self.storage = []
+        storage.reserveCapacity(capacity)
+        unsafe self.headerArea = UnsafeMutableRawPointer.allocate(byteCount: capacity * Self.maxHeaderLength, alignment: 64)
+    }
+
+    deinit {
+        unsafe headerArea.deallocate()
+    }
+
+    @inlinable public var count: Int { storage.count }
+    @inlinable public var isFull: Bool { storage.count >= capacity }
+
+    /// Adds a frame whose header `writeHeader` fills in. `writeHeader` gets the entry's header slot
+    /// (`maxHeaderLength` bytes) and returns how many bytes it wrote.
+    /// - Returns: false (and adds nothing) when the batch is full; the caller transmits and resets, then retries.
+    @inlinable
+    @discardableResult
+    public func append(
+        target: PortHandle,
+        remote: IPv4Address,
+        buffer: BufferID,
+        offset: UInt32,
+        length: UInt32,
+        writeHeader: (UnsafeMutableRawBufferPointer) -> Int
+    ) -> Bool {
+        guard storage.count < capacity else { return false }
+        let slot = unsafe headerSlot(storage.count)
+        let written = unsafe writeHeader(slot)
+        precondition(written >= 0 && written <= Self.maxHeaderLength, "header longer than its slot")
+        storage.append(
+            FrameTransmit(target: target, remote: remote, headerLength: UInt8(written), buffer: buffer,
+                          offset: offset, length: length))
+        return true
+    }
+
+    /// Adds a frame with no header.
+    @inlinable
+    @discardableResult
+    public func append(target: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32) -> Bool {
+        guard storage.count < capacity else { return false }
+        storage.append(
+            FrameTransmit(target: target, remote: .any, headerLength: 0, buffer: buffer, offset: offset, length: length))
+        return true
+    }
+
+    /// Entry `index`'s header slot (`maxHeaderLength` bytes). Valid until the batch is deinitialized.
+    @unsafe
+    @inlinable
+    public func headerSlot(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        precondition(index >= 0 && index < capacity, "header slot out of range")
+        return unsafe UnsafeMutableRawBufferPointer(
+            start: headerBase.advanced(by: index * Self.maxHeaderLength), count: Self.maxHeaderLength)
+    }
+
+    @unsafe
+    @usableFromInline
+    var headerBase: UnsafeMutableRawPointer { unsafe headerArea }
+
+    /// Empties the batch, keeping its storage.
+    @inlinable
+    public func reset() {
+        storage.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,1 +1,0 @@
-// VXIO: see Package.swift for this module's role.

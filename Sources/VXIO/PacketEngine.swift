@@ -1,0 +1,119 @@
+// The contract between a worker and its I/O backend.
+//
+// A worker thread owns exactly one engine and calls it in a run-to-completion loop:
+//
+//     loop:
+//       engine.receive(into: &rx, timeout:)      // one batch from every ready port
+//       ... decap, learn, decide, encap into tx ...
+//       engine.transmit(tx)                      // one batch to every target
+//       engine.release(each rx buffer)           // back to the pool / the kernel's buffer ring
+//
+// Engines: `EpollEngine` (epoll + readv/writev + recvmmsg/sendmmsg), `URingEngine` (io_uring with a
+// provided-buffer ring, multishot receives and batched submissions) and `MemoryEngine` (in-memory ports for
+// tests). The worker is generic over the engine, so the hot loop has no existential calls (STYLE §4).
+//
+// Thread-safety: an engine is used by its one worker thread only. Other threads reach a worker through its
+// `EngineWaker` (wake it up) and a command queue of the worker's own; ports are registered and unregistered
+// on the worker thread, between batches.
+
+import VXPacket
+
+/// What kind of file descriptor a port is; it decides how the engine reads and writes it.
+public enum PortKind: Sendable, Equatable {
+    /// A TAP device (IFF_TAP | IFF_NO_PI): one Ethernet frame per read and per write.
+    /// With `virtioHeader`, every frame is preceded by a 12-byte struct virtio_net_hdr (IFF_VNET_HDR).
+    case tap(virtioHeader: Bool)
+    /// A UDP socket bound to the VXLAN port: each datagram's payload is VXLAN header + inner frame; the
+    /// engine reports the sender's IPv4 address as `ReceivedFrame.remote`. Receive only.
+    case udpTunnel
+    /// A raw IPPROTO_GRE socket: each datagram starts with the outer IPv4 header. Receive only.
+    case rawGRE
+    /// A raw IPPROTO_RAW socket (IP_HDRINCL): sends take a complete outer IPv4 header in front of the frame
+    /// and go to `FrameTransmit.remote`. Send only.
+    case rawIPv4Sender
+}
+
+/// How one `receive` call ended.
+public enum ReceiveOutcome: Sendable, Equatable {
+    /// `count` frames were appended to the batch (count > 0).
+    case frames(Int)
+    /// Another thread called `EngineWaker.wake()`; the batch may also hold frames.
+    case woken(frames: Int)
+    /// The timeout passed with nothing to report.
+    case timedOut
+}
+
+/// What one `transmit` call did. Failures are counted, never thrown: a full socket buffer or a vanished TAP
+/// is traffic, not a programmer error (STYLE §8).
+public struct TransmitReport: Sendable, Equatable {
+    /// Frames the kernel accepted.
+    public var sent: Int = 0
+    /// Frames dropped because the target had no room (EAGAIN / ENOBUFS).
+    public var droppedNoBuffer: Int = 0
+    /// Frames dropped because the target is gone or failed (EIO, EBADF after a TAP was deleted, ENETUNREACH...).
+    public var droppedError: Int = 0
+    /// The last errno seen, for the log.
+    public var lastErrno: Int32 = 0
+
+    public init() {}
+}
+
+/// An I/O error from setting up or polling an engine (never from a single frame's send; see TransmitReport).
+public struct IOError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The errno value (positive).
+    public let errno: Int32
+    /// What was being done, e.g. "io_uring_queue_init".
+    public let operation: String
+
+    public init(errno: Int32, operation: String) {
+        self.errno = errno
+        self.operation = operation
+    }
+
+    public var description: String {
+        unsafe "\(operation): \(String(cString: strerrorText(errno))) (errno \(errno))"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+private func strerrorText(_ code: Int32) -> UnsafeMutablePointer<CChar> { unsafe strerror(code) }
+#elseif canImport(Musl)
+import Musl
+private func strerrorText(_ code: Int32) -> UnsafeMutablePointer<CChar> { unsafe strerror(code) }
+#endif
+
+/// Interrupts a worker's `receive` from another thread. Sendable: this is the one engine object other threads
+/// may hold.
+public protocol EngineWaker: Sendable {
+    /// Makes the engine's current or next `receive` return `.woken` promptly.
+    func wake()
+}
+
+/// A worker's I/O backend. See the file comment for the calling pattern and thread-safety.
+public protocol PacketEngine: AnyObject {
+    associatedtype Waker: EngineWaker
+
+    /// The engine's packet memory; frames in batches name buffers of this pool.
+    var pool: PacketBufferPool { get }
+
+    /// Wakes this engine from other threads.
+    var waker: Waker { get }
+
+    /// Starts reading from (or allows writing to) `fd`. The engine does not own the descriptor: the caller
+    /// closes it after `unregister`.
+    /// - Returns: the handle that frames from this port carry and that transmits name.
+    func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle
+
+    /// Stops using a port. Frames already received from it stay valid; later transmits to it are dropped.
+    func unregister(_ handle: PortHandle)
+
+    /// Waits up to `timeout` (nil: forever) for frames and appends up to `batch.remainingCapacity` of them.
+    func receive(into batch: inout RxBatch, timeout: Duration?) throws(IOError) -> ReceiveOutcome
+
+    /// Sends every frame of `batch`. Returns when the engine no longer needs the buffers named in it.
+    func transmit(_ batch: TxBatch) -> TransmitReport
+
+    /// Gives a received buffer back to the engine.
+    func release(_ buffer: BufferID)
+}
