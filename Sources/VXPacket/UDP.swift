@@ -37,14 +37,19 @@ public struct UDPHeader: Hashable, Sendable {
     }
 
     /// Decodes the header at the start of `bytes`.
-    /// - Parameter bytes: the IP payload from the UDP header on; may extend past the datagram.
+    /// - Parameters:
+    ///   - bytes: the IP payload from the UDP header on; may extend past the datagram.
+    ///   - checkLength: false for the first fragment of a fragmented datagram, whose length field covers data
+    ///     in later fragments.
     /// - Returns: the header, `.truncatedUDP`, or `.udpBadLength` when the length field is below 8 or runs past
     ///   `bytes`.
     @inlinable
-    public static func parse(_ bytes: RawSpan) -> Result<UDPHeader, PacketDropReason> {
+    public static func parse(_ bytes: RawSpan, checkLength: Bool = true) -> Result<UDPHeader, PacketDropReason> {
         guard bytes.byteCount >= size else { return .failure(.truncatedUDP) }
         let length = bytes.vxBE16(4)
-        guard Int(length) >= size, Int(length) <= bytes.byteCount else { return .failure(.udpBadLength) }
+        guard !checkLength || (Int(length) >= size && Int(length) <= bytes.byteCount) else {
+            return .failure(.udpBadLength)
+        }
         return .success(
             UDPHeader(
                 sourcePort: bytes.vxBE16(0), destinationPort: bytes.vxBE16(2), length: length,

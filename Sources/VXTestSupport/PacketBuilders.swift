@@ -132,7 +132,8 @@ public enum PacketBuilder {
     /// An outer IPv4 + GRE packet (what a raw IPPROTO_GRE socket delivers) around `inner`.
     public static func greIPv4(
         source: IPv4Address, destination: IPv4Address, key: UInt32? = nil, sequenceNumber: UInt32? = nil,
-        checksum: Bool = false, protocolType: EtherType = .transparentEthernetBridging, inner: [UInt8]
+        checksum: Bool = false, protocolType: EtherType = .transparentEthernetBridging, inner: [UInt8],
+        identification: UInt16 = 0
     ) -> [UInt8] {
         let header = GREHeader(
             checksumPresent: checksum, key: key, sequenceNumber: sequenceNumber, protocolType: protocolType)
@@ -143,7 +144,8 @@ public enum PacketBuilder {
             var bytes = MutableRawSpan(_elements: &span)
             GREHeader.updateChecksum(in: &bytes, length: count)
         }
-        return ipv4(source: source, destination: destination, protocol: .gre, payload: gre)
+        return ipv4(
+            source: source, destination: destination, protocol: .gre, payload: gre, identification: identification)
     }
 }
 
