@@ -1,0 +1,163 @@
+// Tunnel encapsulation: build each tunnel's outer header once, patch only the per-packet fields.
+//
+// Flow: the dataplane reads an inner frame into a buffer with headroom, picks the destination tunnel, then calls
+// `EncapTemplate.write(into:at:innerLength:flowHash:)` to place the outer header just before the frame, and
+// sends header + frame through a raw IPv4 socket with IP_HDRINCL (so there is no outer Ethernet header). Per
+// packet this writes the precomputed bytes with a few 8-byte stores and patches the IPv4 total length and header
+// checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
+// `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).
+//
+// Locking: a template is an immutable value; the control plane builds a new one when a tunnel changes and
+// workers read whichever copy they hold.
+
+/// The outer encapsulation of a tunnel.
+public enum TunnelEncapsulation: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// IPv4 + UDP + VXLAN (RFC 7348).
+    case vxlan
+    /// IPv4 + GRE (+ key) carrying Ethernet (RFC 2784/2890, protocol 0x6558).
+    case gre
+
+    public var description: String { self == .vxlan ? "vxlan" : "gre" }
+}
+
+/// The precomputed outer header of one tunnel (local IP, remote IP, VNI, encapsulation, GRE key layout, UDP port).
+///
+/// The outer IPv4 header has TTL 64, DF clear, ID 0, no options: with DF clear and ID 0 the underlay may still
+/// fragment, which RFC 6864 §4.1 allows for non-atomic datagrams only when IDs are unique; we leave fragmentation
+/// to the MTU configuration (inner MTU = underlay MTU - `headerLength`), so outer packets are never fragmented in
+/// practice.
+public struct EncapTemplate: Hashable, Sendable {
+    /// Outer IPv4 + UDP + VXLAN, in bytes.
+    public static let vxlanIPv4Size = 36
+    /// Outer IPv4 + GRE with key, in bytes.
+    public static let greKeyedIPv4Size = 28
+    /// Outer IPv4 + GRE without key, in bytes.
+    public static let greIPv4Size = 24
+    /// The largest `headerLength` of any template: the headroom a receive buffer needs.
+    public static let maximumSize = vxlanIPv4Size
+    /// Outer TTL.
+    public static let timeToLive: UInt8 = 64
+    /// First UDP source port of the dynamic range (RFC 7348 §5 recommends it for the entropy port).
+    public static let sourcePortBase: UInt16 = 49152
+
+    /// The tunnel's encapsulation.
+    public let encapsulation: TunnelEncapsulation
+    /// Outer source address.
+    public let local: IPv4Address
+    /// Outer destination address.
+    public let remote: IPv4Address
+    /// The VNI carried (in the VXLAN header, or in the GRE key by `greKeyLayout`).
+    public let vni: VNI
+    /// How the VNI is put in the GRE key; ignored for VXLAN.
+    public let greKeyLayout: GREKeyLayout
+    /// UDP destination port; ignored for GRE.
+    public let udpDestinationPort: UInt16
+    /// Bytes this template writes: 36, 28 or 24.
+    public let headerLength: Int
+
+    // The header as it appears on the wire, as five little-endian words: storing each with `.littleEndian`
+    // reproduces the byte sequence on any host. Words past `headerLength` are zero and never written.
+    @usableFromInline let word0: UInt64
+    @usableFromInline let word1: UInt64
+    @usableFromInline let word2: UInt64
+    @usableFromInline let word3: UInt64
+    @usableFromInline let word4: UInt64
+    /// Folded one's-complement sum of the outer IPv4 header with total length and checksum zero; per packet only
+    /// the total length is added, so the checksum costs two adds and a complement.
+    @usableFromInline let checksumBase: UInt16
+
+    /// Builds the template. Not for the hot path (it allocates once).
+    /// - Parameters:
+    ///   - encapsulation: VXLAN or GRE.
+    ///   - local: outer source address.
+    ///   - remote: outer destination address.
+    ///   - vni: the tunnel's VNI.
+    ///   - greKeyLayout: key layout for GRE; default `.vni`.
+    ///   - udpDestinationPort: VXLAN UDP port; default 4789.
+    public init(
+        encapsulation: TunnelEncapsulation, local: IPv4Address, remote: IPv4Address, vni: VNI,
+        greKeyLayout: GREKeyLayout = .vni, udpDestinationPort: UInt16 = VXLANHeader.udpPort
+    ) {
+        self.encapsulation = encapsulation
+        self.local = local
+        self.remote = remote
+        self.vni = vni
+        self.greKeyLayout = greKeyLayout
+        self.udpDestinationPort = udpDestinationPort
+        let gre = GREHeader(key: greKeyLayout.key(for: vni))
+        let length: Int
+        switch encapsulation {
+        case .vxlan: length = EncapTemplate.vxlanIPv4Size
+        case .gre: length = IPv4Header.minimumSize + gre.length
+        }
+        headerLength = length
+        var storage = [UInt8](repeating: 0, count: 40)
+        var span = storage.mutableSpan
+        var bytes = MutableRawSpan(_elements: &span)
+        let ip = IPv4Header(
+            totalLength: 0, timeToLive: EncapTemplate.timeToLive, protocol: encapsulation == .vxlan ? .udp : .gre,
+            source: local, destination: remote)
+        ip.write(into: &bytes)
+        switch encapsulation {
+        case .vxlan:
+            UDPHeader(sourcePort: 0, destinationPort: udpDestinationPort, length: 0).write(into: &bytes, at: 20)
+            VXLANHeader(vni: vni).write(into: &bytes, at: 28)
+        case .gre:
+            gre.write(into: &bytes, at: 20)
+        }
+        let view = bytes.bytes
+        checksumBase = InternetChecksum.sum(view.extracting(0..<IPv4Header.minimumSize))
+        word0 = view.vxLE64(0)
+        word1 = view.vxLE64(8)
+        word2 = view.vxLE64(16)
+        word3 = view.vxLE64(24)
+        word4 = view.vxLE64(32)
+    }
+
+    /// The UDP source port for a flow hash: 49152 + hash % 16384 (RFC 7348 §5).
+    @inlinable
+    public static func udpSourcePort(flowHash: UInt32) -> UInt16 {
+        sourcePortBase | UInt16(truncatingIfNeeded: flowHash & 0x3FFF)
+    }
+
+    /// Writes the outer header for one packet.
+    /// - Parameters:
+    ///   - bytes: destination; must hold `headerLength` bytes from `offset` (traps otherwise: a caller bug).
+    ///   - offset: where the outer IPv4 header starts; the inner frame follows at `offset + headerLength`.
+    ///   - innerLength: the inner Ethernet frame's length; `headerLength + innerLength` must fit in 65535.
+    ///   - flowHash: the inner frame's `FlowHash`; picks the VXLAN UDP source port.
+    /// - Returns: bytes written (`headerLength`).
+    @inlinable @discardableResult
+    public func write(into bytes: inout MutableRawSpan, at offset: Int = 0, innerLength: Int, flowHash: UInt32) -> Int {
+        let totalLength = headerLength &+ innerLength
+        precondition(innerLength >= 0 && totalLength <= 0xFFFF, "EncapTemplate: inner frame too long")
+        precondition(offset >= 0 && bytes.byteCount &- offset >= headerLength, "EncapTemplate: destination too short")
+        let total16 = UInt16(truncatingIfNeeded: totalLength)
+        let checksum = ~InternetChecksum.combine(checksumBase, total16)
+        // Safe: the precondition above proves [offset, offset + headerLength) is inside `bytes`, and every store
+        // below ends at or before offset + headerLength (24, 28 or 36).
+        unsafe bytes.storeBytes(of: word0.littleEndian, toUncheckedByteOffset: offset, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word1.littleEndian, toUncheckedByteOffset: offset + 8, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word2.littleEndian, toUncheckedByteOffset: offset + 16, as: UInt64.self)
+        unsafe bytes.storeBytes(of: total16.bigEndian, toUncheckedByteOffset: offset + 2, as: UInt16.self)
+        unsafe bytes.storeBytes(of: checksum.bigEndian, toUncheckedByteOffset: offset + 10, as: UInt16.self)
+        switch headerLength {
+        case EncapTemplate.vxlanIPv4Size:
+            unsafe bytes.storeBytes(of: word3.littleEndian, toUncheckedByteOffset: offset + 24, as: UInt64.self)
+            unsafe bytes.storeBytes(
+                of: UInt32(truncatingIfNeeded: word4).littleEndian, toUncheckedByteOffset: offset + 32,
+                as: UInt32.self)
+            let sourcePort = EncapTemplate.udpSourcePort(flowHash: flowHash)
+            unsafe bytes.storeBytes(of: sourcePort.bigEndian, toUncheckedByteOffset: offset + 20, as: UInt16.self)
+            let udpLength = total16 &- UInt16(IPv4Header.minimumSize)
+            unsafe bytes.storeBytes(of: udpLength.bigEndian, toUncheckedByteOffset: offset + 24, as: UInt16.self)
+        case EncapTemplate.greKeyedIPv4Size:
+            unsafe bytes.storeBytes(
+                of: UInt32(truncatingIfNeeded: word3).littleEndian, toUncheckedByteOffset: offset + 24,
+                as: UInt32.self)
+        default:
+            break
+        }
+        return headerLength
+    }
+}

@@ -1,0 +1,153 @@
+// The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//
+// `sum` is the hot part: it runs over IPv4 headers on every decap and over whole UDP/TCP/GRE segments when a
+// checksum is verified. It adds 64-bit native-order words with end-around carry and folds at the end; RFC 1071
+// §2(B) shows the one's-complement sum is byte-order independent, so the folded native sum only needs one byte
+// swap to become the big-endian sum. Unsafe buffer access is confined to `sum`; every offset it loads from is
+// below `count` by the loop conditions.
+
+/// One's-complement arithmetic over 16-bit big-endian words, as used by IPv4, UDP, TCP and GRE.
+public enum InternetChecksum {
+    /// The one's-complement sum of `bytes` read as big-endian 16-bit words (an odd final byte is padded with a
+    /// zero byte), folded to 16 bits and not complemented.
+    /// - Parameter bytes: the bytes to sum; its start is taken as 16-bit aligned.
+    /// - Returns: the folded sum; a region with a correct checksum field sums to `0xFFFF`.
+    @inlinable
+    public static func sum(_ bytes: RawSpan) -> UInt16 {
+        unsafe bytes.withUnsafeBytes { buffer in
+            let count = buffer.count
+            var accA: UInt64 = 0
+            var accB: UInt64 = 0
+            var offset = 0
+            // Two independent carry chains let the CPU overlap the adds.
+            while offset + 32 <= count {
+                let w0 = unsafe buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                let w1 = unsafe buffer.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+                let w2 = unsafe buffer.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)
+                let w3 = unsafe buffer.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self)
+                accA = addWithCarry(addWithCarry(accA, w0), w2)
+                accB = addWithCarry(addWithCarry(accB, w1), w3)
+                offset += 32
+            }
+            while offset + 8 <= count {
+                accA = addWithCarry(accA, unsafe buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                offset += 8
+            }
+            if offset + 4 <= count {
+                accB = addWithCarry(
+                    accB, UInt64(unsafe buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                offset += 4
+            }
+            if offset + 2 <= count {
+                accB = addWithCarry(
+                    accB, UInt64(unsafe buffer.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+                offset += 2
+            }
+            if offset < count {
+                // The odd byte is the high half of a big-endian word, i.e. the low half of a native
+                // little-endian one.
+                let last = UInt64(unsafe buffer[offset])
+                #if _endian(little)
+                    accB = addWithCarry(accB, last)
+                #else
+                    accB = addWithCarry(accB, last << 8)
+                #endif
+            }
+            let native = fold(addWithCarry(accA, accB))
+            return UInt16(bigEndian: native)
+        }
+    }
+
+    /// Adds two folded one's-complement sums (for example a pseudo-header sum and a segment sum).
+    @inlinable @inline(__always)
+    public static func combine(_ a: UInt16, _ b: UInt16) -> UInt16 {
+        let s = UInt32(a) + UInt32(b)
+        return UInt16(truncatingIfNeeded: (s & 0xFFFF) + (s >> 16))
+    }
+
+    /// The checksum field value for `bytes` whose own checksum field currently holds zero.
+    /// - Returns: the complement of `sum(bytes)`.
+    @inlinable
+    public static func checksum(_ bytes: RawSpan) -> UInt16 {
+        ~sum(bytes)
+    }
+
+    /// RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`: the checksum after one 16-bit word changes from `old` to
+    /// `new`. Eqn. 3 rather than eqn. 2 so that the result never becomes `0x0000` spuriously (RFC 1624 §3).
+    /// - Parameters:
+    ///   - checksum: the checksum field before the change.
+    ///   - old: the word's old value (host order).
+    ///   - new: the word's new value (host order).
+    /// - Returns: the updated checksum field.
+    @inlinable
+    public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
+        var s = UInt32(~checksum) + UInt32(~old) + UInt32(new)
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        return ~UInt16(truncatingIfNeeded: s)
+    }
+
+    /// RFC 1624 update for a 32-bit field (an address or a sequence number) that changed from `old` to `new`.
+    /// - Returns: the updated checksum field.
+    @inlinable
+    public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
+        var s = UInt32(~checksum)
+        s += UInt32(~UInt16(truncatingIfNeeded: old >> 16)) + UInt32(~UInt16(truncatingIfNeeded: old))
+        s += (new >> 16) + (new & 0xFFFF)
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        return ~UInt16(truncatingIfNeeded: s)
+    }
+
+    /// The folded sum of the IPv4 pseudo-header (RFC 768, RFC 9293 §3.1) for a UDP or TCP segment.
+    /// - Parameters:
+    ///   - source: IPv4 source address.
+    ///   - destination: IPv4 destination address.
+    ///   - protocol: the transport protocol number.
+    ///   - length: the transport segment length in bytes (header plus data).
+    @inlinable
+    public static func pseudoHeaderSum(
+        source: IPv4Address, destination: IPv4Address, protocol proto: IPProtocol, length: Int
+    ) -> UInt16 {
+        var s = UInt64(source.value >> 16) + UInt64(source.value & 0xFFFF)
+        s += UInt64(destination.value >> 16) + UInt64(destination.value & 0xFFFF)
+        s += UInt64(proto.rawValue) + UInt64(UInt32(truncatingIfNeeded: length))
+        return fold(s)
+    }
+
+    /// The folded sum of the IPv6 pseudo-header (RFC 8200 §8.1) for an upper-layer segment.
+    /// - Parameters:
+    ///   - source: IPv6 source address.
+    ///   - destination: IPv6 destination address (the final one, if a routing header is present).
+    ///   - protocol: the upper-layer protocol number.
+    ///   - length: the upper-layer packet length in bytes.
+    @inlinable
+    public static func pseudoHeaderSum(
+        source: IPv6Address, destination: IPv6Address, protocol proto: IPProtocol, length: Int
+    ) -> UInt16 {
+        // Host-order 64-bit values of big-endian words: their one's-complement sum folds to the 16-bit one.
+        var s = addWithCarry(source.high, source.low)
+        s = addWithCarry(s, destination.high)
+        s = addWithCarry(s, destination.low)
+        let len = UInt32(truncatingIfNeeded: length)
+        s = addWithCarry(s, UInt64(len >> 16) + UInt64(len & 0xFFFF) + UInt64(proto.rawValue))
+        return fold(s)
+    }
+
+    @inlinable @inline(__always)
+    static func addWithCarry(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (s, overflow) = a.addingReportingOverflow(b)
+        return s &+ (overflow ? 1 : 0)
+    }
+
+    /// Folds a 64-bit one's-complement accumulator to 16 bits, preserving its byte order.
+    @inlinable @inline(__always)
+    static func fold(_ value: UInt64) -> UInt16 {
+        var s = (value & 0xFFFF_FFFF) + (value >> 32)
+        s = (s & 0xFFFF_FFFF) + (s >> 32)
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        return UInt16(truncatingIfNeeded: s)
+    }
+}
