@@ -13,6 +13,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Layout checks: the Swift side computes buffer offsets from these sizes. */
 _Static_assert(sizeof(struct io_uring_buf) == 16, "io_uring_buf must be 16 bytes");
@@ -128,6 +130,14 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
         }
     }
     return 0;
+}
+
+int
+cvx_uring_enable_rings(struct io_uring *ring)
+{
+    long ret = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+
+    return ret < 0 ? -errno : 0;
 }
 
 int

@@ -354,7 +354,7 @@ public final class URingEngine: PacketEngine {
     /// Enables a ring created with IORING_SETUP_R_DISABLED; the calling thread becomes its single issuer.
     private func enableIfNeeded() throws(IOError) {
         guard ringDisabled else { return }
-        let result = unsafe io_uring_enable_rings(ring)
+        let result = unsafe cvx_uring_enable_rings(ring)
         guard result >= 0 else { throw IOError(errno: -result, operation: "io_uring_enable_rings") }
         ringDisabled = false
     }

@@ -69,6 +69,12 @@ void cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, 
 int cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset,
                             uint32_t *payload_length, uint32_t *sender_be);
 
+/* Enables a ring created with IORING_SETUP_R_DISABLED; with IORING_SETUP_SINGLE_ISSUER the calling thread
+ * becomes the ring's one submitter. liburing 2.3 declares io_uring_enable_rings but its shared library does not
+ * export it (the symbol is missing from 2.3's liburing.map), so this issues io_uring_register(2) with
+ * IORING_REGISTER_ENABLE_RINGS itself. Returns 0 or -errno. */
+int cvx_uring_enable_rings(struct io_uring *ring);
+
 /* An eventfd (counter 0, blocking, close-on-exec) for the engine's waker: Glibc's Swift module does not
  * export <sys/eventfd.h>. Returns the fd or -errno. Wraps eventfd(0, EFD_CLOEXEC). */
 int cvx_uring_eventfd(void);
