@@ -295,16 +295,16 @@ public final class URingEngine: PacketEngine {
             }
             harvest(into: &batch)
             let frames = batch.count - before
-            if wokenPending {
-                wokenPending = false
-                return .woken(frames: frames)
-            }
             if frames > 0 {
                 stats.framesReceived &+= UInt64(frames)
                 stats.nonEmptyReceives &+= 1
                 stats.largestReceive = max(stats.largestReceive, frames)
-                return .frames(frames)
             }
+            if wokenPending {
+                wokenPending = false
+                return .woken(frames: frames)
+            }
+            if frames > 0 { return .frames(frames) }
             if batch.remainingCapacity == 0 { return .timedOut }
             if let deadline, ContinuousClock.now >= deadline { return .timedOut }
         }
