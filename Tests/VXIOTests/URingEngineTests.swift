@@ -97,6 +97,47 @@ struct URingEngineTests {
         #expect(receiver.receive(waitingMilliseconds: 2000) == payload)
     }
 
+    @Test(.enabled(if: runningAsRoot, "needs root for SOCK_RAW"))
+    func receiveCompletionsSeenDuringTransmitAreStashedForTheNextReceive() throws {
+        let engine = try URingEngine(pool: PacketBufferPool(count: 64), poolReserve: 4)
+        let raw = try RawIPv4Socket()
+        let receiver = try LoopbackUDPSocket()
+        let sender = try LoopbackUDPSocket()
+        let rawHandle = try engine.register(fd: raw.fd, kind: .rawIPv4Sender)
+        let udpHandle = try engine.register(fd: receiver.fd, kind: .udpTunnel)
+        defer {
+            engine.unregister(rawHandle)
+            engine.unregister(udpHandle)
+        }
+        var batch = RxBatch(capacity: 16)
+        _ = try engine.receive(into: &batch, timeout: .zero)  // arms the recvmsg
+        for index in 0..<5 {
+            #expect(sender.send([0xA0 | UInt8(index)], toPort: receiver.port))
+        }
+
+        // A send to 127.0.0.1:9 (nobody listens; the datagram is simply dropped by the kernel): while the engine
+        // waits for its completion, the five receive completions come in too.
+        let buffer = try #require(engine.pool.take())
+        defer { engine.release(buffer) }
+        let tx = TxBatch(capacity: 1)
+        tx.append(target: rawHandle, remote: IPv4Address(127, 0, 0, 1), buffer: buffer, offset: 0, length: 0) { slot in
+            let header: [UInt8] = [
+                0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,  // IPv4, 28 bytes total
+                0x9C, 0x40, 0x00, 0x09, 0x00, 0x08, 0, 0,  // UDP 40000 -> 9, length 8, no checksum
+            ]
+            slot.copyBytes(from: header)
+            return header.count
+        }
+        #expect(engine.transmit(tx).sent == 1)
+        #expect(engine.stats.stashed == 5)
+
+        batch.reset()
+        let outcome = try engine.receive(into: &batch, timeout: .zero)
+        #expect(outcome == .frames(5))
+        #expect(batch.frames.map { engine.bytes(of: $0)[0] } == [0xA0, 0xA1, 0xA2, 0xA3, 0xA4])
+        batch.frames.forEach { engine.release($0.buffer) }
+    }
+
     @Test(.enabled(if: runningAsRoot, "needs root to create a TAP"))
     func tapReceivesKernelFramesAndKernelSeesTransmittedFrames() throws {
         let engine = try URingEngine(pool: PacketBufferPool(count: 64), poolReserve: 4)
