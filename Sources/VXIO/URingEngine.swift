@@ -1,0 +1,778 @@
+// The io_uring engine: one ring per worker thread, a provided-buffer ring over the worker's packet pool,
+// multishot receives kept armed on every port, and batched sends. Design notes: docs/io-uring.md.
+//
+// Receive flow:
+//   1. init offers every free pool buffer to the kernel's buffer ring (group 0), each at `pool.headroom` with
+//      length `bufferSize - headroom`; a buffer's ID in the ring is its pool index.
+//   2. `register` arms one receive per port: multishot recvmsg (tunnel sockets), multishot read (TAP, Linux
+//      6.7+) or a single-shot read re-armed after every frame (TAP, older kernels). user_data = tag + handle.
+//   3. `receive` publishes released buffers, re-arms ended requests, submits and waits once, then harvests
+//      up to the batch's room in CQE batches; each CQE with IORING_CQE_F_BUFFER names the pool buffer filled.
+//   4. `release` puts the buffer back into the buffer ring (published at the next receive or transmit).
+//   A multishot request ends without IORING_CQE_F_MORE (ENOBUFS when the buffer ring ran dry, CQ overflow);
+//   the port is then queued and re-armed once the buffer ring has buffers again.
+//
+// Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw IPv4 sender: sendmsg with
+// MSG_DONTWAIT to a sockaddr_in), one io_uring_submit per batch, then wait until every send has completed.
+// Receive completions seen while waiting are stashed and handed out first by the next `receive`.
+//
+// Locking: none. The ring, the buffer ring, the port table and the stash belong to the one worker thread that
+// calls the engine (with IORING_SETUP_SINGLE_ISSUER the kernel enforces it: the first thread to use the ring
+// owns it). Only `waker` is shared with other threads.
+
+#if os(Linux)
+#if canImport(Musl)
+import Musl
+#elseif canImport(Glibc)
+import Glibc
+#endif
+internal import CLibURing
+internal import CVXLinux
+import VXPacket
+
+/// A `PacketEngine` on io_uring: provided-buffer ring, multishot receives, batched sends.
+///
+/// Create it on any thread; from then on call it from one worker thread only (the first thread that uses the
+/// ring becomes its single issuer). Check `URingEngine.isSupported` first and fall back to the epoll engine
+/// when it is false.
+@safe
+public final class URingEngine: PacketEngine {
+    /// Submission queue entries. A transmit chunk (`transmitCapacity`, at most 128 by default) plus one re-arm
+    /// per port and a burst of cancels fit without an intermediate submit; more only costs an extra
+    /// io_uring_submit inside `getSQE`, never a failure.
+    public static let submissionEntries: UInt32 = 256
+    /// CQEs looked at per io_uring_peek_batch_cqe call: a cache-friendly chunk of the batch being filled.
+    static let harvestChunk = 64
+    /// The provided-buffer group all receives select from.
+    static let bufferGroup: UInt32 = 0
+    /// The kernel caps a provided-buffer ring at 32768 entries (ring_entries must be < 65536 and a power of 2).
+    static let maxBufferRingEntries = 32_768
+
+    /// The probe result for this kernel, computed once per process.
+    public static let support: URingSupport = URingSupport.probe()
+
+    /// True when this kernel can run the engine. When false, `support.unsupportedReason` says why.
+    public static var isSupported: Bool { support.isSupported }
+
+    public let pool: PacketBufferPool
+    public let waker: URingWaker
+
+    /// The setup flags the kernel accepted, for the log (e.g. "SINGLE_ISSUER|DEFER_TASKRUN").
+    public let setupDescription: String
+    /// Whether TAP ports use multishot reads; turns false for good if the kernel rejects one at run time.
+    public private(set) var multishotRead: Bool
+    /// Counters of this engine (worker-local, plain stores; read them on the worker thread).
+    public private(set) var stats = URingStats()
+
+    // MARK: Ring state (worker thread only)
+
+    /// The ring. Allocated in init, exited and freed in deinit; never moves.
+    private let ring: UnsafeMutablePointer<io_uring>
+    /// The ring was created with IORING_SETUP_R_DISABLED and is enabled by the first worker call.
+    private var ringDisabled: Bool
+    /// The provided-buffer ring (mmap'd and registered by cvx_uring_buf_ring_create, unmapped in deinit).
+    private let bufferRing: UnsafeMutablePointer<io_uring_buf_ring>
+    /// Slots in `bufferRing` (a power of two).
+    private let bufferRingEntries: Int
+    /// Buffers added to the buffer ring and not yet consumed by a CQE, published or not.
+    private var buffersInRing = 0
+    /// Buffers added since the last publish (the kernel cannot see them yet).
+    private var unpublished: UInt32 = 0
+    /// Pointers filled by io_uring_peek_batch_cqe; `harvestChunk` entries.
+    private let cqeBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+
+    // MARK: Ports
+
+    /// Port table indexed by the low 16 bits of a handle.
+    private var ports: [PortSlot] = []
+    /// Free indices of `ports`.
+    private var freeSlots: [UInt16] = []
+    /// Ports whose receive request has to be (re-)armed. Each index appears once (`PortSlot.queuedForArm`).
+    private var armQueue: [UInt16] = []
+    /// Template for multishot recvmsg: asks for a sockaddr_in name and no control data. One for all sockets;
+    /// the kernel copies it when a request is issued.
+    private let receiveMessage: UnsafeMutablePointer<msghdr>
+
+    // MARK: Stash of receive completions harvested during transmit
+
+    /// A FIFO of `pool.count` frames (each holds a distinct buffer, so it can never hold more).
+    private var stash: [ReceivedFrame]
+    private var stashHead = 0
+    private var stashCount = 0
+
+    // MARK: Waker
+
+    /// 8 bytes the eventfd read completes into. Allocated in init and freed in deinit after the ring is gone.
+    private let wakeCounter: UnsafeMutablePointer<UInt64>
+    /// A waker completion was harvested and not yet reported by `receive`.
+    private var wokenPending = false
+    /// A waker read is armed (or queued in the SQ).
+    private var wakeArmed = false
+
+    // MARK: Transmit
+
+    /// Frames handled per submission in `transmit`; the iovec, msghdr and sockaddr arrays have this many slots.
+    public let transmitCapacity: Int
+    /// 2 iovecs per frame: header slot, payload.
+    private let transmitIOVecs: UnsafeMutablePointer<iovec>
+    private let transmitMessages: UnsafeMutablePointer<msghdr>
+    private let transmitAddresses: UnsafeMutablePointer<sockaddr_in>
+    /// Sends submitted whose CQE has not been harvested yet.
+    private var transmitPending = 0
+    /// What the current `transmit` call has counted so far.
+    private var transmitReport = TransmitReport()
+
+    /// Creates a ring and a provided-buffer ring over `pool`'s free buffers.
+    /// - Parameters:
+    ///   - pool: the worker's packet memory. The engine takes its free buffers (minus `poolReserve`) and hands
+    ///     them to the kernel; `release` gives them back to the kernel, not to the pool.
+    ///   - poolReserve: free buffers left in the pool for the worker's own `take()` (frames it builds itself).
+    ///   - transmitCapacity: frames per transmit submission (normally the worker's TxBatch capacity); larger
+    ///     batches are sent in several submissions.
+    /// - Throws: `IOError` when the kernel refuses the ring, the buffer ring or the eventfd.
+    public init(pool: PacketBufferPool, poolReserve: Int = 0, transmitCapacity: Int = 128) throws(IOError) {
+        precondition(transmitCapacity > 0, "transmitCapacity must be positive")
+        precondition(poolReserve >= 0 && poolReserve < pool.available, "poolReserve must leave buffers for the ring")
+        self.pool = pool
+        self.transmitCapacity = transmitCapacity
+        self.waker = try URingWaker()
+
+        // Every receive CQE consumes one provided buffer, so at most `bufferRingEntries` of them can be
+        // outstanding, plus at most one CQE per SQE (sends, cancels, ended requests): size the CQ for both so
+        // it cannot overflow.
+        var entries = 1
+        while entries < min(pool.count, Self.maxBufferRingEntries) { entries <<= 1 }
+        self.bufferRingEntries = entries
+        var completionEntries = 1
+        while completionEntries < entries + 2 * Int(Self.submissionEntries) { completionEntries <<= 1 }
+
+        unsafe self.ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
+        unsafe ring.initialize(to: io_uring())
+        var chosen: (flags: UInt32, name: String)? = nil
+        var lastError: Int32 = 0
+        for attempt in URingSetupFlags.attempts {
+            var params = io_uring_params()
+            params.flags = attempt.flags
+            params.cq_entries = UInt32(completionEntries)
+            let result = unsafe io_uring_queue_init_params(Self.submissionEntries, ring, &params)
+            if result == 0 {
+                chosen = attempt
+                break
+            }
+            lastError = -result
+            // EINVAL: this kernel does not know a flag; anything else (ENOMEM, EPERM, ENOSYS) will not improve.
+            if lastError != EINVAL { break }
+        }
+        guard let chosen else {
+            unsafe ring.deallocate()
+            throw IOError(errno: lastError, operation: "io_uring_queue_init_params")
+        }
+        self.setupDescription = chosen.name
+        self.ringDisabled = chosen.flags & UInt32(IORING_SETUP_R_DISABLED) != 0
+
+        var registered: UnsafeMutablePointer<io_uring_buf_ring>? = nil
+        let bufferResult = unsafe cvx_uring_buf_ring_create(ring, UInt32(entries), Self.bufferGroup, &registered)
+        guard bufferResult == 0, let registered = unsafe registered else {
+            unsafe io_uring_queue_exit(ring)
+            unsafe ring.deallocate()
+            throw IOError(errno: -bufferResult, operation: "io_uring_register_buf_ring")
+        }
+        unsafe self.bufferRing = registered
+
+        unsafe self.cqeBatch = .allocate(capacity: Self.harvestChunk)
+        unsafe self.receiveMessage = .allocate(capacity: 1)
+        unsafe receiveMessage.initialize(to: msghdr())
+        unsafe receiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        unsafe self.wakeCounter = .allocate(capacity: 1)
+        unsafe wakeCounter.initialize(to: 0)
+        unsafe self.transmitIOVecs = .allocate(capacity: 2 * transmitCapacity)
+        unsafe transmitIOVecs.initialize(repeating: iovec(), count: 2 * transmitCapacity)
+        unsafe self.transmitMessages = .allocate(capacity: transmitCapacity)
+        unsafe transmitMessages.initialize(repeating: msghdr(), count: transmitCapacity)
+        unsafe self.transmitAddresses = .allocate(capacity: transmitCapacity)
+        unsafe transmitAddresses.initialize(repeating: sockaddr_in(), count: transmitCapacity)
+        self.stash = Array(
+            repeating: ReceivedFrame(source: PortHandle(raw: 0), buffer: BufferID(0), offset: 0, length: 0, remote: .any),
+            count: pool.count)
+        self.multishotRead = Self.support.multishotRead
+
+        // Hand the pool's free buffers to the kernel.
+        var offered = 0
+        while offered < entries, pool.available > poolReserve, let buffer = pool.take() {
+            recycle(buffer)
+            offered += 1
+        }
+        publishBuffers()
+        // Queued only: a disabled ring cannot submit until the worker thread enables it.
+        armWaker()
+    }
+
+    deinit {
+        // io_uring_queue_exit closes the ring; the kernel cancels every request (a cancelled receive writes
+        // nothing) and drops the buffer ring registration. Only then is the memory they pointed at freed.
+        unsafe io_uring_queue_exit(ring)
+        unsafe cvx_uring_buf_ring_destroy(nil, bufferRing, UInt32(bufferRingEntries), Self.bufferGroup)
+        unsafe ring.deallocate()
+        unsafe cqeBatch.deallocate()
+        unsafe receiveMessage.deallocate()
+        unsafe wakeCounter.deallocate()
+        unsafe transmitIOVecs.deallocate()
+        unsafe transmitMessages.deallocate()
+        unsafe transmitAddresses.deallocate()
+    }
+
+    // MARK: PacketEngine
+
+    /// Registers `fd` and, for receiving kinds, queues its receive request (submitted by the next `receive`).
+    /// - Parameters:
+    ///   - fd: a TAP fd, a bound UDP socket, a raw GRE socket or a raw IPPROTO_RAW socket. Not owned.
+    ///   - kind: how to read or write it.
+    /// - Returns: the port's handle.
+    /// - Throws: `IOError` (EBADF) when `fd` is not open, (EMFILE) when 65,536 ports are registered.
+    public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
+        try enableIfNeeded()
+        guard fcntl(fd, F_GETFD) >= 0 else { throw IOError(errno: errno, operation: "register: fcntl(F_GETFD)") }
+        let index: UInt16
+        if let reused = freeSlots.popLast() {
+            index = reused
+        } else {
+            guard ports.count <= Int(UInt16.max) else { throw IOError(errno: EMFILE, operation: "register") }
+            index = UInt16(ports.count)
+            ports.append(PortSlot())
+        }
+        let generation = (ports[Int(index)].handle >> 16 &+ 1) & 0xFFFF
+        let handle = generation << 16 | UInt32(index)
+        ports[Int(index)] = PortSlot(
+            handle: handle, fd: fd, kind: kind, state: .active, inFlight: false, queuedForArm: false,
+            multishot: multishotRead, failure: 0)
+        if kind != .rawIPv4Sender {
+            queueArm(index)
+            armQueuedPorts()
+        }
+        return PortHandle(raw: handle)
+    }
+
+    /// Cancels the port's receive request (io_uring_prep_cancel64 by its user_data) and submits the cancel at
+    /// once, so the caller may close the fd on return. Completions still arriving for it recycle their buffers
+    /// and are otherwise ignored.
+    public func unregister(_ handle: PortHandle) {
+        guard let index = liveIndex(handle.raw) else { return }
+        if !ports[Int(index)].inFlight {
+            freeSlot(index)
+            return
+        }
+        ports[Int(index)].state = .cancelling
+        guard (try? enableIfNeeded()) != nil, let sqe = unsafe getSQE() else {
+            // Cannot reach the kernel; the slot stays reserved so stale completions still find it cancelled.
+            return
+        }
+        unsafe io_uring_prep_cancel64(sqe, UserData.receive(handle.raw), 0)
+        unsafe io_uring_sqe_set_data64(sqe, UserData.cancel(handle.raw))
+        _ = unsafe io_uring_submit(ring)
+    }
+
+    /// Waits up to `timeout` for frames (see the file comment); appends at most `batch.remainingCapacity`.
+    /// - Returns: `.frames(n)`, `.woken(frames:)` after `waker.wake()`, or `.timedOut`.
+    /// - Throws: `IOError` when io_uring_enter fails for a reason other than a timeout or a signal.
+    public func receive(into batch: inout RxBatch, timeout: Duration?) throws(IOError) -> ReceiveOutcome {
+        try enableIfNeeded()
+        stats.receiveCalls &+= 1
+        let before = batch.count
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        // Bounded: each pass either produces something and returns, or blocks in the kernel until a CQE
+        // arrives or the deadline passes.
+        while true {
+            publishBuffers()
+            armQueuedPorts()
+            if !wakeArmed { armWaker() }
+            let completionsReady = unsafe io_uring_cq_ready(ring) > 0
+            let ready = stashCount > 0 || wokenPending || completionsReady
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if ready || batch.remainingCapacity == 0 || (remaining.map { $0 <= .zero } ?? false) {
+                try enter(waitFor: 0, timeout: nil)
+            } else {
+                try enter(waitFor: 1, timeout: remaining)
+            }
+            harvest(into: &batch)
+            let frames = batch.count - before
+            if frames > 0 {
+                stats.framesReceived &+= UInt64(frames)
+                stats.nonEmptyReceives &+= 1
+                stats.largestReceive = max(stats.largestReceive, frames)
+            }
+            if wokenPending {
+                wokenPending = false
+                return .woken(frames: frames)
+            }
+            if frames > 0 { return .frames(frames) }
+            if batch.remainingCapacity == 0 { return .timedOut }
+            if let deadline, ContinuousClock.now >= deadline { return .timedOut }
+        }
+    }
+
+    /// Sends every frame of `batch` and returns once the kernel has finished with all of them.
+    /// - Returns: per-frame results counted into a `TransmitReport`. Frames to unknown or receive-only ports
+    ///   count as `droppedError` (EBADF / EOPNOTSUPP).
+    public func transmit(_ batch: TxBatch) -> TransmitReport {
+        transmitReport = TransmitReport()
+        guard (try? enableIfNeeded()) != nil else {
+            transmitReport.droppedError = batch.count
+            transmitReport.lastErrno = EBADFD
+            return transmitReport
+        }
+        publishBuffers()
+        let frames = batch.frames
+        var start = 0
+        while start < frames.count {
+            let end = min(start + transmitCapacity, frames.count)
+            for position in start..<end {
+                unsafe prepareSend(frames[position], position: position, slot: position - start, batch: batch)
+            }
+            waitForSends()
+            start = end
+        }
+        stats.framesTransmitted &+= UInt64(transmitReport.sent)
+        return transmitReport
+    }
+
+    /// Gives `buffer` back to the kernel's buffer ring (to the pool if the ring is full, which only happens for
+    /// buffers the worker took from the pool itself).
+    public func release(_ buffer: BufferID) {
+        precondition(buffer.index < UInt32(pool.count), "buffer \(buffer.index) is not from this engine's pool")
+        recycle(buffer)
+    }
+
+    /// Why the port stopped receiving (its request failed with something other than ENOBUFS or a
+    /// cancellation), or nil while it is healthy.
+    public func receiveFailure(of handle: PortHandle) -> IOError? {
+        guard let index = liveIndex(handle.raw), ports[Int(index)].failure != 0 else { return nil }
+        return IOError(errno: ports[Int(index)].failure, operation: "io_uring receive on fd \(ports[Int(index)].fd)")
+    }
+
+    // MARK: Submission
+
+    /// Enables a ring created with IORING_SETUP_R_DISABLED; the calling thread becomes its single issuer.
+    private func enableIfNeeded() throws(IOError) {
+        guard ringDisabled else { return }
+        let result = unsafe cvx_uring_enable_rings(ring)
+        guard result >= 0 else { throw IOError(errno: -result, operation: "io_uring_enable_rings") }
+        ringDisabled = false
+    }
+
+    /// A free SQE, submitting what is queued first when the SQ is full. Nil only if the kernel takes nothing.
+    @unsafe
+    private func getSQE() -> UnsafeMutablePointer<io_uring_sqe>? {
+        if let sqe = unsafe io_uring_get_sqe(ring) { return unsafe sqe }
+        guard !ringDisabled else { return nil }
+        _ = unsafe io_uring_submit(ring)
+        return unsafe io_uring_get_sqe(ring)
+    }
+
+    /// Submits queued SQEs and waits for `waitFor` CQEs or `timeout` (nil: no limit). Flushes deferred task
+    /// work either way, so `io_uring_cq_ready` is current afterwards.
+    private func enter(waitFor: UInt32, timeout: Duration?) throws(IOError) {
+        // Bounded: EINTR only repeats the call; a bounded count guards against a signal storm.
+        for _ in 0..<64 {
+            let result: Int32
+            if waitFor == 0 {
+                result = unsafe io_uring_submit_and_get_events(ring)
+            } else if let timeout {
+                let parts = timeout.components
+                var spec = __kernel_timespec(
+                    tv_sec: max(0, parts.seconds), tv_nsec: max(0, parts.attoseconds / 1_000_000_000))
+                var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
+                result = unsafe io_uring_submit_and_wait_timeout(ring, &cqe, waitFor, &spec, nil)
+            } else {
+                result = unsafe io_uring_submit_and_wait(ring, waitFor)
+            }
+            switch result {
+            case 0...: return
+            case -ETIME: return  // the timeout passed
+            case -EINTR: continue
+            case -EBUSY, -EAGAIN: return  // completions are backed up: harvesting them is the cure
+            default: throw IOError(errno: -result, operation: "io_uring_submit_and_wait")
+            }
+        }
+    }
+
+    // MARK: Buffers
+
+    /// Adds `buffer` to the buffer ring (visible after `publishBuffers`), or to the pool if the ring is full.
+    private func recycle(_ buffer: BufferID) {
+        guard buffersInRing < bufferRingEntries else {
+            pool.give(buffer)
+            return
+        }
+        // Safe to hand to the kernel: the pool's block lives as long as `pool`, which this engine holds until
+        // after the ring is closed in deinit.
+        let address = unsafe pool.unsafeAddress(of: buffer) + pool.headroom
+        unsafe cvx_uring_buf_ring_add(
+            bufferRing, address, UInt32(pool.bufferSize - pool.headroom), UInt16(truncatingIfNeeded: buffer.index),
+            UInt32(bufferRingEntries - 1), unpublished)
+        unpublished += 1
+        buffersInRing += 1
+    }
+
+    /// Makes recycled buffers visible to the kernel (one store-release of the tail).
+    private func publishBuffers() {
+        guard unpublished > 0 else { return }
+        unsafe cvx_uring_buf_ring_publish(bufferRing, unpublished)
+        unpublished = 0
+    }
+
+    // MARK: Arming receives
+
+    private func queueArm(_ index: UInt16) {
+        guard !ports[Int(index)].queuedForArm else { return }
+        ports[Int(index)].queuedForArm = true
+        armQueue.append(index)
+    }
+
+    /// Arms every queued port whose request is not in flight. Holds off while the buffer ring is empty: an
+    /// armed request would only end at once with ENOBUFS again.
+    private func armQueuedPorts() {
+        guard !armQueue.isEmpty, buffersInRing > 0 else { return }
+        var kept = 0
+        for position in armQueue.indices {
+            let index = armQueue[position]
+            let slot = ports[Int(index)]
+            guard slot.state == .active, !slot.inFlight, slot.failure == 0 else {
+                ports[Int(index)].queuedForArm = false
+                continue
+            }
+            guard let sqe = unsafe getSQE() else {
+                armQueue[kept] = index
+                kept += 1
+                continue
+            }
+            switch slot.kind {
+            case .udpTunnel, .rawGRE:
+                unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, receiveMessage, Self.bufferGroup)
+            case .tap:
+                if slot.multishot {
+                    unsafe cvx_uring_prep_read_multishot(sqe, slot.fd, Self.bufferGroup)
+                } else {
+                    unsafe cvx_uring_prep_read_select(
+                        sqe, slot.fd, UInt32(pool.bufferSize - pool.headroom), Self.bufferGroup)
+                }
+            case .rawIPv4Sender:
+                preconditionFailure("send-only ports are never armed")
+            }
+            unsafe io_uring_sqe_set_data64(sqe, UserData.receive(slot.handle))
+            ports[Int(index)].inFlight = true
+            ports[Int(index)].queuedForArm = false
+            stats.arms &+= 1
+        }
+        armQueue.removeSubrange(kept...)
+    }
+
+    /// Queues a read of the eventfd into `wakeCounter`.
+    private func armWaker() {
+        guard let sqe = unsafe getSQE() else { return }
+        // Safe to hand to the kernel: `wakeCounter` is freed in deinit only after the ring is closed.
+        unsafe io_uring_prep_read(sqe, waker.fd, wakeCounter, UInt32(MemoryLayout<UInt64>.size), 0)
+        unsafe io_uring_sqe_set_data64(sqe, UserData.wake)
+        wakeArmed = true
+    }
+
+    // MARK: Completions
+
+    /// Moves stashed frames, then completions, into `batch` until it is full or nothing is left.
+    private func harvest(into batch: inout RxBatch) {
+        while stashCount > 0, batch.remainingCapacity > 0 {
+            batch.append(stash[stashHead])
+            stashHead = (stashHead + 1) % stash.count
+            stashCount -= 1
+        }
+        // Bounded: every pass consumes at least one CQE of a CQ that holds a finite number of them; at most one
+        // frame per CQE, and never more CQEs than the batch has room for.
+        while batch.remainingCapacity > 0 {
+            let wanted = UInt32(min(batch.remainingCapacity, Self.harvestChunk))
+            let count = unsafe io_uring_peek_batch_cqe(ring, cqeBatch, wanted)
+            if count == 0 { break }
+            for position in 0..<Int(count) {
+                let cqe = unsafe cqeBatch[position]!
+                if let frame = unsafe complete(cqe.pointee.user_data, cqe.pointee.res, cqe.pointee.flags) {
+                    batch.append(frame)
+                }
+            }
+            unsafe io_uring_cq_advance(ring, count)
+            stats.completions &+= UInt64(count)
+        }
+    }
+
+    /// Handles every ready CQE, stashing frames; used while waiting for sends.
+    private func drainToStash() {
+        // Bounded like `harvest`: each pass consumes at least one CQE.
+        while true {
+            let count = unsafe io_uring_peek_batch_cqe(ring, cqeBatch, UInt32(Self.harvestChunk))
+            if count == 0 { return }
+            for position in 0..<Int(count) {
+                let cqe = unsafe cqeBatch[position]!
+                if let frame = unsafe complete(cqe.pointee.user_data, cqe.pointee.res, cqe.pointee.flags) {
+                    // Cannot overflow: every stashed frame holds a distinct pool buffer.
+                    stash[(stashHead + stashCount) % stash.count] = frame
+                    stashCount += 1
+                    stats.stashed &+= 1
+                }
+            }
+            unsafe io_uring_cq_advance(ring, count)
+            stats.completions &+= UInt64(count)
+        }
+    }
+
+    /// Handles one CQE. Returns the frame it delivered, if any.
+    private func complete(_ userData: UInt64, _ result: Int32, _ flags: UInt32) -> ReceivedFrame? {
+        switch UserData.tag(userData) {
+        case UserData.sendTag:
+            transmitPending -= 1
+            switch result {
+            case 0...: transmitReport.sent += 1
+            case -EAGAIN, -ENOBUFS:
+                transmitReport.droppedNoBuffer += 1
+                transmitReport.lastErrno = -result
+            default:
+                transmitReport.droppedError += 1
+                transmitReport.lastErrno = -result
+            }
+            return nil
+        case UserData.wakeTag:
+            wakeArmed = false
+            // ECANCELED only at ring exit; any other failure would repeat forever on re-arm.
+            if result >= 0 || result == -EINTR || result == -EAGAIN { wokenPending = true; armWaker() }
+            return nil
+        case UserData.receiveTag:
+            return completeReceive(handle: UserData.handle(userData), result: result, flags: flags)
+        default:
+            return nil  // cancel results: the cancelled request's own final CQE is what matters
+        }
+    }
+
+    private func completeReceive(handle: UInt32, result: Int32, flags: UInt32) -> ReceivedFrame? {
+        let index = Int(handle & 0xFFFF)
+        let current = index < ports.count && ports[index].handle == handle && ports[index].state != .free
+        var frame: ReceivedFrame? = nil
+        if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
+            buffersInRing -= 1
+            let buffer = BufferID(flags >> 16)  // IORING_CQE_BUFFER_SHIFT
+            if current, ports[index].state == .active, result > 0 {
+                frame = unsafe makeFrame(port: ports[index], handle: handle, buffer: buffer, length: result)
+            }
+            if frame == nil { recycle(buffer) }
+        }
+        guard flags & UInt32(IORING_CQE_F_MORE) == 0 else { return frame }
+
+        // The request ended.
+        guard current else { return frame }
+        ports[index].inFlight = false
+        if ports[index].state == .cancelling {
+            freeSlot(UInt16(index))
+            return frame
+        }
+        let rejectsMultishotRead = result == -EINVAL || result == -EOPNOTSUPP || result == -EBADFD
+        if result >= 0 || result == -ENOBUFS || result == -EINTR || result == -EAGAIN {
+            // Buffer ring ran dry, CQ overflow, or a single-shot read finished: arm again (held off by
+            // armQueuedPorts until the buffer ring has buffers).
+            if result == -ENOBUFS { stats.bufferRingEmpty &+= 1 }
+            queueArm(UInt16(index))
+        } else if rejectsMultishotRead, ports[index].kind.isTAP, ports[index].multishot {
+            // This kernel or file rejects IORING_OP_READ_MULTISHOT: fall back to single-shot reads.
+            multishotRead = false
+            ports[index].multishot = false
+            stats.multishotFallbacks &+= 1
+            queueArm(UInt16(index))
+        } else {
+            ports[index].failure = -result
+        }
+        return frame
+    }
+
+    /// The frame a receive CQE delivered into `buffer`, or nil when it has to be dropped (truncated datagram).
+    @unsafe
+    private func makeFrame(port: PortSlot, handle: UInt32, buffer: BufferID, length: Int32) -> ReceivedFrame? {
+        let start = unsafe pool.unsafeAddress(of: buffer) + pool.headroom
+        switch port.kind {
+        case .udpTunnel, .rawGRE:
+            var payloadOffset: UInt32 = 0
+            var payloadLength: UInt32 = 0
+            var sender: UInt32 = 0
+            let parsed = unsafe cvx_uring_recvmsg_parse(
+                start, length, receiveMessage, &payloadOffset, &payloadLength, &sender)
+            guard parsed == 0 else {
+                stats.truncatedDrops &+= 1
+                return nil
+            }
+            return ReceivedFrame(
+                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom) + payloadOffset,
+                length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)))
+        case .tap:
+            return ReceivedFrame(
+                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom),
+                length: UInt32(length), remote: .any)
+        case .rawIPv4Sender:
+            return nil
+        }
+    }
+
+    // MARK: Sending
+
+    /// Fills iovecs (and for raw sends a msghdr + sockaddr_in) in transmit slot `slot` and queues the SQE for
+    /// entry `position` of `batch` (whose header slot has the same index).
+    @unsafe
+    private func prepareSend(_ frame: FrameTransmit, position: Int, slot: Int, batch: TxBatch) {
+        guard let index = liveIndex(frame.target.raw), ports[Int(index)].state == .active else {
+            transmitReport.droppedError += 1
+            transmitReport.lastErrno = EBADF
+            return
+        }
+        let port = ports[Int(index)]
+        guard port.kind == .rawIPv4Sender || port.kind.isTAP else {
+            transmitReport.droppedError += 1
+            transmitReport.lastErrno = EOPNOTSUPP
+            return
+        }
+        guard let sqe = unsafe getSQE() else {
+            transmitReport.droppedNoBuffer += 1
+            transmitReport.lastErrno = EBUSY
+            return
+        }
+        // Safe to hand to the kernel: the header slot lives in `batch` and the payload in `pool`; both outlive
+        // this transmit call, which waits for every send's CQE before it returns.
+        let vectors = unsafe transmitIOVecs + 2 * slot
+        var count = 0
+        if frame.headerLength > 0 {
+            unsafe vectors[count] = iovec(
+                iov_base: batch.headerSlot(position).baseAddress,
+                iov_len: Int(frame.headerLength))
+            count += 1
+        }
+        unsafe vectors[count] = iovec(
+            iov_base: pool.unsafeAddress(of: frame.buffer) + Int(frame.offset), iov_len: Int(frame.length))
+        count += 1
+        if port.kind.isTAP {
+            unsafe io_uring_prep_writev(sqe, port.fd, vectors, UInt32(count), 0)
+        } else {
+            let address = unsafe transmitAddresses + slot
+            unsafe address.pointee = sockaddr_in()
+            unsafe address.pointee.sin_family = sa_family_t(AF_INET)
+            unsafe address.pointee.sin_addr.s_addr = frame.remote.value.bigEndian
+            let message = unsafe transmitMessages + slot
+            unsafe message.pointee = msghdr()
+            unsafe message.pointee.msg_name = UnsafeMutableRawPointer(address)
+            unsafe message.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            unsafe message.pointee.msg_iov = vectors
+            unsafe message.pointee.msg_iovlen = count
+            // MSG_DONTWAIT: a full socket buffer completes with EAGAIN (counted) instead of parking the send.
+            unsafe io_uring_prep_sendmsg(sqe, port.fd, message, UInt32(MSG_DONTWAIT))
+        }
+        unsafe io_uring_sqe_set_data64(sqe, UserData.send)
+        transmitPending += 1
+    }
+
+    /// Submits the queued sends and harvests until every one has completed; receive completions go to the stash.
+    private func waitForSends() {
+        // Bounded: each wait returns at least one CQE (or an error that ends the loop), and at most
+        // `transmitPending` + the receive traffic of the meantime arrive; a failing enter gives up below.
+        var failures = 0
+        while transmitPending > 0 {
+            let result = unsafe io_uring_submit_and_wait(ring, 1)
+            if result < 0 && result != -EINTR && result != -EBUSY && result != -EAGAIN {
+                failures += 1
+                if failures > 3 {
+                    // The kernel refuses to take the sends; they never reached it, so count them as errors.
+                    transmitReport.droppedError += transmitPending
+                    transmitReport.lastErrno = -result
+                    transmitPending = 0
+                    return
+                }
+            }
+            drainToStash()
+        }
+    }
+
+    // MARK: Ports
+
+    private func liveIndex(_ raw: UInt32) -> UInt16? {
+        let index = Int(raw & 0xFFFF)
+        guard index < ports.count, ports[index].handle == raw, ports[index].state == .active else { return nil }
+        return UInt16(index)
+    }
+
+    private func freeSlot(_ index: UInt16) {
+        ports[Int(index)].state = .free
+        ports[Int(index)].inFlight = false
+        freeSlots.append(index)
+    }
+}
+
+/// Counters of one `URingEngine` (worker-local).
+public struct URingStats: Sendable, Equatable {
+    /// `receive` calls.
+    public var receiveCalls: UInt64 = 0
+    /// `receive` calls that returned at least one frame.
+    public var nonEmptyReceives: UInt64 = 0
+    /// Frames returned by `receive`.
+    public var framesReceived: UInt64 = 0
+    /// The most frames one `receive` returned.
+    public var largestReceive = 0
+    /// Frames sent by `transmit`.
+    public var framesTransmitted: UInt64 = 0
+    /// CQEs harvested.
+    public var completions: UInt64 = 0
+    /// Receive requests armed (first arm and re-arms).
+    public var arms: UInt64 = 0
+    /// Receive requests ended by ENOBUFS (the buffer ring ran dry).
+    public var bufferRingEmpty: UInt64 = 0
+    /// Receive frames harvested while waiting for sends and handed out by a later `receive`.
+    public var stashed: UInt64 = 0
+    /// Datagrams dropped because they did not fit a buffer (MSG_TRUNC).
+    public var truncatedDrops: UInt64 = 0
+    /// TAP ports moved from multishot to single-shot reads after the kernel rejected a multishot read.
+    public var multishotFallbacks: UInt64 = 0
+}
+
+/// One registered port.
+private struct PortSlot {
+    /// Current handle: index in the low 16 bits, generation in the high 16.
+    var handle: UInt32 = 0
+    /// The descriptor (not owned).
+    var fd: Int32 = -1
+    var kind: PortKind = .rawIPv4Sender
+    var state: PortState = .free
+    /// A receive request is submitted or queued in the SQ and its final CQE has not arrived.
+    var inFlight = false
+    /// The index is in `armQueue`.
+    var queuedForArm = false
+    /// TAP: multishot read; false: single-shot reads re-armed after each frame.
+    var multishot = false
+    /// errno that ended receiving for good (0: none).
+    var failure: Int32 = 0
+}
+
+private enum PortState {
+    case free, active, cancelling
+}
+
+/// user_data layout: tag in the top 8 bits, the port handle in the low 32 bits.
+private enum UserData {
+    static let receiveTag: UInt64 = 1
+    static let wakeTag: UInt64 = 2
+    static let sendTag: UInt64 = 3
+    static let cancelTag: UInt64 = 4
+
+    static func receive(_ handle: UInt32) -> UInt64 { receiveTag << 56 | UInt64(handle) }
+    static func cancel(_ handle: UInt32) -> UInt64 { cancelTag << 56 | UInt64(handle) }
+    static let wake: UInt64 = wakeTag << 56
+    static let send: UInt64 = sendTag << 56
+
+    static func tag(_ userData: UInt64) -> UInt64 { userData >> 56 }
+    static func handle(_ userData: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: userData) }
+}
+
+extension PortKind {
+    fileprivate var isTAP: Bool {
+        if case .tap = self { return true }
+        return false
+    }
+}
+#endif
