@@ -120,6 +120,7 @@ public final class EpollEngine: PacketEngine {
     private var freeSlots: [Int] = []
     /// Buffers handed out by `receive` and not yet released; catches double release.
     private var outstanding: [Bool]
+    private var outstandingCount = 0
     /// epoll_wait's output, `maxEvents` entries.
     private let events: UnsafeMutablePointer<epoll_event>
     private let maxEvents: Int32
@@ -277,12 +278,14 @@ public final class EpollEngine: PacketEngine {
     private func takeBuffer() -> BufferID? {
         guard let buffer = pool.take() else { return nil }
         outstanding[Int(buffer.index)] = true
+        outstandingCount += 1
         return buffer
     }
 
     @inline(__always)
     private func giveBack(_ buffer: BufferID) {
         outstanding[Int(buffer.index)] = false
+        outstandingCount -= 1
         pool.give(buffer)
     }
 
@@ -294,7 +297,7 @@ public final class EpollEngine: PacketEngine {
     }
 
     /// Buffers handed out by `receive` and not yet released.
-    public var buffersOutstanding: Int { pool.count - pool.available }
+    public var buffersOutstanding: Int { outstandingCount }
 
     // MARK: - Receive
 
