@@ -44,9 +44,11 @@ public final class EpollWaker: EngineWaker {
     let fd: Int32
 
     init() throws(IOError) {
-        let fd = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        if fd < 0 { throw IOError(errno: errno, operation: "eventfd") }
-        self.fd = fd
+        do {
+            fd = Int32(try Syscall.blocking { Int(eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))) })
+        } catch {
+            throw IOError(error, "eventfd")
+        }
     }
 
     deinit {
@@ -97,7 +99,9 @@ public final class EpollEngine: PacketEngine {
     /// Counters; see `Statistics`.
     public private(set) var statistics = Statistics()
 
+    /// The worker's buffers; every received frame lives in one of them.
     public let pool: PacketBufferPool
+    /// Wakes `receive` from other threads (the only member other threads may use).
     public let waker: EpollWaker
     /// Most datagrams per recvmmsg/sendmmsg call.
     public let maxBatch: Int
@@ -133,6 +137,9 @@ public final class EpollEngine: PacketEngine {
     private let zeroVirtioHeader: UnsafeMutableRawPointer
 
     private static let wakerToken = UInt64.max
+    /// Ready ports one epoll_wait reports. More ready ports than this are reported by the next call
+    /// (level-triggered); 256 is far above the ports one worker serves.
+    private static let maxEventsPerWait = 256
     private static let maxPorts = 1 << 16
 
     /// - Parameters:
@@ -144,8 +151,12 @@ public final class EpollEngine: PacketEngine {
         self.pool = pool
         self.maxBatch = maxBatch
         self.outstanding = Array(repeating: false, count: pool.count)
-        let epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
-        if epollFD < 0 { throw IOError(errno: errno, operation: "epoll_create1") }
+        let epollFD: Int32
+        do {
+            epollFD = Int32(try Syscall.blocking { Int(epoll_create1(Int32(EPOLL_CLOEXEC))) })
+        } catch {
+            throw IOError(error, "epoll_create1")
+        }
         let waker: EpollWaker
         do {
             waker = try EpollWaker()
@@ -153,16 +164,17 @@ public final class EpollEngine: PacketEngine {
             closeDescriptor(epollFD)
             throw error
         }
-        let code = Self.epollAdd(epollFD, fd: waker.fd, token: Self.wakerToken)
-        if code != 0 {
+        do {
+            try Self.epollAdd(epollFD, fd: waker.fd, token: Self.wakerToken)
+        } catch {
             closeDescriptor(epollFD)
-            throw IOError(errno: code, operation: "epoll_ctl(ADD eventfd)")
+            throw IOError(error, "epoll_ctl(ADD eventfd)")
         }
         self.epollFD = epollFD
         self.waker = waker
-        self.maxEvents = 256
-        unsafe self.events = .allocate(capacity: 256)
-        self.readySlots.reserveCapacity(256)
+        self.maxEvents = Int32(Self.maxEventsPerWait)
+        unsafe self.events = .allocate(capacity: Self.maxEventsPerWait)
+        self.readySlots.reserveCapacity(Self.maxEventsPerWait)
         self.vectors = DatagramVectors(capacity: maxBatch)
         unsafe self.tapIOVecs = .allocate(capacity: 3)
         unsafe self.zeroVirtioHeader = .allocate(byteCount: TAPDevice.virtioHeaderLength, alignment: 8)
@@ -188,10 +200,13 @@ public final class EpollEngine: PacketEngine {
         if case .tap(virtioHeader: true) = kind {
             precondition(pool.headroom >= TAPDevice.virtioHeaderLength, "headroom too small for the virtio header")
         }
-        let flags = fcntl(fd, F_GETFL)
-        if flags < 0 { throw IOError(errno: errno, operation: "fcntl(F_GETFL) fd \(fd)") }
-        if flags & O_NONBLOCK == 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 {
-            throw IOError(errno: errno, operation: "fcntl(F_SETFL O_NONBLOCK) fd \(fd)")
+        do {
+            let flags = Int32(try Syscall.blocking { Int(fcntl(fd, F_GETFL)) })
+            if flags & O_NONBLOCK == 0 {
+                _ = try Syscall.blocking { Int(fcntl(fd, F_SETFL, flags | O_NONBLOCK)) }
+            }
+        } catch {
+            throw IOError(error, "fcntl(O_NONBLOCK) fd \(fd)")
         }
         let slot: Int
         if let reused = freeSlots.popLast() {
@@ -205,10 +220,11 @@ public final class EpollEngine: PacketEngine {
         let handle = PortHandle(raw: UInt32(generations[slot]) << 16 | UInt32(slot))
         let receives = kind != .rawIPv4Sender
         if receives {
-            let code = Self.epollAdd(epollFD, fd: fd, token: UInt64(handle.raw))
-            if code != 0 {
+            do {
+                try Self.epollAdd(epollFD, fd: fd, token: UInt64(handle.raw))
+            } catch {
                 freeSlots.append(slot)
-                throw IOError(errno: code, operation: "epoll_ctl(ADD fd \(fd))")
+                throw IOError(error, "epoll_ctl(ADD fd \(fd))")
             }
         }
         ports[slot] = Port(fd: fd, kind: kind, inEpoll: receives, failedErrno: 0, lastKernelDrops: 0, kernelDrops: 0)
@@ -219,10 +235,7 @@ public final class EpollEngine: PacketEngine {
     /// - Parameter handle: a handle from `register`.
     public func unregister(_ handle: PortHandle) {
         guard let slot = slotIndex(handle), let port = ports[slot] else { return }
-        if port.inEpoll {
-            // EBADF/ENOENT here mean the caller closed the fd first; the kernel already forgot it.
-            _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, port.fd, nil)
-        }
+        if port.inEpoll { epollRemove(fd: port.fd) }
         ports[slot] = nil
         generations[slot] &+= 1
         freeSlots.append(slot)
@@ -246,12 +259,17 @@ public final class EpollEngine: PacketEngine {
     }
 
     /// epoll_ctl(EPOLL_CTL_ADD) for EPOLLIN, level-triggered, with `token` as the event's data.
-    /// - Returns: 0, or the errno.
-    private static func epollAdd(_ epollFD: Int32, fd: Int32, token: UInt64) -> Int32 {
+    private static func epollAdd(_ epollFD: Int32, fd: Int32, token: UInt64) throws(Errno) {
         var event = unsafe epoll_event()
         unsafe event.events = EPOLLIN.rawValue
         unsafe event.data.u64 = token
-        return unsafe epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) < 0 ? errno : 0
+        _ = try Syscall.blocking { Int(unsafe epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)) }
+    }
+
+    /// epoll_ctl(EPOLL_CTL_DEL). Failure is ignored: EBADF/ENOENT mean the caller closed the fd first, and
+    /// closing already removed it from the set.
+    private func epollRemove(fd: Int32) {
+        _ = try? Syscall.blocking { Int(epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)) }
     }
 
     @inline(__always)
@@ -265,7 +283,7 @@ public final class EpollEngine: PacketEngine {
     private func markFailed(slot: Int, errno code: Int32) {
         guard var port = ports[slot] else { return }
         if port.inEpoll {
-            _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, port.fd, nil)
+            epollRemove(fd: port.fd)
             port.inEpoll = false
         }
         port.failedErrno = code

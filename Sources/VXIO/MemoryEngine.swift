@@ -32,6 +32,9 @@ public struct TransmittedFrame: Sendable, Equatable {
     /// `FrameTransmit.remote` (the underlay destination for senders, `.any` for TAPs).
     public var remote: IPv4Address
 
+    /// - Parameters:
+    ///   - bytes: header + payload.
+    ///   - remote: the underlay destination.
     public init(bytes: [UInt8], remote: IPv4Address) {
         self.bytes = bytes
         self.remote = remote
@@ -96,6 +99,7 @@ public final class MemoryWire: EngineWaker {
 
 /// A `PacketEngine` whose ports are queues in memory. See the file comment.
 public final class MemoryEngine: PacketEngine {
+    /// The buffers received frames are copied into.
     public let pool: PacketBufferPool
     /// The waker and the test's handle on the ports.
     public let waker: MemoryWire

@@ -176,9 +176,16 @@ public struct TAPDevice: ~Copyable {
 /// The AF_INET datagram socket that name-based interface ioctls need. One short-lived socket per call: these
 /// are setup operations, and a cached socket would pin the network namespace it was created in.
 enum InterfaceControl {
+    /// Runs `body` (a cvx_if_* call returning 0 or -errno) with a fresh socket; throws its errno as `operation`.
     static func run(_ operation: String, _ body: (Int32) -> Int32) throws(IOError) {
-        let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if sock < 0 { throw IOError(errno: errno, operation: "socket(AF_INET) for \(operation)") }
+        let sock: Int32
+        do {
+            sock = Int32(try Syscall.blocking {
+                Int(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+            })
+        } catch {
+            throw IOError(error, "socket(AF_INET) for \(operation)")
+        }
         defer { closeDescriptor(sock) }
         let rc = body(sock)
         if rc < 0 { throw IOError(errno: -rc, operation: operation) }

@@ -44,6 +44,30 @@ struct EpollEngineUDPTests {
         #expect(engine.receiveQueueDrops(for: handle) == 0)
     }
 
+    @Test func busyPortsShareOneBatchFairly() throws {
+        let engine = try EpollEngine(pool: PacketBufferPool(count: 256))
+        let first = try TunnelSockets.openUDP(local: loopback, port: 0)
+        let second = try TunnelSockets.openUDP(local: loopback, port: 0)
+        let a = try engine.register(fd: first.fileDescriptor.rawValue, kind: .udpTunnel)
+        let b = try engine.register(fd: second.fileDescriptor.rawValue, kind: .udpTunnel)
+        let peer = try PlainUDPSocket()
+        for sequence in 0..<40 {
+            peer.send([UInt8(sequence)], to: first.localPort)
+            peer.send([UInt8(sequence)], to: second.localPort)
+        }
+        usleep(50_000)  // let loopback delivery finish for both sockets
+        var rx = RxBatch(capacity: 32)
+        #expect(try engine.receive(into: &rx, timeout: .seconds(1)) == .frames(32))
+        #expect(rx.frames.filter { $0.source == a }.count == 16, "each busy port gets half the batch")
+        #expect(rx.frames.filter { $0.source == b }.count == 16)
+        for frame in rx.frames { engine.release(frame.buffer) }
+        // Level-triggered: both ports are still ready and are served again.
+        rx.reset()
+        #expect(try engine.receive(into: &rx, timeout: .seconds(1)) == .frames(32))
+        #expect(Set(rx.frames.map(\.source)) == [a, b])
+        for frame in rx.frames { engine.release(frame.buffer) }
+    }
+
     @Test func kernelReceiveQueueDropsAreCountedFromSO_RXQ_OVFL() throws {
         let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
         // A tiny receive buffer (the kernel's minimum, ~2.3 KiB) overflows after a couple of datagrams.
