@@ -9,9 +9,20 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+/* The Swift side sizes its vectors and control buffers from these; a libc that disagrees must not build. */
+_Static_assert(sizeof(cvx_mmsghdr) == sizeof(struct mmsghdr), "cvx_mmsghdr must match struct mmsghdr");
+_Static_assert(offsetof(cvx_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len),
+               "cvx_mmsghdr.msg_len must match struct mmsghdr");
+_Static_assert(CVX_RXQ_OVFL_CONTROL_SPACE == CMSG_SPACE(sizeof(uint32_t)), "SO_RXQ_OVFL control space");
+_Static_assert(CVX_SO_RXQ_OVFL == SO_RXQ_OVFL, "SO_RXQ_OVFL");
+_Static_assert(CVX_SO_RCVBUFFORCE == SO_RCVBUFFORCE, "SO_RCVBUFFORCE");
+_Static_assert(CVX_SO_SNDBUFFORCE == SO_SNDBUFFORCE, "SO_SNDBUFFORCE");
+_Static_assert(CVX_IFF_UP == IFF_UP, "IFF_UP");
 
 int
 cvx_tap_open(const char *name, uint32_t flags, char *name_out)
@@ -52,6 +63,141 @@ cvx_tap_set_persist(int fd, int persist)
 {
     if (ioctl(fd, TUNSETPERSIST, persist ? 1 : 0) < 0) {
         return -errno;
+    }
+    return 0;
+}
+
+int
+cvx_tap_set_vnet_header_size(int fd, int size)
+{
+    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* Fills `ifr` with `name`; -EINVAL when the name cannot be an interface name. */
+static int
+cvx_ifreq_init(struct ifreq *ifr, const char *name)
+{
+    if (name == NULL || strlen(name) == 0 || strlen(name) >= IFNAMSIZ) {
+        return -EINVAL;
+    }
+    memset(ifr, 0, sizeof *ifr);
+    strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
+    return 0;
+}
+
+/* Runs one interface ioctl, retrying EINTR; 0 or -errno. */
+static int
+cvx_if_ioctl(int sock, unsigned long request, struct ifreq *ifr)
+{
+    int rc;
+
+    do {
+        rc = ioctl(sock, request, ifr);
+    } while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
+}
+
+int
+cvx_if_get_index(int sock, const char *name, int32_t *index_out)
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0 && (rc = cvx_if_ioctl(sock, SIOCGIFINDEX, &ifr)) == 0) {
+        *index_out = ifr.ifr_ifindex;
+    }
+    return rc;
+}
+
+int
+cvx_if_get_mtu(int sock, const char *name, int32_t *mtu_out)
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0 && (rc = cvx_if_ioctl(sock, SIOCGIFMTU, &ifr)) == 0) {
+        *mtu_out = ifr.ifr_mtu;
+    }
+    return rc;
+}
+
+int
+cvx_if_set_mtu(int sock, const char *name, int32_t mtu)
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0) {
+        ifr.ifr_mtu = mtu;
+        rc = cvx_if_ioctl(sock, SIOCSIFMTU, &ifr);
+    }
+    return rc;
+}
+
+int
+cvx_if_get_flags(int sock, const char *name, uint32_t *flags_out)
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0 && (rc = cvx_if_ioctl(sock, SIOCGIFFLAGS, &ifr)) == 0) {
+        *flags_out = (uint16_t) ifr.ifr_flags;
+    }
+    return rc;
+}
+
+int
+cvx_if_set_flags(int sock, const char *name, uint32_t flags)
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0) {
+        ifr.ifr_flags = (short) flags;
+        rc = cvx_if_ioctl(sock, SIOCSIFFLAGS, &ifr);
+    }
+    return rc;
+}
+
+int
+cvx_if_get_hwaddr(int sock, const char *name, uint8_t mac_out[6])
+{
+    struct ifreq ifr;
+    int rc = cvx_ifreq_init(&ifr, name);
+
+    if (rc == 0 && (rc = cvx_if_ioctl(sock, SIOCGIFHWADDR, &ifr)) == 0) {
+        memcpy(mac_out, ifr.ifr_hwaddr.sa_data, 6);
+    }
+    return rc;
+}
+
+int
+cvx_recvmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags, struct timespec *timeout)
+{
+    return recvmmsg(fd, (struct mmsghdr *) msgvec, vlen, flags, timeout);
+}
+
+int
+cvx_sendmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags)
+{
+    return sendmmsg(fd, (struct mmsghdr *) msgvec, vlen, flags);
+}
+
+int
+cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out)
+{
+    struct cmsghdr *cmsg;
+
+    for (cmsg = CMSG_FIRSTHDR((struct msghdr *) msg); cmsg != NULL;
+         cmsg = CMSG_NXTHDR((struct msghdr *) msg, cmsg)) {
+        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SO_RXQ_OVFL
+            && cmsg->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+            memcpy(drops_out, CMSG_DATA(cmsg), sizeof(uint32_t));
+            return 1;
+        }
     }
     return 0;
 }

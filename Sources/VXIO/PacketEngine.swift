@@ -64,14 +64,40 @@ public struct IOError: Error, CustomStringConvertible, Sendable, Equatable {
     public let errno: Int32
     /// What was being done, e.g. "io_uring_queue_init".
     public let operation: String
+    /// What the errno most likely means for this operation, in words an operator can act on; nil when strerror
+    /// says it all.
+    public let hint: String?
 
-    public init(errno: Int32, operation: String) {
+    /// - Parameters:
+    ///   - errno: the errno value (positive).
+    ///   - operation: what was being done.
+    ///   - hint: an explanation; by default `IOError.commonHint(for:)` of the errno.
+    public init(errno: Int32, operation: String, hint: String? = nil) {
         self.errno = errno
         self.operation = operation
+        self.hint = hint ?? IOError.commonHint(for: errno)
     }
 
     public var description: String {
-        unsafe "\(operation): \(String(cString: strerrorText(errno))) (errno \(errno))"
+        let text = unsafe "\(operation): \(String(cString: strerrorText(errno))) (errno \(errno))"
+        guard let hint else { return text }
+        return text + " — " + hint
+    }
+
+    /// Explanations for the errnos that setting up ports commonly meets, or nil.
+    /// - Parameter errno: a positive errno value.
+    /// - Returns: a short explanation of the likely cause.
+    public static func commonHint(for errno: Int32) -> String? {
+        switch errno {
+        case EPERM, EACCES: "needs CAP_NET_ADMIN (run as root) for TAP devices, raw sockets and forced buffer sizes"
+        case EADDRINUSE: "another socket is already bound to this address and port"
+        case EADDRNOTAVAIL: "the local address is not assigned to any interface in this network namespace"
+        case ENODEV, ENXIO: "no such interface here (deleted, or moved to another network namespace)"
+        case EMFILE, ENFILE: "out of file descriptors (raise RLIMIT_NOFILE)"
+        case ENOBUFS, ENOMEM: "the kernel is out of buffer memory"
+        case EBADF: "the descriptor is closed or was never valid"
+        default: nil
+        }
     }
 }
 

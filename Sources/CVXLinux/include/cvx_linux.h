@@ -1,12 +1,21 @@
 #pragma once
 /* The C shim: only what Swift cannot import (function-like ioctl macros, liburing inline helpers that need
- * filling by hand) plus layout checks. Declarations are unguarded so the header parses everywhere; the
- * implementations in cvx_linux.c are Linux only. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
-
+ * filling by hand, CMSG_* macros, headers the Glibc module leaves out) plus layout checks. Declarations are
+ * unguarded so the header parses everywhere; the implementations in cvx_linux.c are Linux only. */
+/* Unlike our other headers this one does not define _GNU_SOURCE (STYLE §2): it includes libc headers that
+ * Swift code also sees through the Glibc module, which is built without it, and <sys/select.h> spells fd_set's
+ * member differently under _GNU_SOURCE ("'__fds_bits' from module 'SwiftGlibc' is not present in definition of
+ * 'fd_set' in module 'CVXLinux'"). Nothing declared here needs it: struct mmsghdr is mirrored as cvx_mmsghdr,
+ * and cvx_linux.c, which calls recvmmsg/sendmmsg, gets _GNU_SOURCE from Package.swift. */
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <time.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -25,6 +34,46 @@ int cvx_tap_open(const char *name, uint32_t flags, char *name_out);
 /* TUNSETPERSIST on an open TAP fd: 1 keeps the interface after the last fd closes, 0 lets it go.
  * Returns 0 or -errno. */
 int cvx_tap_set_persist(int fd, int persist);
+
+/* TUNSETVNETHDRSZ on an open TAP fd opened with CVX_TAP_VNET_HDR: the size of the virtio-net header in front
+ * of every frame (the kernel's default is 10; 12 is struct virtio_net_hdr_mrg_rxbuf). Returns 0 or -errno. */
+int cvx_tap_set_vnet_header_size(int fd, int size);
+
+/* Interface ioctls by name (struct ifreq's members are macros over unions, which Swift cannot name).
+ * `sock` is any AF_INET socket of the network namespace the interface lives in. All return 0 or -errno. */
+int cvx_if_get_index(int sock, const char *name, int32_t *index_out);   /* SIOCGIFINDEX */
+int cvx_if_get_mtu(int sock, const char *name, int32_t *mtu_out);       /* SIOCGIFMTU */
+int cvx_if_set_mtu(int sock, const char *name, int32_t mtu);            /* SIOCSIFMTU */
+int cvx_if_get_flags(int sock, const char *name, uint32_t *flags_out);  /* SIOCGIFFLAGS */
+int cvx_if_set_flags(int sock, const char *name, uint32_t flags);       /* SIOCSIFFLAGS */
+int cvx_if_get_hwaddr(int sock, const char *name, uint8_t mac_out[6]);  /* SIOCGIFHWADDR */
+
+/* IFF_UP, for cvx_if_get_flags / cvx_if_set_flags. */
+#define CVX_IFF_UP 0x1u
+
+/* SO_RXQ_OVFL (asm-generic/socket.h): with it on, every datagram read after a kernel receive-queue drop
+ * carries a SOL_SOCKET control message holding the socket's cumulative drop count as a uint32_t. */
+#define CVX_SO_RXQ_OVFL 40
+/* SO_RCVBUFFORCE / SO_SNDBUFFORCE: like SO_RCVBUF / SO_SNDBUF but past rmem_max/wmem_max (CAP_NET_ADMIN). */
+#define CVX_SO_RCVBUFFORCE 33
+#define CVX_SO_SNDBUFFORCE 32
+
+/* Bytes of control buffer one datagram needs for the SO_RXQ_OVFL message: CMSG_SPACE(sizeof(uint32_t)). */
+#define CVX_RXQ_OVFL_CONTROL_SPACE 24
+
+/* Mirror of struct mmsghdr, which the Glibc module hides behind __USE_GNU; cvx_linux.c asserts the layout. */
+typedef struct cvx_mmsghdr {
+    struct msghdr msg_hdr; /* The message, as for recvmsg/sendmsg. */
+    unsigned int msg_len;  /* Bytes received or sent, filled in by the kernel. */
+} cvx_mmsghdr;
+
+/* recvmmsg(2) and sendmmsg(2). Return what the syscall returns; errno is set on -1. */
+int cvx_recvmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags, struct timespec *timeout);
+int cvx_sendmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags);
+
+/* Walks the control messages of `msg` (CMSG_FIRSTHDR/CMSG_NXTHDR are macros) for SOL_SOCKET/SO_RXQ_OVFL.
+ * Returns 1 and stores the cumulative drop count when present, 0 otherwise. */
+int cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out);
 
 #ifdef __cplusplus
 }

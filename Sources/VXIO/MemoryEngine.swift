@@ -1,0 +1,245 @@
+// MemoryEngine: in-memory ports with the PacketEngine contract, for testing the dataplane and the daemon
+// without root or a kernel (the twin of wireguard-go's tun/tuntest ChannelTUN, STYLE §11).
+//
+// Flow:
+//   test thread   --inject(bytes, into: handle, remote:)-->  [queue]  --receive-->  worker: pool buffer at headroom
+//   worker        --transmit(batch)-->  [per-handle log of header+payload bytes]  --drainTransmitted-->  test
+//
+// It behaves like a real engine where the worker can tell: `receive` copies each frame into a buffer taken from
+// the pool at `pool.headroom` and the worker must `release` it (double release traps, `buffersOutstanding`
+// shows leaks); when the pool is empty frames stay queued and `receive` returns at once; transmits to unknown
+// handles or to receive-only kinds are counted as dropped, exactly as EpollEngine counts them.
+//
+// Locking: everything other threads touch (the injected queue, the transmit log, the registered ports, the
+// woken flag) is in one `Mutex<State>` inside `MemoryWire`, the Sendable half handed to tests. `receive`
+// blocks on a semaphore that `inject` and `wake` signal once each; it re-checks the state after every wake-up,
+// so a surplus signal is only a spurious wake-up. The pool and the outstanding-buffer table are the worker's
+// alone, as with every engine.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Dispatch
+import Synchronization
+import VXPacket
+
+/// A frame an in-memory port was asked to send: the header slot's bytes followed by the payload's.
+public struct TransmittedFrame: Sendable, Equatable {
+    /// Header + payload, concatenated.
+    public var bytes: [UInt8]
+    /// `FrameTransmit.remote` (the underlay destination for senders, `.any` for TAPs).
+    public var remote: IPv4Address
+
+    /// - Parameters:
+    ///   - bytes: header + payload.
+    ///   - remote: the underlay destination.
+    public init(bytes: [UInt8], remote: IPv4Address) {
+        self.bytes = bytes
+        self.remote = remote
+    }
+}
+
+/// The test's side of a `MemoryEngine`: inject frames, drain what was sent, wake the worker. Sendable, so any
+/// thread may hold it.
+public final class MemoryWire: EngineWaker {
+    struct Injected {
+        var handle: PortHandle  // the port it arrives on
+        var bytes: [UInt8]  // the frame
+        var remote: IPv4Address  // reported as ReceivedFrame.remote
+    }
+
+    struct State {
+        var queue: [Injected] = []  // injected, not yet received, oldest first
+        var woken = false  // wake() called since the last receive returned
+        var ports: [PortHandle: PortKind] = [:]  // registered ports
+        var transmitted: [PortHandle: [TransmittedFrame]] = [:]  // sent, not yet drained
+    }
+
+    let state = Mutex(State())
+    /// Signalled once per inject and per wake; `receive` waits on it.
+    let signal = DispatchSemaphore(value: 0)
+
+    init() {}
+
+    /// Queues `bytes` as if they had arrived on `handle`.
+    /// - Parameters:
+    ///   - bytes: the frame (or datagram payload, for tunnel kinds).
+    ///   - handle: a registered port.
+    ///   - remote: the underlay sender to report.
+    /// - Returns: false (and queues nothing) when `handle` is not registered.
+    @discardableResult
+    public func inject(_ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any) -> Bool {
+        let queued = state.withLock { state -> Bool in
+            guard state.ports[handle] != nil else { return false }
+            state.queue.append(Injected(handle: handle, bytes: bytes, remote: remote))
+            return true
+        }
+        if queued { signal.signal() }
+        return queued
+    }
+
+    /// Removes and returns what was transmitted to `handle`, oldest first.
+    /// - Parameter handle: a port (registered or not).
+    /// - Returns: the frames.
+    public func drainTransmitted(from handle: PortHandle) -> [TransmittedFrame] {
+        state.withLock { state in state.transmitted.removeValue(forKey: handle) ?? [] }
+    }
+
+    /// Injected frames not yet received.
+    public var pendingCount: Int { state.withLock { $0.queue.count } }
+
+    /// Makes the engine's current or next `receive` return `.woken`.
+    public func wake() {
+        state.withLock { $0.woken = true }
+        signal.signal()
+    }
+}
+
+/// A `PacketEngine` whose ports are queues in memory. See the file comment.
+public final class MemoryEngine: PacketEngine {
+    /// The buffers received frames are copied into.
+    public let pool: PacketBufferPool
+    /// The waker and the test's handle on the ports.
+    public let waker: MemoryWire
+    /// Same object as `waker`, named for what tests do with it.
+    public var wire: MemoryWire { waker }
+
+    /// Frames dropped at receive because they did not fit a buffer after the headroom.
+    public private(set) var droppedOversize = 0
+    /// Times `receive` found frames queued but no free buffer.
+    public private(set) var poolExhausted = 0
+
+    private var nextHandle: UInt32 = 1
+    private var outstanding: [Bool]
+    private var outstandingCount = 0
+
+    /// - Parameter pool: the buffers received frames are copied into.
+    public init(pool: PacketBufferPool) {
+        self.pool = pool
+        self.waker = MemoryWire()
+        self.outstanding = Array(repeating: false, count: pool.count)
+    }
+
+    /// Registers a fake port; `fd` is only a label and is never touched.
+    /// - Returns: a fresh handle (handles are never reused).
+    public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
+        let handle = PortHandle(raw: nextHandle)
+        nextHandle += 1
+        waker.state.withLock { $0.ports[handle] = kind }
+        return handle
+    }
+
+    /// Forgets the port and discards frames injected into it but not yet received.
+    public func unregister(_ handle: PortHandle) {
+        waker.state.withLock { state in
+            state.ports[handle] = nil
+            state.queue.removeAll { $0.handle == handle }
+        }
+    }
+
+    /// Queues a frame as if received; see `MemoryWire.inject`.
+    @discardableResult
+    public func inject(_ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any) -> Bool {
+        waker.inject(bytes, into: handle, remote: remote)
+    }
+
+    /// Removes and returns what was transmitted to `handle`; see `MemoryWire.drainTransmitted`.
+    public func drainTransmitted(from handle: PortHandle) -> [TransmittedFrame] {
+        waker.drainTransmitted(from: handle)
+    }
+
+    /// Buffers handed out by `receive` and not yet released.
+    public var buffersOutstanding: Int { outstandingCount }
+
+    /// Moves queued frames into pool buffers, waiting up to `timeout` for the first.
+    public func receive(into batch: inout RxBatch, timeout: Duration?) throws(IOError) -> ReceiveOutcome {
+        precondition(batch.remainingCapacity > 0, "receive needs room in the batch")
+        let clock = ContinuousClock()
+        let deadline = timeout.map { clock.now.advanced(by: $0) }
+        while true {
+            let room = min(batch.remainingCapacity, pool.available)
+            let (frames, woken, starved) = waker.state.withLock { state -> ([MemoryWire.Injected], Bool, Bool) in
+                let count = min(room, state.queue.count)
+                let taken = Array(state.queue.prefix(count))
+                state.queue.removeFirst(count)
+                let woken = state.woken
+                state.woken = false
+                return (taken, woken, count == 0 && !state.queue.isEmpty)
+            }
+            var appended = 0
+            for frame in frames {
+                guard frame.bytes.count <= pool.bufferSize - pool.headroom else {
+                    droppedOversize += 1
+                    continue
+                }
+                guard let buffer = pool.take() else { preconditionFailure("pool.available lied") }
+                outstanding[Int(buffer.index)] = true
+                outstandingCount += 1
+                let target = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: frame.bytes.count)
+                unsafe target.copyBytes(from: frame.bytes)
+                batch.append(
+                    ReceivedFrame(source: frame.handle, buffer: buffer, offset: UInt32(pool.headroom),
+                                  length: UInt32(frame.bytes.count), remote: frame.remote))
+                appended += 1
+            }
+            if woken { return .woken(frames: appended) }
+            if appended > 0 { return .frames(appended) }
+            if starved {
+                poolExhausted += 1  // waiting would only delay the releases that end this
+                return .timedOut
+            }
+            if !frames.isEmpty { continue }  // all were oversize; look again
+            if let deadline {
+                let now = clock.now
+                guard now < deadline else { return .timedOut }
+                let left = now.duration(to: deadline).components
+                let nanoseconds = Int(clamping: left.seconds) &* 1_000_000_000 &+ Int(left.attoseconds / 1_000_000_000)
+                _ = waker.signal.wait(timeout: .now() + .nanoseconds(max(nanoseconds, 1)))
+            } else {
+                waker.signal.wait()
+            }
+        }
+    }
+
+    /// Records every frame of `batch` under its target; unknown targets and receive-only kinds are dropped.
+    public func transmit(_ batch: TxBatch) -> TransmitReport {
+        var report = TransmitReport()
+        var records: [(PortHandle, TransmittedFrame)] = []
+        let ports = waker.state.withLock { $0.ports }
+        for (index, frame) in batch.frames.enumerated() {
+            switch ports[frame.target] {
+            case nil:
+                report.droppedError += 1
+                report.lastErrno = EBADF
+            case .udpTunnel?, .rawGRE?:
+                report.droppedError += 1
+                report.lastErrno = EOPNOTSUPP
+            case .tap?, .rawIPv4Sender?:
+                var bytes = [UInt8]()
+                bytes.reserveCapacity(Int(frame.headerLength) + Int(frame.length))
+                let header = unsafe batch.headerSlot(index)
+                unsafe bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: header[0..<Int(frame.headerLength)]))
+                let payload = unsafe pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
+                unsafe bytes.append(contentsOf: payload)
+                records.append((frame.target, TransmittedFrame(bytes: bytes, remote: frame.remote)))
+                report.sent += 1
+            }
+        }
+        if !records.isEmpty {
+            waker.state.withLock { state in
+                for (handle, frame) in records { state.transmitted[handle, default: []].append(frame) }
+            }
+        }
+        return report
+    }
+
+    /// Gives a received buffer back; releasing one that is not out traps.
+    public func release(_ buffer: BufferID) {
+        precondition(Int(buffer.index) < outstanding.count && outstanding[Int(buffer.index)], "buffer \(buffer.index) released but not held")
+        outstanding[Int(buffer.index)] = false
+        outstandingCount -= 1
+        pool.give(buffer)
+    }
+}

@@ -1,0 +1,94 @@
+import Testing
+import VXIO
+import VXPacket
+
+@Suite("PacketBufferPool")
+struct BufferPoolTests {
+    @Test func takeAndGiveCycleEveryBufferExactlyOnce() throws {
+        let pool = PacketBufferPool(count: 8)
+        var seen = Set<UInt32>()
+        for _ in 0..<8 { seen.insert(try #require(pool.take()).index) }
+        #expect(seen == Set(0..<8))
+        #expect(pool.available == 0)
+        pool.give(BufferID(3))
+        #expect(pool.available == 1)
+        #expect(pool.take() == BufferID(3))
+    }
+
+    @Test func exhaustedPoolReturnsNil() {
+        let pool = PacketBufferPool(count: 2)
+        #expect(pool.take() != nil)
+        #expect(pool.take() != nil)
+        #expect(pool.take() == nil)
+        #expect(pool.take() == nil)
+    }
+
+    @Test(arguments: [(2048, 64), (4096, 128), (2048, 0)])
+    func buffersAreDisjointAndHeadroomIsHonoured(bufferSize: Int, headroom: Int) throws {
+        let pool = PacketBufferPool(count: 4, bufferSize: bufferSize, headroom: headroom)
+        #expect(pool.headroom == headroom)
+        let a = try #require(pool.take())
+        let b = try #require(pool.take())
+        let startA = unsafe pool.unsafeAddress(of: a)
+        let startB = unsafe pool.unsafeAddress(of: b)
+        #expect(unsafe abs(startA.distance(to: startB)) >= bufferSize)
+        // The data area after the headroom is bufferSize - headroom bytes, and writing all of it leaves the
+        // neighbour untouched.
+        unsafe pool.unsafeBytes(of: b, offset: 0, length: bufferSize).initializeMemory(as: UInt8.self, repeating: 0xEE)
+        let data = unsafe pool.unsafeBytes(of: a, offset: headroom, length: bufferSize - headroom)
+        unsafe data.initializeMemory(as: UInt8.self, repeating: 0xAB)
+        #expect(unsafe data.baseAddress == startA + headroom)
+        #expect(unsafe pool.unsafeBytes(of: b, offset: 0, length: bufferSize).allSatisfy { $0 == 0xEE })
+        // Page-aligned block, so the kernel can register it.
+        #expect(unsafe Int(bitPattern: pool.unsafeBlock.baseAddress) % 4096 == 0)
+    }
+}
+
+@Suite("RxBatch and TxBatch")
+struct BatchTests {
+    private func frame(_ index: UInt32) -> ReceivedFrame {
+        ReceivedFrame(source: PortHandle(raw: 1), buffer: BufferID(index), offset: 64, length: 60, remote: .any)
+    }
+
+    @Test func rxBatchFillsToCapacityAndResetKeepsIt() {
+        var batch = RxBatch(capacity: 4)
+        for index in 0..<4 { batch.append(frame(UInt32(index))) }
+        #expect(batch.isFull)
+        #expect(batch.remainingCapacity == 0)
+        #expect(batch.frames.map(\.buffer.index) == [0, 1, 2, 3])
+        batch.reset()
+        #expect(batch.count == 0)
+        #expect(batch.capacity == 4)
+        #expect(batch.remainingCapacity == 4)
+    }
+
+    @Test func txBatchRefusesPastCapacity() {
+        let batch = TxBatch(capacity: 2)
+        #expect(batch.append(target: PortHandle(raw: 1), buffer: BufferID(0), offset: 0, length: 1))
+        #expect(batch.append(target: PortHandle(raw: 1), buffer: BufferID(1), offset: 0, length: 1))
+        #expect(!batch.append(target: PortHandle(raw: 1), buffer: BufferID(2), offset: 0, length: 1))
+        #expect(batch.count == 2)
+        batch.reset()
+        #expect(batch.count == 0 && batch.capacity == 2)
+        #expect(batch.append(target: PortHandle(raw: 1), buffer: BufferID(2), offset: 0, length: 1))
+    }
+
+    @Test func headerSlotsDoNotOverlap() {
+        let batch = TxBatch(capacity: 8)
+        for index in 0..<8 {
+            let appended = batch.append(
+                target: PortHandle(raw: 1), remote: .any, buffer: BufferID(0), offset: 0, length: 0
+            ) { slot in
+                #expect(slot.count == TxBatch.maxHeaderLength)
+                unsafe slot.initializeMemory(as: UInt8.self, repeating: UInt8(index + 1))
+                return TxBatch.maxHeaderLength
+            }
+            #expect(appended)
+        }
+        for index in 0..<8 {
+            let slot = unsafe batch.headerSlot(index)
+            #expect(unsafe slot.allSatisfy { $0 == UInt8(index + 1) }, "slot \(index) was overwritten")
+        }
+        #expect(batch.frames.allSatisfy { Int($0.headerLength) == TxBatch.maxHeaderLength })
+    }
+}
