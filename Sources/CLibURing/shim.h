@@ -4,4 +4,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
+/* swift-system's CSystem module includes the kernel's <linux/io_uring.h>; liburing ships its own copy of that
+ * header under the same include guard but with different contents, and clang refuses two modules that disagree
+ * on `struct io_uring_sqe`. Including the kernel's header first makes liburing use it too. */
+#include <linux/io_uring.h>
 #include <liburing.h>
