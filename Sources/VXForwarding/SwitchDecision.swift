@@ -95,7 +95,7 @@ public enum SwitchDecision {
         table: ForwardingTable,
         topology: SwitchTopology
     ) -> ForwardingDropReason? {
-        guard topology.isLive(ingress, in: domain) else { return .staleIngress }
+        guard topology.admits(ingress, into: domain) else { return .staleIngress }
         guard source.isLearnableSource else { return .invalidSourceMAC }
         table.learn(MACKey(domain: domain, mac: source), destination: ingress.destination)
         return nil

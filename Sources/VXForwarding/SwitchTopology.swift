@@ -6,7 +6,8 @@
 //   workers          read a `SwitchTopology` they fetched through a `TopologyReader`, once per batch. A snapshot
 //                    never changes after `build()`, so reading it needs no synchronisation at all.
 // Indices are dense and reused. Removing a port or a peer bumps the generation at its index, so identifiers
-// still held elsewhere (the forwarding table, an in-flight batch) stop matching: `isLive(_:in:)` says no.
+// still held elsewhere (the forwarding table, an in-flight batch) stop matching: `isLive(_:in:)` and
+// `admits(_:into:)` say no.
 
 public import Synchronization
 public import VXPacket
@@ -159,7 +160,7 @@ public final class SwitchTopology: Sendable {
     ///   - domain: the domain it was classified into.
     /// - Returns: false for stale ports and peers, and for ones outside `domain`.
     @inlinable
-    public func isLive(_ ingress: Ingress, in domain: BridgeDomain) -> Bool {
+    public func admits(_ ingress: Ingress, into domain: BridgeDomain) -> Bool {
         isLive(ingress.destination, in: domain)
     }
 
