@@ -160,8 +160,8 @@ public final class ForwardingTable: @unchecked Sendable {
 
     /// Slots per bucket: 4 slots x 16 bytes = one 64-byte cache line.
     @usableFromInline static let slotsPerBucket = 4
-    /// Buckets probed per key. With at most half the slots in use, a 16-slot window overflows for about 1 key in
-    /// 10^5 at full capacity (measured by `fillingAMillionEntryTableRefusesAlmostNothing`).
+    /// Buckets probed per key. With at most half the slots in use, a 16-slot window overflowed for 22 of 1,000,000
+    /// and 4 of 65,536 keys inserted up to full capacity (docs/forwarding-table.md); those MACs are flooded.
     @usableFromInline static let probeBuckets = 4
     /// Positions in a probe window.
     @usableFromInline static let windowSlots = slotsPerBucket * probeBuckets
@@ -200,7 +200,10 @@ public final class ForwardingTable: @unchecked Sendable {
     /// - Parameters:
     ///   - capacity: the most entries the table will hold (default 65,536; 1,000,000 takes 32 MiB of slots).
     ///   - agingTicks: entries not seen for this many clock ticks are removed by `expire()` (default 300).
-    public init(capacity: Int = ForwardingTable.defaultCapacity, agingTicks: UInt16 = ForwardingTable.defaultAgingTicks) {
+    public init(
+        capacity: Int = ForwardingTable.defaultCapacity,
+        agingTicks: UInt16 = ForwardingTable.defaultAgingTicks
+    ) {
         precondition(capacity > 0, "capacity must be positive")
         precondition(capacity <= 1 << 26, "capacity above 2^26 entries is not supported")
         precondition(agingTicks > 0, "aging time must be at least one tick")
@@ -557,7 +560,12 @@ public final class ForwardingTable: @unchecked Sendable {
     @discardableResult
     public func addStatic(_ key: MACKey, destination: Destination) -> Bool {
         let hash = forwardingHash(key.raw)
-        let word = EntryWord(destinationBits: destination.packed, tick: 0, isStatic: true, tag: forwardingTag(hash: hash))
+        let word = EntryWord(
+            destinationBits: destination.packed,
+            tick: 0,
+            isStatic: true,
+            tag: forwardingTag(hash: hash)
+        )
         // Bounded: each retry means a worker inserted, moved or a deleter removed this key in the same instant.
         for _ in 0..<1_000 {
             let found = probe(key.raw, hash: hash)

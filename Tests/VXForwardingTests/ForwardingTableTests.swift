@@ -192,12 +192,14 @@ struct ForwardingTableTests {
         #expect(table.slotCount == 2_097_152)
         var learned = 0
         for n in 0..<UInt64(capacity) {
-            if table.learn(MACKey(domain: bd(UInt16(n % 7 + 1)), mac: host(n)), destination: port(UInt16(n % 1000))) == .learned {
+            if table.learn(MACKey(domain: bd(UInt16(n % 7 + 1)), mac: host(n)), destination: port(UInt16(n % 1000)))
+                == .learned
+            {
                 learned += 1
             }
         }
         let c = table.counters
-        // Probe windows of 16 slots at under 50% load: measured 0 refusals for these keys; allow 1 in 10^4.
+        // Probe windows of 16 slots at just under 50% load refuse about 2 keys in 10^5; allow 1 in 10^4.
         #expect(c.refusedWindowFull <= 100)
         #expect(learned + Int(c.refusedWindowFull) == capacity)
         #expect(table.count == learned)
@@ -211,7 +213,9 @@ struct ForwardingTableTests {
         #expect(table.counters.refusedFull == 1)
         var found = 0
         for n in stride(from: 0, to: UInt64(capacity), by: 97) {
-            if table.lookup(MACKey(domain: bd(UInt16(n % 7 + 1)), mac: host(n))) == port(UInt16(n % 1000)) { found += 1 }
+            if table.lookup(MACKey(domain: bd(UInt16(n % 7 + 1)), mac: host(n))) == port(UInt16(n % 1000)) {
+                found += 1
+            }
         }
         #expect(found >= (capacity / 97) - Int(c.refusedWindowFull))
     }
@@ -267,7 +271,12 @@ struct ForwardingTableTests {
         table.learn(k, destination: port(1))
         let slot = table.probe(k.raw, hash: forwardingHash(k.raw)).slot
         // What a reader sees mid-ABA: its key back in the slot, another key's value beside it.
-        let foreign = EntryWord(destinationBits: port(9).packed, tick: 0, isStatic: false, tag: forwardingTag(hash: forwardingHash(k.raw)) &+ 1)
+        let foreign = EntryWord(
+            destinationBits: port(9).packed,
+            tick: 0,
+            isStatic: false,
+            tag: forwardingTag(hash: forwardingHash(k.raw)) &+ 1
+        )
         table.valueWord(slot).pointee.store(foreign.raw, ordering: .relaxed)
         #expect(table.lookup(k) == nil)
         #expect(table.learn(k, destination: port(1)) == .busy)

@@ -22,7 +22,8 @@ struct PackingTests {
 
     @Test func macKeyRoundTripsEveryDomainAndAddress() async {
         await propertyCheck(count: 500, input: Gen.uint16(in: 1...UInt16.max), Gen.uint64(in: 0...0xFFFF_FFFF_FFFF)) {
-            domain, mac in
+            domain,
+            mac in
             let k = MACKey(domain: bd(domain), mac: MACAddress(raw: mac))
             #expect(k.domain.rawValue == domain)
             #expect(k.mac.raw == mac)
@@ -76,7 +77,12 @@ struct PackingTests {
     }
 
     @Test func entryWordLayoutMatchesTheDocumentedDiagram() {
-        let word = EntryWord(destinationBits: peer(0x0102, generation: 0x03).packed, tick: 0xBEEF, isStatic: true, tag: 0xCAFE)
+        let word = EntryWord(
+            destinationBits: peer(0x0102, generation: 0x03).packed,
+            tick: 0xBEEF,
+            isStatic: true,
+            tag: 0xCAFE
+        )
         // tag 63...48, tick 47...32, present 26, static 25, kind 24, generation 23...16, index 15...0.
         #expect(word.raw == 0xCAFE_BEEF_0703_0102)
     }

@@ -87,67 +87,175 @@ let multicastMAC = MACAddress(0x01, 0x00, 0x5E, 0x00, 0x00, 0x01)
 
 let decisionCases: [DecisionCase] = [
     DecisionCase(
-        name: "known unicast, port to port", domain: .a, ingress: .p1, source: newHost, destination: h2,
-        preset: [Preset(domain: .a, mac: h2, at: .p2)], expect: .forward(.p2)),
+        name: "known unicast, port to port",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
+        destination: h2,
+        preset: [Preset(domain: .a, mac: h2, at: .p2)],
+        expect: .forward(.p2)
+    ),
     DecisionCase(
-        name: "known unicast, port to peer", domain: .a, ingress: .p1, source: newHost, destination: h3,
-        preset: [Preset(domain: .a, mac: h3, at: .peerX)], expect: .forward(.peerX)),
+        name: "known unicast, port to peer",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
+        destination: h3,
+        preset: [Preset(domain: .a, mac: h3, at: .peerX)],
+        expect: .forward(.peerX)
+    ),
     DecisionCase(
-        name: "known unicast, tunnel to port", domain: .a, ingress: .peerX, source: newHost, destination: h2,
-        preset: [Preset(domain: .a, mac: h2, at: .p2)], expect: .forward(.p2)),
+        name: "known unicast, tunnel to port",
+        domain: .a,
+        ingress: .peerX,
+        source: newHost,
+        destination: h2,
+        preset: [Preset(domain: .a, mac: h2, at: .p2)],
+        expect: .forward(.p2)
+    ),
     DecisionCase(
-        name: "destination behind the ingress port", domain: .a, ingress: .p1, source: newHost, destination: h2,
-        preset: [Preset(domain: .a, mac: h2, at: .p1)], expect: .drop(.sameAsIngress)),
+        name: "destination behind the ingress port",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
+        destination: h2,
+        preset: [Preset(domain: .a, mac: h2, at: .p1)],
+        expect: .drop(.sameAsIngress)
+    ),
     DecisionCase(
-        name: "destination behind the ingress peer", domain: .a, ingress: .peerX, source: newHost, destination: h3,
-        preset: [Preset(domain: .a, mac: h3, at: .peerX)], expect: .drop(.sameAsIngress)),
+        name: "destination behind the ingress peer",
+        domain: .a,
+        ingress: .peerX,
+        source: newHost,
+        destination: h3,
+        preset: [Preset(domain: .a, mac: h3, at: .peerX)],
+        expect: .drop(.sameAsIngress)
+    ),
     DecisionCase(
-        name: "tunnel to another peer (split horizon)", domain: .a, ingress: .peerX, source: newHost,
-        destination: h4, preset: [Preset(domain: .a, mac: h4, at: .peerY)], expect: .drop(.splitHorizon)),
+        name: "tunnel to another peer (split horizon)",
+        domain: .a,
+        ingress: .peerX,
+        source: newHost,
+        destination: h4,
+        preset: [Preset(domain: .a, mac: h4, at: .peerY)],
+        expect: .drop(.splitHorizon)
+    ),
     DecisionCase(
-        name: "broadcast from a port: other ports and every peer", domain: .a, ingress: .p1, source: newHost,
-        destination: .broadcast, expect: .flood([.p2, .p3, .peerX, .peerY])),
+        name: "broadcast from a port: other ports and every peer",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
+        destination: .broadcast,
+        expect: .flood([.p2, .p3, .peerX, .peerY])
+    ),
     DecisionCase(
-        name: "broadcast from a tunnel: local ports only", domain: .a, ingress: .peerX, source: newHost,
-        destination: .broadcast, expect: .flood([.p1, .p2, .p3])),
+        name: "broadcast from a tunnel: local ports only",
+        domain: .a,
+        ingress: .peerX,
+        source: newHost,
+        destination: .broadcast,
+        expect: .flood([.p1, .p2, .p3])
+    ),
     DecisionCase(
-        name: "unknown unicast floods", domain: .a, ingress: .p2, source: newHost, destination: host(99),
-        expect: .flood([.p1, .p3, .peerX, .peerY])),
+        name: "unknown unicast floods",
+        domain: .a,
+        ingress: .p2,
+        source: newHost,
+        destination: host(99),
+        expect: .flood([.p1, .p3, .peerX, .peerY])
+    ),
     DecisionCase(
-        name: "multicast floods", domain: .a, ingress: .p3, source: newHost, destination: multicastMAC,
-        expect: .flood([.p1, .p2, .peerX, .peerY])),
+        name: "multicast floods",
+        domain: .a,
+        ingress: .p3,
+        source: newHost,
+        destination: multicastMAC,
+        expect: .flood([.p1, .p2, .peerX, .peerY])
+    ),
     DecisionCase(
-        name: "multicast source", domain: .a, ingress: .p1, source: multicastMAC, destination: h2,
-        expect: .drop(.invalidSourceMAC)),
+        name: "multicast source",
+        domain: .a,
+        ingress: .p1,
+        source: multicastMAC,
+        destination: h2,
+        expect: .drop(.invalidSourceMAC)
+    ),
     DecisionCase(
-        name: "broadcast source", domain: .a, ingress: .p1, source: .broadcast, destination: h2,
-        expect: .drop(.invalidSourceMAC)),
+        name: "broadcast source",
+        domain: .a,
+        ingress: .p1,
+        source: .broadcast,
+        destination: h2,
+        expect: .drop(.invalidSourceMAC)
+    ),
     DecisionCase(
-        name: "zero source", domain: .a, ingress: .p1, source: .zero, destination: h2,
-        expect: .drop(.invalidSourceMAC)),
+        name: "zero source",
+        domain: .a,
+        ingress: .p1,
+        source: .zero,
+        destination: h2,
+        expect: .drop(.invalidSourceMAC)
+    ),
     DecisionCase(
-        name: "destination on a removed port floods", domain: .a, ingress: .p1, source: newHost, destination: h2,
-        preset: [Preset(domain: .a, mac: h2, at: .stalePort)], expect: .flood([.p2, .p3, .peerX, .peerY])),
+        name: "destination on a removed port floods",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
+        destination: h2,
+        preset: [Preset(domain: .a, mac: h2, at: .stalePort)],
+        expect: .flood([.p2, .p3, .peerX, .peerY])
+    ),
     DecisionCase(
-        name: "destination on a peer outside the domain floods", domain: .b, ingress: .p4, source: newHost,
-        destination: h5, preset: [Preset(domain: .b, mac: h5, at: .peerY)], expect: .flood([.peerX])),
+        name: "destination on a peer outside the domain floods",
+        domain: .b,
+        ingress: .p4,
+        source: newHost,
+        destination: h5,
+        preset: [Preset(domain: .b, mac: h5, at: .peerY)],
+        expect: .flood([.peerX])
+    ),
     DecisionCase(
-        name: "same MAC learned in another domain is unknown here", domain: .b, ingress: .p4, source: newHost,
-        destination: h2, preset: [Preset(domain: .a, mac: h2, at: .p2)], expect: .flood([.peerX])),
+        name: "same MAC learned in another domain is unknown here",
+        domain: .b,
+        ingress: .p4,
+        source: newHost,
+        destination: h2,
+        preset: [Preset(domain: .a, mac: h2, at: .p2)],
+        expect: .flood([.peerX])
+    ),
     DecisionCase(
-        name: "same MAC in two domains resolves per domain", domain: .a, ingress: .p1, source: newHost,
+        name: "same MAC in two domains resolves per domain",
+        domain: .a,
+        ingress: .p1,
+        source: newHost,
         destination: h2,
         preset: [Preset(domain: .a, mac: h2, at: .p2), Preset(domain: .b, mac: h2, at: .peerX)],
-        expect: .forward(.p2)),
+        expect: .forward(.p2)
+    ),
     DecisionCase(
-        name: "frame from a removed port", domain: .a, ingress: .stalePort, source: newHost, destination: h2,
-        expect: .drop(.staleIngress)),
+        name: "frame from a removed port",
+        domain: .a,
+        ingress: .stalePort,
+        source: newHost,
+        destination: h2,
+        expect: .drop(.staleIngress)
+    ),
     DecisionCase(
-        name: "frame from a peer that does not serve the domain", domain: .b, ingress: .peerY, source: newHost,
-        destination: .broadcast, expect: .drop(.staleIngress)),
+        name: "frame from a peer that does not serve the domain",
+        domain: .b,
+        ingress: .peerY,
+        source: newHost,
+        destination: .broadcast,
+        expect: .drop(.staleIngress)
+    ),
     DecisionCase(
-        name: "frame from a port of another domain", domain: .b, ingress: .p1, source: newHost,
-        destination: .broadcast, expect: .drop(.staleIngress)),
+        name: "frame from a port of another domain",
+        domain: .b,
+        ingress: .p1,
+        source: newHost,
+        destination: .broadcast,
+        expect: .drop(.staleIngress)
+    ),
 ]
 
 @Suite("SwitchDecision")
@@ -162,8 +270,13 @@ struct SwitchDecisionTests {
         let domain = fabric.domains[c.domain]!
         let ingress = fabric.ingress(c.ingress)
         let action = SwitchDecision.process(
-            domain: domain, ingress: ingress, destination: c.destination, source: c.source, table: table,
-            topology: fabric.topology)
+            domain: domain,
+            ingress: ingress,
+            destination: c.destination,
+            source: c.source,
+            table: table,
+            topology: fabric.topology
+        )
 
         switch c.expect {
         case .forward(let role):
@@ -197,10 +310,24 @@ struct SwitchDecisionTests {
         let a = fabric.domains[.a]!
         let frames = [(fabric.ingress(.p1), h2, h5), (fabric.ingress(.p3), h5, h2)]
         for (ingress, source, _) in frames {
-            #expect(SwitchDecision.learn(domain: a, ingress: ingress, source: source, table: table, topology: fabric.topology) == nil)
+            #expect(
+                SwitchDecision.learn(
+                    domain: a,
+                    ingress: ingress,
+                    source: source,
+                    table: table,
+                    topology: fabric.topology
+                ) == nil
+            )
         }
         let actions = frames.map { ingress, _, destination in
-            SwitchDecision.decide(domain: a, ingress: ingress, destination: destination, table: table, topology: fabric.topology)
+            SwitchDecision.decide(
+                domain: a,
+                ingress: ingress,
+                destination: destination,
+                table: table,
+                topology: fabric.topology
+            )
         }
         #expect(actions == [.forward(fabric.roles[.p3]!), .forward(fabric.roles[.p1]!)])
     }
