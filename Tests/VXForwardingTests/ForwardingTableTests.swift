@@ -284,4 +284,10 @@ struct ForwardingTableTests {
         // Deleters skip it too rather than delete a value they cannot vouch for.
         #expect(table.flushAll() == 0)
     }
+
+    @Test func programmerErrorsTrap() async {
+        await #expect(processExitsWith: .failure) { _ = ForwardingTable(capacity: 0) }
+        await #expect(processExitsWith: .failure) { _ = MACKey(raw: 0x0000_0200_0000_0001) }
+        await #expect(processExitsWith: .failure) { _ = BridgeDomain(uncheckedNonZero: 0) }
+    }
 }
