@@ -1,1 +1,0 @@
-// VXForwarding: see Package.swift for this module's role.
