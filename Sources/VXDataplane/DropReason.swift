@@ -1,0 +1,99 @@
+// Every reason a frame can be dropped, in one numbered table (VPP's vxlan_error.def, STYLE §4).
+//
+// Drops are counted by a dense `DropCode`: first VXPacket's decoder reasons, then VXForwarding's switching
+// reasons, then the dataplane's own. Counter arrays are indexed by the code, and `vxctl stats` prints the
+// description. Codes are stable: each sub-table only ever appends.
+
+import VXForwarding
+import VXPacket
+
+/// Drops only the dataplane itself can see: the frame parsed fine, but the switch has nowhere to take it.
+public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    /// A frame arrived on a port handle this worker no longer maps to a port (the port is being deleted).
+    case unknownPort = 0
+    /// A tunnel frame came from an underlay address that is not a configured peer.
+    case unknownPeer = 1
+    /// A VXLAN frame from a GRE peer, or a GRE frame from a VXLAN peer.
+    case wrongEncapsulation = 2
+    /// The tunnel header named a VNI this switch has no ports or peers in.
+    case unknownVNI = 3
+    /// The destination port has no file descriptor on this worker (it is being added or deleted).
+    case portNotAttached = 4
+    /// No tunnel sender is attached, so nothing can go to peers.
+    case noTunnelSender = 5
+    /// The kernel had no room for the frame (EAGAIN, ENOBUFS on send).
+    case transmitNoBuffer = 6
+    /// The kernel refused the frame (the target is gone, unreachable...).
+    case transmitError = 7
+    /// The outer header plus the frame would exceed 65,535 bytes.
+    case frameTooLong = 8
+
+    public var description: String {
+        switch self {
+        case .unknownPort: "received on a port that is being removed"
+        case .unknownPeer: "tunnel frame from an address that is not a peer"
+        case .wrongEncapsulation: "encapsulation does not match the peer's"
+        case .unknownVNI: "VNI not configured on this switch"
+        case .portNotAttached: "destination port not attached to this worker"
+        case .noTunnelSender: "no tunnel sender"
+        case .transmitNoBuffer: "kernel send buffer full"
+        case .transmitError: "kernel refused the send"
+        case .frameTooLong: "encapsulated frame longer than 65535 bytes"
+        }
+    }
+}
+
+/// A dense index over all three drop tables, for counter arrays.
+public struct DropCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int
+
+    @usableFromInline static let forwardingBase = PacketDropReason.count
+    @usableFromInline static let dataplaneBase = forwardingBase + ForwardingDropReason.allCases.count
+    /// The number of codes: the size of a counter array indexed by `rawValue`.
+    public static let count = dataplaneBase + DataplaneDropReason.allCases.count
+
+    @inlinable
+    public init(_ reason: PacketDropReason) {
+        rawValue = Int(reason.rawValue)
+    }
+
+    @inlinable
+    public init(_ reason: ForwardingDropReason) {
+        rawValue = DropCode.forwardingBase + Int(reason.rawValue)
+    }
+
+    @inlinable
+    public init(_ reason: DataplaneDropReason) {
+        rawValue = DropCode.dataplaneBase + Int(reason.rawValue)
+    }
+
+    /// Every code, in order.
+    public static var all: [DropCode] {
+        PacketDropReason.allCases.map(DropCode.init) + ForwardingDropReason.allCases.map(DropCode.init)
+            + DataplaneDropReason.allCases.map(DropCode.init)
+    }
+
+    /// A stable machine name (the enum case), for JSON output: `vxlanIFlagClear`, `splitHorizon`...
+    /// Taken from the case's reflected name (`String(reflecting:)` prints `Module.Type.case` for enums without a
+    /// custom debug description), so the three enums stay the single source of names.
+    public var name: String {
+        let reflected: String
+        if rawValue < DropCode.forwardingBase {
+            reflected = String(reflecting: PacketDropReason.allCases[rawValue])
+        } else if rawValue < DropCode.dataplaneBase {
+            reflected = String(reflecting: ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase])
+        } else {
+            reflected = String(reflecting: DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase])
+        }
+        return reflected.split(separator: ".").last.map(String.init) ?? reflected
+    }
+
+    /// The human description.
+    public var description: String {
+        if rawValue < DropCode.forwardingBase { return PacketDropReason.allCases[rawValue].description }
+        if rawValue < DropCode.dataplaneBase {
+            return ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase].description
+        }
+        return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].description
+    }
+}

@@ -1,1 +1,0 @@
-// VXDataplane: see Package.swift for this module's role.
