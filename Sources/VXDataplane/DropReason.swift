@@ -28,6 +28,21 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
     /// The outer header plus the frame would exceed 65,535 bytes.
     case frameTooLong = 8
 
+    /// The case name, a stable identifier for machine-readable output (JSON stats).
+    public var name: String {
+        switch self {
+        case .unknownPort: "unknownPort"
+        case .unknownPeer: "unknownPeer"
+        case .wrongEncapsulation: "wrongEncapsulation"
+        case .unknownVNI: "unknownVNI"
+        case .portNotAttached: "portNotAttached"
+        case .noTunnelSender: "noTunnelSender"
+        case .transmitNoBuffer: "transmitNoBuffer"
+        case .transmitError: "transmitError"
+        case .frameTooLong: "frameTooLong"
+        }
+    }
+
     public var description: String {
         switch self {
         case .unknownPort: "received on a port that is being removed"
@@ -74,18 +89,12 @@ public struct DropCode: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A stable machine name (the enum case), for JSON output: `vxlanIFlagClear`, `splitHorizon`...
-    /// Taken from the case's reflected name (`String(reflecting:)` prints `Module.Type.case` for enums without a
-    /// custom debug description), so the three enums stay the single source of names.
     public var name: String {
-        let reflected: String
-        if rawValue < DropCode.forwardingBase {
-            reflected = String(reflecting: PacketDropReason.allCases[rawValue])
-        } else if rawValue < DropCode.dataplaneBase {
-            reflected = String(reflecting: ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase])
-        } else {
-            reflected = String(reflecting: DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase])
+        if rawValue < DropCode.forwardingBase { return PacketDropReason.allCases[rawValue].name }
+        if rawValue < DropCode.dataplaneBase {
+            return ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase].name
         }
-        return reflected.split(separator: ".").last.map(String.init) ?? reflected
+        return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].name
     }
 
     /// The human description.

@@ -46,7 +46,8 @@ public enum WorkerCommand: Sendable {
 
 /// Commands for one worker from other threads, with a completion per command.
 public final class WorkerMailbox: Sendable {
-    public typealias Completion = @Sendable (Result<Void, IOError>) -> Void
+    /// Gets the engine's handle for attach commands, nil for the others.
+    public typealias Completion = @Sendable (Result<PortHandle?, IOError>) -> Void
 
     private let queue = Mutex<[(WorkerCommand, Completion)]>([])
     /// Set when the queue is non-empty, so the worker checks with one relaxed load per batch.
@@ -65,15 +66,20 @@ public final class WorkerMailbox: Sendable {
     }
 
     /// Queues `command` and blocks the calling (control) thread until the worker has run it.
-    public func run(_ command: WorkerCommand) throws(IOError) {
-        let done = Mutex<Result<Void, IOError>?>(nil)
+    /// - Returns: the engine's handle for attach commands.
+    @discardableResult
+    public func run(_ command: WorkerCommand) throws(IOError) -> PortHandle? {
+        let done = Mutex<Result<PortHandle?, IOError>?>(nil)
         let semaphore = Semaphore()
         post(command) { result in
             done.withLock { $0 = result }
             semaphore.signal()
         }
         semaphore.wait()
-        if case .failure(let error) = done.withLock({ $0 })! { throw error }
+        switch done.withLock({ $0 })! {
+        case .success(let handle): return handle
+        case .failure(let error): throw error
+        }
     }
 
     func takeAll() -> [(WorkerCommand, Completion)] {
@@ -127,10 +133,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private let tx: TxBatch
     private let logger: Logger
 
-    // Handle maps, worker thread only. Engines number handles densely, so arrays indexed by `handle.raw`.
-    private var portByHandle: [PortID?] = []
+    // Handle maps, worker thread only: arrays indexed by `handle.slot` (dense), holding the whole handle so a
+    // stale handle from a reused slot never matches.
+    private var portBySlot: [(handle: PortHandle, port: PortID)?] = []
     private var handleByPortIndex: [PortHandle?] = []
-    private var tunnelKindByHandle: [TunnelEncapsulation?] = []
+    private var tunnelBySlot: [(handle: PortHandle, encapsulation: TunnelEncapsulation)?] = []
     private var sender: PortHandle?
     /// Per-batch scratch: the frames that survived classification, in rx order.
     private var classified: [ClassifiedFrame]
@@ -206,32 +213,34 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         }
     }
 
-    private func execute(_ command: WorkerCommand) -> Result<Void, IOError> {
+    private func execute(_ command: WorkerCommand) -> Result<PortHandle?, IOError> {
         do throws(IOError) {
             switch command {
             case .attachPort(let port, let fd, let kind):
                 let handle = try engine.register(fd: fd, kind: kind)
-                setSlot(&portByHandle, Int(handle.raw), port)
+                setSlot(&portBySlot, handle.slot, (handle, port))
                 setSlot(&handleByPortIndex, Int(port.index), handle)
+                return .success(handle)
             case .detachPort(let port):
                 let index = Int(port.index)
                 if index < handleByPortIndex.count, let handle = handleByPortIndex[index] {
                     engine.unregister(handle)
                     handleByPortIndex[index] = nil
-                    if Int(handle.raw) < portByHandle.count { portByHandle[Int(handle.raw)] = nil }
+                    portBySlot[handle.slot] = nil
                 }
             case .attachTunnel(let fd, let kind):
                 let handle = try engine.register(fd: fd, kind: kind)
                 switch kind {
-                case .udpTunnel: setSlot(&tunnelKindByHandle, Int(handle.raw), .vxlan)
-                case .rawGRE: setSlot(&tunnelKindByHandle, Int(handle.raw), .gre)
+                case .udpTunnel: setSlot(&tunnelBySlot, handle.slot, (handle, .vxlan))
+                case .rawGRE: setSlot(&tunnelBySlot, handle.slot, (handle, .gre))
                 case .rawIPv4Sender: sender = handle
                 case .tap: break
                 }
+                return .success(handle)
             case .stop:
                 stopping = true
             }
-            return .success(())
+            return .success(nil)
         } catch {
             return .failure(error)
         }
@@ -295,8 +304,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     }
 
     private func classify(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) -> Classification? {
-        let handleIndex = Int(frame.source.raw)
-        if handleIndex < portByHandle.count, let port = portByHandle[handleIndex] {
+        let slot = frame.source.slot
+        if slot < portBySlot.count, let entry = portBySlot[slot], entry.handle == frame.source {
+            let port = entry.port
             counters.received(row: counters.row(port: port), bytes: Int(frame.length))
             guard let domain = config.topology.domain(of: port) else {
                 counters.dropped(row: counters.row(port: port), DropCode(DataplaneDropReason.unknownPort))
@@ -306,10 +316,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 frame, rxIndex: rxIndex, innerOffset: 0, innerLength: Int(frame.length), domain: domain,
                 ingress: .port(port), row: counters.row(port: port))
         }
-        guard handleIndex < tunnelKindByHandle.count, let encapsulation = tunnelKindByHandle[handleIndex] else {
+        guard slot < tunnelBySlot.count, let tunnel = tunnelBySlot[slot], tunnel.handle == frame.source else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPort))
             return nil
         }
+        let encapsulation = tunnel.encapsulation
         guard let peer = config.peer(at: frame.remote) else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPeer))
             return nil

@@ -35,6 +35,16 @@ public enum ForwardingDropReason: UInt8, CaseIterable, Sendable, CustomStringCon
     /// The ingress port was removed, or the peer does not serve this domain (stale, or never configured).
     case staleIngress
 
+    /// The case name, a stable identifier for machine-readable output (JSON stats).
+    public var name: String {
+        switch self {
+        case .invalidSourceMAC: "invalidSourceMAC"
+        case .sameAsIngress: "sameAsIngress"
+        case .splitHorizon: "splitHorizon"
+        case .staleIngress: "staleIngress"
+        }
+    }
+
     public var description: String {
         switch self {
         case .invalidSourceMAC: return "invalid source MAC (multicast or zero)"

@@ -11,6 +11,10 @@ import VXPacket
 // by many TxBatch entries that share one buffer; that is the point: flooding copies nothing.
 
 /// Who sent or receives a frame: one registered TAP, tunnel socket or sender, as numbered by the engine.
+///
+/// Engines keep the low 16 bits (`slot`) dense — numbered from 0, reused after `unregister` — so callers can
+/// index arrays by it; the high 16 bits may carry a generation, so a stale handle never equals the new handle
+/// of a reused slot. Compare whole handles, index by `slot`.
 public struct PortHandle: Hashable, Sendable, CustomStringConvertible {
     public let raw: UInt32
 
@@ -18,6 +22,9 @@ public struct PortHandle: Hashable, Sendable, CustomStringConvertible {
     public init(raw: UInt32) {
         self.raw = raw
     }
+
+    /// The dense index part of the handle (below 65,536).
+    @inlinable public var slot: Int { Int(raw & 0xFFFF) }
 
     public var description: String { "handle#\(raw)" }
 }

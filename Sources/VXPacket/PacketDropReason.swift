@@ -44,6 +44,48 @@ public enum PacketDropReason: UInt8, CaseIterable, CustomStringConvertible, Send
     /// The number of reasons: the size of a counter array indexed by `rawValue`.
     public static let count = 36
 
+    /// The case name, a stable identifier for machine-readable output (JSON stats).
+    public var name: String {
+        switch self {
+        case .truncatedEthernet: "truncatedEthernet"
+        case .truncatedVLANTag: "truncatedVLANTag"
+        case .truncatedARP: "truncatedARP"
+        case .arpUnsupportedFormat: "arpUnsupportedFormat"
+        case .truncatedIPv4: "truncatedIPv4"
+        case .ipv4BadVersion: "ipv4BadVersion"
+        case .ipv4BadHeaderLength: "ipv4BadHeaderLength"
+        case .ipv4BadTotalLength: "ipv4BadTotalLength"
+        case .ipv4BadChecksum: "ipv4BadChecksum"
+        case .truncatedIPv6: "truncatedIPv6"
+        case .ipv6BadVersion: "ipv6BadVersion"
+        case .ipv6BadPayloadLength: "ipv6BadPayloadLength"
+        case .ipv6TruncatedExtensionHeader: "ipv6TruncatedExtensionHeader"
+        case .ipv6TooManyExtensionHeaders: "ipv6TooManyExtensionHeaders"
+        case .truncatedUDP: "truncatedUDP"
+        case .udpBadLength: "udpBadLength"
+        case .udpBadChecksum: "udpBadChecksum"
+        case .udpZeroChecksumIPv6: "udpZeroChecksumIPv6"
+        case .truncatedTCP: "truncatedTCP"
+        case .tcpBadDataOffset: "tcpBadDataOffset"
+        case .tcpBadChecksum: "tcpBadChecksum"
+        case .outerNotUDP: "outerNotUDP"
+        case .udpWrongPort: "udpWrongPort"
+        case .outerFragment: "outerFragment"
+        case .truncatedVXLAN: "truncatedVXLAN"
+        case .vxlanIFlagClear: "vxlanIFlagClear"
+        case .outerNotGRE: "outerNotGRE"
+        case .truncatedGRE: "truncatedGRE"
+        case .greBadVersion: "greBadVersion"
+        case .greRoutingPresent: "greRoutingPresent"
+        case .greNotTEB: "greNotTEB"
+        case .greChecksumBad: "greChecksumBad"
+        case .greKeyMissing: "greKeyMissing"
+        case .greKeyUnexpected: "greKeyUnexpected"
+        case .vniOutOfRange: "vniOutOfRange"
+        case .truncatedInnerEthernet: "truncatedInnerEthernet"
+        }
+    }
+
     /// A short human description, for `vxctl` counter listings and logs.
     public var description: String {
         switch self {

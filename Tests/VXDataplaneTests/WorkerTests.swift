@@ -62,21 +62,18 @@ final class Harness {
         publisher.publish(DataplaneConfig(topology: builder.build(), peers: [tunnel]))
         // Fake descriptors: the MemoryEngine only numbers them.
         for (index, port) in ports.enumerated() {
-            try attach(.attachPort(port, fd: Int32(100 + index), kind: .tap(virtioHeader: false)))
+            portHandles.append(try attach(.attachPort(port, fd: Int32(100 + index), kind: .tap(virtioHeader: false))))
         }
-        try attach(.attachTunnel(fd: 200, kind: encap.encapsulation == .vxlan ? .udpTunnel : .rawGRE))
-        try attach(.attachTunnel(fd: 201, kind: .rawIPv4Sender))
-        // MemoryEngine hands out handles in registration order, starting at 0.
-        portHandles = (0..<3).map { PortHandle(raw: UInt32($0)) }
-        tunnelHandle = PortHandle(raw: 3)
-        senderHandle = PortHandle(raw: 4)
+        tunnelHandle = try attach(.attachTunnel(fd: 200, kind: encap.encapsulation == .vxlan ? .udpTunnel : .rawGRE))
+        senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawIPv4Sender))
     }
 
-    private func attach(_ command: WorkerCommand) throws {
-        let result = Mutex<Result<Void, IOError>?>(nil)
+    /// Runs `command` on the worker (stepping it once on this thread) and returns the handle it made.
+    func attach(_ command: WorkerCommand) throws -> PortHandle {
+        let result = Mutex<Result<PortHandle?, IOError>?>(nil)
         worker.mailbox.post(command) { outcome in result.withLock { $0 = outcome } }
         try worker.runOnce(timeout: .zero)
-        try result.withLock { $0 }!.get()
+        return try #require(try result.withLock { $0 }!.get())
     }
 
     /// Injects a frame on local port `index` and runs one batch.
@@ -251,13 +248,8 @@ struct WorkerTests {
     func wrongEncapsulationIsCounted() throws {
         // The harness's tunnel socket is a VXLAN one; a GRE peer config with a VXLAN socket is the mismatch.
         let harness = try Harness(encap: EncapCase(encapsulation: .gre, layout: .vni))
-        let udpKindHandle = harness.tunnelHandle!
-        // Re-attach a UDP socket and send on it: the peer is GRE, so the frame is refused.
-        let result = Mutex<Result<Void, IOError>?>(nil)
-        harness.worker.mailbox.post(.attachTunnel(fd: 300, kind: .udpTunnel)) { r in result.withLock { $0 = r } }
-        try harness.worker.runOnce(timeout: .zero)
-        try result.withLock { $0 }!.get()
-        let udpHandle = PortHandle(raw: udpKindHandle.raw + 2)
+        // Attach a UDP (VXLAN) socket and send on it: the peer is a GRE peer, so the frame is refused.
+        let udpHandle = try harness.attach(.attachTunnel(fd: 300, kind: .udpTunnel))
         #expect(harness.engine.inject(
             PacketBuilder.vxlanDatagram(vni: Harness.vni, inner: udpFrame(from: macRemote, to: .broadcast)),
             into: udpHandle, remote: Harness.peerAddress))
