@@ -180,7 +180,7 @@ public enum PeerEncapsulation: Hashable, Sendable, CustomStringConvertible {
         switch encap ?? "vxlan" {
         case "vxlan":
             if let greKey {
-                throw .invalidParams("greKey \"\(greKey)\" applies only to GRE peers (encap is vxlan)")
+                throw .invalidParams("GRE key mode \"\(greKey)\" applies only to GRE peers, not vxlan")
             }
             self = .vxlan
         case "gre":
