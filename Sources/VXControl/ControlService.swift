@@ -1,0 +1,193 @@
+// From a request line to a response line, without sockets:
+//
+//   line --ControlJSON.parse--> JSONValue --ControlDispatcher--> method name + params JSONValue
+//        --ControlRouter--> typed M.Params --handler (ControlService)--> M.Result --> JSONValue --> response line
+//
+// Every failure on the way becomes a JSON-RPC error response; nothing here traps on input.
+
+/// What vxswitchd implements: one function per control method. Each receives params that are already decoded and
+/// validated (names, VNIs, MTUs, addresses) and throws `ControlError` for what only the daemon can judge
+/// (`notFound`, `alreadyExists`, `invalidArgument`, `resourceBusy`, `systemError`).
+///
+/// Calls may arrive concurrently from several connections; the implementation serializes its own state.
+public protocol ControlService: Sendable {
+    /// `add-port`: creates or attaches TAP `params.name` on `params.vni`.
+    /// - Parameter params: the port's name, VNI and optional MTU (nil: the daemon's default, 1450 for VXLAN).
+    /// - Returns: the port as created.
+    func addPort(_ params: AddPortParams) async throws(ControlError) -> PortInfo
+
+    /// `del-port`: removes a port and flushes what was learned on it.
+    /// - Parameter params: the port's name.
+    /// - Returns: `EmptyResult()`.
+    func deletePort(_ params: DeletePortParams) async throws(ControlError) -> EmptyResult
+
+    /// `add-peer`: adds a tunnel peer for a VNI, or adds the VNI to an existing peer.
+    /// - Parameter params: the address, VNI and encapsulation.
+    /// - Returns: the peer with all its VNIs.
+    func addPeer(_ params: AddPeerParams) async throws(ControlError) -> PeerInfo
+
+    /// `del-peer`: removes a peer, or one of its VNIs.
+    /// - Parameter params: the address and optional VNI.
+    /// - Returns: `EmptyResult()`.
+    func deletePeer(_ params: DeletePeerParams) async throws(ControlError) -> EmptyResult
+
+    /// `show`: the switch's configuration.
+    /// - Returns: ports, peers and VNIs.
+    func show() async throws(ControlError) -> ShowResult
+
+    /// `fdb`: the forwarding database.
+    /// - Parameter params: an optional VNI filter.
+    /// - Returns: the entries.
+    func fdb(_ params: FDBParams) async throws(ControlError) -> FDBResult
+
+    /// `stats`: traffic and drop counters.
+    /// - Returns: per-port, per-peer and switch-wide counters.
+    func stats() async throws(ControlError) -> StatsResult
+}
+
+/// Maps method names to handlers. `init(service:)` registers the whole catalog; `register(_:_:)` adds more
+/// (a later service protocol, or a test's extra method).
+public struct ControlRouter: Sendable {
+    // A Result rather than `async throws(ControlError)`: Swift 6.3.1's SILGen crashes (signal 11) on a closure
+    // literal of an async typed-throws function type stored in a dictionary.
+    private typealias Route = @Sendable (JSONValue) async -> Result<JSONValue, ControlError>
+
+    private var routes: [String: Route] = [:]
+
+    /// A router with no methods.
+    public init() {}
+
+    /// A router for every method of `ControlMethods`, calling `service`.
+    /// - Parameter service: the daemon's implementation.
+    public init(service: some ControlService) {
+        register(ControlMethods.AddPort.self) { params throws(ControlError) in try await service.addPort(params) }
+        register(ControlMethods.DeletePort.self) { params throws(ControlError) in try await service.deletePort(params) }
+        register(ControlMethods.AddPeer.self) { params throws(ControlError) in try await service.addPeer(params) }
+        register(ControlMethods.DeletePeer.self) { params throws(ControlError) in try await service.deletePeer(params) }
+        register(ControlMethods.Show.self) { _ throws(ControlError) in try await service.show() }
+        register(ControlMethods.FDB.self) { params throws(ControlError) in try await service.fdb(params) }
+        register(ControlMethods.Stats.self) { _ throws(ControlError) in try await service.stats() }
+    }
+
+    /// Adds (or replaces) the handler of `method`.
+    /// - Parameters:
+    ///   - method: the method.
+    ///   - handler: receives decoded, validated params and returns the result.
+    public mutating func register<M: ControlMethod>(
+        _ method: M.Type,
+        _ handler: @escaping @Sendable (M.Params) async throws(ControlError) -> M.Result
+    ) {
+        routes[M.name] = { json in
+            do throws(ControlError) {
+                let params = try ControlJSON.decode(M.Params.self, from: json)
+                let result = try await handler(params)
+                return .success(try ControlJSON.value(of: result))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// The registered method names, sorted.
+    public var methodNames: [String] { routes.keys.sorted() }
+
+    /// Calls the handler of `method`.
+    /// - Parameters:
+    ///   - method: the method name.
+    ///   - params: the params object.
+    /// - Returns: the result as JSON.
+    /// - Throws: `methodNotFound`, `invalidParams`, or whatever the handler throws.
+    public func call(method: String, params: JSONValue) async throws(ControlError) -> JSONValue {
+        guard let route = routes[method] else {
+            throw ControlError(
+                .methodNotFound,
+                "no method named \"\(method)\" (methods: \(methodNames.joined(separator: ", ")))"
+            )
+        }
+        guard case .object = params else {
+            throw .invalidParams("params must be an object of named members, not \(params.kindDescription)")
+        }
+        return try await route(params).get()
+    }
+}
+
+/// Turns request lines into response lines (JSON-RPC 2.0, including notifications and batches).
+public struct ControlDispatcher: Sendable {
+    /// The methods served.
+    public let router: ControlRouter
+
+    /// - Parameter router: the methods to serve.
+    public init(router: ControlRouter) {
+        self.router = router
+    }
+
+    /// Handles one line.
+    /// - Parameter line: the request line, without its newline.
+    /// - Returns: the response line without its newline, or nil when nothing is to be sent (notifications only).
+    public func respond(toLine line: some Collection<UInt8>) async -> [UInt8]? {
+        let json: JSONValue
+        do {
+            json = try ControlJSON.parse(line)
+        } catch {
+            return Self.encode(ControlResponse(id: .null, outcome: .failure(error)))
+        }
+        if case .array(let batch) = json {
+            guard !batch.isEmpty else {
+                let error = ControlError(.invalidRequest, "a batch must contain at least one request")
+                return Self.encode(ControlResponse(id: .null, outcome: .failure(error)))
+            }
+            var responses: [ControlResponse] = []
+            for element in batch {
+                if let response = await respond(to: element) { responses.append(response) }
+            }
+            return responses.isEmpty ? nil : Self.encode(responses)
+        }
+        return await respond(to: json).flatMap(Self.encode)
+    }
+
+    /// Handles one request object.
+    /// - Parameter json: the request.
+    /// - Returns: the response, or nil for a notification.
+    public func respond(to json: JSONValue) async -> ControlResponse? {
+        guard case .object(let members) = json else {
+            let error = ControlError(.invalidRequest, "a request must be a JSON object, not \(json.kindDescription)")
+            return ControlResponse(id: .null, outcome: .failure(error))
+        }
+        var id: RequestID?
+        if let member = members["id"] {
+            guard let parsed = RequestID(json: member) else {
+                let error = ControlError(.invalidRequest, "\"id\" must be a string, an integer or null")
+                return ControlResponse(id: .null, outcome: .failure(error))
+            }
+            id = parsed
+        }
+        func fail(_ error: ControlError) -> ControlResponse {
+            ControlResponse(id: id ?? .null, outcome: .failure(error))
+        }
+        guard members["jsonrpc"] == .string("2.0") else {
+            return fail(ControlError(.invalidRequest, "\"jsonrpc\" must be \"2.0\""))
+        }
+        guard case .string(let method) = members["method"] else {
+            return fail(ControlError(.invalidRequest, "a request needs a \"method\" string"))
+        }
+        let outcome: Result<JSONValue, ControlError>
+        do {
+            outcome = .success(try await router.call(method: method, params: members["params"] ?? .object([:])))
+        } catch {
+            outcome = .failure(error)
+        }
+        guard let id else { return nil }
+        return ControlResponse(id: id, outcome: outcome)
+    }
+
+    private static func encode(_ value: some Encodable) -> [UInt8] {
+        do {
+            return try ControlJSON.encodeLine(value)
+        } catch {
+            // Only a non-finite Double in a handler's result can fail to encode; answer with an internal error,
+            // which has nothing in it that can fail.
+            let fallback = #"{"error":{"code":-32603,"message":"the result could not be encoded as JSON"},"id":null,"jsonrpc":"2.0"}"#
+            return Array(fallback.utf8)
+        }
+    }
+}

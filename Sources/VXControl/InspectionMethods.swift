@@ -1,0 +1,337 @@
+import VXPacket
+
+/// A VNI as `show` reports it: which ports and peers carry it.
+public struct VNIInfo: Codable, Sendable, Hashable {
+    /// The VNI.
+    public var vni: VNI
+    /// The local ports on this VNI.
+    public var ports: [InterfaceName]
+    /// The peers that carry this VNI.
+    public var peers: [IPv4Address]
+
+    /// - Parameters:
+    ///   - vni: the VNI.
+    ///   - ports: its local ports.
+    ///   - peers: its peers.
+    public init(vni: VNI, ports: [InterfaceName], peers: [IPv4Address]) {
+        self.vni = vni
+        self.ports = ports
+        self.peers = peers
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case vni, ports, peers
+    }
+
+    /// Decodes a VNI summary.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let peerTexts = try container.decode([String].self, forKey: .peers)
+        self.init(
+            vni: try container.decodeVNI(forKey: .vni),
+            ports: try container.decode([InterfaceName].self, forKey: .ports),
+            peers: try peerTexts.map { text throws(ControlError) in
+                guard let address = IPv4Address(text) else {
+                    throw ControlError.invalidParams("\"\(text)\" is not an IPv4 address")
+                }
+                return address
+            }
+        )
+    }
+
+    /// Encodes the summary.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(vni, forKey: .vni)
+        try container.encode(ports, forKey: .ports)
+        try container.encode(peers.map(\.description), forKey: .peers)
+    }
+}
+
+/// The result of `show`: `{"ports": [...], "peers": [...], "vnis": [...]}`.
+public struct ShowResult: Codable, Sendable, Hashable {
+    /// The ports, by name.
+    public var ports: [PortInfo]
+    /// The peers, by address.
+    public var peers: [PeerInfo]
+    /// Every VNI that has a port or a peer, ascending.
+    public var vnis: [VNIInfo]
+
+    /// - Parameters:
+    ///   - ports: the ports.
+    ///   - peers: the peers.
+    ///   - vnis: the VNI summaries.
+    public init(ports: [PortInfo], peers: [PeerInfo], vnis: [VNIInfo]) {
+        self.ports = ports
+        self.peers = peers
+        self.vnis = vnis
+    }
+}
+
+/// Params of `fdb`: `{}` for every VNI, `{"vni": 100}` for one.
+public struct FDBParams: Codable, Sendable, Hashable {
+    /// The VNI to list, or nil for all.
+    public var vni: VNI?
+
+    /// - Parameter vni: the VNI to list, or nil for all.
+    public init(vni: VNI? = nil) {
+        self.vni = vni
+    }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case vni
+    }
+
+    /// Decodes and validates the params.
+    /// - Parameter decoder: the decoder positioned at the params object.
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(vni: try container.decodeVNIIfPresent(forKey: .vni))
+    }
+
+    /// Encodes the params; `vni` is left out when nil.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        if let vni { try container.encode(vni, forKey: .vni) }
+    }
+}
+
+/// Where the forwarding database sends a MAC: a local port or a tunnel peer. On the wire it is the string
+/// `port tap0` or `peer 192.0.2.2`, as `bridge fdb` prints `dev tap0` / `dst 192.0.2.2`.
+public enum FDBDestination: Hashable, Sendable, CustomStringConvertible, Codable {
+    /// A local port.
+    case port(InterfaceName)
+    /// A tunnel peer.
+    case peer(IPv4Address)
+
+    /// Parses `port NAME` or `peer IP`.
+    /// - Parameter text: the wire form.
+    /// - Throws: `invalidParams` for anything else.
+    public init(parsing text: String) throws(ControlError) {
+        if text.hasPrefix("port ") {
+            self = .port(try InterfaceName(validating: String(text.dropFirst(5))))
+        } else if text.hasPrefix("peer "), let address = IPv4Address(text.dropFirst(5)) {
+            self = .peer(address)
+        } else {
+            throw .invalidParams("FDB destination \"\(text)\" is neither \"port NAME\" nor \"peer IP\"")
+        }
+    }
+
+    /// Decodes the wire form.
+    /// - Parameter decoder: the decoder positioned at the string.
+    public init(from decoder: any Decoder) throws {
+        try self.init(parsing: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    /// Encodes the wire form.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+
+    /// `port tap0` or `peer 192.0.2.2`.
+    public var description: String {
+        switch self {
+        case .port(let name): "port \(name)"
+        case .peer(let address): "peer \(address)"
+        }
+    }
+}
+
+/// One forwarding-database entry:
+/// `{"vni": 100, "mac": "02:00:00:00:00:01", "destination": "port tap0", "age": 12, "static": false}`.
+public struct FDBEntry: Codable, Sendable, Hashable {
+    /// The entry's VNI.
+    public var vni: VNI
+    /// The MAC address.
+    public var mac: MACAddress
+    /// Where frames to `mac` go.
+    public var destination: FDBDestination
+    /// Seconds since the entry was last refreshed by a frame; 0 for static entries.
+    public var age: Int
+    /// Whether the entry was configured rather than learned (it never ages out).
+    public var isStatic: Bool
+
+    /// - Parameters:
+    ///   - vni: the VNI.
+    ///   - mac: the MAC address.
+    ///   - destination: the port or peer.
+    ///   - age: seconds since last seen.
+    ///   - isStatic: configured rather than learned.
+    public init(vni: VNI, mac: MACAddress, destination: FDBDestination, age: Int, isStatic: Bool = false) {
+        self.vni = vni
+        self.mac = mac
+        self.destination = destination
+        self.age = age
+        self.isStatic = isStatic
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case vni, mac, destination, age
+        case isStatic = "static"
+    }
+
+    /// Decodes an entry.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            vni: try container.decodeVNI(forKey: .vni),
+            mac: try container.decodeMAC(forKey: .mac),
+            destination: try container.decode(FDBDestination.self, forKey: .destination),
+            age: try container.decode(Int.self, forKey: .age),
+            isStatic: try container.decode(Bool.self, forKey: .isStatic)
+        )
+    }
+
+    /// Encodes the entry.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(vni, forKey: .vni)
+        try container.encode(mac, forKey: .mac)
+        try container.encode(destination, forKey: .destination)
+        try container.encode(age, forKey: .age)
+        try container.encode(isStatic, forKey: .isStatic)
+    }
+}
+
+/// The result of `fdb`: `{"entries": [...]}`.
+public struct FDBResult: Codable, Sendable, Hashable {
+    /// The entries, by VNI then MAC.
+    public var entries: [FDBEntry]
+
+    /// - Parameter entries: the entries.
+    public init(entries: [FDBEntry]) {
+        self.entries = entries
+    }
+}
+
+/// Frame and byte counters of one port or peer, with its drops by reason. On the wire the members sit directly
+/// in the port's or peer's object: `{"name": "tap0", "rxFrames": 10, ..., "drops": {"no-fdb-entry": 2}}`.
+public struct TrafficCounters: Codable, Sendable, Hashable {
+    /// Frames received.
+    public var rxFrames: UInt64
+    /// Bytes received (inner Ethernet frames, without tunnel headers).
+    public var rxBytes: UInt64
+    /// Frames sent.
+    public var txFrames: UInt64
+    /// Bytes sent (inner Ethernet frames, without tunnel headers).
+    public var txBytes: UInt64
+    /// Dropped frames by reason, keyed by the dataplane's drop-reason name; reasons with no drops may be left out.
+    public var drops: [String: UInt64]
+
+    /// - Parameters:
+    ///   - rxFrames: frames received.
+    ///   - rxBytes: bytes received.
+    ///   - txFrames: frames sent.
+    ///   - txBytes: bytes sent.
+    ///   - drops: drops by reason.
+    public init(rxFrames: UInt64 = 0, rxBytes: UInt64 = 0, txFrames: UInt64 = 0, txBytes: UInt64 = 0,
+                drops: [String: UInt64] = [:]) {
+        self.rxFrames = rxFrames
+        self.rxBytes = rxBytes
+        self.txFrames = txFrames
+        self.txBytes = txBytes
+        self.drops = drops
+    }
+
+    /// The sum of all drop reasons.
+    public var totalDrops: UInt64 { drops.values.reduce(0, &+) }
+}
+
+/// One port's counters in `stats`.
+public struct PortStats: Codable, Sendable, Hashable {
+    /// The port.
+    public var name: InterfaceName
+    /// Its counters.
+    public var counters: TrafficCounters
+
+    /// - Parameters:
+    ///   - name: the port.
+    ///   - counters: its counters.
+    public init(name: InterfaceName, counters: TrafficCounters) {
+        self.name = name
+        self.counters = counters
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name
+    }
+
+    /// Decodes the name and the counters from the same object.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try container.decode(InterfaceName.self, forKey: .name),
+                  counters: try TrafficCounters(from: decoder))
+    }
+
+    /// Encodes the name and the counters into the same object.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        try counters.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+    }
+}
+
+/// One peer's counters in `stats`.
+public struct PeerStats: Codable, Sendable, Hashable {
+    /// The peer's underlay address.
+    public var ip: IPv4Address
+    /// Its counters.
+    public var counters: TrafficCounters
+
+    /// - Parameters:
+    ///   - ip: the peer.
+    ///   - counters: its counters.
+    public init(ip: IPv4Address, counters: TrafficCounters) {
+        self.ip = ip
+        self.counters = counters
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case ip
+    }
+
+    /// Decodes the address and the counters from the same object.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(ip: try container.decodeIPv4(forKey: .ip), counters: try TrafficCounters(from: decoder))
+    }
+
+    /// Encodes the address and the counters into the same object.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        try counters.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ip, forKey: .ip)
+    }
+}
+
+/// The result of `stats`: `{"ports": [...], "peers": [...], "drops": {"bad-vxlan-header": 3}}`.
+public struct StatsResult: Codable, Sendable, Hashable {
+    /// Per-port counters.
+    public var ports: [PortStats]
+    /// Per-peer counters.
+    public var peers: [PeerStats]
+    /// Drops not attributable to a port or peer (e.g. a tunnel packet from an unknown source), by reason.
+    public var drops: [String: UInt64]
+
+    /// - Parameters:
+    ///   - ports: per-port counters.
+    ///   - peers: per-peer counters.
+    ///   - drops: switch-wide drops by reason.
+    public init(ports: [PortStats], peers: [PeerStats], drops: [String: UInt64]) {
+        self.ports = ports
+        self.peers = peers
+        self.drops = drops
+    }
+}

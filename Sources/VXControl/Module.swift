@@ -1,1 +1,0 @@
-// VXControl: see Package.swift for this module's role.

@@ -1,0 +1,127 @@
+import VXPacket
+
+/// Params of `add-port`: `{"name": "tap0", "vni": 100, "mtu": 1450}`.
+public struct AddPortParams: Codable, Sendable, Hashable {
+    /// The TAP interface to create or attach.
+    public var name: InterfaceName
+    /// The VNI the port belongs to.
+    public var vni: VNI
+    /// The port's MTU, within `ControlValidation.mtuRange`; nil lets the daemon choose (1450 for VXLAN).
+    public var mtu: Int?
+
+    /// - Parameters:
+    ///   - name: the interface name.
+    ///   - vni: the VNI.
+    ///   - mtu: the MTU, or nil for the daemon's default.
+    /// - Throws: `invalidParams` when `mtu` is out of range.
+    public init(name: InterfaceName, vni: VNI, mtu: Int? = nil) throws(ControlError) {
+        self.name = name
+        self.vni = vni
+        self.mtu = try mtu.map { value throws(ControlError) in try ControlValidation.mtu(value) }
+    }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, vni, mtu
+    }
+
+    /// Decodes and validates the params.
+    /// - Parameter decoder: the decoder positioned at the params object.
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            name: try container.decode(InterfaceName.self, forKey: .name),
+            vni: try container.decodeVNI(forKey: .vni),
+            mtu: try container.decodeIfPresent(Int.self, forKey: .mtu)
+        )
+    }
+
+    /// Encodes the params; `mtu` is left out when nil.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(vni, forKey: .vni)
+        try container.encodeIfPresent(mtu, forKey: .mtu)
+    }
+}
+
+/// Params of `del-port`: `{"name": "tap0"}`.
+public struct DeletePortParams: Codable, Sendable, Hashable {
+    /// The port to remove.
+    public var name: InterfaceName
+
+    /// - Parameter name: the port to remove.
+    public init(name: InterfaceName) {
+        self.name = name
+    }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case name
+    }
+
+    /// Decodes and validates the params.
+    /// - Parameter decoder: the decoder positioned at the params object.
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try container.decode(InterfaceName.self, forKey: .name))
+    }
+
+    /// Encodes the params.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+    }
+}
+
+/// A port as `add-port` and `show` report it: `{"name": "tap0", "vni": 100, "mtu": 1450, "ifindex": 7}`.
+public struct PortInfo: Codable, Sendable, Hashable {
+    /// The interface name.
+    public var name: InterfaceName
+    /// The port's VNI.
+    public var vni: VNI
+    /// The MTU in effect.
+    public var mtu: Int
+    /// The kernel's interface index, or nil for a port that has none (an in-memory test port).
+    public var ifindex: Int?
+
+    /// - Parameters:
+    ///   - name: the interface name.
+    ///   - vni: the VNI.
+    ///   - mtu: the MTU in effect.
+    ///   - ifindex: the kernel interface index, if any.
+    public init(name: InterfaceName, vni: VNI, mtu: Int, ifindex: Int? = nil) {
+        self.name = name
+        self.vni = vni
+        self.mtu = mtu
+        self.ifindex = ifindex
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, vni, mtu, ifindex
+    }
+
+    /// Decodes a port.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(InterfaceName.self, forKey: .name),
+            vni: try container.decodeVNI(forKey: .vni),
+            mtu: try container.decode(Int.self, forKey: .mtu),
+            ifindex: try container.decodeIfPresent(Int.self, forKey: .ifindex)
+        )
+    }
+
+    /// Encodes the port; `ifindex` is left out when nil.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(vni, forKey: .vni)
+        try container.encode(mtu, forKey: .mtu)
+        try container.encodeIfPresent(ifindex, forKey: .ifindex)
+    }
+}

@@ -1,1 +1,0 @@
-// VXControlSocket: see Package.swift for this module's role.

@@ -1,1 +1,0 @@
-print("vxctl: not yet built")
