@@ -117,7 +117,7 @@ public protocol EngineWaker: Sendable {
 }
 
 /// A worker's I/O backend. See the file comment for the calling pattern and thread-safety.
-public protocol PacketEngine: AnyObject {
+public protocol PacketEngine: AnyObject, SendableMetatype {
     associatedtype Waker: EngineWaker
 
     /// The engine's packet memory; frames in batches name buffers of this pool.

@@ -29,7 +29,7 @@ import VXPacket
 
 /// A TAP interface and the descriptor that carries its frames. Closing the descriptor (deinit) removes a
 /// non-persistent interface.
-public struct TAPDevice: ~Copyable {
+public struct TAPDevice: ~Copyable, Sendable {
     /// How the TAP is opened.
     public struct Options: OptionSet, Sendable {
         public let rawValue: UInt32

@@ -25,7 +25,7 @@ import SystemPackage
 import VXPacket
 
 /// An open underlay socket. ~Copyable: the descriptor closes exactly once, when the value ends.
-public struct TunnelSocket: ~Copyable {
+public struct TunnelSocket: ~Copyable, Sendable {
     /// The descriptor (non-blocking, close-on-exec). Owned by this value.
     public let fileDescriptor: FileDescriptor
     /// How an engine must treat it.

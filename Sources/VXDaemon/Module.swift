@@ -1,1 +1,0 @@
-// VXDaemon: see Package.swift for this module's role.

@@ -1,0 +1,462 @@
+// The switch: control-plane state, the control methods, and the threads that run the dataplane.
+//
+// Threads:
+//   - control   the control server's connection threads call the `ControlService` methods. All mutable state is
+//               in `state` behind one Mutex, so requests from several connections are serialized (wireguard-go's
+//               ipcMutex does the same for its UAPI).
+//   - worker    one `DataplaneWorker` on its own thread, owning the engine. Control requests that involve file
+//               descriptors are posted to its mailbox and acknowledged before the request is answered, so a port
+//               is live when `add-port` returns.
+//   - maintenance   advances the MAC table's clock once a second and expires old entries (bulk aging).
+//
+// Order of a change, chosen so a worker never forwards to something that is not there:
+//   add:    create the descriptor → attach it on the worker → publish the config that uses it;
+//   remove: publish the config without it → detach on the worker → flush the table → close the descriptor.
+
+import Foundation
+import Logging
+import Synchronization
+import VXControl
+import VXDataplane
+import VXForwarding
+import VXIO
+import VXPacket
+
+/// What a switch is configured with at start.
+public struct DaemonOptions: Sendable {
+    /// This host's VTEP address: the source of every tunnel packet.
+    public var local: IPv4Address
+    /// The VXLAN UDP port, for receiving and as every peer's destination port.
+    public var udpPort: UInt16 = VXLANHeader.udpPort
+    /// MAC table capacity (entries).
+    public var tableCapacity = ForwardingTable.defaultCapacity
+    /// Seconds an unrefreshed MAC entry lives (300, like the Linux bridge and OVS).
+    public var agingSeconds = 300
+    /// MTU for ports created without one: 1450 fits VXLAN over a 1500-byte underlay (20 + 8 + 8 + 14 bytes of
+    /// overhead), and so also GRE (20 + 4 + 4 + 14).
+    public var defaultMTU = 1450
+    /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
+    public var maxPorts = 1024
+    public var maxPeers = 1024
+    /// Packet buffers in the worker's pool (2 KiB each).
+    public var bufferCount = 4096
+
+    public init(local: IPv4Address) {
+        self.local = local
+    }
+}
+
+/// The control plane's record of one port.
+private struct PortState {
+    var id: PortID
+    var vni: VNI
+    var mtu: Int
+    var descriptor: OwnedDescriptor
+}
+
+/// The control plane's record of one peer (one underlay address, one encapsulation, one or more VNIs).
+private struct PeerState {
+    var id: PeerID
+    var encapsulation: PeerEncapsulation
+    var vnis: Set<VNI>
+}
+
+/// One switch. Generic over the engine type so the worker loop is specialized for it.
+public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecked Sendable {
+    // @unchecked: the mutable control state is in `state` (a Mutex); `worker` is used only through its
+    // thread-safe mailbox and counters once its thread runs; everything else is immutable or itself Sendable.
+
+    public let options: DaemonOptions
+    public let table: ForwardingTable
+    private let publisher = ConfigPublisher()
+    private let worker: DataplaneWorker<Engine>
+    private let host: any SwitchHost
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let stopMaintenance = Atomic<Bool>(false)
+
+    private struct State {
+        var builder = TopologyBuilder()
+        var ports: [String: PortState] = [:]
+        var peers: [IPv4Address: PeerState] = [:]
+        var tunnels: [OwnedDescriptor] = []
+        var started = false
+        var stopped = false
+    }
+
+    /// - Parameters:
+    ///   - options: addresses and sizes.
+    ///   - engine: the worker's engine; from here on only the worker thread uses it.
+    ///   - host: where TAPs and sockets come from.
+    public init(options: DaemonOptions, engine: Engine, host: any SwitchHost, logger: Logger) {
+        self.options = options
+        self.host = host
+        self.logger = logger
+        let agingTicks = UInt16(clamping: options.agingSeconds)
+        self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
+        self.worker = DataplaneWorker(
+            engine: engine, table: table, publisher: publisher,
+            counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
+            logger: logger)
+    }
+
+    /// The worker's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.
+    public var engine: Engine { worker.engine }
+
+    // MARK: Life cycle
+
+    /// Opens the tunnel sockets and starts the worker and maintenance threads.
+    public func start() throws(ControlError) {
+        let tunnels = try host.openTunnels(local: options.local, udpPort: options.udpPort)
+        let handoff = WorkerHandoff(worker: worker)
+        let workerThread = Thread { handoff.worker.run() }
+        workerThread.name = "vxswitch-worker-0"
+        workerThread.start()
+        let maintenance = Thread { [self] in runMaintenance() }
+        maintenance.name = "vxswitch-maintenance"
+        maintenance.start()
+        for tunnel in tunnels {
+            do {
+                try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
+            } catch {
+                for tunnel in tunnels { tunnel.close() }
+                throw ControlError(.systemError, "cannot attach tunnel socket to the worker: \(error)", cause: error)
+            }
+        }
+        state.withLock {
+            $0.tunnels = tunnels
+            $0.started = true
+        }
+        logger.info(
+            "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self)")
+    }
+
+    /// Stops the threads and closes every port (removing the TAPs this switch created) and socket.
+    public func shutdown() {
+        let (ports, tunnels) = state.withLock { state -> ([PortState], [OwnedDescriptor]) in
+            guard !state.stopped else { return ([], []) }
+            state.stopped = true
+            defer {
+                state.ports.removeAll()
+                state.tunnels.removeAll()
+            }
+            return (Array(state.ports.values), state.tunnels)
+        }
+        stopMaintenance.store(true, ordering: .relaxed)
+        if state.withLock({ $0.started }) {
+            _ = try? worker.mailbox.run(.stop)
+        }
+        // Give the threads a moment to leave their loops; they hold no resources we are about to close except
+        // through the engine, which the worker stopped using when it acknowledged `.stop`.
+        for port in ports { port.descriptor.close() }
+        for tunnel in tunnels { tunnel.close() }
+        if !ports.isEmpty { logger.info("removed \(ports.count) port(s)") }
+    }
+
+    private func runMaintenance() {
+        var elapsed = Duration.zero
+        while !stopMaintenance.load(ordering: .relaxed) {
+            // Sleep in short steps so shutdown is prompt, but tick once per second.
+            Thread.sleep(forTimeInterval: 0.1)
+            elapsed += .milliseconds(100)
+            guard elapsed >= .seconds(1) else { continue }
+            elapsed = .zero
+            table.advanceClock()
+            let expired = table.expire()
+            if expired > 0 { logger.debug("aged out \(expired) MAC entries") }
+        }
+    }
+
+    // MARK: Publishing
+
+    /// Builds and publishes the worker config from `state`. Called with the state lock held.
+    private func publish(_ state: State) {
+        let topology = state.builder.build()
+        var tunnels: [PeerTunnel] = []
+        for (address, peer) in state.peers {
+            var templates: [BridgeDomain: EncapTemplate] = [:]
+            for vni in peer.vnis {
+                guard let domain = topology.domain(for: vni) else { continue }
+                templates[domain] = EncapTemplate(
+                    encapsulation: peer.encapsulation.tunnel, local: options.local, remote: address, vni: vni,
+                    greKeyLayout: peer.encapsulation.keyLayout, udpDestinationPort: options.udpPort)
+            }
+            let unkeyed = peer.encapsulation.keyLayout == .none ? peer.vnis.first : nil
+            tunnels.append(
+                PeerTunnel(
+                    peer: peer.id, address: address, encapsulation: peer.encapsulation.tunnel,
+                    greKeyLayout: peer.encapsulation.keyLayout, unkeyedVNI: unkeyed, templates: templates))
+        }
+        publisher.publish(DataplaneConfig(topology: topology, peers: tunnels))
+    }
+
+    /// Removes the VNI's bridge domain when no port or peer uses it any more. State lock held.
+    private func releaseDomainIfUnused(_ vni: VNI, in state: inout State) {
+        let used = state.ports.values.contains { $0.vni == vni } || state.peers.values.contains { $0.vnis.contains(vni) }
+        guard !used, let domain = state.builder.removeDomain(vni: vni) else { return }
+        table.flush(domain: domain, includingStatic: true)
+    }
+
+    // MARK: ControlService: ports
+
+    public func addPort(_ params: AddPortParams) async throws(ControlError) -> PortInfo {
+        let name = params.name.value
+        let mtu = params.mtu ?? options.defaultMTU
+        return try state.withLock { state throws(ControlError) -> PortInfo in
+            try requireRunning(state)
+            guard state.ports[name] == nil else {
+                throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
+            }
+            guard state.ports.count < options.maxPorts else {
+                throw ControlError(.resourceBusy, "this switch already has the most ports it allows (\(options.maxPorts))")
+            }
+            let descriptor = try host.createPort(name: name, mtu: mtu)
+            var builder = state.builder
+            guard let domain = builder.addDomain(vni: params.vni), let port = builder.addPort(domain: domain),
+                Int(port.index) < options.maxPorts
+            else {
+                descriptor.close()
+                throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
+            }
+            worker.counters.reset(.port(index: Int(port.index)))
+            do {
+                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
+            } catch {
+                descriptor.close()
+                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+            }
+            state.builder = builder
+            state.ports[name] = PortState(id: port, vni: params.vni, mtu: mtu, descriptor: descriptor)
+            publish(state)
+            logger.info("port \(name) added in VNI \(params.vni) (MTU \(mtu))")
+            return PortInfo(name: params.name, vni: params.vni, mtu: mtu, ifindex: descriptor.ifindex)
+        }
+    }
+
+    public func deletePort(_ params: DeletePortParams) async throws(ControlError) -> EmptyResult {
+        let name = params.name.value
+        try state.withLock { state throws(ControlError) in
+            try requireRunning(state)
+            guard let port = state.ports.removeValue(forKey: name) else {
+                throw ControlError(.notFound, "no port named \"\(name)\"")
+            }
+            state.builder.removePort(port.id)
+            publish(state)
+            _ = try? worker.mailbox.run(.detachPort(port.id))
+            table.flush(port: port.id, includingStatic: true)
+            releaseDomainIfUnused(port.vni, in: &state)
+            publish(state)
+            port.descriptor.close()
+            logger.info("port \(name) removed")
+        }
+        return EmptyResult()
+    }
+
+    // MARK: ControlService: peers
+
+    public func addPeer(_ params: AddPeerParams) async throws(ControlError) -> PeerInfo {
+        let address = params.ip
+        guard address != options.local else {
+            throw ControlError(.invalidArgument, "\(address) is this switch's own VTEP address, not a peer")
+        }
+        guard !address.isUnspecified, !address.isMulticast, address.value >> 24 != 127 else {
+            throw ControlError(.invalidArgument, "\(address) cannot be a peer: use the peer's unicast underlay address")
+        }
+        return try state.withLock { state throws(ControlError) -> PeerInfo in
+            try requireRunning(state)
+            if let existing = state.peers[address] {
+                guard existing.encapsulation == params.encapsulation else {
+                    throw ControlError(
+                        .invalidArgument,
+                        "peer \(address) already uses \(existing.encapsulation); each peer has one encapsulation "
+                            + "(del-peer \(address) first to change it)")
+                }
+                guard !existing.vnis.contains(params.vni) else {
+                    throw ControlError(.alreadyExists, "peer \(address) is already in VNI \(params.vni)")
+                }
+                if params.encapsulation.keyLayout == .none {
+                    throw ControlError(
+                        .invalidArgument,
+                        "peer \(address) is a GRE peer without a key, which carries exactly one VNI "
+                            + "(it already carries \(existing.vnis.map(\.description).sorted().joined(separator: ", ")))")
+                }
+            } else if state.peers.count >= options.maxPeers {
+                throw ControlError(.resourceBusy, "this switch already has the most peers it allows (\(options.maxPeers))")
+            }
+            var builder = state.builder
+            guard let domain = builder.addDomain(vni: params.vni), let peer = builder.addPeer(address, to: domain),
+                Int(peer.index) < options.maxPeers
+            else {
+                throw ControlError(.resourceBusy, "no free peer index for \(address)")
+            }
+            if state.peers[address] == nil { worker.counters.reset(.peer(index: Int(peer.index))) }
+            state.builder = builder
+            state.peers[address, default: PeerState(id: peer, encapsulation: params.encapsulation, vnis: [])]
+                .vnis.insert(params.vni)
+            publish(state)
+            let vnis = state.peers[address]!.vnis.sorted()
+            logger.info("peer \(address) (\(params.encapsulation)) added in VNI \(params.vni)")
+            return PeerInfo(ip: address, encapsulation: params.encapsulation, vnis: vnis)
+        }
+    }
+
+    public func deletePeer(_ params: DeletePeerParams) async throws(ControlError) -> EmptyResult {
+        let address = params.ip
+        try state.withLock { state throws(ControlError) in
+            try requireRunning(state)
+            guard var peer = state.peers[address] else {
+                throw ControlError(.notFound, "no peer \(address)")
+            }
+            let removing: [VNI]
+            if let vni = params.vni {
+                guard peer.vnis.contains(vni) else {
+                    throw ControlError(.notFound, "peer \(address) is not in VNI \(vni)")
+                }
+                removing = [vni]
+            } else {
+                removing = peer.vnis.sorted()
+            }
+            let topology = state.builder.build()
+            for vni in removing {
+                guard let domain = topology.domain(for: vni) else { continue }
+                state.builder.removePeer(peer.id, from: domain)
+                peer.vnis.remove(vni)
+            }
+            state.peers[address] = peer.vnis.isEmpty ? nil : peer
+            publish(state)
+            for vni in removing {
+                if let domain = topology.domain(for: vni) {
+                    table.flush(peer: peer.id, in: domain, includingStatic: true)
+                }
+                releaseDomainIfUnused(vni, in: &state)
+            }
+            publish(state)
+            logger.info("peer \(address) removed from VNI \(removing.map(\.description).joined(separator: ", "))")
+        }
+        return EmptyResult()
+    }
+
+    // MARK: ControlService: inspection
+
+    public func show() async throws(ControlError) -> ShowResult {
+        state.withLock { state in
+            let ports = state.ports.map { name, port in
+                PortInfo(name: interfaceName(name), vni: port.vni, mtu: port.mtu, ifindex: port.descriptor.ifindex)
+            }.sorted { $0.name < $1.name }
+            let peers = state.peers.map { address, peer in
+                PeerInfo(ip: address, encapsulation: peer.encapsulation, vnis: peer.vnis.sorted())
+            }.sorted { $0.ip < $1.ip }
+            var vnis: Set<VNI> = Set(state.ports.values.map(\.vni))
+            for peer in state.peers.values { vnis.formUnion(peer.vnis) }
+            let vniInfos = vnis.sorted().map { vni in
+                VNIInfo(
+                    vni: vni,
+                    ports: ports.filter { $0.vni == vni }.map(\.name),
+                    peers: peers.filter { $0.vnis.contains(vni) }.map(\.ip))
+            }
+            return ShowResult(ports: ports, peers: peers, vnis: vniInfos)
+        }
+    }
+
+    public func fdb(_ params: FDBParams) async throws(ControlError) -> FDBResult {
+        let (topology, portNames, peerAddresses) = state.withLock { state in
+            (
+                state.builder.build(),
+                Dictionary(uniqueKeysWithValues: state.ports.map { ($0.value.id, $0.key) }),
+                Dictionary(uniqueKeysWithValues: state.peers.map { ($0.value.id, $0.key) })
+            )
+        }
+        var entries: [FDBEntry] = []
+        for entry in table.entries() {
+            guard let vni = topology.vni(of: entry.key.domain) else { continue }
+            if let wanted = params.vni, wanted != vni { continue }
+            let destination: FDBDestination
+            switch entry.destination {
+            case .port(let port):
+                guard let name = portNames[port] else { continue }
+                destination = .port(interfaceName(name))
+            case .peer(let peer):
+                guard let address = peerAddresses[peer] else { continue }
+                destination = .peer(address)
+            }
+            // One tick is one second (the maintenance thread's period).
+            entries.append(
+                FDBEntry(vni: vni, mac: entry.key.mac, destination: destination, age: Int(entry.age),
+                         isStatic: entry.isStatic))
+        }
+        entries.sort { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
+        return FDBResult(entries: entries)
+    }
+
+    public func stats() async throws(ControlError) -> StatsResult {
+        let (ports, peers) = state.withLock { state in
+            (state.ports.map { ($0.key, $0.value.id) }, state.peers.map { ($0.key, $0.value.id) })
+        }
+        let counters = worker.counters
+        var total = CounterRow()
+        let portStats = ports.map { name, id -> PortStats in
+            let row = counters.snapshot(of: .port(index: Int(id.index)))
+            total += row
+            return PortStats(name: interfaceName(name), counters: TrafficCounters(row))
+        }.sorted { $0.name < $1.name }
+        let peerStats = peers.map { address, id -> PeerStats in
+            let row = counters.snapshot(of: .peer(index: Int(id.index)))
+            total += row
+            return PeerStats(ip: address, counters: TrafficCounters(row))
+        }.sorted { $0.ip < $1.ip }
+        total += counters.snapshot(of: .unattributed)
+        return StatsResult(ports: portStats, peers: peerStats, drops: TrafficCounters(total).drops)
+    }
+
+    // MARK: Helpers
+
+    private func requireRunning(_ state: State) throws(ControlError) {
+        guard state.started, !state.stopped else {
+            throw ControlError(.unavailable, "the switch is not running")
+        }
+    }
+
+    private func interfaceName(_ name: String) -> InterfaceName {
+        // Names in `state` were validated when the port was added.
+        (try? InterfaceName(validating: name))!
+    }
+}
+
+/// Moves the worker to its thread.
+private struct WorkerHandoff<Engine: PacketEngine>: @unchecked Sendable {
+    // @unchecked: the worker is handed over exactly once, to the thread that calls `run()`; other threads only
+    // use its mailbox and counters, which are Sendable.
+    let worker: DataplaneWorker<Engine>
+}
+
+extension PeerEncapsulation {
+    /// The dataplane's encapsulation.
+    var tunnel: TunnelEncapsulation {
+        switch self {
+        case .vxlan: .vxlan
+        case .gre: .gre
+        }
+    }
+
+    /// The dataplane's GRE key layout (`.vni` for VXLAN, where it is unused).
+    var keyLayout: GREKeyLayout {
+        switch self {
+        case .vxlan: .vni
+        case .gre(let key):
+            switch key {
+            case .vni: .vni
+            case .nvgre: .nvgre
+            case .none: .none
+            }
+        }
+    }
+}
+
+extension TrafficCounters {
+    /// A control-protocol counter set from a dataplane counter row, drops keyed by their stable names.
+    init(_ row: CounterRow) {
+        var drops: [String: UInt64] = [:]
+        for (code, count) in row.drops { drops[code.name] = count }
+        self.init(rxFrames: row.rxFrames, rxBytes: row.rxBytes, txFrames: row.txFrames, txBytes: row.txBytes, drops: drops)
+    }
+}

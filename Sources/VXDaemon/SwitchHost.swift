@@ -1,0 +1,133 @@
+// Where the daemon's file descriptors come from.
+//
+// The daemon asks a `SwitchHost` for TAP devices and tunnel sockets. `KernelHost` makes real ones (needs
+// CAP_NET_ADMIN); tests hand the daemon a host that makes fake descriptors for a `MemoryEngine`, so the whole
+// switch — control methods, state, worker — runs in-process without root (STYLE §11, like OVS's netdev-dummy).
+
+import Synchronization
+import VXControl
+import VXIO
+import VXPacket
+
+/// A descriptor the daemon owns: a TAP port or a tunnel socket. Closing it (for a TAP that is not persistent)
+/// removes the interface.
+public final class OwnedDescriptor: Sendable {
+    /// The descriptor to register with the engine.
+    public let fd: Int32
+    /// How the engine reads and writes it.
+    public let kind: PortKind
+    /// The interface index, for TAPs.
+    public let ifindex: Int?
+    private let closer: Mutex<(@Sendable () -> Void)?>
+
+    /// - Parameters:
+    ///   - fd: the descriptor.
+    ///   - kind: its port kind.
+    ///   - ifindex: the interface index, for TAPs.
+    ///   - close: releases the descriptor; called at most once.
+    public init(fd: Int32, kind: PortKind, ifindex: Int? = nil, close: @escaping @Sendable () -> Void) {
+        self.fd = fd
+        self.kind = kind
+        self.ifindex = ifindex
+        self.closer = Mutex(close)
+    }
+
+    /// Releases the descriptor (idempotent).
+    public func close() {
+        let action = closer.withLock { closer -> (@Sendable () -> Void)? in
+            defer { closer = nil }
+            return closer
+        }
+        action?()
+    }
+
+    deinit {
+        close()
+    }
+}
+
+/// The descriptors a switch needs from its host.
+public protocol SwitchHost: Sendable {
+    /// Creates (or attaches to) TAP interface `name`, sets its MTU and brings it up.
+    /// - Throws: `ControlError` with a message a person understands (name taken by another kind of interface...).
+    func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor
+
+    /// Opens the tunnel sockets: a UDP socket bound to `local:udpPort` for VXLAN, a raw GRE socket, and the raw
+    /// IPv4 sender, in that order.
+    func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor]
+}
+
+/// Real TAP devices and sockets.
+public struct KernelHost: SwitchHost {
+    public init() {}
+
+    public func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor {
+        do throws(IOError) {
+            let tap = try TAPDevice(name: name)
+            try tap.setMTU(mtu)
+            try tap.setUp(true)
+            let ifindex = try tap.interfaceIndex()
+            let kind = tap.portKind
+            let box = TAPBox(tap)
+            return OwnedDescriptor(fd: box.fd, kind: kind, ifindex: Int(ifindex)) { box.delete() }
+        } catch {
+            throw ControlError(.systemError, "cannot create TAP interface \"\(name)\": \(error)", cause: error)
+        }
+    }
+
+    public func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor] {
+        var sockets: [OwnedDescriptor] = []
+        do throws(IOError) {
+            sockets.append(SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort)).owned(kind: .udpTunnel))
+            sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
+            sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
+            return sockets
+        } catch {
+            for socket in sockets { socket.close() }
+            throw ControlError(
+                .systemError, "cannot open the tunnel sockets on \(local) (UDP port \(udpPort)): \(error)",
+                cause: error)
+        }
+    }
+}
+
+/// Holds a noncopyable `TAPDevice` so a closure can delete it later.
+private final class TAPBox: Sendable {
+    let fd: Int32
+    private let device: Mutex<TAPDevice?>
+
+    init(_ tap: consuming TAPDevice) {
+        fd = tap.fileDescriptor.rawValue
+        device = Mutex(tap)
+    }
+
+    func delete() {
+        device.withLock { device in
+            guard let tap = device.take() else { return }
+            // A failed TUNSETPERSIST(0) still closes the descriptor, which is what removes a non-persistent TAP.
+            try? tap.delete()
+        }
+    }
+}
+
+/// Holds a noncopyable `TunnelSocket` until it is closed.
+private final class SocketBox: Sendable {
+    let fd: Int32
+    private let socket: Mutex<TunnelSocket?>
+
+    init(_ socket: consuming TunnelSocket) {
+        fd = socket.fileDescriptor.rawValue
+        self.socket = Mutex(socket)
+    }
+
+    func owned(kind: PortKind) -> OwnedDescriptor {
+        OwnedDescriptor(fd: fd, kind: kind) { self.close() }
+    }
+
+    func close() {
+        socket.withLock { socket in
+            // Dropping the value closes the descriptor (TunnelSocket's deinit).
+            _ = socket.take()
+        }
+    }
+}

@@ -1,0 +1,137 @@
+// vxswitchd: parses options, picks the I/O engine, runs the switch, and serves the control socket until SIGINT or
+// SIGTERM. Everything else lives in VXDaemon so tests can run a switch in-process.
+
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import VXControl
+import VXControlSocket
+import VXDaemon
+import VXIO
+import VXPacket
+
+@main
+struct VXSwitchd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vxswitchd",
+        abstract: "A user-space VXLAN/GRE switch: TAP ports, MAC learning per VNI, tunnels to peer VTEPs.",
+        discussion: """
+            Runs in the foreground and logs to stderr. It is ready when its control socket exists; drive it with \
+            vxctl. SIGINT or SIGTERM stops it and removes the TAP interfaces it created.
+            The control socket is --control PATH, else $\(ControlSocketPath.environmentVariable), \
+            else \(ControlSocketPath.defaultPath).
+            """
+    )
+
+    enum IOBackend: String, ExpressibleByArgument, CaseIterable {
+        case auto, uring, epoll
+    }
+
+    @Option(name: .long, help: ArgumentHelp("This host's VTEP address (IPv4): the source of tunnel packets.", valueName: "ip"))
+    var local: String
+
+    @Option(name: .long, help: ArgumentHelp("The control socket path.", valueName: "path"))
+    var control: String?
+
+    @Option(name: .customLong("udp-port"), help: ArgumentHelp("The VXLAN UDP port.", valueName: "port"))
+    var udpPort: Int = Int(VXLANHeader.udpPort)
+
+    @Option(name: .long, help: "The I/O engine: uring (io_uring), epoll, or auto (io_uring where the kernel has it).")
+    var io: IOBackend = .auto
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .customLong("table-size"), help: ArgumentHelp("MAC table capacity.", valueName: "entries"))
+    var tableSize: Int = 65_536
+
+    @Option(name: .customLong("aging"), help: ArgumentHelp("Seconds before an unrefreshed MAC entry ages out.", valueName: "seconds"))
+    var agingSeconds: Int = 300
+
+    mutating func validate() throws {
+        guard let address = IPv4Address(local), !address.isUnspecified, !address.isMulticast else {
+            throw ValidationError("--local must be this host's unicast IPv4 address, not \"\(local)\"")
+        }
+        guard (1...65_535).contains(udpPort) else { throw ValidationError("--udp-port must be 1-65535, not \(udpPort)") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard (1_024...16_777_216).contains(tableSize) else {
+            throw ValidationError("--table-size must be 1024-16777216 entries")
+        }
+        guard (1...65_000).contains(agingSeconds) else { throw ValidationError("--aging must be 1-65000 seconds") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "vxswitchd")
+        var options = DaemonOptions(local: IPv4Address(local)!)
+        options.udpPort = UInt16(udpPort)
+        options.tableCapacity = tableSize
+        options.agingSeconds = agingSeconds
+        let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
+
+        let pool = PacketBufferPool(count: options.bufferCount)
+        switch io {
+        case .uring:
+            guard URingEngine.isSupported else {
+                throw VXSwitchdError("io_uring is not usable here (\(URingEngine.support)); use --io epoll")
+            }
+            try serve(engine: try URingEngine(pool: pool), options: options, path: path, logger: logger)
+        case .epoll:
+            try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
+        case .auto:
+            if URingEngine.isSupported {
+                try serve(engine: try URingEngine(pool: pool), options: options, path: path, logger: logger)
+            } else {
+                logger.notice("falling back to the epoll engine: \(URingEngine.support)")
+                try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
+            }
+        }
+    }
+
+    /// Runs the switch on `engine` until SIGINT or SIGTERM.
+    private func serve<Engine: PacketEngine>(engine: Engine, options: DaemonOptions, path: String, logger: Logger) throws {
+        let daemon = SwitchDaemon(options: options, engine: engine, host: KernelHost(), logger: logger)
+        try daemon.start()
+        let server: ControlServer
+        do {
+            var serverOptions = ControlServer.Options()
+            serverOptions.log = { line in logger.notice("\(line)") }
+            server = try ControlServer.start(path: path, service: daemon, options: serverOptions)
+        } catch {
+            daemon.shutdown()
+            throw error
+        }
+        logger.info("ready: control socket \(path), engine \(Engine.self)")
+
+        let stop = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                logger.info("signal \(signalNumber): shutting down")
+                stop.signal()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        stop.wait()
+        server.stop()
+        daemon.shutdown()
+        logger.info("stopped")
+    }
+}
+
+/// A startup failure with a message for the person who ran the command.
+struct VXSwitchdError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,1 +1,0 @@
-print("vxswitchd: not yet built")
