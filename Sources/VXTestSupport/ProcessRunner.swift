@@ -5,9 +5,16 @@
 // timed out; a spawned process is stopped with SIGTERM, then SIGKILL after a grace period. Output goes to files
 // rather than pipes, so a chatty child can never block on a full pipe while we wait for it to exit.
 //
-// Waiting polls `Process.isRunning` with a short, growing sleep (1 ms doubling to 20 ms). That costs a few
-// wake-ups per command and keeps the code free of signal handlers; Foundation's own monitor thread reaps the
-// child, so we never call waitpid ourselves and cannot race it.
+// Why posix_spawn and not Foundation's Process: a child inherits its parent thread's signal mask, and our callers
+// run on Dispatch/cooperative-pool threads, which block SIGTERM and friends. Foundation's Process does not reset
+// the mask, so its children ignored SIGTERM (found here: a spawned `sleep` outlived SIGTERM by ten minutes, and a
+// daemon under test could never have been stopped gracefully). We spawn with POSIX_SPAWN_SETSIGMASK (empty mask)
+// and POSIX_SPAWN_SETSIGDEF (every signal back to SIG_DFL), so children start as they would from a shell.
+//
+// Reaping: we waitpid(pid, WNOHANG) our own PIDs only, never -1, so we cannot steal Foundation's children (it
+// waits on specific PIDs too). Until we reap a child its PID cannot be reused, so signalling an unreaped PID
+// always reaches our process. Waiting polls with a short, growing sleep (1 ms doubling to 20 ms): a few
+// wake-ups per command, and no SIGCHLD handler to install in a test runner we do not own.
 
 import Foundation
 import Synchronization
@@ -59,6 +66,8 @@ public enum NetnsError: Error, CustomStringConvertible {
     case invalidArgument(String)
     /// A check ran but its output was not what the helper expected.
     case unexpectedOutput(String)
+    /// posix_spawn failed.
+    case spawnFailed([String], Int32)
 
     public var description: String {
         switch self {
@@ -67,6 +76,8 @@ public enum NetnsError: Error, CustomStringConvertible {
         case .missingTool(let tool): return "missing tool: \(tool)"
         case .invalidArgument(let what): return "invalid argument: \(what)"
         case .unexpectedOutput(let what): return "unexpected output: \(what)"
+        case .spawnFailed(let arguments, let code):
+            return "cannot spawn `\(arguments.joined(separator: " "))`: \(String(cString: strerror(code)))"
         }
     }
 }
@@ -74,7 +85,7 @@ public enum NetnsError: Error, CustomStringConvertible {
 /// A long-running child started by `ProcessRunner.spawn` or `NetnsTopology.spawn`.
 ///
 /// Stop it with `stop(grace:)`; the topology stops every process it spawned on teardown. Its output goes to
-/// `stdoutPath` and `stderrPath`, which stay readable while it runs.
+/// `stdoutPath` and `stderrPath`, which stay readable while it runs and after it exits.
 public final class SpawnedProcess: Sendable, CustomStringConvertible {
     /// The child's PID. `ip netns exec` execs the command in place, so this is the command itself, not a wrapper.
     public let pid: Int32
@@ -84,29 +95,27 @@ public final class SpawnedProcess: Sendable, CustomStringConvertible {
     public let stdoutPath: String
     /// File receiving the child's standard error.
     public let stderrPath: String
-    /// The Foundation handle; only touched under the lock. Foundation reaps the child, so `isRunning` is the
-    /// one reliable way to know the PID still belongs to our process before we signal it.
-    private let process: Mutex<Process>
+    /// The exit status once reaped (signal number plus 128 if killed by one); nil while running. Reaping and
+    /// signalling both happen under this lock, so a signal never goes to a PID we have already released.
+    private let reapedStatus = Mutex<Int32?>(nil)
 
-    init(process: Process, arguments: [String], stdoutPath: String, stderrPath: String) {
-        self.pid = process.processIdentifier
+    init(pid: Int32, arguments: [String], stdoutPath: String, stderrPath: String) {
+        self.pid = pid
         self.arguments = arguments
         self.stdoutPath = stdoutPath
         self.stderrPath = stderrPath
-        self.process = Mutex(process)
     }
 
     public var description: String { "pid \(pid): \(arguments.joined(separator: " "))" }
 
     /// True while the child has not exited.
-    public var isRunning: Bool { process.withLock { $0.isRunning } }
+    public var isRunning: Bool { exitStatus == nil }
 
     /// The exit status once the child has exited (signal number plus 128 if it was killed), else nil.
     public var exitStatus: Int32? {
-        process.withLock { process in
-            guard !process.isRunning else { return nil }
-            return process.terminationReason == .uncaughtSignal
-                ? 128 + process.terminationStatus : process.terminationStatus
+        reapedStatus.withLock { status in
+            if status == nil { status = Self.reap(pid) }
+            return status
         }
     }
 
@@ -116,13 +125,14 @@ public final class SpawnedProcess: Sendable, CustomStringConvertible {
     /// The child's standard error so far.
     public func stderr() -> String { ProcessRunner.readFile(stderrPath) }
 
-    /// Sends `signal` to the child by PID if it is still running. The corresponding C function is `kill`.
+    /// Sends `signal` to the child by PID if it has not exited. The corresponding C function is `kill`.
     /// - Returns: true when the signal was sent.
     @discardableResult
     public func signal(_ signal: Int32) -> Bool {
-        process.withLock { process in
-            guard process.isRunning else { return false }
-            return kill(process.processIdentifier, signal) == 0
+        reapedStatus.withLock { status in
+            if status == nil { status = Self.reap(pid) }
+            guard status == nil else { return false }
+            return kill(pid, signal) == 0
         }
     }
 
@@ -163,6 +173,27 @@ public final class SpawnedProcess: Sendable, CustomStringConvertible {
         signal(SIGKILL)
         _ = ProcessRunner.blockingWait(until: ContinuousClock.now + .seconds(5), while: { self.isRunning })
     }
+
+    deinit {
+        // Never leave a zombie: a handle dropped without stop() still gets its child killed and reaped.
+        stop(grace: .zero)
+    }
+
+    /// Reaps `pid` if it has exited. The corresponding C function is `waitpid(pid, &status, WNOHANG)`.
+    /// - Returns: the decoded status, or nil while it runs.
+    static func reap(_ pid: Int32) -> Int32? {
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { break }
+            if result == 0 { return nil }
+            if errno == EINTR { continue }
+            return -1  // ECHILD: not our child any more; report it as gone rather than spin forever
+        }
+        // <sys/wait.h> macros by hand (Swift does not import them): low 7 bits are the terminating signal.
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
 }
 
 /// Runs child processes with deadlines. Stateless; `NetnsTopology` wraps it with `ip netns exec`.
@@ -175,46 +206,42 @@ public enum ProcessRunner {
     /// - Returns: the result; a non-zero status is not an error here (see `NetnsTopology.check`).
     /// - Throws: only if the process could not be started.
     public static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> CommandResult {
-        let (process, out, err) = try start(arguments, directory: nil, name: nil)
+        let child = try start(arguments, logDirectory: nil, name: nil)
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
         var timedOut = false
-        while process.isRunning {
+        while child.isRunning {
             if ContinuousClock.now >= deadline {
                 timedOut = true
-                kill(process.processIdentifier, SIGKILL)
-                _ = blockingWait(until: ContinuousClock.now + .seconds(5), while: { process.isRunning })
+                child.stop(grace: .zero)
                 break
             }
             try? await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(20))
         }
-        return finish(process, arguments: arguments, stdoutPath: out, stderrPath: err, timedOut: timedOut)
+        return finish(child, timedOut: timedOut)
     }
 
     /// The blocking twin of `run`, for teardown paths that cannot `await` (`defer`, `deinit`).
     public static func runBlocking(_ arguments: [String], timeout: Duration = .seconds(30)) -> CommandResult {
-        let started: (Process, String, String)
+        let child: SpawnedProcess
         do {
-            started = try start(arguments, directory: nil, name: nil)
+            child = try start(arguments, logDirectory: nil, name: nil)
         } catch {
             return CommandResult(arguments: arguments, status: 127, timedOut: false, stdout: "", stderr: "\(error)")
         }
-        let (process, out, err) = started
         var timedOut = false
-        if !blockingWait(until: ContinuousClock.now + timeout, while: { process.isRunning }) {
+        if !blockingWait(until: ContinuousClock.now + timeout, while: { child.isRunning }) {
             timedOut = true
-            kill(process.processIdentifier, SIGKILL)
-            _ = blockingWait(until: ContinuousClock.now + .seconds(5), while: { process.isRunning })
+            child.stop(grace: .zero)
         }
-        return finish(process, arguments: arguments, stdoutPath: out, stderrPath: err, timedOut: timedOut)
+        return finish(child, timedOut: timedOut)
     }
 
-    /// Starts a long-running child whose output goes to `<directory>/<name>.out` and `.err`.
+    /// Starts a long-running child whose output goes to `<logDirectory>/<name>.out` and `.err`.
     /// - Returns: a handle; the caller (usually `NetnsTopology`) must stop it.
     public static func spawn(_ arguments: [String], logDirectory: String, name: String) throws -> SpawnedProcess {
-        let (process, out, err) = try start(arguments, directory: logDirectory, name: name)
-        return SpawnedProcess(process: process, arguments: arguments, stdoutPath: out, stderrPath: err)
+        try start(arguments, logDirectory: logDirectory, name: name)
     }
 
     /// Finds an executable by absolute path candidates, then in `PATH`.
@@ -247,64 +274,63 @@ public enum ProcessRunner {
         return true
     }
 
-    /// Starts the child with stdin from /dev/null and stdout/stderr to files: `<directory>/<name>.out|.err`, or
-    /// a unique temporary pair when `directory` is nil.
-    private static func start(
-        _ arguments: [String],
-        directory: String?,
-        name: String?
-    ) throws -> (Process, String, String) {
+    /// Spawns the child: stdin from /dev/null, stdout/stderr to `<logDirectory>/<name>.out|.err` (a unique
+    /// temporary pair when `logDirectory` is nil), empty signal mask, default signal dispositions, the caller's
+    /// environment. The corresponding C function is `posix_spawn`.
+    private static func start(_ arguments: [String], logDirectory: String?, name: String?) throws -> SpawnedProcess {
         precondition(!arguments.isEmpty, "empty argument vector")
         let fm = FileManager.default
         let base: String
-        if let directory, let name {
-            try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            base = "\(directory)/\(name)"
+        if let logDirectory, let name {
+            try fm.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            base = "\(logDirectory)/\(name)"
         } else {
             base = fm.temporaryDirectory.appendingPathComponent("vx-cmd-\(UUID().uuidString)").path
         }
         let outPath = base + ".out"
         let errPath = base + ".err"
-        guard fm.createFile(atPath: outPath, contents: nil), fm.createFile(atPath: errPath, contents: nil) else {
-            throw NetnsError.invalidArgument("cannot create log files at \(base).{out,err}")
-        }
-        let process = Process()
         let executable = arguments[0].hasPrefix("/") ? arguments[0] : findExecutable(arguments[0])
         guard let executable else { throw NetnsError.missingTool(arguments[0]) }
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Array(arguments.dropFirst())
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle(forWritingAtPath: outPath)
-        process.standardError = FileHandle(forWritingAtPath: errPath)
-        try process.run()
-        return (process, outPath, errPath)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        sigdelset(&allSignals, SIGKILL)
+        sigdelset(&allSignals, SIGSTOP)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let code = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard code == 0 else { throw NetnsError.spawnFailed(arguments, code) }
+        return SpawnedProcess(pid: pid, arguments: arguments, stdoutPath: outPath, stderrPath: errPath)
     }
 
-    private static func finish(
-        _ process: Process,
-        arguments: [String],
-        stdoutPath: String,
-        stderrPath: String,
-        timedOut: Bool
-    ) -> CommandResult {
-        let status: Int32
-        if process.isRunning {
-            status = -1  // SIGKILL did not take within 5 s (uninterruptible sleep); report, do not hang
-        } else if process.terminationReason == .uncaughtSignal {
-            status = 128 + process.terminationStatus
-        } else {
-            status = process.terminationStatus
-        }
+    /// Collects a one-shot command's result and deletes its private log files.
+    private static func finish(_ child: SpawnedProcess, timedOut: Bool) -> CommandResult {
         let result = CommandResult(
-            arguments: arguments,
-            status: status,
+            arguments: child.arguments,
+            status: child.exitStatus ?? -1,  // -1: SIGKILL did not take within 5 s (uninterruptible sleep)
             timedOut: timedOut,
-            stdout: readFile(stdoutPath),
-            stderr: readFile(stderrPath)
+            stdout: child.stdout(),
+            stderr: child.stderr()
         )
-        // Only one-shot commands come through here; their log files were private temporaries.
-        try? FileManager.default.removeItem(atPath: stdoutPath)
-        try? FileManager.default.removeItem(atPath: stderrPath)
+        try? FileManager.default.removeItem(atPath: child.stdoutPath)
+        try? FileManager.default.removeItem(atPath: child.stderrPath)
         return result
     }
 }

@@ -39,6 +39,12 @@ struct KernelOverlayTests {
         return (interfaces[0], interfaces[1])
     }
 
+    /// An interface's transmit byte counter, read inside its namespace (`ip netns exec` remounts /sys there).
+    static func txBytes(_ interface: String, in place: some NetnsPlace, of topology: NetnsTopology) async throws -> Int {
+        let text = try await topology.check(["cat", "/sys/class/net/\(interface)/statistics/tx_bytes"], in: place)
+        return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
     @Test func containersOnKernelVXLANHostsPingEachOtherBothWays() async throws {
         try await withNetnsTopology(hosts: 2) { topology in
             let (a, b) = try await Self.buildKernelOverlay(topology)
@@ -67,10 +73,15 @@ struct KernelOverlayTests {
     @Test func fiftyMebibytesCrossTheKernelOverlayIntact() async throws {
         try await withNetnsTopology(hosts: 2) { topology in
             let (a, b) = try await Self.buildKernelOverlay(topology)
+            let host0 = topology.hosts[0]
+            let before = try await Self.txBytes("vxlan42", in: host0, of: topology)
             let result = try await topology.tcpTransfer(from: a, to: b, bytes: Self.transferBytes,
                                                         timeout: .seconds(120))
             print("KernelOverlayTests: 10.0.0.1 -> 10.0.0.2: \(result)")
             #expect(result.verified, "\(result)")
+            // The bytes really went through the tunnel (the containers share no other link).
+            let after = try await Self.txBytes("vxlan42", in: host0, of: topology)
+            #expect(after - before >= Self.transferBytes, "vxlan42 tx_bytes grew by \(after - before)")
         }
     }
 
@@ -90,8 +101,11 @@ struct KernelOverlayTests {
         #expect(sleeper.isRunning)
         #expect(topology.existingNamespaces().count == 6)  // ul, h0, h1, h0-c0, h1-c0, h0-c1
 
+        let start = ContinuousClock.now
         topology.teardown()
         topology.teardown()  // idempotent
+        // The sleeper goes on SIGTERM, so teardown never waits out its 2 s grace period.
+        #expect(ContinuousClock.now - start < .seconds(2))
 
         #expect(!sleeper.isRunning)
         #expect(NetnsTopology.existingNamespaces(withPrefix: prefix).isEmpty)
@@ -111,6 +125,18 @@ struct KernelOverlayTests {
         let name = prefix.withLock { $0 }
         #expect(name.hasPrefix("vx-"))
         #expect(NetnsTopology.existingNamespaces(withPrefix: name).isEmpty)
+    }
+
+    /// Children are spawned with an empty signal mask: Foundation's Process let them inherit the cooperative
+    /// pool's mask, which blocks SIGTERM, so a daemon under test could never have shut down gracefully.
+    @Test func spawnedProcessesStopOnSIGTERMAlone() async throws {
+        try await withNetnsTopology(hosts: 1) { topology in
+            let sleeper = try topology.spawn(["sleep", "600"], in: topology.hosts[0])
+            try await Task.sleep(for: .milliseconds(100))  // let it reach exec
+            #expect(sleeper.signal(SIGTERM))
+            let status = await sleeper.waitForExit(timeout: .seconds(2))
+            #expect(status == 128 + SIGTERM)
+        }
     }
 
     @Test func commandsThatOutliveTheirTimeoutAreKilled() async throws {
