@@ -15,15 +15,24 @@ import Darwin
 public enum NetnsEnvironment {
     /// `ip` from iproute2, or nil.
     public static let ipPath: String? = ProcessRunner.findExecutable(
-        "ip", candidates: ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
+        "ip",
+        candidates: ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+    )
     /// `bridge` from iproute2 (kernel VXLAN peers with more than one remote need it), or nil.
     public static let bridgePath: String? = ProcessRunner.findExecutable(
-        "bridge", candidates: ["/usr/sbin/bridge", "/sbin/bridge", "/usr/bin/bridge", "/bin/bridge"])
+        "bridge",
+        candidates: ["/usr/sbin/bridge", "/sbin/bridge", "/usr/bin/bridge", "/bin/bridge"]
+    )
     /// `ping` from iputils, or nil.
-    public static let pingPath: String? = ProcessRunner.findExecutable("ping", candidates: ["/usr/bin/ping", "/bin/ping"])
+    public static let pingPath: String? = ProcessRunner.findExecutable(
+        "ping",
+        candidates: ["/usr/bin/ping", "/bin/ping"]
+    )
     /// The system python3 (preferred over a pyenv shim, which is slower to start), or nil.
     public static let python3Path: String? = ProcessRunner.findExecutable(
-        "python3", candidates: ["/usr/bin/python3"])
+        "python3",
+        candidates: ["/usr/bin/python3"]
+    )
 
     /// True when running as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN).
     public static var isRoot: Bool { geteuid() == 0 }

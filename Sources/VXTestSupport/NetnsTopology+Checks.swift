@@ -47,9 +47,16 @@ public struct TransferResult: Sendable, CustomStringConvertible {
 
     public var description: String {
         let mib = Double(receivedBytes) / 1_048_576
-        return String(format: "%.1f MiB in %.2f s (%.0f Mbit/s), %@", mib, seconds, megabitsPerSecond,
-                      verified ? "SHA-256 verified" : "MISMATCH sent \(sentBytes) B \(sentSHA256) "
-                          + "received \(receivedBytes) B \(receivedSHA256)")
+        return String(
+            format: "%.1f MiB in %.2f s (%.0f Mbit/s), %@",
+            mib,
+            seconds,
+            megabitsPerSecond,
+            verified
+                ? "SHA-256 verified"
+                : "MISMATCH sent \(sentBytes) B \(sentSHA256) "
+                    + "received \(receivedBytes) B \(receivedSHA256)"
+        )
     }
 }
 
@@ -75,7 +82,8 @@ extension NetnsTopology {
             timeout: timeout + .seconds(5)
         )
         // "3 packets transmitted, 3 received, 0% packet loss, time 404ms"
-        let numbers = result.stdout.split(separator: "\n").first { $0.contains("packets transmitted") }
+        let numbers =
+            result.stdout.split(separator: "\n").first { $0.contains("packets transmitted") }
             .map { line in line.split(separator: " ").compactMap { Int($0) } } ?? []
         guard numbers.count >= 2 else {
             throw NetnsError.unexpectedOutput("ping summary missing: \(result)")
@@ -119,8 +127,10 @@ extension NetnsTopology {
         try await receiver.waitForOutput(containing: "\"listening\"", timeout: .seconds(15))
 
         let sender = try await run(
-            [python, script, "send", "--to", address, "--port", "\(port)", "--bytes", "\(bytes)",
-             "--seed", "\(seed)", "--timeout", seconds],
+            [
+                python, script, "send", "--to", address, "--port", "\(port)", "--bytes", "\(bytes)",
+                "--seed", "\(seed)", "--timeout", seconds,
+            ],
             in: source,
             timeout: timeout + .seconds(10)
         )
@@ -128,7 +138,8 @@ extension NetnsTopology {
         guard sender.succeeded, receiverStatus == 0 else {
             throw NetnsError.unexpectedOutput(
                 "transfer failed; sender: \(sender); receiver status \(receiverStatus.map(String.init) ?? "running"), "
-                    + "stdout: \(receiver.stdout()) stderr: \(receiver.stderr())")
+                    + "stdout: \(receiver.stdout()) stderr: \(receiver.stderr())"
+            )
         }
         let sent = try Self.decodeReport(sender.stdout)
         let received = try Self.decodeReport(receiver.stdout())

@@ -154,8 +154,13 @@ public final class NetnsTopology: Sendable {
         self.underlayNamespace = "vx-\(id)-ul"
         self.underlayMTU = underlayMTU
         self.hosts = (0..<hostCount).map { i in
-            Host(index: i, namespace: "vx-\(id)-h\(i)", underlayInterface: "ul0",
-                 underlayAddress: "192.0.2.\(10 + i)", underlayPrefixLength: 24)
+            Host(
+                index: i,
+                namespace: "vx-\(id)-h\(i)",
+                underlayInterface: "ul0",
+                underlayAddress: "192.0.2.\(10 + i)",
+                underlayPrefixLength: 24
+            )
         }
         self.workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("vx-\(id)").path
         self.disableIPv6 = disableIPv6
@@ -168,13 +173,42 @@ public final class NetnsTopology: Sendable {
             for host in hosts {
                 try await addNamespace(host.namespace)
                 let port = "h\(host.index)"
-                try await ip("-n", underlayNamespace, "link", "add", port, "type", "veth",
-                             "peer", "name", host.underlayInterface, "netns", host.namespace)
-                try await ip("-n", underlayNamespace, "link", "set", port, "master", underlayBridge,
-                             "mtu", "\(underlayMTU)", "up")
+                try await ip(
+                    "-n",
+                    underlayNamespace,
+                    "link",
+                    "add",
+                    port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    host.underlayInterface,
+                    "netns",
+                    host.namespace
+                )
+                try await ip(
+                    "-n",
+                    underlayNamespace,
+                    "link",
+                    "set",
+                    port,
+                    "master",
+                    underlayBridge,
+                    "mtu",
+                    "\(underlayMTU)",
+                    "up"
+                )
                 try await ip("-n", host.namespace, "link", "set", host.underlayInterface, "mtu", "\(underlayMTU)", "up")
-                try await ip("-n", host.namespace, "addr", "add",
-                             "\(host.underlayAddress)/\(host.underlayPrefixLength)", "dev", host.underlayInterface)
+                try await ip(
+                    "-n",
+                    host.namespace,
+                    "addr",
+                    "add",
+                    "\(host.underlayAddress)/\(host.underlayPrefixLength)",
+                    "dev",
+                    host.underlayInterface
+                )
             }
         } catch {
             teardown()
@@ -229,8 +263,15 @@ public final class NetnsTopology: Sendable {
         if newName != name {
             try await ip("-n", container.namespace, "link", "set", name, "name", newName)
         }
-        return try await configure(newName, in: container, address: address, prefixLength: prefixLength,
-                                   mac: mac, mtu: mtu, hostInterface: nil)
+        return try await configure(
+            newName,
+            in: container,
+            address: address,
+            prefixLength: prefixLength,
+            mac: mac,
+            mtu: mtu,
+            hostInterface: nil
+        )
     }
 
     /// Joins `container` to its host with a veth pair (for kernel-datapath hosts and other peers that attach
@@ -260,14 +301,33 @@ public final class NetnsTopology: Sendable {
         let hostEnd = hostInterface ?? (newName == "eth0" ? "vc\(container.index)" : "vc\(container.index)\(newName)")
         try checkInterfaceName(newName)
         try checkInterfaceName(hostEnd)
-        try await ip("-n", hostNS, "link", "add", hostEnd, "type", "veth",
-                     "peer", "name", newName, "netns", container.namespace)
+        try await ip(
+            "-n",
+            hostNS,
+            "link",
+            "add",
+            hostEnd,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            newName,
+            "netns",
+            container.namespace
+        )
         var hostArgs = ["-n", hostNS, "link", "set", hostEnd]
         if let mtu { hostArgs += ["mtu", "\(mtu)"] }
         if let bridge { hostArgs += ["master", bridge] }
         try await ip(hostArgs + ["up"])
-        return try await configure(newName, in: container, address: address, prefixLength: prefixLength,
-                                   mac: mac, mtu: mtu, hostInterface: hostEnd)
+        return try await configure(
+            newName,
+            in: container,
+            address: address,
+            prefixLength: prefixLength,
+            mac: mac,
+            mtu: mtu,
+            hostInterface: hostEnd
+        )
     }
 
     // MARK: Kernel VXLAN peer
@@ -293,16 +353,31 @@ public final class NetnsTopology: Sendable {
         let remoteIndices = remoteHosts ?? hosts.map(\.index).filter { $0 != host }
         for index in remoteIndices { try checkHost(index) }
         let remotes = remoteIndices.map { hosts[$0].underlayAddress }
-        let vxlan = KernelVXLAN(host: host, vni: vni, device: "vxlan\(vni)", bridge: "br\(vni)",
-                                remotes: remotes, dstPort: dstPort)
-        var add = ["-n", me.namespace, "link", "add", vxlan.device, "type", "vxlan", "id", "\(vni)",
-                   "dstport", "\(dstPort)", "local", me.underlayAddress, "dev", me.underlayInterface]
+        let vxlan = KernelVXLAN(
+            host: host,
+            vni: vni,
+            device: "vxlan\(vni)",
+            bridge: "br\(vni)",
+            remotes: remotes,
+            dstPort: dstPort
+        )
+        var add = [
+            "-n", me.namespace, "link", "add", vxlan.device, "type", "vxlan", "id", "\(vni)",
+            "dstport", "\(dstPort)", "local", me.underlayAddress, "dev", me.underlayInterface,
+        ]
         if let first = remotes.first { add += ["remote", first] }
         try await ip(add)
         for remote in remotes.dropFirst() {
-            guard let bridgeTool = NetnsEnvironment.bridgePath else { throw NetnsError.missingTool("bridge (iproute2)") }
-            try await check([bridgeTool, "-n", me.namespace, "fdb", "append", "00:00:00:00:00:00",
-                             "dev", vxlan.device, "dst", remote], timeout: .seconds(10))
+            guard let bridgeTool = NetnsEnvironment.bridgePath else {
+                throw NetnsError.missingTool("bridge (iproute2)")
+            }
+            try await check(
+                [
+                    bridgeTool, "-n", me.namespace, "fdb", "append", "00:00:00:00:00:00",
+                    "dev", vxlan.device, "dst", remote,
+                ],
+                timeout: .seconds(10)
+            )
         }
         try await ip("-n", me.namespace, "link", "add", vxlan.bridge, "type", "bridge")
         try await ip("-n", me.namespace, "link", "set", vxlan.device, "master", vxlan.bridge, "up")
@@ -459,10 +534,16 @@ public final class NetnsTopology: Sendable {
         try await ip("-n", name, "link", "set", "lo", "up")
         if disableIPv6 {
             // Best effort: a kernel without IPv6 has no such files, and that is fine.
-            _ = try await run(netnsExec(name, [
-                "sh", "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            ]), timeout: .seconds(10))
+            _ = try await run(
+                netnsExec(
+                    name,
+                    [
+                        "sh", "-c",
+                        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+                    ]
+                ),
+                timeout: .seconds(10)
+            )
         }
     }
 
@@ -484,8 +565,15 @@ public final class NetnsTopology: Sendable {
         }
         try await ip("-n", container.namespace, "link", "set", name, "up")
         let (readMAC, readMTU) = try await linkInfo(name, in: container.namespace)
-        return ContainerInterface(container: container, name: name, address: address, prefixLength: prefixLength,
-                                  mac: readMAC, mtu: readMTU, hostInterface: hostInterface)
+        return ContainerInterface(
+            container: container,
+            name: name,
+            address: address,
+            prefixLength: prefixLength,
+            mac: readMAC,
+            mtu: readMTU,
+            hostInterface: hostInterface
+        )
     }
 
     /// Reads an interface's MAC and MTU from `ip -o link show`.
@@ -493,8 +581,8 @@ public final class NetnsTopology: Sendable {
         let line = try await ip("-o", "-n", namespace, "link", "show", "dev", name)
         let words = line.split(whereSeparator: { $0 == " " || $0 == "\\" || $0 == "\n" }).map(String.init)
         guard let mtuIndex = words.firstIndex(of: "mtu"), mtuIndex + 1 < words.count,
-              let mtu = Int(words[mtuIndex + 1]),
-              let etherIndex = words.firstIndex(of: "link/ether"), etherIndex + 1 < words.count
+            let mtu = Int(words[mtuIndex + 1]),
+            let etherIndex = words.firstIndex(of: "link/ether"), etherIndex + 1 < words.count
         else { throw NetnsError.unexpectedOutput("ip link show \(name): \(line)") }
         return (words[etherIndex + 1], mtu)
     }

@@ -155,8 +155,10 @@ public final class SpawnedProcess: Sendable, CustomStringConvertible {
         let deadline = ContinuousClock.now + timeout
         while !stdout().contains(text) {
             if !isRunning, !stdout().contains(text) {
-                throw NetnsError.timedOut("\(self) exited (status \(exitStatus ?? -1)) before printing \"\(text)\"; "
-                    + "stderr: \(stderr())")
+                throw NetnsError.timedOut(
+                    "\(self) exited (status \(exitStatus ?? -1)) before printing \"\(text)\"; "
+                        + "stderr: \(stderr())"
+                )
             }
             guard ContinuousClock.now < deadline else {
                 throw NetnsError.timedOut("\(self) did not print \"\(text)\" within \(timeout)")
