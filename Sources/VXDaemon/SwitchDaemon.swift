@@ -10,7 +10,8 @@
 //   - maintenance   advances the MAC table's clock once a second and expires old entries (bulk aging).
 //
 // Order of a change, chosen so a worker never forwards to something that is not there:
-//   add:    create the descriptor → attach it on the worker → publish the config that uses it;
+//   add:    create the descriptor → publish the config with it → attach it on the worker (until then floods
+//           skip it, and unicast to it is counted as `portNotAttached`);
 //   remove: publish the config without it → detach on the worker → flush the table → close the descriptor.
 
 import Foundation
@@ -219,15 +220,20 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
             }
             worker.counters.reset(.port(index: Int(port.index)))
-            do {
-                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
-            } catch {
-                descriptor.close()
-                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
-            }
+            // Publish before attaching: the port's first frames (an IPv6 router solicitation as the link comes
+            // up) then find it in the worker's config; until it is attached, floods skip it.
+            let previous = state
             state.builder = builder
             state.ports[name] = PortState(id: port, vni: params.vni, mtu: mtu, descriptor: descriptor)
             publish(state)
+            do {
+                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
+            } catch {
+                state = previous
+                publish(state)
+                descriptor.close()
+                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+            }
             logger.info("port \(name) added in VNI \(params.vni) (MTU \(mtu))")
             return PortInfo(name: params.name, vni: params.vni, mtu: mtu, ifindex: descriptor.ifindex)
         }

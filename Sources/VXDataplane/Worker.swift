@@ -282,7 +282,13 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             case .flood(let flood):
                 var flowHash: UInt32? = nil
                 topology.forEachDestination(of: flood) { destination in
-                    if case .peer = destination, flowHash == nil { flowHash = self.flowHash(of: item) }
+                    switch destination {
+                    case .peer:
+                        if flowHash == nil { flowHash = self.flowHash(of: item) }
+                    case .port(let port):
+                        // A port published but not attached yet is not a drop for a flood: skip it.
+                        guard isAttached(port) else { return }
+                    }
                     emit(item, to: destination, config: config, flowHash: flowHash)
                 }
             case .drop(let reason):
@@ -382,6 +388,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 destination: header.destination)
             return Classification(frame: classified, source: header.source)
         }
+    }
+
+    private func isAttached(_ port: PortID) -> Bool {
+        let index = Int(port.index)
+        return index < handleByPortIndex.count && handleByPortIndex[index] != nil
     }
 
     private func flowHash(of item: ClassifiedFrame) -> UInt32 {
