@@ -54,6 +54,7 @@ public final class MemoryWire: EngineWaker {
         var queue: [Injected] = []  // injected, not yet received, oldest first
         var woken = false  // wake() called since the last receive returned
         var ports: [PortHandle: PortKind] = [:]  // registered ports
+        var handlesByDescriptor: [Int32: PortHandle] = [:]  // the fake fd each port was registered with
         var transmitted: [PortHandle: [TransmittedFrame]] = [:]  // sent, not yet drained
     }
 
@@ -89,6 +90,12 @@ public final class MemoryWire: EngineWaker {
 
     /// Injected frames not yet received.
     public var pendingCount: Int { state.withLock { $0.queue.count } }
+
+    /// The handle of the port registered with descriptor `fd`, for tests that create ports through a daemon
+    /// and then need to inject into them.
+    public func handle(forDescriptor fd: Int32) -> PortHandle? {
+        state.withLock { $0.handlesByDescriptor[fd] }
+    }
 
     /// Makes the engine's current or next `receive` return `.woken`.
     public func wake() {
@@ -127,7 +134,10 @@ public final class MemoryEngine: PacketEngine {
     public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
         let handle = PortHandle(raw: nextHandle)
         nextHandle += 1
-        waker.state.withLock { $0.ports[handle] = kind }
+        waker.state.withLock {
+            $0.ports[handle] = kind
+            $0.handlesByDescriptor[fd] = handle
+        }
         return handle
     }
 
@@ -135,6 +145,7 @@ public final class MemoryEngine: PacketEngine {
     public func unregister(_ handle: PortHandle) {
         waker.state.withLock { state in
             state.ports[handle] = nil
+            state.handlesByDescriptor = state.handlesByDescriptor.filter { $0.value != handle }
             state.queue.removeAll { $0.handle == handle }
         }
     }

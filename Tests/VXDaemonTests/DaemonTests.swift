@@ -1,0 +1,225 @@
+// A whole switch in-process: the daemon on a MemoryEngine with fake descriptors, driven through the control
+// protocol exactly as vxctl drives it (JSON-RPC lines through the dispatcher), with frames injected where a TAP
+// or tunnel socket would deliver them (OVS's tunnel-push-pop.at does the same with netdev-dummy).
+
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import VXControl
+import VXDaemon
+import VXIO
+import VXPacket
+import VXTestSupport
+
+/// Hands out fake descriptors; closing one is recorded so tests can check ports are released.
+final class FakeHost: SwitchHost {
+    private let next = Mutex<Int32>(1000)
+    let closed = Mutex<Set<Int32>>([])
+    let created = Mutex<[String: Int32]>([:])
+
+    func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor {
+        let fd = next.withLock { value -> Int32 in
+            value += 1
+            return value
+        }
+        created.withLock { $0[name] = fd }
+        return OwnedDescriptor(fd: fd, kind: .tap(virtioHeader: false), ifindex: Int(fd)) { [self] in
+            closed.withLock { _ = $0.insert(fd) }
+        }
+    }
+
+    func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor] {
+        [
+            OwnedDescriptor(fd: 10, kind: .udpTunnel) {},
+            OwnedDescriptor(fd: 11, kind: .rawGRE) {},
+            OwnedDescriptor(fd: 12, kind: .rawIPv4Sender) {},
+        ]
+    }
+}
+
+final class InProcessSwitch {
+    static let local = IPv4Address(192, 0, 2, 11)
+    let host = FakeHost()
+    let daemon: SwitchDaemon<MemoryEngine>
+    let dispatcher: ControlDispatcher
+
+    init() throws {
+        daemon = SwitchDaemon(
+            options: DaemonOptions(local: InProcessSwitch.local), engine: MemoryEngine(pool: PacketBufferPool(count: 512)),
+            host: host, logger: Logger(label: "test"))
+        try daemon.start()
+        dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
+    }
+
+    deinit {
+        daemon.shutdown()
+    }
+
+    /// Sends one request line and returns the decoded response object.
+    func call(_ method: String, _ params: String = "{}", id: Int = 1) async throws -> [String: Any] {
+        let line = #"{"jsonrpc":"2.0","id":\#(id),"method":"\#(method)","params":\#(params)}"#
+        let reply = try #require(await dispatcher.respond(toLine: Array(line.utf8)))
+        return try #require(try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any])
+    }
+
+    func result(_ method: String, _ params: String = "{}") async throws -> [String: Any] {
+        let response = try await call(method, params)
+        #expect(response["error"] == nil, "\(method) failed: \(response)")
+        return response["result"] as? [String: Any] ?? [:]
+    }
+
+    /// The result as JSON text with sorted keys, for comparing states.
+    func canonical(_ method: String) async throws -> String {
+        let object = try await result(method)
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    func errorMessage(_ method: String, _ params: String) async throws -> String {
+        let response = try await call(method, params)
+        let error = try #require(response["error"] as? [String: Any], "\(method) should have failed")
+        return error["message"] as? String ?? ""
+    }
+
+    func handle(ofPort name: String) throws -> PortHandle {
+        let fd = try #require(host.created.withLock { $0[name] })
+        return try #require(daemon.engine.wire.handle(forDescriptor: fd))
+    }
+
+    var tunnelHandle: PortHandle { daemon.engine.wire.handle(forDescriptor: 10)! }
+    var senderHandle: PortHandle { daemon.engine.wire.handle(forDescriptor: 12)! }
+
+    /// Waits (bounded) until `body` returns a non-empty array.
+    func eventually<T>(_ body: () -> [T]) async throws -> [T] {
+        for _ in 0..<200 {
+            let value = body()
+            if !value.isEmpty { return value }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return []
+    }
+}
+
+let containerA = MACAddress(0x02, 0, 0, 0, 0xA, 1)
+let containerB = MACAddress(0x02, 0, 0, 0, 0xB, 1)
+
+func arpRequest(from mac: MACAddress, _ ip: IPv4Address, to target: IPv4Address) -> [UInt8] {
+    PacketBuilder.arpRequest(senderMAC: mac, senderIP: ip, targetIP: target)
+}
+
+@Suite("vxswitchd in-process, driven through the control protocol")
+struct DaemonTests {
+    @Test("add-port and add-peer show up in show, and a port's broadcast reaches the peer as VXLAN")
+    func portAndPeerCarryTraffic() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        let show = try await sw.result("show")
+        let ports = try #require(show["ports"] as? [[String: Any]])
+        #expect(ports.count == 1 && ports[0]["name"] as? String == "tap1" && ports[0]["mtu"] as? Int == 1450)
+
+        let arp = arpRequest(from: containerA, IPv4Address(10, 0, 0, 1), to: IPv4Address(10, 0, 0, 2))
+        #expect(sw.daemon.engine.inject(arp, into: try sw.handle(ofPort: "tap1")))
+        let sent = try await sw.eventually { sw.daemon.engine.drainTransmitted(from: sw.senderHandle) }
+        #expect(sent.count == 1)
+        let packet = sent[0].bytes
+        let decap = try TunnelDecap.vxlanIPv4(packet.span.bytes).get()
+        #expect(decap.vni == VNI(42)! && decap.ipv4.source == InProcessSwitch.local)
+        #expect(sent[0].remote == IPv4Address(192, 0, 2, 12))
+    }
+
+    @Test("fdb lists a MAC learnt from the tunnel behind the peer and one learnt on a port behind the port")
+    func fdbShowsLearntEntries() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        let fromPeer = PacketBuilder.vxlanDatagram(
+            vni: VNI(42)!, inner: arpRequest(from: containerB, IPv4Address(10, 0, 0, 2), to: IPv4Address(10, 0, 0, 1)))
+        #expect(sw.daemon.engine.inject(fromPeer, into: sw.tunnelHandle, remote: IPv4Address(192, 0, 2, 12)))
+        let delivered = try await sw.eventually { sw.daemon.engine.drainTransmitted(from: try! sw.handle(ofPort: "tap1")) }
+        #expect(delivered.count == 1)
+        let reply = PacketBuilder.arpReply(
+            senderMAC: containerA, senderIP: IPv4Address(10, 0, 0, 1), targetMAC: containerB,
+            targetIP: IPv4Address(10, 0, 0, 2))
+        #expect(sw.daemon.engine.inject(reply, into: try sw.handle(ofPort: "tap1")))
+        _ = try await sw.eventually { sw.daemon.engine.drainTransmitted(from: sw.senderHandle) }
+
+        let fdb = try await sw.result("fdb", #"{"vni":42}"#)
+        let entries = try #require(fdb["entries"] as? [[String: Any]])
+        let byMAC = Dictionary(uniqueKeysWithValues: entries.map { ($0["mac"] as? String ?? "", $0["destination"] as? String ?? "") })
+        #expect(byMAC[containerB.description] == "peer 192.0.2.12")
+        #expect(byMAC[containerA.description] == "port tap1")
+
+        let stats = try await sw.result("stats")
+        let portStats = try #require((stats["ports"] as? [[String: Any]])?.first)
+        #expect(portStats["name"] as? String == "tap1")
+    }
+
+    @Test("del-port releases the descriptor, flushes its MAC entries and removes it from show")
+    func deletePortCleansUp() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        _ = try await sw.result("add-port", #"{"name":"tap2","vni":42}"#)
+        let tap1 = try sw.handle(ofPort: "tap1")
+        #expect(sw.daemon.engine.inject(arpRequest(from: containerA, IPv4Address(10, 0, 0, 1), to: IPv4Address(10, 0, 0, 2)), into: tap1))
+        _ = try await sw.eventually { sw.daemon.engine.drainTransmitted(from: try! sw.handle(ofPort: "tap2")) }
+        #expect(sw.daemon.table.count == 1)
+
+        let fd = try #require(sw.host.created.withLock { $0["tap1"] })
+        _ = try await sw.result("del-port", #"{"name":"tap1"}"#)
+        #expect(sw.host.closed.withLock { $0.contains(fd) })
+        #expect(sw.daemon.table.count == 0, "entries learnt on a deleted port must be flushed")
+        let ports = try #require(try await sw.result("show")["ports"] as? [[String: Any]])
+        #expect(ports.map { $0["name"] as? String } == ["tap2"])
+    }
+
+    @Test("bad requests get clear errors and change nothing")
+    func badRequestsChangeNothing() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        let before = try await sw.canonical("show")
+
+        #expect(try await sw.errorMessage("del-port", #"{"name":"nope"}"#).contains("no port named \"nope\""))
+        #expect(try await sw.errorMessage("add-port", #"{"name":"tap1","vni":7}"#).contains("already exists"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"192.0.2.11","vni":42}"#).contains("own VTEP address"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"192.0.2.12","vni":42,"encap":"gre"}"#)
+            .contains("one encapsulation"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"192.0.2.12","vni":42}"#).contains("already in VNI 42"))
+        #expect(try await sw.errorMessage("del-peer", #"{"ip":"192.0.2.99"}"#).contains("no peer 192.0.2.99"))
+        #expect(try await sw.errorMessage("add-port", #"{"name":"tap9","vni":16777216}"#).contains("16777216"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"300.1.2.3","vni":1}"#).contains("300.1.2.3"))
+
+        #expect(try await sw.canonical("show") == before)
+    }
+
+    @Test("a GRE peer without a key carries exactly one VNI")
+    func unkeyedGREPeerHasOneVNI() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42,"encap":"gre","greKey":"none"}"#)
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"192.0.2.12","vni":43,"encap":"gre","greKey":"none"}"#)
+            .contains("exactly one VNI"))
+    }
+
+    @Test("del-peer for one VNI keeps the peer in its other VNIs")
+    func deletePeerFromOneVNI() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":43}"#)
+        _ = try await sw.result("del-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        let peers = try #require(try await sw.result("show")["peers"] as? [[String: Any]])
+        #expect(peers.count == 1)
+        #expect(peers.first?["vnis"] as? [Int] == [43])
+    }
+
+    @Test("malformed control lines get JSON-RPC errors and the switch keeps working")
+    func malformedLinesAreRejected() async throws {
+        let sw = try InProcessSwitch()
+        for line in ["{", "[]", #"{"jsonrpc":"2.0","id":1,"method":"no-such-method"}"#, String(repeating: "x", count: 100)] {
+            let reply = try #require(await sw.dispatcher.respond(toLine: Array(line.utf8)))
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any])
+            #expect(object["error"] != nil, "no error for \(line.prefix(20))")
+        }
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+    }
+}
