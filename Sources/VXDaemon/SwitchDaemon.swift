@@ -41,6 +41,9 @@ public struct DaemonOptions: Sendable {
     public var maxPeers = 1024
     /// Packet buffers in the worker's pool (2 KiB each).
     public var bufferCount = 4096
+    /// Where the configuration is kept across restarts; nil runs without one (nothing persisted, and the TAPs
+    /// are removed when the switch stops).
+    public var statePath: String? = nil
 
     public init(local: IPv4Address) {
         self.local = local
@@ -75,6 +78,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     private let logger: Logger
     private let state = Mutex(State())
     private let stopMaintenance = Atomic<Bool>(false)
+    private let store: StateStore?
 
     private struct State {
         var builder = TopologyBuilder()
@@ -93,6 +97,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.options = options
         self.host = host
         self.logger = logger
+        self.store = options.statePath.map(StateStore.init(path:))
         let agingTicks = UInt16(clamping: options.agingSeconds)
         self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
         self.worker = DataplaneWorker(
@@ -120,7 +125,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             do {
                 try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
             } catch {
-                for tunnel in tunnels { tunnel.close() }
+                for tunnel in tunnels { tunnel.release() }
                 throw ControlError(.systemError, "cannot attach tunnel socket to the worker: \(error)", cause: error)
             }
         }
@@ -130,28 +135,70 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         }
         logger.info(
             "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self)")
+        if let store {
+            try restore(from: store.load(), path: store.path)
+        }
+    }
+
+    /// Re-creates the saved ports (attaching to their persistent TAPs) and peers.
+    private func restore(from saved: PersistedState, path: String) throws(ControlError) {
+        var restoredPorts = 0
+        for port in saved.ports {
+            do throws(ControlError) {
+                guard let vni = VNI(port.vni) else { throw ControlError(.invalidArgument, "VNI \(port.vni) out of range") }
+                _ = try addPortLocked(name: port.name, vni: vni, mtu: port.mtu, persist: false)
+                restoredPorts += 1
+            } catch {
+                logger.error("state \(path): cannot restore port \(port.name): \(error.message)")
+            }
+        }
+        var restoredPeers = 0
+        for peer in saved.peers {
+            for vniValue in peer.vnis {
+                do throws(ControlError) {
+                    guard let address = IPv4Address(peer.ip), let vni = VNI(vniValue) else {
+                        throw ControlError(.invalidArgument, "bad address or VNI")
+                    }
+                    let encapsulation = try PeerEncapsulation(encap: peer.encap, greKey: peer.greKey)
+                    _ = try addPeerLocked(address: address, vni: vni, encapsulation: encapsulation, persist: false)
+                } catch {
+                    logger.error("state \(path): cannot restore peer \(peer.ip) VNI \(vniValue): \(error.message)")
+                }
+            }
+            restoredPeers += 1
+        }
+        logger.info("restored \(restoredPorts) port(s) and \(restoredPeers) peer(s) from \(path)")
     }
 
     /// Stops the threads and closes every port (removing the TAPs this switch created) and socket.
     public func shutdown() {
-        let (ports, tunnels) = state.withLock { state -> ([PortState], [OwnedDescriptor]) in
-            guard !state.stopped else { return ([], []) }
+        let stopping = state.withLock { state -> (ports: [PortState], tunnels: [OwnedDescriptor], started: Bool)? in
+            // Only the first call stops anything: a second `.stop` would wait forever for a worker that has left.
+            guard !state.stopped else { return nil }
             state.stopped = true
             defer {
                 state.ports.removeAll()
                 state.tunnels.removeAll()
             }
-            return (Array(state.ports.values), state.tunnels)
+            return (Array(state.ports.values), state.tunnels, state.started)
         }
+        guard let (ports, tunnels, started) = stopping else { return }
         stopMaintenance.store(true, ordering: .relaxed)
-        if state.withLock({ $0.started }) {
+        if started {
             _ = try? worker.mailbox.run(.stop)
         }
         // Give the threads a moment to leave their loops; they hold no resources we are about to close except
         // through the engine, which the worker stopped using when it acknowledged `.stop`.
-        for port in ports { port.descriptor.close() }
-        for tunnel in tunnels { tunnel.close() }
-        if !ports.isEmpty { logger.info("removed \(ports.count) port(s)") }
+        for tunnel in tunnels { tunnel.release() }
+        if store == nil {
+            for port in ports { port.descriptor.destroy() }
+            if !ports.isEmpty { logger.info("removed \(ports.count) port(s)") }
+        } else {
+            // With a state file the TAPs stay (persistent), so containers keep their interfaces and the next
+            // vxswitchd attaches to them again.
+            for port in ports { port.descriptor.release() }
+            if !ports.isEmpty { logger.info("left \(ports.count) persistent port(s) for the next start") }
+        }
     }
 
     private func runMaintenance() {
@@ -201,9 +248,13 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     // MARK: ControlService: ports
 
     public func addPort(_ params: AddPortParams) async throws(ControlError) -> PortInfo {
-        let name = params.name.value
-        let mtu = params.mtu ?? options.defaultMTU
-        return try state.withLock { state throws(ControlError) -> PortInfo in
+        try addPortLocked(name: params.name.value, vni: params.vni, mtu: params.mtu ?? options.defaultMTU, persist: true)
+    }
+
+    /// Adds a port; with `persist`, the new configuration is saved before this returns (and the port is taken
+    /// down again if saving fails).
+    private func addPortLocked(name: String, vni: VNI, mtu: Int, persist: Bool) throws(ControlError) -> PortInfo {
+        try state.withLock { state throws(ControlError) -> PortInfo in
             try requireRunning(state)
             guard state.ports[name] == nil else {
                 throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
@@ -211,12 +262,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             guard state.ports.count < options.maxPorts else {
                 throw ControlError(.resourceBusy, "this switch already has the most ports it allows (\(options.maxPorts))")
             }
-            let descriptor = try host.createPort(name: name, mtu: mtu)
+            let descriptor = try host.createPort(name: name, mtu: mtu, persistent: store != nil)
             var builder = state.builder
-            guard let domain = builder.addDomain(vni: params.vni), let port = builder.addPort(domain: domain),
+            guard let domain = builder.addDomain(vni: vni), let port = builder.addPort(domain: domain),
                 Int(port.index) < options.maxPorts
             else {
-                descriptor.close()
+                descriptor.destroy()
                 throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
             }
             worker.counters.reset(.port(index: Int(port.index)))
@@ -224,18 +275,24 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             // up) then find it in the worker's config; until it is attached, floods skip it.
             let previous = state
             state.builder = builder
-            state.ports[name] = PortState(id: port, vni: params.vni, mtu: mtu, descriptor: descriptor)
+            state.ports[name] = PortState(id: port, vni: vni, mtu: mtu, descriptor: descriptor)
             publish(state)
-            do {
-                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
+            do throws(ControlError) {
+                do {
+                    try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
+                } catch {
+                    throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+                }
+                if persist { try save(state) }
             } catch {
                 state = previous
                 publish(state)
-                descriptor.close()
-                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+                _ = try? worker.mailbox.run(.detachPort(port))
+                descriptor.destroy()
+                throw error
             }
-            logger.info("port \(name) added in VNI \(params.vni) (MTU \(mtu))")
-            return PortInfo(name: params.name, vni: params.vni, mtu: mtu, ifindex: descriptor.ifindex)
+            logger.info("port \(name) added in VNI \(vni) (MTU \(mtu))")
+            return PortInfo(name: interfaceName(name), vni: vni, mtu: mtu, ifindex: descriptor.ifindex)
         }
     }
 
@@ -243,16 +300,21 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let name = params.name.value
         try state.withLock { state throws(ControlError) in
             try requireRunning(state)
-            guard let port = state.ports.removeValue(forKey: name) else {
+            guard let port = state.ports[name] else {
                 throw ControlError(.notFound, "no port named \"\(name)\"")
             }
+            // Saved first: once the TAP is deleted there is no going back.
+            var next = state
+            next.ports[name] = nil
+            try save(next)
+            state.ports[name] = nil
             state.builder.removePort(port.id)
             publish(state)
             _ = try? worker.mailbox.run(.detachPort(port.id))
             table.flush(port: port.id, includingStatic: true)
             releaseDomainIfUnused(port.vni, in: &state)
             publish(state)
-            port.descriptor.close()
+            port.descriptor.destroy()
             logger.info("port \(name) removed")
         }
         return EmptyResult()
@@ -261,7 +323,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     // MARK: ControlService: peers
 
     public func addPeer(_ params: AddPeerParams) async throws(ControlError) -> PeerInfo {
-        let address = params.ip
+        try addPeerLocked(address: params.ip, vni: params.vni, encapsulation: params.encapsulation, persist: true)
+    }
+
+    private func addPeerLocked(
+        address: IPv4Address, vni: VNI, encapsulation: PeerEncapsulation, persist: Bool
+    ) throws(ControlError) -> PeerInfo {
         guard address != options.local else {
             throw ControlError(.invalidArgument, "\(address) is this switch's own VTEP address, not a peer")
         }
@@ -271,16 +338,16 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         return try state.withLock { state throws(ControlError) -> PeerInfo in
             try requireRunning(state)
             if let existing = state.peers[address] {
-                guard existing.encapsulation == params.encapsulation else {
+                guard existing.encapsulation == encapsulation else {
                     throw ControlError(
                         .invalidArgument,
                         "peer \(address) already uses \(existing.encapsulation); each peer has one encapsulation "
                             + "(del-peer \(address) first to change it)")
                 }
-                guard !existing.vnis.contains(params.vni) else {
-                    throw ControlError(.alreadyExists, "peer \(address) is already in VNI \(params.vni)")
+                guard !existing.vnis.contains(vni) else {
+                    throw ControlError(.alreadyExists, "peer \(address) is already in VNI \(vni)")
                 }
-                if params.encapsulation.keyLayout == .none {
+                if encapsulation.keyLayout == .none {
                     throw ControlError(
                         .invalidArgument,
                         "peer \(address) is a GRE peer without a key, which carries exactly one VNI "
@@ -290,19 +357,21 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 throw ControlError(.resourceBusy, "this switch already has the most peers it allows (\(options.maxPeers))")
             }
             var builder = state.builder
-            guard let domain = builder.addDomain(vni: params.vni), let peer = builder.addPeer(address, to: domain),
+            guard let domain = builder.addDomain(vni: vni), let peer = builder.addPeer(address, to: domain),
                 Int(peer.index) < options.maxPeers
             else {
                 throw ControlError(.resourceBusy, "no free peer index for \(address)")
             }
+            var next = state
+            next.builder = builder
+            next.peers[address, default: PeerState(id: peer, encapsulation: encapsulation, vnis: [])].vnis.insert(vni)
+            if persist { try save(next) }
             if state.peers[address] == nil { worker.counters.reset(.peer(index: Int(peer.index))) }
-            state.builder = builder
-            state.peers[address, default: PeerState(id: peer, encapsulation: params.encapsulation, vnis: [])]
-                .vnis.insert(params.vni)
+            state = next
             publish(state)
             let vnis = state.peers[address]!.vnis.sorted()
-            logger.info("peer \(address) (\(params.encapsulation)) added in VNI \(params.vni)")
-            return PeerInfo(ip: address, encapsulation: params.encapsulation, vnis: vnis)
+            logger.info("peer \(address) (\(encapsulation)) added in VNI \(vni)")
+            return PeerInfo(ip: address, encapsulation: encapsulation, vnis: vnis)
         }
     }
 
@@ -323,12 +392,15 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 removing = peer.vnis.sorted()
             }
             let topology = state.builder.build()
+            for vni in removing { peer.vnis.remove(vni) }
+            var next = state
+            next.peers[address] = peer.vnis.isEmpty ? nil : peer
+            try save(next)
             for vni in removing {
                 guard let domain = topology.domain(for: vni) else { continue }
-                state.builder.removePeer(peer.id, from: domain)
-                peer.vnis.remove(vni)
+                next.builder.removePeer(peer.id, from: domain)
             }
-            state.peers[address] = peer.vnis.isEmpty ? nil : peer
+            state = next
             publish(state)
             for vni in removing {
                 if let domain = topology.domain(for: vni) {
@@ -412,6 +484,23 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         }.sorted { $0.ip < $1.ip }
         total += counters.snapshot(of: .unattributed)
         return StatsResult(ports: portStats, peers: peerStats, drops: TrafficCounters(total).drops)
+    }
+
+    // MARK: Persistence
+
+    /// Saves `state` to the state file, if there is one. State lock held.
+    private func save(_ state: State) throws(ControlError) {
+        guard let store else { return }
+        var persisted = PersistedState()
+        persisted.ports = state.ports.map { name, port in
+            PersistedPort(name: name, vni: port.vni.value, mtu: port.mtu)
+        }.sorted { $0.name < $1.name }
+        persisted.peers = state.peers.map { address, peer in
+            PersistedPeer(
+                ip: address.description, encap: peer.encapsulation.name, greKey: peer.encapsulation.greKey?.rawValue,
+                vnis: peer.vnis.map(\.value).sorted())
+        }.sorted { $0.ip < $1.ip }
+        try store.save(persisted)
     }
 
     // MARK: Helpers

@@ -9,8 +9,11 @@ import VXControl
 import VXIO
 import VXPacket
 
-/// A descriptor the daemon owns: a TAP port or a tunnel socket. Closing it (for a TAP that is not persistent)
-/// removes the interface.
+/// A descriptor the daemon owns: a TAP port or a tunnel socket.
+///
+/// Two ways to let go of it: `destroy()` removes what it stands for (deletes the TAP interface, as `del-port`
+/// must), `release()` only closes the descriptor (a persistent TAP stays, for the next vxswitchd to attach to).
+/// Whichever comes first wins; later calls do nothing.
 public final class OwnedDescriptor: Sendable {
     /// The descriptor to register with the engine.
     public let fd: Int32
@@ -18,39 +21,58 @@ public final class OwnedDescriptor: Sendable {
     public let kind: PortKind
     /// The interface index, for TAPs.
     public let ifindex: Int?
-    private let closer: Mutex<(@Sendable () -> Void)?>
+    private let actions: Mutex<(release: @Sendable () -> Void, destroy: @Sendable () -> Void)?>
 
     /// - Parameters:
     ///   - fd: the descriptor.
     ///   - kind: its port kind.
     ///   - ifindex: the interface index, for TAPs.
-    ///   - close: releases the descriptor; called at most once.
-    public init(fd: Int32, kind: PortKind, ifindex: Int? = nil, close: @escaping @Sendable () -> Void) {
+    ///   - release: closes the descriptor only.
+    ///   - destroy: removes the interface (or, for a socket, just closes it).
+    public init(
+        fd: Int32, kind: PortKind, ifindex: Int? = nil, release: @escaping @Sendable () -> Void,
+        destroy: @escaping @Sendable () -> Void
+    ) {
         self.fd = fd
         self.kind = kind
         self.ifindex = ifindex
-        self.closer = Mutex(close)
+        self.actions = Mutex((release, destroy))
     }
 
-    /// Releases the descriptor (idempotent).
-    public func close() {
-        let action = closer.withLock { closer -> (@Sendable () -> Void)? in
-            defer { closer = nil }
-            return closer
+    /// A descriptor for which closing is all there is (sockets).
+    public convenience init(fd: Int32, kind: PortKind, close: @escaping @Sendable () -> Void) {
+        self.init(fd: fd, kind: kind, release: close, destroy: close)
+    }
+
+    /// Closes the descriptor; a persistent TAP stays.
+    public func release() {
+        takeActions()?.release()
+    }
+
+    /// Removes the interface and closes the descriptor.
+    public func destroy() {
+        takeActions()?.destroy()
+    }
+
+    private func takeActions() -> (release: @Sendable () -> Void, destroy: @Sendable () -> Void)? {
+        actions.withLock { actions in
+            defer { actions = nil }
+            return actions
         }
-        action?()
     }
 
     deinit {
-        close()
+        release()
     }
 }
 
 /// The descriptors a switch needs from its host.
 public protocol SwitchHost: Sendable {
     /// Creates (or attaches to) TAP interface `name`, sets its MTU and brings it up.
+    /// - Parameter persistent: keep the interface when the descriptor closes (so a restarted vxswitchd can
+    ///   attach to it again); `OwnedDescriptor.destroy()` still removes it.
     /// - Throws: `ControlError` with a message a person understands (name taken by another kind of interface...).
-    func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor
+    func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor
 
     /// Opens the tunnel sockets: a UDP socket bound to `local:udpPort` for VXLAN, a raw GRE socket, and the raw
     /// IPv4 sender, in that order.
@@ -61,15 +83,17 @@ public protocol SwitchHost: Sendable {
 public struct KernelHost: SwitchHost {
     public init() {}
 
-    public func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor {
+    public func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor {
         do throws(IOError) {
             let tap = try TAPDevice(name: name)
+            try tap.setPersistent(persistent)
             try tap.setMTU(mtu)
             try tap.setUp(true)
             let ifindex = try tap.interfaceIndex()
             let kind = tap.portKind
             let box = TAPBox(tap)
-            return OwnedDescriptor(fd: box.fd, kind: kind, ifindex: Int(ifindex)) { box.delete() }
+            return OwnedDescriptor(
+                fd: box.fd, kind: kind, ifindex: Int(ifindex), release: { box.close() }, destroy: { box.delete() })
         } catch {
             throw ControlError(.systemError, "cannot create TAP interface \"\(name)\": \(error)", cause: error)
         }
@@ -83,7 +107,7 @@ public struct KernelHost: SwitchHost {
             sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
             return sockets
         } catch {
-            for socket in sockets { socket.close() }
+            for socket in sockets { socket.release() }
             throw ControlError(
                 .systemError, "cannot open the tunnel sockets on \(local) (UDP port \(udpPort)): \(error)",
                 cause: error)
@@ -106,6 +130,13 @@ private final class TAPBox: Sendable {
             guard let tap = device.take() else { return }
             // A failed TUNSETPERSIST(0) still closes the descriptor, which is what removes a non-persistent TAP.
             try? tap.delete()
+        }
+    }
+
+    func close() {
+        device.withLock { device in
+            guard let tap = device.take() else { return }
+            tap.close()
         }
     }
 }

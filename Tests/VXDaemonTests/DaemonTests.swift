@@ -15,18 +15,21 @@ import VXTestSupport
 /// Hands out fake descriptors; closing one is recorded so tests can check ports are released.
 final class FakeHost: SwitchHost {
     private let next = Mutex<Int32>(1000)
-    let closed = Mutex<Set<Int32>>([])
+    /// Descriptors whose interface was removed (`destroy`), and those only closed (`release`).
+    let destroyed = Mutex<Set<Int32>>([])
+    let released = Mutex<Set<Int32>>([])
     let created = Mutex<[String: Int32]>([:])
 
-    func createPort(name: String, mtu: Int) throws(ControlError) -> OwnedDescriptor {
+    func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor {
         let fd = next.withLock { value -> Int32 in
             value += 1
             return value
         }
         created.withLock { $0[name] = fd }
-        return OwnedDescriptor(fd: fd, kind: .tap(virtioHeader: false), ifindex: Int(fd)) { [self] in
-            closed.withLock { _ = $0.insert(fd) }
-        }
+        return OwnedDescriptor(
+            fd: fd, kind: .tap(virtioHeader: false), ifindex: Int(fd),
+            release: { [self] in _ = released.withLock { $0.insert(fd) } },
+            destroy: { [self] in _ = destroyed.withLock { $0.insert(fd) } })
     }
 
     func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor] {
@@ -44,10 +47,12 @@ final class InProcessSwitch {
     let daemon: SwitchDaemon<MemoryEngine>
     let dispatcher: ControlDispatcher
 
-    init() throws {
+    init(statePath: String? = nil) throws {
+        var options = DaemonOptions(local: InProcessSwitch.local)
+        options.statePath = statePath
         daemon = SwitchDaemon(
-            options: DaemonOptions(local: InProcessSwitch.local), engine: MemoryEngine(pool: PacketBufferPool(count: 512)),
-            host: host, logger: Logger(label: "test"))
+            options: options, engine: MemoryEngine(pool: PacketBufferPool(count: 512)), host: host,
+            logger: Logger(label: "test"))
         try daemon.start()
         dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
     }
@@ -167,7 +172,7 @@ struct DaemonTests {
 
         let fd = try #require(sw.host.created.withLock { $0["tap1"] })
         _ = try await sw.result("del-port", #"{"name":"tap1"}"#)
-        #expect(sw.host.closed.withLock { $0.contains(fd) })
+        #expect(sw.host.destroyed.withLock { $0.contains(fd) })
         #expect(sw.daemon.table.count == 0, "entries learnt on a deleted port must be flushed")
         let ports = try #require(try await sw.result("show")["ports"] as? [[String: Any]])
         #expect(ports.map { $0["name"] as? String } == ["tap2"])
@@ -221,5 +226,88 @@ struct DaemonTests {
             #expect(object["error"] != nil, "no error for \(line.prefix(20))")
         }
         _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+    }
+}
+
+@Suite("vxswitchd state file")
+struct DaemonStateTests {
+    func temporaryDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "vx-state-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test("ports and peers survive a restart; the TAPs are kept, not removed, when the switch stops")
+    func configurationSurvivesRestart() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state.json"
+        let before: String
+        do {
+            let first = try InProcessSwitch(statePath: path)
+            _ = try await first.result("add-port", #"{"name":"tap1","vni":42,"mtu":1400}"#)
+            _ = try await first.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+            _ = try await first.result("add-peer", #"{"ip":"192.0.2.13","vni":42,"encap":"gre","greKey":"nvgre"}"#)
+            before = try await first.canonical("show")
+            let fd = try #require(first.host.created.withLock { $0["tap1"] })
+            first.daemon.shutdown()
+            #expect(first.host.released.withLock { $0.contains(fd) })
+            #expect(!first.host.destroyed.withLock { $0.contains(fd) }, "a persistent TAP must outlive the daemon")
+        }
+        let second = try InProcessSwitch(statePath: path)
+        #expect(try await second.canonical("show").replacingOccurrences(of: "\"ifindex\":1002", with: "\"ifindex\":1001") == before)
+    }
+
+    @Test("without a state file the switch removes its TAPs when it stops")
+    func ephemeralSwitchRemovesTAPs() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        let fd = try #require(sw.host.created.withLock { $0["tap1"] })
+        sw.daemon.shutdown()
+        #expect(sw.host.destroyed.withLock { $0.contains(fd) })
+    }
+
+    @Test("a change that cannot be saved is refused and undone")
+    func unsavableChangeIsRefused() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state.json"
+        let sw = try InProcessSwitch(statePath: path)
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        let before = try await sw.canonical("show")
+        // Make the state file unreplaceable: its directory becomes read-only... root ignores modes, so replace
+        // the directory itself with a file instead.
+        try FileManager.default.removeItem(atPath: directory)
+        try Data("not a directory".utf8).write(to: URL(fileURLWithPath: directory))
+        let message = try await sw.errorMessage("add-port", #"{"name":"tap2","vni":42}"#)
+        #expect(message.contains("state"), "unexpected message: \(message)")
+        #expect(try await sw.errorMessage("del-port", #"{"name":"tap1"}"#).contains("state"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"192.0.2.12","vni":42}"#).contains("state"))
+        #expect(try await sw.canonical("show") == before)
+        let fd2 = try #require(sw.host.created.withLock { $0["tap2"] })
+        #expect(sw.host.destroyed.withLock { $0.contains(fd2) }, "the refused port's TAP must be removed again")
+    }
+
+    @Test("a corrupt state file stops the switch from starting, with the path in the message")
+    func corruptStateFileIsReported() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state.json"
+        try Data("{ not json".utf8).write(to: URL(fileURLWithPath: path))
+        #expect {
+            _ = try InProcessSwitch(statePath: path)
+        } throws: { error in
+            "\(error)".contains(path)
+        }
+    }
+}
+
+@Suite("vxswitchd life cycle")
+struct DaemonLifeCycleTests {
+    @Test("shutdown twice returns (the second call must not wait for a worker that has already stopped)")
+    func shutdownIsIdempotent() throws {
+        let sw = try InProcessSwitch()
+        sw.daemon.shutdown()
+        sw.daemon.shutdown()
     }
 }

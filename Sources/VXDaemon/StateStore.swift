@@ -1,0 +1,149 @@
+// The switch's configuration on disk, so it survives a restart — and a `kill -9`.
+//
+// Every control request that changes the configuration is written here *before* it is acknowledged: the file is
+// written to a temporary name in the same directory, fsync'd, renamed over the old one, and the directory is
+// fsync'd, so after a crash the file is either the old or the new version, never a torn mix (the classic
+// write-fsync-rename; rename(2) is atomic within a filesystem). A request whose write failed is undone and answered
+// with an error, so nothing acknowledged to a client can be lost.
+
+import Foundation
+import VXControl
+import VXPacket
+
+/// Everything vxswitchd restores at start. Versioned so a later format can read (or refuse) an older one.
+public struct PersistedState: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+
+    public var version = PersistedState.currentVersion
+    public var ports: [PersistedPort] = []
+    public var peers: [PersistedPeer] = []
+
+    public init() {}
+}
+
+/// One port as configured.
+public struct PersistedPort: Codable, Sendable, Equatable {
+    public var name: String
+    public var vni: UInt32
+    public var mtu: Int
+
+    public init(name: String, vni: UInt32, mtu: Int) {
+        self.name = name
+        self.vni = vni
+        self.mtu = mtu
+    }
+}
+
+/// One peer as configured.
+public struct PersistedPeer: Codable, Sendable, Equatable {
+    public var ip: String
+    /// `vxlan` or `gre`.
+    public var encap: String
+    /// For GRE: `vni`, `nvgre` or `none`.
+    public var greKey: String?
+    public var vnis: [UInt32]
+
+    public init(ip: String, encap: String, greKey: String?, vnis: [UInt32]) {
+        self.ip = ip
+        self.encap = encap
+        self.greKey = greKey
+        self.vnis = vnis
+    }
+}
+
+/// Reads and atomically writes the state file.
+public struct StateStore: Sendable {
+    /// Where vxswitchd keeps its state unless told otherwise.
+    public static let defaultPath = "/var/lib/vxswitch/state.json"
+
+    public let path: String
+
+    public init(path: String) {
+        self.path = path
+    }
+
+    /// The saved state, or an empty one when there is no file yet.
+    /// - Throws: `ControlError` with the path and what is wrong when the file exists but cannot be read or parsed
+    ///   (the daemon refuses to start rather than silently forget a configuration).
+    public func load() throws(ControlError) -> PersistedState {
+        guard FileManager.default.fileExists(atPath: path) else { return PersistedState() }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ControlError(.systemError, "cannot read the state file \(path): \(error.localizedDescription)")
+        }
+        let state: PersistedState
+        do {
+            state = try JSONDecoder().decode(PersistedState.self, from: data)
+        } catch {
+            throw ControlError(
+                .invalidArgument,
+                "the state file \(path) is not valid vxswitch state (\(error)); move it away to start empty")
+        }
+        guard state.version <= PersistedState.currentVersion else {
+            throw ControlError(
+                .invalidArgument,
+                "the state file \(path) has format version \(state.version); this vxswitchd reads up to \(PersistedState.currentVersion)")
+        }
+        return state
+    }
+
+    /// Replaces the file with `state`: temporary file, fsync, rename, fsync of the directory.
+    public func save(_ state: PersistedState) throws(ControlError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data: Data
+        do {
+            data = try encoder.encode(state)
+        } catch {
+            throw ControlError(.internalError, "cannot encode the switch state: \(error)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = "\(path).tmp.\(getpid())"
+        do {
+            try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory,
+                                                    withIntermediateDirectories: true)
+        } catch {
+            throw ControlError(.systemError, "cannot create \(directory) for the state file: \(error.localizedDescription)")
+        }
+        try writeDurably(data, to: temporary)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw ControlError(.systemError, "cannot replace the state file \(path): \(String(cString: strerror(code)))")
+        }
+        // The rename is durable only once the directory entry is.
+        let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+
+    private func writeDurably(_ data: Data, to file: String) throws(ControlError) {
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw ControlError(.systemError, "cannot write \(file): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var failure: Int32 = 0
+        data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(file)
+            throw ControlError(.systemError, "cannot write \(file): \(String(cString: strerror(failure)))")
+        }
+    }
+}
