@@ -58,6 +58,13 @@ import VXControl
         #expect(!message.isEmpty)
     }
 
+    @Test func aParseErrorQuotesTheStartOfTheLine() async {
+        #expect(
+            await respond("nope")
+                == #"{"error":{"code":-32700,"message":"the line is not valid JSON: nope"},"id":null,"jsonrpc":"2.0"}"#
+        )
+    }
+
     @Test func anUnknownMethodListsTheKnownOnes() async {
         let response = await respond(#"{"jsonrpc":"2.0","id":3,"method":"reboot"}"#)
         #expect(
