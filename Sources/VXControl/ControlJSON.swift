@@ -78,14 +78,10 @@ public enum ControlJSON {
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(line))
         } catch {
-            var detail = "the line is not valid JSON"
-            if case DecodingError.dataCorrupted(let context) = error, let underlying = context.underlyingError {
-                let text = "\(underlying)"
-                if let range = text.range(of: "NSDebugDescription=") {
-                    detail += " (\(text[range.upperBound...].prefix { $0 != "," && $0 != "}" }))"
-                }
-            }
-            throw ControlError(.parseError, detail)
+            // Foundation's parser says only "The given data was not valid JSON." (no position), so quote the start
+            // of the line to show which message it was.
+            let shown = String(decoding: line.prefix(60), as: UTF8.self)
+            throw ControlError(.parseError, "the line is not valid JSON: \(shown)\(line.count > 60 ? "..." : "")")
         }
     }
 

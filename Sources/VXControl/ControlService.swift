@@ -184,9 +184,10 @@ public struct ControlDispatcher: Sendable {
         do {
             return try ControlJSON.encodeLine(value)
         } catch {
-            // Only a non-finite Double in a handler's result can fail to encode; answer with an internal error,
-            // which has nothing in it that can fail.
-            let fallback = #"{"error":{"code":-32603,"message":"the result could not be encoded as JSON"},"id":null,"jsonrpc":"2.0"}"#
+            // Results reach here as JSONValues that were encoded once already (ControlRouter), so this should not
+            // happen; if it does, the client still gets a line rather than silence.
+            let fallback = #"{"error":{"code":-32603,"message":"the response could not be encoded as JSON"},"#
+                + #""id":null,"jsonrpc":"2.0"}"#
             return Array(fallback.utf8)
         }
     }

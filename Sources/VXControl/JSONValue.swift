@@ -7,6 +7,8 @@ public enum JSONValue: Hashable, Sendable, Codable {
     case null
     case bool(Bool)
     case integer(Int64)
+    /// An integer above `Int64.max` (a 64-bit counter).
+    case unsigned(UInt64)
     case double(Double)
     case string(String)
     case array([JSONValue])
@@ -22,6 +24,8 @@ public enum JSONValue: Hashable, Sendable, Codable {
             self = .bool(value)
         } else if let value = try? container.decode(Int64.self) {
             self = .integer(value)
+        } else if let value = try? container.decode(UInt64.self) {
+            self = .unsigned(value)
         } else if let value = try? container.decode(Double.self) {
             self = .double(value)
         } else if let value = try? container.decode(String.self) {
@@ -41,6 +45,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .integer(let value): try container.encode(value)
+        case .unsigned(let value): try container.encode(value)
         case .double(let value): try container.encode(value)
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
@@ -53,7 +58,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
-        case .integer, .double: "a number"
+        case .integer, .unsigned, .double: "a number"
         case .string: "a string"
         case .array: "an array"
         case .object: "an object"

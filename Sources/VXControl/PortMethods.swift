@@ -32,7 +32,7 @@ public struct AddPortParams: Codable, Sendable, Hashable {
         try self.init(
             name: try container.decode(InterfaceName.self, forKey: .name),
             vni: try container.decodeVNI(forKey: .vni),
-            mtu: try container.decodeIfPresent(Int.self, forKey: .mtu)
+            mtu: try container.decodeIntegerIfPresent(forKey: .mtu)
         )
     }
 

@@ -202,12 +202,37 @@ public enum PeerEncapsulation: Hashable, Sendable, CustomStringConvertible {
 // Coding helpers for the VXPacket types, which are not Codable themselves (VXPacket imports nothing but the
 // standard library). On the wire a VNI is a number, an IPv4 address and a MAC are strings.
 extension KeyedDecodingContainer {
+    /// Decodes an integer member with a message that names it; JSONDecoder itself reports `1.5` for an `Int` as
+    /// "The given data was not valid JSON." without the member's name.
+    func decodeInteger(forKey key: Key) throws -> Int {
+        try integer(try decode(JSONValue.self, forKey: key), key)
+    }
+
+    /// As `decodeInteger(forKey:)`; nil when the member is missing or null.
+    func decodeIntegerIfPresent(forKey key: Key) throws -> Int? {
+        guard let json = try decodeIfPresent(JSONValue.self, forKey: key), json != .null else { return nil }
+        return try integer(json, key)
+    }
+
+    private func integer(_ json: JSONValue, _ key: Key) throws(ControlError) -> Int {
+        switch json {
+        case .integer(let value):
+            return Int(value)
+        case .unsigned(let value):
+            throw ControlError.invalidParams("parameter \"\(key.stringValue)\" is too large (\(value))")
+        case .null:
+            throw ControlError.invalidParams("parameter \"\(key.stringValue)\" must be an integer, not null")
+        default:
+            throw ControlError.invalidParams("parameter \"\(key.stringValue)\" must be an integer")
+        }
+    }
+
     func decodeVNI(forKey key: Key) throws -> VNI {
-        try ControlValidation.vni(try decode(Int.self, forKey: key))
+        try ControlValidation.vni(try decodeInteger(forKey: key))
     }
 
     func decodeVNIIfPresent(forKey key: Key) throws -> VNI? {
-        guard let value = try decodeIfPresent(Int.self, forKey: key) else { return nil }
+        guard let value = try decodeIntegerIfPresent(forKey: key) else { return nil }
         return try ControlValidation.vni(value)
     }
 

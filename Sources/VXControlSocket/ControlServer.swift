@@ -29,8 +29,8 @@ import VXControl
 ///
 /// ```swift
 /// let server = try ControlServer.start(path: ControlSocketPath.resolve(environment: env), service: daemon)
-/// // ... on SIGTERM:
-/// server.stop()
+/// // ... on SIGTERM (from async code; a plain thread may call the blocking `stop()`):
+/// await server.stop()
 /// ```
 public final class ControlServer: Sendable {
     /// Tuning knobs; the defaults suit vxswitchd.
@@ -170,7 +170,8 @@ public final class ControlServer: Sendable {
     }
 
     /// Stops accepting, finishes the requests in progress, closes every connection and removes the socket file.
-    /// Idempotent. Do not call it from a method handler: it waits for the handler's own connection to finish.
+    /// Idempotent. Blocks the calling thread until every connection thread has left: from async code use the
+    /// `async` overload. Do not call it from a method handler: it waits for the handler's own connection.
     public func stop() {
         let first = state.withLock { state in
             defer { state.stopped = true }
@@ -184,6 +185,19 @@ public final class ControlServer: Sendable {
         try? wakeWrite.close()
         if case .success(let current) = Posix.lstat(path), current == identity {
             _ = Posix.unlink(path)
+        }
+    }
+
+    /// Stops the server as `stop()` does, waiting on a thread of its own: call this from async code, where a
+    /// blocking wait would hold a cooperative-pool thread that the requests being finished may need.
+    public func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread {
+                self.stop()
+                continuation.resume()
+            }
+            thread.name = "vxswitchd control stop"
+            thread.start()
         }
     }
 

@@ -1,0 +1,91 @@
+import Testing
+import VXControl
+
+/// vxctl's tables, character for character.
+@Suite struct RenderingTests {
+    @Test func showRendersThreeAlignedTables() {
+        #expect(
+            ControlRendering.show(MessageCodingTests.show) == """
+                ports:
+                  NAME  VNI   MTU  IFINDEX
+                  tap0  100  1450        7
+                peers:
+                  IP         ENCAP  GRE-KEY  VNIS
+                  192.0.2.2  vxlan  -        100,200
+                  192.0.2.3  gre    nvgre    100
+                vnis:
+                  VNI  PORTS  PEERS
+                  100  tap0   192.0.2.2,192.0.2.3
+
+                """
+        )
+    }
+
+    @Test func anEmptySwitchSaysNone() {
+        #expect(ControlRendering.show(ShowResult(ports: [], peers: [], vnis: [])) == "ports: none\npeers: none\nvnis: none\n")
+        #expect(ControlRendering.fdb(FDBResult(entries: [])) == "no FDB entries\n")
+    }
+
+    @Test func fdbRendersLikeBridgeFdb() {
+        let result = FDBResult(entries: [
+            FDBEntry(vni: vni(100), mac: mac("02:00:00:00:00:01"), destination: .port(name("tap0")), age: 12),
+            FDBEntry(vni: vni(16_777_215), mac: mac("02:00:00:00:00:02"), destination: .peer(ip("192.0.2.2")), age: 0,
+                     isStatic: true),
+        ])
+        #expect(
+            ControlRendering.fdb(result) == """
+                     VNI  MAC                DESTINATION     AGE  TYPE
+                     100  02:00:00:00:00:01  port tap0        12  learned
+                16777215  02:00:00:00:00:02  peer 192.0.2.2    -  static
+
+                """
+        )
+    }
+
+    @Test func statsRendersCountersAndEveryNonZeroDrop() {
+        let result = StatsResult(
+            ports: [
+                PortStats(name: name("tap0"), counters: TrafficCounters(rxFrames: 10, rxBytes: 1000, txFrames: 5,
+                                                                        txBytes: 500, drops: ["no-fdb-entry": 2, "mtu": 0])),
+                PortStats(name: name("tap1"), counters: TrafficCounters()),
+            ],
+            peers: [PeerStats(ip: ip("192.0.2.2"), counters: TrafficCounters(rxFrames: 1_000_000, rxBytes: 64_000_000))],
+            drops: ["unknown-peer": 3]
+        )
+        #expect(
+            ControlRendering.stats(result) == """
+                PORT  RX-FRAMES  RX-BYTES  TX-FRAMES  TX-BYTES  DROPS
+                tap0         10      1000          5       500      2
+                tap1          0         0          0         0      0
+
+                PEER       RX-FRAMES  RX-BYTES  TX-FRAMES  TX-BYTES  DROPS
+                192.0.2.2    1000000  64000000          0         0      0
+
+                drops:
+                  WHERE      REASON        FRAMES
+                  port tap0  no-fdb-entry       2
+                  switch     unknown-peer       3
+
+                """
+        )
+    }
+
+    @Test func statsWithoutDrops() {
+        #expect(ControlRendering.stats(StatsResult(ports: [], peers: [], drops: [:])) == "ports: none\n\npeers: none\n\ndrops: none\n")
+    }
+
+    @Test func addResultsAreOneLine() {
+        #expect(ControlRendering.port(PortInfo(name: name("tap0"), vni: vni(100), mtu: 1450, ifindex: 7))
+                    == "port tap0: vni 100, mtu 1450, ifindex 7\n")
+        #expect(ControlRendering.port(PortInfo(name: name("mem0"), vni: vni(1), mtu: 1500)) == "port mem0: vni 1, mtu 1500\n")
+        #expect(ControlRendering.peer(PeerInfo(ip: ip("192.0.2.3"), encapsulation: .gre(key: .nvgre), vnis: [vni(1), vni(2)]))
+                    == "peer 192.0.2.3: gre key=nvgre, vnis 1,2\n")
+    }
+
+    @Test func tablesNeverEndLinesInSpaces() {
+        var table = TextTable([("A", .left), ("B", .left)])
+        table.append(["long value", ""])
+        table.append(["x"])
+        #expect(table.lines() == ["A           B", "long value", "x"])
+    }
+}
