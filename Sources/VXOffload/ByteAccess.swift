@@ -75,14 +75,17 @@ extension MutableRawSpan {
         precondition(
             count >= 0 && sourceOffset >= 0 && destinationOffset >= 0
                 && sourceOffset <= source.byteCount &- count && destinationOffset <= byteCount &- count,
-            "VXOffload: copy out of bounds")
+            "VXOffload: copy out of bounds"
+        )
         guard count > 0 else { return }
         // Safe: the precondition above proves [sourceOffset, +count) is inside `source` and
         // [destinationOffset, +count) inside `self`; the pointers do not escape the closures.
         unsafe withUnsafeMutableBytes { destination in
             unsafe source.withUnsafeBytes { from in
                 unsafe destination.baseAddress!.advanced(by: destinationOffset).copyMemory(
-                    from: from.baseAddress!.advanced(by: sourceOffset), byteCount: count)
+                    from: from.baseAddress!.advanced(by: sourceOffset),
+                    byteCount: count
+                )
             }
         }
     }

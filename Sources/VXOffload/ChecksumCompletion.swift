@@ -30,7 +30,10 @@ public enum ChecksumCompletion {
     public static func complete(_ frame: inout MutableRawSpan, header: VirtioNetHeader) -> OffloadDropReason? {
         guard header.flags.contains(.needsChecksum) else { return nil }
         return complete(
-            &frame, checksumStart: Int(header.checksumStart), checksumOffset: Int(header.checksumOffset))
+            &frame,
+            checksumStart: Int(header.checksumStart),
+            checksumOffset: Int(header.checksumOffset)
+        )
     }
 
     /// Sums `frame[checksumStart...]`, whose checksum field holds the pseudo-header sum, and stores the complement
@@ -41,7 +44,9 @@ public enum ChecksumCompletion {
     ///   - checksumOffset: offset of the checksum field within it (`csum_offset`).
     /// - Returns: nil when done, `.checksumOffsetInvalid` when the field is not inside the frame.
     public static func complete(
-        _ frame: inout MutableRawSpan, checksumStart: Int, checksumOffset: Int
+        _ frame: inout MutableRawSpan,
+        checksumStart: Int,
+        checksumOffset: Int
     ) -> OffloadDropReason? {
         let field = checksumStart &+ checksumOffset
         guard checksumStart >= 0, checksumOffset >= 0, field <= frame.byteCount &- 2 else {

@@ -45,8 +45,12 @@ struct TCPFrameLayout {
             guard !ip.isFragment else { return .failure(.fragment) }
             guard allowIPOptions || ip.headerLength == IPv4Header.minimumSize else { return .failure(.malformedIPv4) }
             return tcp(
-                frame, networkOffset: networkOffset, transportOffset: networkOffset + ip.headerLength,
-                packetEnd: networkOffset + Int(ip.totalLength), isIPv6: false)
+                frame,
+                networkOffset: networkOffset,
+                transportOffset: networkOffset + ip.headerLength,
+                packetEnd: networkOffset + Int(ip.totalLength),
+                isIPv6: false
+            )
         case .ipv6:
             guard case .success(let location) = IPv6Header.findTransport(in: packet) else {
                 return .failure(.malformedIPv6)
@@ -58,15 +62,23 @@ struct TCPFrameLayout {
             }
             let payloadLength = Int(packet.offBE16(4))
             return tcp(
-                frame, networkOffset: networkOffset, transportOffset: networkOffset + location.offset,
-                packetEnd: networkOffset + IPv6Header.size + payloadLength, isIPv6: true)
+                frame,
+                networkOffset: networkOffset,
+                transportOffset: networkOffset + location.offset,
+                packetEnd: networkOffset + IPv6Header.size + payloadLength,
+                isIPv6: true
+            )
         default:
             return .failure(.gsoProtocolMismatch)
         }
     }
 
     private static func tcp(
-        _ frame: RawSpan, networkOffset: Int, transportOffset: Int, packetEnd: Int, isIPv6: Bool
+        _ frame: RawSpan,
+        networkOffset: Int,
+        transportOffset: Int,
+        packetEnd: Int,
+        isIPv6: Bool
     ) -> Result<TCPFrameLayout, OffloadDropReason> {
         guard packetEnd <= frame.byteCount, transportOffset <= packetEnd else {
             return .failure(isIPv6 ? .malformedIPv6 : .malformedIPv4)
@@ -76,8 +88,13 @@ struct TCPFrameLayout {
         }
         return .success(
             TCPFrameLayout(
-                networkOffset: networkOffset, transportOffset: transportOffset, tcpHeaderLength: tcp.headerLength,
-                packetEnd: packetEnd, isIPv6: isIPv6))
+                networkOffset: networkOffset,
+                transportOffset: transportOffset,
+                tcpHeaderLength: tcp.headerLength,
+                packetEnd: packetEnd,
+                isIPv6: isIPv6
+            )
+        )
     }
 
     /// Walks an extension-header chain that `IPv6Header.findTransport` already accepted, looking for a Routing

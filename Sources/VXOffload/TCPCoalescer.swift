@@ -137,7 +137,8 @@ public struct TCPCoalescer: ~Copyable {
     ///   - scratchCapacity: size of the buffer given to `writeCoalesced`; merged frames are capped to fit.
     ///   - openFlowLimit: flows that can be merging at once.
     public init(
-        capacity: Int, scratchCapacity: Int = TCPCoalescer.defaultScratchCapacity,
+        capacity: Int,
+        scratchCapacity: Int = TCPCoalescer.defaultScratchCapacity,
         openFlowLimit: Int = TCPCoalescer.defaultOpenFlowLimit
     ) {
         precondition(capacity > 0 && capacity <= Int(Int32.max), "TCPCoalescer: capacity must be positive")
@@ -210,15 +211,27 @@ public struct TCPCoalescer: ~Copyable {
         let state = items[index]
         guard state.frameCount > 1 else {
             return Item(
-                firstFrame: Int(state.firstFrame), frameCount: 1, header: .plain(dataValid: state.verified),
-                length: Int(state.frameLength))
+                firstFrame: Int(state.firstFrame),
+                frameCount: 1,
+                header: .plain(dataValid: state.verified),
+                length: Int(state.frameLength)
+            )
         }
         let length = Int(state.headerLength) + Int(state.payloadTotal)
         let header = VirtioNetHeader(
-            flags: .needsChecksum, gsoType: state.isIPv6 ? .tcpv6 : .tcpv4, headerLength: UInt16(state.headerLength),
-            gsoSize: UInt16(truncatingIfNeeded: state.segmentSize), checksumStart: UInt16(state.transportOffset),
-            checksumOffset: 16)
-        return Item(firstFrame: Int(state.firstFrame), frameCount: Int(state.frameCount), header: header, length: length)
+            flags: .needsChecksum,
+            gsoType: state.isIPv6 ? .tcpv6 : .tcpv4,
+            headerLength: UInt16(state.headerLength),
+            gsoSize: UInt16(truncatingIfNeeded: state.segmentSize),
+            checksumStart: UInt16(state.transportOffset),
+            checksumOffset: 16
+        )
+        return Item(
+            firstFrame: Int(state.firstFrame),
+            frameCount: Int(state.frameCount),
+            header: header,
+            length: length
+        )
     }
 
     /// The frame after `frameIndex` in its item, or nil for the item's last frame.
@@ -248,7 +261,9 @@ public struct TCPCoalescer: ~Copyable {
     /// - Returns: bytes written (`VirtioNetHeader.size + item(index).length`).
     @discardableResult
     public func writeCoalesced(
-        item index: Int, into destination: inout MutableRawSpan, at offset: Int = 0,
+        item index: Int,
+        into destination: inout MutableRawSpan,
+        at offset: Int = 0,
         frames: (_ frameIndex: Int, _ body: (RawSpan) -> Void) -> Void
     ) -> Int {
         let output = self.item(index)
@@ -269,7 +284,11 @@ public struct TCPCoalescer: ~Copyable {
                     destination.offCopy(from: frame, at: 0, count: headerLength, to: start)
                 }
                 destination.offCopy(
-                    from: frame, at: Int(slot.payloadOffset), count: Int(slot.payloadLength), to: position)
+                    from: frame,
+                    at: Int(slot.payloadOffset),
+                    count: Int(slot.payloadLength),
+                    to: position
+                )
                 delivered += 1
             }
             position += Int(slot.payloadLength)
@@ -292,8 +311,12 @@ public struct TCPCoalescer: ~Copyable {
             destination.offStoreU8(flags | UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue), at: tcp + 13)
         }
         let layout = TCPFrameLayout(
-            networkOffset: Int(state.networkOffset), transportOffset: Int(state.transportOffset),
-            tcpHeaderLength: headerLength - Int(state.transportOffset), packetEnd: output.length, isIPv6: state.isIPv6)
+            networkOffset: Int(state.networkOffset),
+            transportOffset: Int(state.transportOffset),
+            tcpHeaderLength: headerLength - Int(state.transportOffset),
+            packetEnd: output.length,
+            isIPv6: state.isIPv6
+        )
         let base = layout.pseudoHeaderBase(destination.bytes.extracting(start..<end))
         // The pseudo-header sum itself, not complemented: the kernel adds the segment to it and complements
         // (CHECKSUM_PARTIAL), exactly as for a frame its own TCP stack built (__tcp_v4_send_check).
@@ -340,9 +363,13 @@ public struct TCPCoalescer: ~Copyable {
             }
         }
         open[slot] = OpenFlow(
-            item: Int32(truncatingIfNeeded: item), key: segment.key,
+            item: Int32(truncatingIfNeeded: item),
+            key: segment.key,
             nextSequence: segment.sequence &+ UInt32(truncatingIfNeeded: segment.layout.payloadLength),
-            firstIdentification: segment.identification, identificationMode: 0, lastUse: clock)
+            firstIdentification: segment.identification,
+            identificationMode: 0,
+            lastUse: clock
+        )
         let headerLength = segment.layout.payloadOffset
         let base = slot * TCPCoalescer.templateStride
         var span = templates.mutableSpan
@@ -378,7 +405,8 @@ public struct TCPCoalescer: ~Copyable {
         // Safe: `Span<UInt8>.bytes` is `@unsafe` for element types with padding or invalid bit patterns; UInt8
         // has neither, so its raw view reads exactly the bytes stored.
         let template = unsafe templates.span.bytes.extracting(
-            (slot * TCPCoalescer.templateStride)..<(slot * TCPCoalescer.templateStride + layout.payloadOffset))
+            (slot * TCPCoalescer.templateStride)..<(slot * TCPCoalescer.templateStride + layout.payloadOffset)
+        )
         guard headersMatch(frame, template, layout) else { return false }
 
         if !layout.isIPv6 {
@@ -388,8 +416,9 @@ public struct TCPCoalescer: ~Copyable {
             case 2: expected = flow.firstIdentification
             default:
                 let dontFragment = frame.offU8(layout.networkOffset + 6) & 0x40 != 0
-                guard segment.identification == flow.firstIdentification &+ 1
-                    || (dontFragment && segment.identification == flow.firstIdentification)
+                guard
+                    segment.identification == flow.firstIdentification &+ 1
+                        || (dontFragment && segment.identification == flow.firstIdentification)
                 else { return false }
                 return true
             }
@@ -499,8 +528,12 @@ private struct Segment {
 
         return .candidate(
             Segment(
-                layout: layout, key: key, sequence: frame.offBE32(t + 4),
+                layout: layout,
+                key: key,
+                sequence: frame.offBE32(t + 4),
                 identification: layout.isIPv6 ? 0 : frame.offBE16(n + 4),
-                hasPSH: flags & TCPFlags.psh.rawValue != 0))
+                hasPSH: flags & TCPFlags.psh.rawValue != 0
+            )
+        )
     }
 }

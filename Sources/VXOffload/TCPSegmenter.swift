@@ -65,7 +65,9 @@ public struct TCPSegmenter: Hashable, Sendable {
     ///     TCP headers); segments are `min(gso_size, maximumSegmentSize)` bytes. Must be positive.
     /// - Returns: the plan, or why the frame cannot be segmented (count it and drop the frame).
     public static func plan(
-        frame: RawSpan, header: VirtioNetHeader, maximumSegmentSize: Int
+        frame: RawSpan,
+        header: VirtioNetHeader,
+        maximumSegmentSize: Int
     ) -> Result<TCPSegmenter, OffloadDropReason> {
         precondition(header.gsoType != .none, "TCPSegmenter: frame has no GSO; send it as it is")
         precondition(maximumSegmentSize > 0, "TCPSegmenter: maximumSegmentSize must be positive")
@@ -92,11 +94,18 @@ public struct TCPSegmenter: Hashable, Sendable {
         let count = payload == 0 ? 1 : (payload + size - 1) / size
         return .success(
             TCPSegmenter(
-                segmentCount: count, segmentSize: size, headerLength: layout.payloadOffset, payloadLength: payload,
-                networkOffset: layout.networkOffset, transportOffset: layout.transportOffset, isIPv6: layout.isIPv6,
+                segmentCount: count,
+                segmentSize: size,
+                headerLength: layout.payloadOffset,
+                payloadLength: payload,
+                networkOffset: layout.networkOffset,
+                transportOffset: layout.transportOffset,
+                isIPv6: layout.isIPv6,
                 firstSequence: frame.offBE32(layout.transportOffset + 4),
                 firstIdentification: layout.isIPv6 ? 0 : frame.offBE16(layout.networkOffset + 4),
-                pseudoHeaderBase: layout.pseudoHeaderBase(frame)))
+                pseudoHeaderBase: layout.pseudoHeaderBase(frame)
+            )
+        )
     }
 
     /// The length of segment `index` in bytes, headers included.
@@ -117,14 +126,22 @@ public struct TCPSegmenter: Hashable, Sendable {
     /// - Returns: bytes written (`segmentLength(index)`).
     @discardableResult
     public func writeSegment(
-        _ index: Int, of frame: RawSpan, into destination: inout MutableRawSpan, at offset: Int = 0
+        _ index: Int,
+        of frame: RawSpan,
+        into destination: inout MutableRawSpan,
+        at offset: Int = 0
     ) -> Int {
         let length = segmentLength(index)
         let payloadStart = index * segmentSize
         let payloadCount = length - headerLength
         let isLast = index == segmentCount - 1
         destination.offCopy(from: frame, at: 0, count: headerLength, to: offset)
-        destination.offCopy(from: frame, at: headerLength + payloadStart, count: payloadCount, to: offset + headerLength)
+        destination.offCopy(
+            from: frame,
+            at: headerLength + payloadStart,
+            count: payloadCount,
+            to: offset + headerLength
+        )
 
         let ip = offset + networkOffset
         if isIPv6 {

@@ -115,8 +115,14 @@ public struct VirtioNetHeader: Hashable, Sendable {
     /// Builds a header value.
     @inlinable
     public init(
-        flags: Flags = [], gsoType: GSOType = .none, ecn: Bool = false, headerLength: UInt16 = 0,
-        gsoSize: UInt16 = 0, checksumStart: UInt16 = 0, checksumOffset: UInt16 = 0, bufferCount: UInt16 = 0
+        flags: Flags = [],
+        gsoType: GSOType = .none,
+        ecn: Bool = false,
+        headerLength: UInt16 = 0,
+        gsoSize: UInt16 = 0,
+        checksumStart: UInt16 = 0,
+        checksumOffset: UInt16 = 0,
+        bufferCount: UInt16 = 0
     ) {
         self.flags = flags
         self.gsoType = gsoType
@@ -145,10 +151,15 @@ public struct VirtioNetHeader: Hashable, Sendable {
         guard bytes.byteCount >= size else { return nil }
         let type = bytes.offU8(1)
         return VirtioNetHeader(
-            flags: Flags(rawValue: bytes.offU8(0)), gsoType: GSOType(rawValue: type & ~GSOType.ecnBit),
-            ecn: type & GSOType.ecnBit != 0, headerLength: bytes.offLE16(2), gsoSize: bytes.offLE16(4),
-            checksumStart: bytes.offLE16(6), checksumOffset: bytes.offLE16(8),
-            bufferCount: size == VirtioNetHeader.size ? bytes.offLE16(10) : 0)
+            flags: Flags(rawValue: bytes.offU8(0)),
+            gsoType: GSOType(rawValue: type & ~GSOType.ecnBit),
+            ecn: type & GSOType.ecnBit != 0,
+            headerLength: bytes.offLE16(2),
+            gsoSize: bytes.offLE16(4),
+            checksumStart: bytes.offLE16(6),
+            checksumOffset: bytes.offLE16(8),
+            bufferCount: size == VirtioNetHeader.size ? bytes.offLE16(10) : 0
+        )
     }
 
     /// Encodes the header at `offset`.
@@ -159,7 +170,10 @@ public struct VirtioNetHeader: Hashable, Sendable {
     /// - Returns: bytes written (`size`).
     @discardableResult
     public func write(into bytes: inout MutableRawSpan, at offset: Int = 0, size: Int = VirtioNetHeader.size) -> Int {
-        precondition(size == VirtioNetHeader.legacySize || size == VirtioNetHeader.size, "virtio-net header size is 10 or 12")
+        precondition(
+            size == VirtioNetHeader.legacySize || size == VirtioNetHeader.size,
+            "virtio-net header size is 10 or 12"
+        )
         bytes.offStoreU8(flags.rawValue, at: offset)
         bytes.offStoreU8(gsoType.rawValue & ~GSOType.ecnBit | (ecn ? GSOType.ecnBit : 0), at: offset + 1)
         bytes.offStoreLE16(headerLength, at: offset + 2)

@@ -1,14 +1,20 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Testing
 import VXOffload
 import VXPacket
 import VXTestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `count` consecutive segments of `spec`'s flow, each `size` bytes of payload (the last `lastSize` if given),
 /// made by segmenting one GSO frame, so they are what a peer's segmenter (ours or a NIC's) puts on the wire.
-func burst(_ spec: TCPFrameSpec, count: Int, size: Int = 1448, lastSize: Int? = nil) -> (gso: [UInt8], segments: [[UInt8]]) {
+func burst(
+    _ spec: TCPFrameSpec,
+    count: Int,
+    size: Int = 1448,
+    lastSize: Int? = nil
+) -> (gso: [UInt8], segments: [[UInt8]]) {
     var spec = spec
     spec.payload = pattern(size * (count - 1) + (lastSize ?? size), seed: Int(spec.sequence & 0xFF))
     let gso = spec.build(checksum: .partial)
@@ -46,7 +52,11 @@ struct CoalescerTests {
         Shape(name: "IPv4", spec: flow, count: 8),
         Shape(name: "IPv4 + VLAN", spec: TCPFrameSpec(vlan: VLANTag(id: 42), payload: []), count: 3),
         Shape(name: "IPv6", spec: TCPFrameSpec(ipv6: true, tcpOptions: TCPFrameSpec.timestamps(3)), count: 5),
-        Shape(name: "IPv6 + VLAN, PSH last", spec: TCPFrameSpec(vlan: VLANTag(id: 4094), ipv6: true, flags: [.ack, .psh]), count: 2),
+        Shape(
+            name: "IPv6 + VLAN, PSH last",
+            spec: TCPFrameSpec(vlan: VLANTag(id: 4094), ipv6: true, flags: [.ack, .psh]),
+            count: 2
+        ),
         Shape(name: "IPv4, ECE on every segment", spec: TCPFrameSpec(flags: [.ack, .ece]), count: 4),
     ]
 
@@ -132,8 +142,10 @@ struct CoalescerTests {
             return spec
         }
         // Three flows, two slots: each new flow evicts the oldest, so only the last two can still merge.
-        let frames = [frame(flows[0], 0), frame(flows[1], 0), frame(flows[2], 0), frame(flows[1], 1), frame(flows[2], 1),
-            frame(flows[0], 1)]
+        let frames = [
+            frame(flows[0], 0), frame(flows[1], 0), frame(flows[2], 0), frame(flows[1], 1), frame(flows[2], 1),
+            frame(flows[0], 1),
+        ]
         let outputs = coalesce(frames, openFlowLimit: 2)
         #expect(shape(outputs) == [[0, 1], [1, 2], [2, 2], [5, 1]])
     }
@@ -262,10 +274,19 @@ struct CoalescerTests {
 
     @Test func nonTCPFramesPassThroughUntouched() {
         let udp = PacketBuilder.ethernetIPv4UDP(
-            destination: TCPFrameSpec.mac2, source: TCPFrameSpec.mac1, sourceIP: IPv4Address(10, 0, 0, 1),
-            destinationIP: IPv4Address(10, 0, 0, 2), sourcePort: 1, destinationPort: 2, payload: pattern(100))
+            destination: TCPFrameSpec.mac2,
+            source: TCPFrameSpec.mac1,
+            sourceIP: IPv4Address(10, 0, 0, 1),
+            destinationIP: IPv4Address(10, 0, 0, 2),
+            sourcePort: 1,
+            destinationPort: 2,
+            payload: pattern(100)
+        )
         let arp = PacketBuilder.arpRequest(
-            senderMAC: TCPFrameSpec.mac1, senderIP: IPv4Address(10, 0, 0, 1), targetIP: IPv4Address(10, 0, 0, 2))
+            senderMAC: TCPFrameSpec.mac1,
+            senderIP: IPv4Address(10, 0, 0, 1),
+            targetIP: IPv4Address(10, 0, 0, 2)
+        )
         let runt: [UInt8] = [1, 2, 3]
         let spec = Self.flow
         let frames = [frame(spec, 0), udp, arp, runt, frame(spec, 1)]
@@ -325,7 +346,10 @@ struct AllocationTests {
         let segments = try #require(segment(gso, header: header))
         var partial = spec.build(checksum: .partial)
         let partialHeader = VirtioNetHeader(
-            flags: .needsChecksum, checksumStart: UInt16(spec.transportOffset), checksumOffset: 16)
+            flags: .needsChecksum,
+            checksumStart: UInt16(spec.transportOffset),
+            checksumOffset: 16
+        )
         var destination = [UInt8](repeating: 0, count: 2048)
         var scratch = [UInt8](repeating: 0, count: TCPCoalescer.defaultScratchCapacity)
         var coalescer = TCPCoalescer(capacity: 64)

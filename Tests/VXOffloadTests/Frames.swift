@@ -55,19 +55,34 @@ struct TCPFrameSpec {
 
     func pseudoHeaderSum(tcpLength: Int) -> UInt16 {
         ipv6
-            ? InternetChecksum.pseudoHeaderSum(source: source6, destination: destination6, protocol: .tcp, length: tcpLength)
-            : InternetChecksum.pseudoHeaderSum(source: source4, destination: destination4, protocol: .tcp, length: tcpLength)
+            ? InternetChecksum.pseudoHeaderSum(
+                source: source6,
+                destination: destination6,
+                protocol: .tcp,
+                length: tcpLength
+            )
+            : InternetChecksum.pseudoHeaderSum(
+                source: source4,
+                destination: destination4,
+                protocol: .tcp,
+                length: tcpLength
+            )
     }
 
     func build(checksum: ChecksumMode = .full) -> [UInt8] {
         let tcpLength = 20 + tcpOptions.count + payload.count
-        var tcp = PacketBuilder.withBytes(count: 20) {
-            TCPHeader(
-                sourcePort: sourcePort, destinationPort: destinationPort, sequenceNumber: sequence,
-                acknowledgmentNumber: acknowledgment, headerLength: 20 + tcpOptions.count, flags: flags,
-                window: window
-            ).write(into: &$0)
-        } + tcpOptions + payload
+        var tcp =
+            PacketBuilder.withBytes(count: 20) {
+                TCPHeader(
+                    sourcePort: sourcePort,
+                    destinationPort: destinationPort,
+                    sequenceNumber: sequence,
+                    acknowledgmentNumber: acknowledgment,
+                    headerLength: 20 + tcpOptions.count,
+                    flags: flags,
+                    window: window
+                ).write(into: &$0)
+            } + tcpOptions + payload
         let pseudo = pseudoHeaderSum(tcpLength: tcpLength)
         let field: UInt16
         switch checksum {
@@ -82,34 +97,54 @@ struct TCPFrameSpec {
         if ipv6 {
             ip = PacketBuilder.withBytes(count: 40) {
                 IPv6Header(
-                    trafficClass: typeOfService, flowLabel: flowLabel, payloadLength: UInt16(tcpLength),
-                    nextHeader: .tcp, hopLimit: timeToLive, source: source6, destination: destination6
+                    trafficClass: typeOfService,
+                    flowLabel: flowLabel,
+                    payloadLength: UInt16(tcpLength),
+                    nextHeader: .tcp,
+                    hopLimit: timeToLive,
+                    source: source6,
+                    destination: destination6
                 ).write(into: &$0)
             }
         } else {
             let length = 20 + ipOptions.count
-            var header = PacketBuilder.withBytes(count: 20) {
-                IPv4Header(
-                    headerLength: length, typeOfService: typeOfService, totalLength: UInt16(length + tcpLength),
-                    identification: identification, dontFragment: dontFragment, timeToLive: timeToLive,
-                    protocol: .tcp, source: source4, destination: destination4
-                ).write(into: &$0)
-            } + ipOptions
+            var header =
+                PacketBuilder.withBytes(count: 20) {
+                    IPv4Header(
+                        headerLength: length,
+                        typeOfService: typeOfService,
+                        totalLength: UInt16(length + tcpLength),
+                        identification: identification,
+                        dontFragment: dontFragment,
+                        timeToLive: timeToLive,
+                        protocol: .tcp,
+                        source: source4,
+                        destination: destination4
+                    ).write(into: &$0)
+                } + ipOptions
             mutate(&header) { IPv4Header.updateChecksum(in: &$0) }
             ip = header
         }
         return PacketBuilder.ethernet(
-            destination: Self.mac2, source: Self.mac1, vlan: vlan, etherType: ipv6 ? .ipv6 : .ipv4,
-            payload: ip + tcp)
+            destination: Self.mac2,
+            source: Self.mac1,
+            vlan: vlan,
+            etherType: ipv6 ? .ipv6 : .ipv4,
+            payload: ip + tcp
+        )
     }
 
     /// The virtio header the kernel would put on this frame as one TSO burst of `mss`.
     func gsoHeader(mss: Int) -> VirtioNetHeader {
         VirtioNetHeader(
-            flags: .needsChecksum, gsoType: ipv6 ? .tcpv6 : .tcpv4,
+            flags: .needsChecksum,
+            gsoType: ipv6 ? .tcpv6 : .tcpv4,
             // What the kernel reports is skb_headlen, not the header length: make it misleading on purpose.
-            headerLength: UInt16(min(headerLength + mss, 0xFFFF)), gsoSize: UInt16(mss),
-            checksumStart: UInt16(transportOffset), checksumOffset: 16)
+            headerLength: UInt16(min(headerLength + mss, 0xFFFF)),
+            gsoSize: UInt16(mss),
+            checksumStart: UInt16(transportOffset),
+            checksumOffset: 16
+        )
     }
 }
 
@@ -171,7 +206,11 @@ func checkedSegment(_ frame: [UInt8], sourceLocation: SourceLocation = #_sourceL
         end = n + Int(ip.totalLength)
         identification = ip.identification
         pseudo = InternetChecksum.pseudoHeaderSum(
-            source: ip.source, destination: ip.destination, protocol: .tcp, length: end - transport)
+            source: ip.source,
+            destination: ip.destination,
+            protocol: .tcp,
+            length: end - transport
+        )
     } else {
         guard case .success(let ip) = IPv6Header.parse(packet) else {
             Issue.record("bad IPv6 header", sourceLocation: sourceLocation)
@@ -181,7 +220,11 @@ func checkedSegment(_ frame: [UInt8], sourceLocation: SourceLocation = #_sourceL
         transport = n + 40
         end = n + 40 + Int(ip.payloadLength)
         pseudo = InternetChecksum.pseudoHeaderSum(
-            source: ip.source, destination: ip.destination, protocol: .tcp, length: end - transport)
+            source: ip.source,
+            destination: ip.destination,
+            protocol: .tcp,
+            length: end - transport
+        )
     }
     let segment = bytes.extracting(transport..<end)
     guard TCPHeader.verifyChecksum(segment: segment, pseudoHeaderSum: pseudo) == nil else {
@@ -193,14 +236,22 @@ func checkedSegment(_ frame: [UInt8], sourceLocation: SourceLocation = #_sourceL
         return nil
     }
     return SegmentFacts(
-        sequence: tcp.sequenceNumber, flags: tcp.flags, identification: identification,
-        payload: Array(frame[(transport + tcp.headerLength)..<end]))
+        sequence: tcp.sequenceNumber,
+        flags: tcp.flags,
+        identification: identification,
+        payload: Array(frame[(transport + tcp.headerLength)..<end])
+    )
 }
 
 /// Segments `frame` (after the virtio header) into fresh arrays.
 func segment(_ frame: [UInt8], header: VirtioNetHeader, maximumSegmentSize: Int = 65_535) -> [[UInt8]]? {
     let bytes = frame.span.bytes
-    guard case .success(let plan) = TCPSegmenter.plan(frame: bytes, header: header, maximumSegmentSize: maximumSegmentSize)
+    guard
+        case .success(let plan) = TCPSegmenter.plan(
+            frame: bytes,
+            header: header,
+            maximumSegmentSize: maximumSegmentSize
+        )
     else { return nil }
     var out: [[UInt8]] = []
     for i in 0..<plan.segmentCount {
@@ -224,7 +275,9 @@ struct CoalescedOutput {
 
 /// Runs a coalescer over `frames` and materialises every item.
 func coalesce(
-    _ frames: [[UInt8]], capacity: Int = 256, scratchCapacity: Int = TCPCoalescer.defaultScratchCapacity,
+    _ frames: [[UInt8]],
+    capacity: Int = 256,
+    scratchCapacity: Int = TCPCoalescer.defaultScratchCapacity,
     openFlowLimit: Int = TCPCoalescer.defaultOpenFlowLimit
 ) -> [CoalescedOutput] {
     var coalescer = TCPCoalescer(capacity: capacity, scratchCapacity: scratchCapacity, openFlowLimit: openFlowLimit)

@@ -19,8 +19,13 @@ struct SegmentationCase: CustomTestStringConvertible, Sendable {
 
     var spec: TCPFrameSpec {
         TCPFrameSpec(
-            vlan: vlan ? VLANTag(id: 100, priority: 5) : nil, ipv6: ipv6, ipOptions: ipOptions, flags: flags,
-            tcpOptions: tcpOptions, payload: pattern(payload, seed: payload))
+            vlan: vlan ? VLANTag(id: 100, priority: 5) : nil,
+            ipv6: ipv6,
+            ipOptions: ipOptions,
+            flags: flags,
+            tcpOptions: tcpOptions,
+            payload: pattern(payload, seed: payload)
+        )
     }
     var effectiveMSS: Int { min(mss, maximumSegmentSize) }
     var expectedCount: Int { payload == 0 ? 1 : (payload + effectiveMSS - 1) / effectiveMSS }
@@ -45,8 +50,14 @@ struct SegmenterTests {
         SegmentationCase(name: "IPv6, 3 × mss", ipv6: true, payload: 3 * 1428, mss: 1428),
         SegmentationCase(name: "IPv6, not a multiple", ipv6: true, payload: 7 * 1428 + 1, mss: 1428),
         SegmentationCase(name: "IPv6, smaller than mss", ipv6: true, payload: 100, mss: 1428),
-        SegmentationCase(name: "IPv6 + VLAN, timestamps", ipv6: true, vlan: true, payload: 20_000, mss: 1416,
-            tcpOptions: TCPFrameSpec.timestamps(5)),
+        SegmentationCase(
+            name: "IPv6 + VLAN, timestamps",
+            ipv6: true,
+            vlan: true,
+            payload: 20_000,
+            mss: 1416,
+            tcpOptions: TCPFrameSpec.timestamps(5)
+        ),
         SegmentationCase(name: "IPv6 + VLAN, FIN", ipv6: true, vlan: true, payload: 2000, flags: [.ack, .fin]),
         SegmentationCase(name: "IPv6, tiny mss", ipv6: true, payload: 333, mss: 7),
     ]
@@ -56,7 +67,8 @@ struct SegmenterTests {
         let spec = c.spec
         let frame = spec.build(checksum: .partial)
         let segments = try #require(
-            segment(frame, header: spec.gsoHeader(mss: c.mss), maximumSegmentSize: c.maximumSegmentSize))
+            segment(frame, header: spec.gsoHeader(mss: c.mss), maximumSegmentSize: c.maximumSegmentSize)
+        )
         #expect(segments.count == c.expectedCount)
 
         var payload: [UInt8] = []
@@ -91,7 +103,9 @@ struct SegmenterTests {
         let spec = TCPFrameSpec(vlan: VLANTag(id: 7), payload: pattern(3000))
         let frame = spec.build(checksum: .partial)
         let plan = try TCPSegmenter.plan(
-            frame: frame.span.bytes, header: spec.gsoHeader(mss: 1448), maximumSegmentSize: 1400
+            frame: frame.span.bytes,
+            header: spec.gsoHeader(mss: 1448),
+            maximumSegmentSize: 1400
         ).get()
         #expect(plan.segmentCount == 3)
         #expect(plan.segmentSize == 1400)
@@ -146,32 +160,64 @@ struct SegmenterTests {
         var rows: [Rejection] = []
         var h = v4.gsoHeader(mss: 1448)
         h.gsoType = .udpL4
-        rows.append(Rejection(name: "UDP_L4", frame: v4.build(checksum: .partial), header: h, reason: .gsoTypeUnsupported))
+        rows.append(
+            Rejection(name: "UDP_L4", frame: v4.build(checksum: .partial), header: h, reason: .gsoTypeUnsupported)
+        )
         h = v4.gsoHeader(mss: 1448)
         h.gsoSize = 0
         rows.append(Rejection(name: "gso_size 0", frame: v4.build(checksum: .partial), header: h, reason: .gsoSizeZero))
         rows.append(
             Rejection(
-                name: "TCPV6 on IPv4", frame: v4.build(checksum: .partial), header: v6.gsoHeader(mss: 1448),
-                reason: .gsoProtocolMismatch))
+                name: "TCPV6 on IPv4",
+                frame: v4.build(checksum: .partial),
+                header: v6.gsoHeader(mss: 1448),
+                reason: .gsoProtocolMismatch
+            )
+        )
         rows.append(
             Rejection(
-                name: "TCPV4 on IPv6", frame: v6.build(checksum: .partial), header: v4.gsoHeader(mss: 1448),
-                reason: .gsoProtocolMismatch))
+                name: "TCPV4 on IPv6",
+                frame: v6.build(checksum: .partial),
+                header: v4.gsoHeader(mss: 1448),
+                reason: .gsoProtocolMismatch
+            )
+        )
         h = v4.gsoHeader(mss: 1448)
         h.checksumOffset = 6
-        rows.append(Rejection(name: "csum_offset 6", frame: v4.build(checksum: .partial), header: h, reason: .checksumOffsetInvalid))
+        rows.append(
+            Rejection(
+                name: "csum_offset 6",
+                frame: v4.build(checksum: .partial),
+                header: h,
+                reason: .checksumOffsetInvalid
+            )
+        )
         h = v4.gsoHeader(mss: 1448)
         h.checksumStart += 4
-        rows.append(Rejection(name: "csum_start off", frame: v4.build(checksum: .partial), header: h, reason: .checksumOffsetInvalid))
         rows.append(
             Rejection(
-                name: "truncated IPv4", frame: Array(v4.build(checksum: .partial).prefix(100)),
-                header: v4.gsoHeader(mss: 1448), reason: .malformedIPv4))
+                name: "csum_start off",
+                frame: v4.build(checksum: .partial),
+                header: h,
+                reason: .checksumOffsetInvalid
+            )
+        )
         rows.append(
             Rejection(
-                name: "truncated Ethernet", frame: [1, 2, 3], header: v4.gsoHeader(mss: 1448),
-                reason: .malformedEthernet))
+                name: "truncated IPv4",
+                frame: Array(v4.build(checksum: .partial).prefix(100)),
+                header: v4.gsoHeader(mss: 1448),
+                reason: .malformedIPv4
+            )
+        )
+        rows.append(
+            Rejection(
+                name: "truncated Ethernet",
+                frame: [1, 2, 3],
+                header: v4.gsoHeader(mss: 1448),
+                reason: .malformedEthernet
+            )
+        )
         var udp = v4.build(checksum: .partial)
         udp[14 + 9] = 17
         mutate(&udp) { IPv4Header.updateChecksum(in: &$0, at: 14) }
@@ -181,7 +227,9 @@ struct SegmenterTests {
         rows.append(Rejection(name: "fragment", frame: fragment, header: v4.gsoHeader(mss: 1448), reason: .fragment))
         var shortTCP = v4.build(checksum: .partial)
         shortTCP[34 + 12] = 0x40  // data offset 4
-        rows.append(Rejection(name: "data offset 4", frame: shortTCP, header: v4.gsoHeader(mss: 1448), reason: .malformedTCP))
+        rows.append(
+            Rejection(name: "data offset 4", frame: shortTCP, header: v4.gsoHeader(mss: 1448), reason: .malformedTCP)
+        )
         return rows
     }()
 

@@ -17,7 +17,8 @@ struct VirtioNetHeaderTests {
             2200        // csum_start 34 (le16)
             1000        // csum_offset 16 (le16)
             0000        // num_buffers 0 (le16, 12-byte form only)
-            """)
+            """
+    )
 
     @Test func parsesTheTwelveByteFormLittleEndian() throws {
         let header = try #require(parseHeader(Self.tso))
@@ -92,15 +93,26 @@ struct ChecksumCompletionTests {
 
     @Test func tcpOverIPv4AndIPv6MatchesTheReferenceChecksum() async {
         await propertyCheck(
-            count: 200, input: Gen<Int>.int(in: 0...1600), Gen<Int>.int(in: 0...255), Gen.bool, Gen.bool
+            count: 200,
+            input: Gen<Int>.int(in: 0...1600),
+            Gen<Int>.int(in: 0...255),
+            Gen.bool,
+            Gen.bool
         ) { length, seed, ipv6, vlan in
             let payload = pattern(length, seed: seed)
             let spec = TCPFrameSpec(
-                vlan: vlan ? VLANTag(id: 3) : nil, ipv6: ipv6, tcpOptions: TCPFrameSpec.timestamps(4), payload: payload)
+                vlan: vlan ? VLANTag(id: 3) : nil,
+                ipv6: ipv6,
+                tcpOptions: TCPFrameSpec.timestamps(4),
+                payload: payload
+            )
             let reference = spec.build(checksum: .full)
             var frame = spec.build(checksum: .partial)
             let header = VirtioNetHeader(
-                flags: .needsChecksum, checksumStart: UInt16(spec.transportOffset), checksumOffset: 16)
+                flags: .needsChecksum,
+                checksumStart: UInt16(spec.transportOffset),
+                checksumOffset: 16
+            )
             mutate(&frame) { #expect(ChecksumCompletion.complete(&$0, header: header) == nil) }
             #expect(frame == reference)
         }
@@ -112,15 +124,31 @@ struct ChecksumCompletionTests {
         let destination = IPv4Address(192, 0, 2, 2)
         var payload = pattern(40) + [0, 0]
         let probe = PacketBuilder.ipv4UDP(
-            source: source, destination: destination, sourcePort: 7, destinationPort: 9, payload: payload)
+            source: source,
+            destination: destination,
+            sourcePort: 7,
+            destinationPort: 9,
+            payload: payload
+        )
         let checksum = readBE16(probe, 20 + 6)  // the checksum with the last word zero: ~S
         payload[40] = UInt8(checksum >> 8)  // adding ~S makes the sum 0xFFFF, so the checksum 0
         payload[41] = UInt8(checksum & 0xFF)
         let reference = PacketBuilder.ethernetIPv4UDP(
-            destination: TCPFrameSpec.mac2, source: TCPFrameSpec.mac1, sourceIP: source, destinationIP: destination,
-            sourcePort: 7, destinationPort: 9, payload: payload)
+            destination: TCPFrameSpec.mac2,
+            source: TCPFrameSpec.mac1,
+            sourceIP: source,
+            destinationIP: destination,
+            sourcePort: 7,
+            destinationPort: 9,
+            payload: payload
+        )
         #expect(readBE16(reference, 34 + 6) == 0xFFFF)  // VXPacket also sends a computed zero as 0xFFFF
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, protocol: .udp, length: 50)
+        let pseudo = InternetChecksum.pseudoHeaderSum(
+            source: source,
+            destination: destination,
+            protocol: .udp,
+            length: 50
+        )
         var frame = Self.partial(reference, field: 34 + 6, pseudo: pseudo)
         mutate(&frame) { #expect(ChecksumCompletion.complete(&$0, checksumStart: 34, checksumOffset: 6) == nil) }
         #expect(frame == reference)
@@ -148,12 +176,20 @@ struct ChecksumCompletionTests {
 struct RoundTripPropertyTests {
     @Test func segmentThenCoalesceGivesBackTheGSOFrame() async {
         await propertyCheck(
-            count: 150, input: Gen<Int>.int(in: 1...30_000), Gen<Int>.int(in: 1...1460), Gen.bool, Gen.bool
+            count: 150,
+            input: Gen<Int>.int(in: 1...30_000),
+            Gen<Int>.int(in: 1...1460),
+            Gen.bool,
+            Gen.bool
         ) { payloadSize, drawnMSS, ipv6, vlan in
             let mss = max(drawnMSS, (payloadSize + 255) / 256)  // at most 256 segments: one coalescer batch
             let spec = TCPFrameSpec(
-                vlan: vlan ? VLANTag(id: 77) : nil, ipv6: ipv6, flags: [.ack, .psh],
-                tcpOptions: TCPFrameSpec.timestamps(UInt32(payloadSize)), payload: pattern(payloadSize, seed: mss))
+                vlan: vlan ? VLANTag(id: 77) : nil,
+                ipv6: ipv6,
+                flags: [.ack, .psh],
+                tcpOptions: TCPFrameSpec.timestamps(UInt32(payloadSize)),
+                payload: pattern(payloadSize, seed: mss)
+            )
             let gso = spec.build(checksum: .partial)
             guard let segments = segment(gso, header: spec.gsoHeader(mss: mss)) else {
                 Issue.record("segmentation refused")
