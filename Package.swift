@@ -7,6 +7,7 @@
 //   VXControl                   control protocol types and framing (no sockets)
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
+//   VXOffload                   virtio-net offloads: TSO segmentation, TCP coalescing (GRO), checksum completion
 //   VXPacket                    wire formats; imports nothing but the standard library
 //   CVXLinux, CLibURing, CLibPcap   the C boundary
 import PackageDescription
@@ -19,6 +20,7 @@ let package = Package(
     products: [
         .library(name: "VXPacket", targets: ["VXPacket"]),
         .library(name: "VXForwarding", targets: ["VXForwarding"]),
+        .library(name: "VXOffload", targets: ["VXOffload"]),
         .library(name: "VXIO", targets: ["VXIO"]),
         .library(name: "VXDataplane", targets: ["VXDataplane"]),
         .library(name: "VXControl", targets: ["VXControl"]),
@@ -43,6 +45,7 @@ let package = Package(
         // MARK: Pure Swift core (no syscalls)
         .target(name: "VXPacket", swiftSettings: strictSafety),
         .target(name: "VXForwarding", dependencies: ["VXPacket"], swiftSettings: strictSafety),
+        .target(name: "VXOffload", dependencies: ["VXPacket"], swiftSettings: strictSafety),
         .target(name: "VXControl", dependencies: ["VXPacket"]),
 
         // MARK: System I/O and the worker loop
@@ -111,6 +114,13 @@ let package = Package(
             name: "VXForwardingTests",
             dependencies: [
                 "VXForwarding", "VXPacket", "VXTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "VXOffloadTests",
+            dependencies: [
+                "VXOffload", "VXPacket", "VXTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

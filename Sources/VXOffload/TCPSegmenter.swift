@@ -1,0 +1,168 @@
+// TCP segmentation (TSO in software) for GSO frames read from a TAP.
+//
+// Flow: the TAP (IFF_VNET_HDR, TUNSETOFFLOAD TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) hands the dataplane up to 64 KiB
+// of one TCP flow at a time in a scratch buffer, behind a virtio-net header with gso_type TCPV4/TCPV6 and gso_size
+// (the MSS). `TCPSegmenter.plan` parses the frame once; then `writeSegment(_:of:into:)` writes segment i into a
+// destination the caller chooses (a pool buffer, after its headroom), one at a time, so segmentation never needs
+// more than one extra buffer at once and never allocates.
+//
+// Each segment is the frame's headers (Ethernet/802.1Q, IP with options or extension headers, TCP with options)
+// copied verbatim, then patched as the kernel's own GSO does (inet_gso_segment, tcp_gso_segment,
+// ipv6_gso_segment):
+//   - IPv4: total length; identification = first + i (the stack numbered the whole burst this way, see
+//     ip_select_ident_segs); header checksum recomputed.
+//   - IPv6: payload length.
+//   - TCP: sequence number = first + i × mss; FIN and PSH only on the last segment; CWR only on the first (the
+//     kernel clears it after the first whether or not gso_type has the ECN bit); checksum computed from scratch.
+// The TCP checksum is computed over the written segment (its bytes are in L1 by then), with the pseudo-header from
+// the IP addresses and this segment's length; the frame's own checksum field (the pseudo-header seed for the
+// whole frame) is ignored, so the result is right whatever the TAP said.
+//
+// What the kernel leaves unreliable: `hdr_len` is skb_headlen, a linearisation hint that can cover a whole segment
+// or more (wireguard-go hit this on the forward path), so the header length is always recomputed from the
+// packet. `csum_start`/`csum_offset`, when NEEDS_CSUM is set, must point at the TCP checksum, or the frame is
+// refused (the kernel's virtio_net_hdr_to_skb refuses TCP GSO with csum_offset other than 16 as well).
+//
+// Thread-safety: a plan is an immutable value; any thread may use it with its own frame and destination.
+
+import VXPacket
+
+/// The segmentation of one GSO frame; write its segments with `writeSegment(_:of:into:at:)`.
+public struct TCPSegmenter: Hashable, Sendable {
+    /// Number of segments; 1 when the payload fits one segment (or is empty).
+    public let segmentCount: Int
+    /// TCP payload bytes per segment (the last may carry fewer): `min(gso_size, maximumSegmentSize)`.
+    public let segmentSize: Int
+    /// Bytes of headers copied into every segment: Ethernet (+ tag), IP (+ options / extension headers), TCP
+    /// (+ options).
+    public let headerLength: Int
+    /// Total TCP payload bytes in the frame.
+    public let payloadLength: Int
+    /// Offset of the IP header in the frame and in every segment.
+    public let networkOffset: Int
+    /// Offset of the TCP header in the frame and in every segment.
+    public let transportOffset: Int
+    /// True for IPv6.
+    public let isIPv6: Bool
+
+    /// Sequence number of the first payload byte.
+    let firstSequence: UInt32
+    /// IPv4 identification of the first segment (0 for IPv6).
+    let firstIdentification: UInt16
+    /// The pseudo-header sum with length 0 (see `TCPFrameLayout.pseudoHeaderBase`).
+    let pseudoHeaderBase: UInt16
+
+    /// The longest segment, for sizing destinations: `headerLength + segmentSize`.
+    @inlinable public var maximumSegmentLength: Int { headerLength + segmentSize }
+
+    /// Parses a GSO frame and plans its segmentation.
+    /// - Parameters:
+    ///   - frame: the frame after the virtio-net header, from the Ethernet header to the end of the IP packet
+    ///     (anything past the IP length is ignored).
+    ///   - header: the frame's virtio-net header; `gsoType` must not be `.none` (the caller sends such frames as
+    ///     they are, after `ChecksumCompletion`).
+    ///   - maximumSegmentSize: the largest TCP payload a segment may carry on the tunnel (inner MTU minus the IP and
+    ///     TCP headers); segments are `min(gso_size, maximumSegmentSize)` bytes. Must be positive.
+    /// - Returns: the plan, or why the frame cannot be segmented (count it and drop the frame).
+    public static func plan(
+        frame: RawSpan,
+        header: VirtioNetHeader,
+        maximumSegmentSize: Int
+    ) -> Result<TCPSegmenter, OffloadDropReason> {
+        precondition(header.gsoType != .none, "TCPSegmenter: frame has no GSO; send it as it is")
+        precondition(maximumSegmentSize > 0, "TCPSegmenter: maximumSegmentSize must be positive")
+        let wantIPv6: Bool
+        switch header.gsoType {
+        case .tcpv4: wantIPv6 = false
+        case .tcpv6: wantIPv6 = true
+        default: return .failure(.gsoTypeUnsupported)
+        }
+        guard header.gsoSize > 0 else { return .failure(.gsoSizeZero) }
+        let layout: TCPFrameLayout
+        switch TCPFrameLayout.parse(frame, allowIPOptions: true) {
+        case .success(let parsed): layout = parsed
+        case .failure(let reason): return .failure(reason)
+        }
+        guard layout.isIPv6 == wantIPv6 else { return .failure(.gsoProtocolMismatch) }
+        if header.flags.contains(.needsChecksum) {
+            guard Int(header.checksumStart) == layout.transportOffset, header.checksumOffset == 16 else {
+                return .failure(.checksumOffsetInvalid)
+            }
+        }
+        let size = min(Int(header.gsoSize), maximumSegmentSize)
+        let payload = layout.payloadLength
+        let count = payload == 0 ? 1 : (payload + size - 1) / size
+        return .success(
+            TCPSegmenter(
+                segmentCount: count,
+                segmentSize: size,
+                headerLength: layout.payloadOffset,
+                payloadLength: payload,
+                networkOffset: layout.networkOffset,
+                transportOffset: layout.transportOffset,
+                isIPv6: layout.isIPv6,
+                firstSequence: frame.offBE32(layout.transportOffset + 4),
+                firstIdentification: layout.isIPv6 ? 0 : frame.offBE16(layout.networkOffset + 4),
+                pseudoHeaderBase: layout.pseudoHeaderBase(frame)
+            )
+        )
+    }
+
+    /// The length of segment `index` in bytes, headers included.
+    /// - Parameter index: 0 ..< `segmentCount`.
+    @inlinable
+    public func segmentLength(_ index: Int) -> Int {
+        precondition(index >= 0 && index < segmentCount, "TCPSegmenter: segment index out of range")
+        return headerLength + min(segmentSize, payloadLength - index * segmentSize)
+    }
+
+    /// Writes segment `index` as a complete frame with valid IPv4 and TCP checksums.
+    /// - Parameters:
+    ///   - index: 0 ..< `segmentCount`.
+    ///   - frame: the same bytes `plan` was made from.
+    ///   - destination: where the segment goes; must hold `segmentLength(index)` bytes from `offset` (traps
+    ///     otherwise: size destinations with `maximumSegmentLength`).
+    ///   - offset: where the Ethernet header goes in `destination`.
+    /// - Returns: bytes written (`segmentLength(index)`).
+    @discardableResult
+    public func writeSegment(
+        _ index: Int,
+        of frame: RawSpan,
+        into destination: inout MutableRawSpan,
+        at offset: Int = 0
+    ) -> Int {
+        let length = segmentLength(index)
+        let payloadStart = index * segmentSize
+        let payloadCount = length - headerLength
+        let isLast = index == segmentCount - 1
+        destination.offCopy(from: frame, at: 0, count: headerLength, to: offset)
+        destination.offCopy(
+            from: frame,
+            at: headerLength + payloadStart,
+            count: payloadCount,
+            to: offset + headerLength
+        )
+
+        let ip = offset + networkOffset
+        if isIPv6 {
+            destination.offStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset - IPv6Header.size), at: ip + 4)
+        } else {
+            destination.offStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset), at: ip + 2)
+            destination.offStoreBE16(firstIdentification &+ UInt16(truncatingIfNeeded: index), at: ip + 4)
+            IPv4Header.updateChecksum(in: &destination, at: ip)
+        }
+
+        let tcp = offset + transportOffset
+        destination.offStoreBE32(firstSequence &+ UInt32(truncatingIfNeeded: payloadStart), at: tcp + 4)
+        var flags = destination.bytes.offU8(tcp + 13)
+        if !isLast { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.fin.rawValue | TCPFlags.psh.rawValue) }
+        if index > 0 { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.cwr.rawValue) }
+        destination.offStoreU8(flags, at: tcp + 13)
+        destination.offStoreBE16(0, at: tcp + 16)
+        let tcpLength = length - transportOffset
+        let pseudo = InternetChecksum.combine(pseudoHeaderBase, UInt16(truncatingIfNeeded: tcpLength))
+        let sum = InternetChecksum.sum(destination.bytes.extracting(tcp..<(offset + length)))
+        destination.offStoreBE16(~InternetChecksum.combine(pseudo, sum), at: tcp + 16)
+        return length
+    }
+}
