@@ -3,6 +3,7 @@
 #endif
 
 #include "cvx_netns.h"
+#include "cvx_linux.h"
 
 #ifdef __linux__
 #include <errno.h>
@@ -51,12 +52,18 @@ _Static_assert(IFF_UP == 0x1 && IFF_RUNNING == 0x40 && IFF_LOWER_UP == 0x10000, 
 /* What the namespace thread is given and hands back. Lives on the caller's stack: the caller joins the thread
  * before returning, so the pointer the thread receives never outlives it. */
 struct cvx_netns_job {
-    int nsfd;     /* The namespace to enter. */
-    int domain;   /* socket() arguments. */
+    int nsfd;             /* The namespace to enter. */
+    int kind;             /* CVX_NETNS_JOB_SOCKET or CVX_NETNS_JOB_TAP. */
+    int domain;           /* socket() arguments (CVX_NETNS_JOB_SOCKET). */
     int type;
     int protocol;
-    int result;   /* The new descriptor, or -errno. */
+    const char *name;     /* cvx_tap_open() arguments (CVX_NETNS_JOB_TAP). */
+    uint32_t flags;
+    char *name_out;
+    int result;           /* The new descriptor, or -errno. */
 };
+
+enum { CVX_NETNS_JOB_SOCKET = 1, CVX_NETNS_JOB_TAP = 2 };
 
 static void *
 cvx_netns_thread(void *arg)
@@ -68,6 +75,11 @@ cvx_netns_thread(void *arg)
         job->result = -errno;
         return NULL;
     }
+    if (job->kind == CVX_NETNS_JOB_TAP) {
+        /* /dev/net/tun opened here belongs to this namespace, so TUNSETIFF creates the interface in it. */
+        job->result = cvx_tap_open(job->name, job->flags, job->name_out);
+        return NULL;
+    }
     job->result = socket(job->domain, job->type | SOCK_CLOEXEC, job->protocol);
     if (job->result < 0) {
         job->result = -errno;
@@ -75,23 +87,23 @@ cvx_netns_thread(void *arg)
     return NULL;
 }
 
-int
-cvx_netns_socket(int nsfd, int domain, int type, int protocol)
+/* Runs `job` on a short-lived thread inside job->nsfd and returns its result. */
+static int
+cvx_netns_run(struct cvx_netns_job *job)
 {
-    struct cvx_netns_job job = { nsfd, domain, type, protocol, -EINVAL };
     pthread_attr_t attr;
     sigset_t all, saved;
     pthread_t thread;
     int rc;
 
-    if (nsfd < 0) {
+    if (job->nsfd < 0) {
         return -EBADF;
     }
-    rc = cvx_netns_check(nsfd);
+    rc = cvx_netns_check(job->nsfd);
     if (rc < 0) {
         return rc;
     }
-    /* A small stack: the thread makes two syscalls. Signals stay blocked in it (it inherits the mask set here),
+    /* A small stack: the thread makes a few syscalls. Signals stay blocked in it (it inherits the mask set here),
      * so a process-directed signal is never delivered on a thread that is about to vanish. */
     if ((rc = pthread_attr_init(&attr)) != 0) {
         return -rc;
@@ -99,14 +111,32 @@ cvx_netns_socket(int nsfd, int domain, int type, int protocol)
     pthread_attr_setstacksize(&attr, 64 * 1024);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    rc = pthread_create(&thread, &attr, cvx_netns_thread, &job);
+    rc = pthread_create(&thread, &attr, cvx_netns_thread, job);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         return -rc;
     }
     pthread_join(thread, NULL);
-    return job.result;
+    return job->result;
+}
+
+int
+cvx_netns_socket(int nsfd, int domain, int type, int protocol)
+{
+    struct cvx_netns_job job = { .nsfd = nsfd, .kind = CVX_NETNS_JOB_SOCKET, .domain = domain, .type = type,
+                                 .protocol = protocol, .result = -EINVAL };
+
+    return cvx_netns_run(&job);
+}
+
+int
+cvx_netns_tap_open(int nsfd, const char *name, uint32_t flags, char *name_out)
+{
+    struct cvx_netns_job job = { .nsfd = nsfd, .kind = CVX_NETNS_JOB_TAP, .name = name, .flags = flags,
+                                 .name_out = name_out, .result = -EINVAL };
+
+    return cvx_netns_run(&job);
 }
 
 int

@@ -5,7 +5,8 @@
 //   1. get link NAME -> ifindex, MAC, MTU
 //   2. move ifindex to target (IFLA_NET_NS_FD) ─────▶ 3. get link NAME -> ifindex there (it may change)
 //                                                     4. set down (moving already did; a no-op made explicit)
-//                                                     5. rename to eth0 (needs down; EEXIST if taken)
+//                                                     5. rename to eth0 (EEXIST if taken; old kernels
+//                                                        want it down)
 //                                                     6. set MAC   7. set MTU   8. add A/N (brd +)
 //                                                     9. set up   10. default via GW dev eth0
 //
@@ -18,6 +19,11 @@
 // (`.moveBack`, the default); if moving back fails, or with `.delete`, the interface is deleted. The error
 // says which happened (`PlacementError.cleanup`). Addresses and routes need no undo: they do not survive a move
 // between namespaces.
+//
+// Cost: steps 1 and 3-10 take tens to hundreds of microseconds each. The move (step 2) is the kernel's
+// dev_change_net_namespace, which waits for RCU grace periods: 15-35 ms on this 2-core machine under load, the
+// same as `ip link set DEV netns NS`. A TAP created directly inside the namespace (NetworkNamespace.createTAP)
+// skips it: `configure(interface:in:configuration:)` runs steps 3-10 only.
 //
 // Thread-safety: a placement uses its sessions exclusively while it runs; run one placement per interface.
 
@@ -237,10 +243,22 @@ public struct PlacedInterface: Hashable, Sendable, CustomStringConvertible {
     /// How long the placement took, from the first request to the last ACK (sockets included when
     /// `place(interface:into:configuration:)` opened them).
     public var elapsed: Duration
+    /// How long each step took, in order (`.openNamespace` covers opening the namespace and the sockets).
+    public var timings: [PlacementTiming]
 
     public var description: String {
         "\(name) (ifindex \(index), mtu \(mtu)" + (mac.map { ", \($0)" } ?? "") + ") in \(elapsed)"
     }
+}
+
+/// How long one step of a placement took.
+public struct PlacementTiming: Hashable, Sendable, CustomStringConvertible {
+    /// The step.
+    public var step: PlacementStep
+    /// Its duration, request to ACK.
+    public var duration: Duration
+
+    public var description: String { "\(step): \(duration)" }
 }
 
 /// Moves an interface into a network namespace and configures it there (see the file's header).
@@ -265,8 +283,7 @@ public enum InterfacePlacement {
         target: NetlinkSession,
         targetNamespace: LinkNamespaceTarget
     ) throws(PlacementError) -> PlacedInterface {
-        let clock = ContinuousClock()
-        let start = clock.now
+        var clock = StepClock()
         if let problem = configuration.problem {
             throw PlacementError(code: .invalidConfiguration, step: .validate, message: problem)
         }
@@ -278,6 +295,7 @@ public enum InterfacePlacement {
         let original: LinkInfo
         do {
             original = try origin.link(named: interface)
+            clock.finished(.lookup)
         } catch {
             let missing = error.errno == .operationNotSupportedByDevice  // ENODEV
             throw PlacementError(
@@ -291,6 +309,7 @@ public enum InterfacePlacement {
         // 2. Move. On failure nothing has changed: the kernel checks the name in the target before moving.
         do {
             try origin.setLinkNamespace(index: original.index, to: targetNamespace)
+            clock.finished(.move)
         } catch {
             let taken = error.errno == .fileExists
             throw PlacementError(
@@ -303,66 +322,137 @@ public enum InterfacePlacement {
             )
         }
 
-        // 3. From here on every failure undoes the move.
-        var placed = Placed(index: original.index, name: interface, isUp: false)
-        func fail(_ code: PlacementError.Code, _ step: PlacementStep, _ message: String, _ cause: NetlinkError)
-            -> PlacementError
-        {
-            let cleanup = undo(
-                placed,
-                original: original,
-                policy: configuration.onFailure,
-                origin: origin,
-                originNamespace: originNamespace,
-                target: target
-            )
-            return PlacementError(code: code, step: step, message: message, cause: cause, cleanup: cleanup)
-        }
-
-        do {
-            placed.index = try target.linkIndex(named: interface)
-        } catch {
-            // Without its index in the target we cannot address the interface there; report where it is.
-            throw PlacementError(
-                code: .failed,
-                step: .lookupInTarget,
-                message: "\(interface) was moved but cannot be found in the target namespace",
-                cause: error,
-                cleanup: .failed(error)
-            )
-        }
-
-        var step = PlacementStep.setDown
-        do {
-            try target.setLinkUp(index: placed.index, false)
-
-            step = .rename
-            if configuration.name != interface {
-                try target.renameLink(index: placed.index, to: configuration.name)
-                placed.name = configuration.name
+        // 3-10. Configure it there; from here on every failure undoes the move.
+        var placed = Placed(index: original.index, name: interface)
+        if let (step, error) = configureSteps(&placed, configuration, target, &clock) {
+            let cleanup: PlacementCleanup
+            if step == .lookupInTarget {
+                // Without its index in the target we cannot address the interface there; say so.
+                cleanup = .failed(error)
+            } else {
+                cleanup = undo(
+                    placed,
+                    original: original,
+                    policy: configuration.onFailure,
+                    origin: origin,
+                    originNamespace: originNamespace,
+                    target: target
+                )
             }
-            step = .setMAC
-            if let mac = configuration.mac { try target.setLinkAddress(index: placed.index, mac) }
-            step = .setMTU
-            if let mtu = configuration.mtu { try target.setLinkMTU(index: placed.index, mtu) }
-            step = .addAddress
-            if let address = configuration.address { try target.addAddress(index: placed.index, address) }
-            step = .setUp
-            try target.setLinkUp(index: placed.index, true)
-            placed.isUp = true
-            step = .addRoute
-            if let gateway = configuration.gateway { try target.addDefaultRoute(via: gateway, index: placed.index) }
-        } catch {
-            throw fail(code(for: error, at: step), step, message(for: error, at: step, configuration), error)
+            throw failure(error, at: step, configuration, interface: interface, cleanup: cleanup)
         }
-
         return PlacedInterface(
             index: placed.index,
             name: placed.name,
             mac: configuration.mac ?? original.mac,
             mtu: configuration.mtu ?? original.mtu,
-            elapsed: clock.now - start
+            elapsed: clock.elapsed,
+            timings: clock.timings
         )
+    }
+
+    /// Configures an interface that already lives in the target namespace: steps 3-10 without the move. This is
+    /// the fast path for a TAP created directly inside the namespace (`NetworkNamespace.createTAP`), which skips
+    /// the kernel's slow IFLA_NET_NS_FD move. There is nowhere to move it back to, so a failed step deletes it
+    /// (`PlacementCleanup.deleted`), whatever `configuration.onFailure` says.
+    /// - Parameters:
+    ///   - interface: its current name in the namespace.
+    ///   - configuration: what it should look like.
+    ///   - target: a session inside the namespace.
+    /// - Returns: the configured interface.
+    /// - Throws: `PlacementError`.
+    public static func configure(
+        interface: String,
+        configuration: PlacementConfiguration,
+        target: NetlinkSession
+    ) throws(PlacementError) -> PlacedInterface {
+        var clock = StepClock()
+        if let problem = configuration.problem {
+            throw PlacementError(code: .invalidConfiguration, step: .validate, message: problem)
+        }
+        var placed = Placed(index: 0, name: interface)
+        if let (step, error) = configureSteps(&placed, configuration, target, &clock) {
+            var cleanup = PlacementCleanup.notNeeded
+            if step == .lookupInTarget {
+                let missing = error.errno == .operationNotSupportedByDevice  // ENODEV
+                throw PlacementError(
+                    code: missing ? .interfaceNotFound : .failed,
+                    step: step,
+                    message: missing ? "no interface \(interface) in the namespace" : "lookup of \(interface) failed",
+                    cause: error
+                )
+            }
+            do {
+                try target.deleteLink(index: placed.index)
+                cleanup = .deleted
+            } catch {
+                cleanup = .failed(error)
+            }
+            throw failure(error, at: step, configuration, interface: interface, cleanup: cleanup)
+        }
+        let link = try? target.link(index: placed.index)
+        return PlacedInterface(
+            index: placed.index,
+            name: placed.name,
+            mac: configuration.mac ?? link?.mac,
+            mtu: configuration.mtu ?? link?.mtu ?? 0,
+            elapsed: clock.elapsed,
+            timings: clock.timings
+        )
+    }
+
+    /// Steps 3-10 on an interface inside the target namespace: find it by name, set it down, rename, MAC, MTU,
+    /// address, up, default route. Each is one request; each one done is recorded on `clock`.
+    /// - Returns: nil when every step succeeded, else the failed step and its error; `placed` says where the
+    ///   interface is by then.
+    private static func configureSteps(
+        _ placed: inout Placed,
+        _ configuration: PlacementConfiguration,
+        _ target: NetlinkSession,
+        _ clock: inout StepClock
+    ) -> (PlacementStep, NetlinkError)? {
+        var step = PlacementStep.lookupInTarget
+        do {
+            placed.index = try target.linkIndex(named: placed.name)
+            clock.finished(step)
+
+            step = .setDown
+            try target.setLinkUp(index: placed.index, false)
+            clock.finished(step)
+
+            step = .rename
+            if configuration.name != placed.name {
+                try target.renameLink(index: placed.index, to: configuration.name)
+                placed.name = configuration.name
+                clock.finished(step)
+            }
+            step = .setMAC
+            if let mac = configuration.mac {
+                try target.setLinkAddress(index: placed.index, mac)
+                clock.finished(step)
+            }
+            step = .setMTU
+            if let mtu = configuration.mtu {
+                try target.setLinkMTU(index: placed.index, mtu)
+                clock.finished(step)
+            }
+            step = .addAddress
+            if let address = configuration.address {
+                try target.addAddress(index: placed.index, address)
+                clock.finished(step)
+            }
+            step = .setUp
+            try target.setLinkUp(index: placed.index, true)
+            clock.finished(step)
+            step = .addRoute
+            if let gateway = configuration.gateway {
+                try target.addDefaultRoute(via: gateway, index: placed.index)
+                clock.finished(step)
+            }
+            return nil
+        } catch {
+            return (step, error)
+        }
     }
 
     #if os(Linux)
@@ -398,6 +488,7 @@ public enum InterfacePlacement {
         let target = try opening { () throws(NetlinkError) in
             NetlinkSession(socket: try KernelNetlinkSocket.open(inNamespace: namespace))
         }
+        let opened = clock.now - start
         var placed = try place(
             interface: interface,
             configuration: configuration,
@@ -407,6 +498,35 @@ public enum InterfacePlacement {
             targetNamespace: namespace.linkTarget
         )
         placed.elapsed = clock.now - start
+        placed.timings.insert(PlacementTiming(step: .openNamespace, duration: opened), at: 0)
+        return placed
+    }
+
+    /// Configures `interface`, which already lives inside `namespace` (see
+    /// `configure(interface:configuration:target:)`), through a session opened inside it and closed afterwards.
+    /// - Returns: the configured interface; `elapsed` includes opening the socket.
+    public static func configure(
+        interface: String,
+        in namespace: borrowing NetworkNamespace,
+        configuration: PlacementConfiguration
+    ) throws(PlacementError) -> PlacedInterface {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let target: NetlinkSession
+        do {
+            target = NetlinkSession(socket: try KernelNetlinkSocket.open(inNamespace: namespace))
+        } catch {
+            throw PlacementError(
+                code: .failed,
+                step: .openNamespace,
+                message: "cannot open a netlink socket in \(namespace.locator)",
+                cause: error
+            )
+        }
+        let opened = clock.now - start
+        var placed = try configure(interface: interface, configuration: configuration, target: target)
+        placed.elapsed = clock.now - start
+        placed.timings.insert(PlacementTiming(step: .openNamespace, duration: opened), at: 0)
         return placed
     }
 
@@ -436,9 +556,49 @@ public enum InterfacePlacement {
 
     /// Where the interface is, as far as cleanup needs to know.
     private struct Placed {
-        var index: Int32  // ifindex in the target namespace
+        var index: Int32  // ifindex in the target namespace (0 until looked up there)
         var name: String  // current name there
-        var isUp: Bool
+    }
+
+    /// Times the steps of one placement.
+    private struct StepClock {
+        let clock = ContinuousClock()  // monotonic
+        let start: ContinuousClock.Instant  // when the placement began
+        var mark: ContinuousClock.Instant  // when the last step ended
+        var timings: [PlacementTiming] = []  // steps done so far, in order
+
+        init() {
+            start = clock.now
+            mark = start
+        }
+
+        /// Records that `step` just ended.
+        mutating func finished(_ step: PlacementStep) {
+            let now = clock.now
+            timings.append(PlacementTiming(step: step, duration: now - mark))
+            mark = now
+        }
+
+        /// Time since the placement began.
+        var elapsed: Duration { clock.now - start }
+    }
+
+    /// The error for a failed step 3-10.
+    private static func failure(
+        _ error: NetlinkError,
+        at step: PlacementStep,
+        _ configuration: PlacementConfiguration,
+        interface: String,
+        cleanup: PlacementCleanup
+    ) -> PlacementError {
+        let message: String
+        if step == .lookupInTarget {
+            message = "\(interface) was moved but cannot be found in the target namespace"
+        } else {
+            message = self.message(for: error, at: step, configuration)
+        }
+        return PlacementError(code: code(for: error, at: step), step: step, message: message, cause: error,
+                              cleanup: cleanup)
     }
 
     private static func code(for error: NetlinkError, at step: PlacementStep) -> PlacementError.Code {

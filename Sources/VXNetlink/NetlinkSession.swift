@@ -153,7 +153,7 @@ public final class NetlinkSession {
         try perform(RouteRequest.setLinkNamespace(index: index, to: target))
     }
 
-    /// Renames link `index` (it must be down). `ip link set DEV name NAME`.
+    /// Renames link `index` (older kernels want it down). `ip link set DEV name NAME`.
     public func renameLink(index: Int32, to name: String) throws(NetlinkError) {
         try Self.validateName(name, operation: "rename ifindex \(index)")
         try perform(RouteRequest.renameLink(index: index, to: name))

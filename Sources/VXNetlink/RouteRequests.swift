@@ -160,8 +160,8 @@ public enum RouteRequest {
         )
     }
 
-    /// RTM_NEWLINK with IFLA_IFNAME: renames the link. The kernel refuses (EBUSY) while the link is up and
-    /// answers EEXIST when the name is taken.
+    /// RTM_NEWLINK with IFLA_IFNAME: renames the link. EEXIST when the name is taken. Older kernels refuse
+    /// (EBUSY) while the link is up; 6.18 renames a running TAP (checked in NamespaceSystemTests).
     public static func renameLink(index: Int32, to name: String) -> NetlinkRequest {
         NetlinkRequest(
             type: .newLink,

@@ -5,10 +5,13 @@
  * function-like _IO macro), and a thread that enters a namespace so that the caller's threads never do.
  * Declarations are unguarded so the header parses everywhere; the implementations in cvx_netns.c are Linux only.
  * Every function returns 0 (or a descriptor) on success and -errno on failure, and never leaves errno as its
- * only report. Only <stdint.h> is included here, for the reason cvx_linux.h gives. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
+ * only report.
+ *
+ * No _GNU_SOURCE guard here, unlike cvx_uring.h and STYLE §2, for the reason cvx_linux.h gives: with
+ * `#define _GNU_SOURCE` in this header, VXIO (which imports CVXLinux, CLibURing and Glibc) stopped building with
+ * "'fds_bits' from module 'CLibURing' is not present in definition of 'fd_set' in module 'CDispatch'" (tried
+ * here: the same header without the define builds). Nothing declared here needs it: only <stdint.h> is
+ * included, and cvx_netns.c, which calls setns, gets _GNU_SOURCE from Package.swift and checks it with #error. */
 
 #include <stdint.h>
 
@@ -25,6 +28,13 @@ extern "C" {
  * foreign namespace. Needs CAP_SYS_ADMIN (setns). Returns the descriptor or -errno: -EINVAL when `nsfd` is not
  * a network namespace, -EBADF when it is not open, the errno of setns, socket or pthread_create otherwise. */
 int cvx_netns_socket(int nsfd, int domain, int type, int protocol);
+
+/* cvx_tap_open (cvx_linux.h) on a short-lived thread inside the network namespace `nsfd` refers to: /dev/net/tun
+ * opened there belongs to that namespace, so TUNSETIFF creates TAP `name` directly inside it, with no
+ * IFLA_NET_NS_FD move (the move is the slow part of placing an interface: the kernel waits for RCU grace
+ * periods in dev_change_net_namespace). The descriptor carries frames from any thread, like any TAP descriptor.
+ * Returns the descriptor (O_NONBLOCK | O_CLOEXEC) and the kernel's name in `name_out`, or -errno. */
+int cvx_netns_tap_open(int nsfd, const char *name, uint32_t flags, char *name_out);
 
 /* Checks that `fd` refers to a network namespace (ioctl NS_GET_NSTYPE returns CLONE_NEWNET). Returns 0, -EINVAL
  * for another kind of namespace, -ENOTTY when `fd` is not an nsfs file at all (for example an empty file left in
