@@ -301,7 +301,8 @@ public enum InterfacePlacement {
             throw PlacementError(
                 code: missing ? .interfaceNotFound : .failed,
                 step: .lookup,
-                message: missing ? "no interface \(interface) in the origin namespace" : "lookup of \(interface) failed",
+                message: missing
+                    ? "no interface \(interface) in the origin namespace" : "lookup of \(interface) failed",
                 cause: error
             )
         }
@@ -597,8 +598,13 @@ public enum InterfacePlacement {
         } else {
             message = self.message(for: error, at: step, configuration)
         }
-        return PlacementError(code: code(for: error, at: step), step: step, message: message, cause: error,
-                              cleanup: cleanup)
+        return PlacementError(
+            code: code(for: error, at: step),
+            step: step,
+            message: message,
+            cause: error,
+            cleanup: cleanup
+        )
     }
 
     private static func code(for error: NetlinkError, at step: PlacementStep) -> PlacementError.Code {

@@ -89,8 +89,12 @@ public final class NetlinkSession {
                 case .noop:
                     continue
                 case .overrun:
-                    throw NetlinkError(.system, errno: .noBufferSpace, operation: request.description,
-                                       detail: "NLMSG_OVERRUN")
+                    throw NetlinkError(
+                        .system,
+                        errno: .noBufferSpace,
+                        operation: request.description,
+                        detail: "NLMSG_OVERRUN"
+                    )
                 }
             }
         }
@@ -103,7 +107,7 @@ public final class NetlinkSession {
         while true {
             do {
                 return try perform(request)
-            } catch where error.code == .dumpInterrupted && attempt < Self.dumpAttempts {
+            } catch  where error.code == .dumpInterrupted && attempt < Self.dumpAttempts {
                 attempt += 1
             }
         }

@@ -102,7 +102,11 @@ public final class KernelNetlinkSocket: NetlinkSocket {
                 detail: "setns(CLONE_NEWNET) + socket on a helper thread"
             )
         }
-        return try KernelNetlinkSocket(descriptor: fd, timeout: timeout, operation: "netlink socket in \(namespace.locator)")
+        return try KernelNetlinkSocket(
+            descriptor: fd,
+            timeout: timeout,
+            operation: "netlink socket in \(namespace.locator)"
+        )
     }
 
     deinit {

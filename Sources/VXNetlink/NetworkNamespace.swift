@@ -208,7 +208,10 @@ public struct NetworkNamespace: ~Copyable {
     ) throws(NetlinkError) -> (fileDescriptor: FileDescriptor, name: String) {
         if let problem = NetlinkSession.interfaceNameProblem(name.replacing("%d", with: "0")) {
             throw NetlinkError(
-                .invalidArgument, operation: "create TAP in \(locator)", detail: "\"\(name)\" \(problem)")
+                .invalidArgument,
+                operation: "create TAP in \(locator)",
+                detail: "\"\(name)\" \(problem)"
+            )
         }
         var flags: UInt32 = 0
         if virtioHeader { flags |= CVX_TAP_VNET_HDR }

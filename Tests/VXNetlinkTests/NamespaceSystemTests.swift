@@ -85,7 +85,10 @@ struct NamespaceSystemTests {
         )
 
         let placed = try InterfacePlacement.place(
-            interface: tapName, into: .name(namespace.name), configuration: configuration)
+            interface: tapName,
+            into: .name(namespace.name),
+            configuration: configuration
+        )
         print("VXNetlink: placement of \(tapName) -> \(namespace.name)/eth1 took \(placed.elapsed): \(placed.timings)")
         #expect(placed.name == "eth1" && placed.mtu == 1400)
         #expect(placed.elapsed < .milliseconds(100), "an attach must take well under 100 ms")
@@ -132,7 +135,10 @@ struct NamespaceSystemTests {
                 gateway: slot == 0 ? IPv4Address(10, 100, 0, 1) : nil
             )
             let placed = try InterfacePlacement.place(
-                interface: name, into: .name(namespace.name), configuration: configuration)
+                interface: name,
+                into: .name(namespace.name),
+                configuration: configuration
+            )
             durations.append(placed.elapsed)
             let names = try namespace.json(["link", "show"]).compactMap { $0["ifname"] as? String }
             #expect(names.contains("eth\(slot)"))
@@ -191,7 +197,10 @@ struct NamespaceSystemTests {
         let squatterName = freshTAPName()
         let squatter = try TAPDevice(name: squatterName)
         _ = try InterfacePlacement.place(
-            interface: squatterName, into: .name(namespace.name), configuration: PlacementConfiguration(name: "eth0"))
+            interface: squatterName,
+            into: .name(namespace.name),
+            configuration: PlacementConfiguration(name: "eth0")
+        )
         let tapName = freshTAPName()
         let tap = try TAPDevice(name: tapName)
 
@@ -199,7 +208,11 @@ struct NamespaceSystemTests {
             _ = try InterfacePlacement.place(
                 interface: tapName,
                 into: .name(namespace.name),
-                configuration: PlacementConfiguration(name: "eth0", mtu: 1400, address: InterfaceAddress("10.98.0.2/24"))
+                configuration: PlacementConfiguration(
+                    name: "eth0",
+                    mtu: 1400,
+                    address: InterfaceAddress("10.98.0.2/24")
+                )
             )
             Issue.record("placement over an existing eth0 succeeded")
         } catch {
@@ -275,7 +288,9 @@ struct NamespaceSystemTests {
         defer { again.delete() }
         #expect(watch.status() == .gone(.replaced))
         let fresh = try NetworkNamespace(named: again.name)
-        print("VXNetlink: old \(watch.identity) cookie \(watch.cookie ?? 0), new \(fresh.identity) cookie \(try fresh.cookie())")
+        print(
+            "VXNetlink: old \(watch.identity) cookie \(watch.cookie ?? 0), new \(fresh.identity) cookie \(try fresh.cookie())"
+        )
     }
 
     @Test func reportsMissingNamespaces() throws {
@@ -301,7 +316,10 @@ struct NamespaceSystemTests {
         }
         do {
             _ = try InterfacePlacement.place(
-                interface: "lo", into: .name(missingName), configuration: PlacementConfiguration(name: "eth0"))
+                interface: "lo",
+                into: .name(missingName),
+                configuration: PlacementConfiguration(name: "eth0")
+            )
             Issue.record("placed into a namespace that does not exist")
         } catch {
             #expect(error.code == .namespaceNotFound && error.step == .openNamespace && error.cleanup == .notNeeded)

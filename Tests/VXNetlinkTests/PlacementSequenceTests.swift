@@ -42,7 +42,8 @@ final class FakeNamespace {
         case .getLink:
             let attributes = NetlinkAttribute.decodeAll(request.payload, in: 16..<request.payload.count) ?? []
             let index = reader.host(Int32.self, at: 4)!
-            let link = index != 0 ? links[index] : attributes.attribute(LinkAttribute.name).flatMap { named($0.stringValue) }
+            let link =
+                index != 0 ? links[index] : attributes.attribute(LinkAttribute.name).flatMap { named($0.stringValue) }
             guard let link else { return KernelReply.error(19, to: request) }  // ENODEV
             return KernelReply.link(link, to: request)
         case .newLink:
@@ -80,7 +81,9 @@ final class FakeNamespace {
             let index = Int32(bitPattern: reader.host(UInt32.self, at: 4)!)
             let attributes = NetlinkAttribute.decodeAll(request.payload, in: 8..<request.payload.count) ?? []
             let address = InterfaceAddress(
-                address: attributes.attribute(AddressAttribute.local)!.ipv4Value!, prefixLength: request.payload[1])!
+                address: attributes.attribute(AddressAttribute.local)!.ipv4Value!,
+                prefixLength: request.payload[1]
+            )!
             addresses[index, default: []].append(address)
             return KernelReply.ack(to: request)
         case .newRoute:
@@ -124,8 +127,10 @@ struct PlacementSequenceTests {
         return (origin, target)
     }
 
-    static func place(_ world: (origin: FakeNamespace, target: FakeNamespace),
-                      _ configuration: PlacementConfiguration = configuration) throws(PlacementError) -> PlacedInterface {
+    static func place(
+        _ world: (origin: FakeNamespace, target: FakeNamespace),
+        _ configuration: PlacementConfiguration = configuration
+    ) throws(PlacementError) -> PlacedInterface {
         try InterfacePlacement.place(
             interface: "vxt5",
             configuration: configuration,
@@ -143,11 +148,13 @@ struct PlacementSequenceTests {
         #expect(placed.mac == Self.configuration.mac)
 
         let origin = world.origin.socket
-        #expect(origin.sent == [
-            RouteRequest.getLink(name: "vxt5").encoded(sequence: 1, portID: origin.portID),
-            RouteRequest.setLinkNamespace(index: 5, to: .fileDescriptor(Self.targetFD))
-                .encoded(sequence: 2, portID: origin.portID),
-        ])
+        #expect(
+            origin.sent == [
+                RouteRequest.getLink(name: "vxt5").encoded(sequence: 1, portID: origin.portID),
+                RouteRequest.setLinkNamespace(index: 5, to: .fileDescriptor(Self.targetFD))
+                    .encoded(sequence: 2, portID: origin.portID),
+            ]
+        )
         let target = world.target.socket
         let expected: [NetlinkRequest] = [
             RouteRequest.getLink(name: "vxt5"),
@@ -159,7 +166,9 @@ struct PlacementSequenceTests {
             RouteRequest.setLinkUp(index: 2, true),
             RouteRequest.addDefaultRoute(via: IPv4Address(172, 17, 0, 1), index: 2),
         ]
-        #expect(target.sent == expected.enumerated().map { $1.encoded(sequence: UInt32($0 + 1), portID: target.portID) })
+        #expect(
+            target.sent == expected.enumerated().map { $1.encoded(sequence: UInt32($0 + 1), portID: target.portID) }
+        )
 
         let eth0 = try #require(world.target.named("eth0"))
         #expect(eth0.isUp && eth0.mtu == 1400 && eth0.mac == Self.configuration.mac)
@@ -267,16 +276,23 @@ struct PlacementSequenceTests {
         let world = Self.world()
         world.target.add(LinkInfo(index: 7, name: "eth0", mac: Self.tapMAC, mtu: 1500, flags: []))
         let placed = try InterfacePlacement.configure(
-            interface: "eth0", configuration: Self.configuration, target: NetlinkSession(socket: world.target.socket))
+            interface: "eth0",
+            configuration: Self.configuration,
+            target: NetlinkSession(socket: world.target.socket)
+        )
         #expect(placed.index == 7 && placed.name == "eth0" && placed.mtu == 1400)
-        #expect(!world.target.socket.requests.contains { request in
-            NetlinkAttribute.decodeAll(request.payload, in: 16..<request.payload.count)?
-                .attribute(LinkAttribute.netnsFD) != nil
-        })
+        #expect(
+            !world.target.socket.requests.contains { request in
+                NetlinkAttribute.decodeAll(request.payload, in: 16..<request.payload.count)?
+                    .attribute(LinkAttribute.netnsFD) != nil
+            }
+        )
         #expect(world.target.named("eth0")?.isUp == true && world.target.defaultRoutes.count == 1)
-        #expect(placed.timings.map(\.step) == [
-            .lookupInTarget, .setDown, .setMAC, .setMTU, .addAddress, .setUp, .addRoute,
-        ])
+        #expect(
+            placed.timings.map(\.step) == [
+                .lookupInTarget, .setDown, .setMAC, .setMTU, .addAddress, .setUp, .addRoute,
+            ]
+        )
     }
 
     @Test func configuringInPlaceDeletesOnFailure() {
@@ -285,7 +301,10 @@ struct PlacementSequenceTests {
         world.target.failure = { $0.type == .newAddress ? 17 : nil }
         do {
             _ = try InterfacePlacement.configure(
-                interface: "eth0", configuration: Self.configuration, target: NetlinkSession(socket: world.target.socket))
+                interface: "eth0",
+                configuration: Self.configuration,
+                target: NetlinkSession(socket: world.target.socket)
+            )
             Issue.record("configuration succeeded")
         } catch {
             #expect(error.code == .addressExists && error.cleanup == .deleted)
@@ -306,11 +325,19 @@ struct PlacementSequenceTests {
         ("gateway without address", PlacementConfiguration(name: "eth0", gateway: IPv4Address(10, 0, 0, 1))),
         (
             "gateway outside the subnet",
-            PlacementConfiguration(name: "eth0", address: InterfaceAddress("10.0.0.5/24"), gateway: IPv4Address(10, 0, 1, 1))
+            PlacementConfiguration(
+                name: "eth0",
+                address: InterfaceAddress("10.0.0.5/24"),
+                gateway: IPv4Address(10, 0, 1, 1)
+            )
         ),
         (
             "gateway is the address",
-            PlacementConfiguration(name: "eth0", address: InterfaceAddress("10.0.0.5/24"), gateway: IPv4Address(10, 0, 0, 5))
+            PlacementConfiguration(
+                name: "eth0",
+                address: InterfaceAddress("10.0.0.5/24"),
+                gateway: IPv4Address(10, 0, 0, 5)
+            )
         ),
     ]
 

@@ -92,8 +92,15 @@ struct ReplyDecodingTests {
             + "0900 0300 6574683000 000000"  // IFA_LABEL "eth0"
         let message = try NetlinkMessage.split(datagram: [UInt8](hex: hex)).get()[0]
         let address = try AddressInfo.decode(message).get()
-        #expect(address == AddressInfo(
-            index: 7, address: InterfaceAddress("10.1.2.3/24")!, broadcast: IPv4Address(10, 1, 2, 255), label: "eth0"))
+        #expect(
+            address
+                == AddressInfo(
+                    index: 7,
+                    address: InterfaceAddress("10.1.2.3/24")!,
+                    broadcast: IPv4Address(10, 1, 2, 255),
+                    label: "eth0"
+                )
+        )
     }
 
     // MARK: Malformed input
@@ -139,9 +146,18 @@ struct ReplyDecodingTests {
 
     @Test(arguments: [
         ("ifinfomsg cut to 8 bytes", "18000000 1000 0200 05000000 78563412 00 00 0100 05000000"),
-        ("no IFLA_IFNAME", "28000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0800 0400 dc050000"),
-        ("IFLA_MTU of 2 bytes", "30000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0700 0300 6c6f00 00 0600 0400 dc05 0000"),
-        ("attribute length 2", "28000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0200 0300 00000000"),
+        (
+            "no IFLA_IFNAME",
+            "28000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0800 0400 dc050000"
+        ),
+        (
+            "IFLA_MTU of 2 bytes",
+            "30000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0700 0300 6c6f00 00 0600 0400 dc05 0000"
+        ),
+        (
+            "attribute length 2",
+            "28000000 1000 0200 05000000 78563412 00 00 0100 05000000 03100000 00000000 0200 0300 00000000"
+        ),
     ])
     func rejectsMalformedLinks(_ label: String, _ hex: String) throws {
         let messages = try NetlinkMessage.split(datagram: [UInt8](hex: hex)).get()
@@ -180,7 +196,10 @@ struct ReplyDecodingTests {
             } else {
                 bytes = seeds[round % seeds.count]
                 for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(
+                        in: 0...255,
+                        using: &generator
+                    )
                 }
             }
             guard case .success(let messages) = NetlinkMessage.split(datagram: bytes) else { continue }

@@ -10,7 +10,12 @@ import VXPacket
 @Suite("Session request/response sequencing")
 struct SessionTests {
     static let tap = LinkInfo(
-        index: 5, name: "vxt1", mac: MACAddress(2, 0, 0, 0xAA, 0xBB, 0xCC), mtu: 1500, flags: [.broadcast, .multicast])
+        index: 5,
+        name: "vxt1",
+        mac: MACAddress(2, 0, 0, 0xAA, 0xBB, 0xCC),
+        mtu: 1500,
+        flags: [.broadcast, .multicast]
+    )
 
     @Test func looksUpALinkAndNumbersRequestsFromOne() throws {
         let socket = MockNetlinkSocket()
@@ -60,10 +65,20 @@ struct SessionTests {
         let lo = LinkInfo(index: 1, name: "lo", mac: .zero, mtu: 65536, flags: [.up, .loopback], hardwareType: 772)
         socket.responder = { request in
             [
-                KernelReply.message(.newLink, flags: .multi, sequence: request.sequence, portID: request.portID,
-                                    payload: KernelReply.linkPayload(lo)),
-                KernelReply.message(.newLink, flags: .multi, sequence: request.sequence, portID: request.portID,
-                                    payload: KernelReply.linkPayload(Self.tap))
+                KernelReply.message(
+                    .newLink,
+                    flags: .multi,
+                    sequence: request.sequence,
+                    portID: request.portID,
+                    payload: KernelReply.linkPayload(lo)
+                ),
+                KernelReply.message(
+                    .newLink,
+                    flags: .multi,
+                    sequence: request.sequence,
+                    portID: request.portID,
+                    payload: KernelReply.linkPayload(Self.tap)
+                )
                     + KernelReply.done(to: request),
             ]
         }
@@ -76,8 +91,13 @@ struct SessionTests {
         socket.responder = { request in
             let flags: NetlinkFlags = request.sequence == 1 ? [.multi, .dumpInterrupted] : .multi
             return [
-                KernelReply.message(.newLink, flags: flags, sequence: request.sequence, portID: request.portID,
-                                    payload: KernelReply.linkPayload(Self.tap))
+                KernelReply.message(
+                    .newLink,
+                    flags: flags,
+                    sequence: request.sequence,
+                    portID: request.portID,
+                    payload: KernelReply.linkPayload(Self.tap)
+                )
                     + KernelReply.done(to: request)
             ]
         }
@@ -89,9 +109,16 @@ struct SessionTests {
     @Test func givesUpOnADumpThatIsAlwaysInterrupted() {
         let socket = MockNetlinkSocket()
         socket.responder = { request in
-            [KernelReply.message(.newLink, flags: [.multi, .dumpInterrupted], sequence: request.sequence,
-                                 portID: request.portID, payload: KernelReply.linkPayload(Self.tap))
-                + KernelReply.done(to: request)]
+            [
+                KernelReply.message(
+                    .newLink,
+                    flags: [.multi, .dumpInterrupted],
+                    sequence: request.sequence,
+                    portID: request.portID,
+                    payload: KernelReply.linkPayload(Self.tap)
+                )
+                    + KernelReply.done(to: request)
+            ]
         }
         #expect(throws: NetlinkError.self) { try NetlinkSession(socket: socket).links() }
         #expect(socket.sent.count == NetlinkSession.dumpAttempts)
@@ -147,8 +174,10 @@ struct SessionTests {
         socket.responder = { request in
             var payload = KernelReply.linkPayload(Self.tap)
             payload[16 + 2] = 0x7F  // retype IFLA_IFNAME (the first attribute) as something else
-            return [KernelReply.message(.newLink, sequence: request.sequence, portID: request.portID, payload: payload)
-                + KernelReply.ack(to: request)]
+            return [
+                KernelReply.message(.newLink, sequence: request.sequence, portID: request.portID, payload: payload)
+                    + KernelReply.ack(to: request)
+            ]
         }
         do {
             _ = try NetlinkSession(socket: socket).link(index: 5)
