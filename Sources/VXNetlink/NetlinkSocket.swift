@@ -83,13 +83,29 @@ public final class KernelNetlinkSocket: NetlinkSocket {
     ///   - namespace: an open network namespace.
     ///   - timeout: how long `receive` waits for a datagram.
     /// - Throws: `.system` (EPERM without CAP_SYS_ADMIN, ...).
-    /// The corresponding C function is `cvx_netns_socket` (a thread that calls setns and socket).
     public static func open(
         inNamespace namespace: borrowing NetworkNamespace,
         timeout: Duration = KernelNetlinkSocket.defaultTimeout
     ) throws(NetlinkError) -> KernelNetlinkSocket {
+        try open(inNamespaceDescriptor: namespace.fileDescriptor, timeout: timeout, label: "\(namespace.locator)")
+    }
+
+    /// Opens a NETLINK_ROUTE socket inside the network namespace `descriptor` refers to (an nsfs file the caller
+    /// opened: /run/netns/NAME, /proc/PID/ns/net, ...).
+    /// - Parameters:
+    ///   - descriptor: an open nsfs descriptor of a network namespace; the caller keeps ownership.
+    ///   - timeout: how long `receive` waits for a datagram.
+    ///   - label: names the namespace in errors.
+    /// - Throws: `.system` (EINVAL when `descriptor` is not a network namespace, EPERM, ...).
+    /// The corresponding C function is `cvx_netns_socket` (a thread that calls setns and socket).
+    public static func open(
+        inNamespaceDescriptor descriptor: FileDescriptor,
+        timeout: Duration = KernelNetlinkSocket.defaultTimeout,
+        label: String? = nil
+    ) throws(NetlinkError) -> KernelNetlinkSocket {
+        let operation = "netlink socket in " + (label ?? "netns fd \(descriptor.rawValue)")
         let fd = cvx_netns_socket(
-            namespace.fileDescriptor.rawValue,
+            descriptor.rawValue,
             NetlinkFamily.netlink,
             Int32(SOCK_RAW.rawValue),
             NetlinkFamily.routeProtocol
@@ -98,15 +114,11 @@ public final class KernelNetlinkSocket: NetlinkSocket {
             throw NetlinkError(
                 .system,
                 errno: Errno(rawValue: -fd),
-                operation: "netlink socket in \(namespace.locator)",
+                operation: operation,
                 detail: "setns(CLONE_NEWNET) + socket on a helper thread"
             )
         }
-        return try KernelNetlinkSocket(
-            descriptor: fd,
-            timeout: timeout,
-            operation: "netlink socket in \(namespace.locator)"
-        )
+        return try KernelNetlinkSocket(descriptor: fd, timeout: timeout, operation: operation)
     }
 
     deinit {

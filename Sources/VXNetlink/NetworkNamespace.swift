@@ -96,7 +96,9 @@ public struct NamespaceIdentity: Hashable, Sendable, CustomStringConvertible {
 
 /// An open network namespace: a descriptor of its nsfs file, which keeps the namespace alive until closed
 /// (deinit). Pass `fileDescriptor` to IFLA_NET_NS_FD, or open sockets inside it.
-public struct NetworkNamespace: ~Copyable {
+///
+/// Sendable: the value is noncopyable, so sending it hands the only copy (and the descriptor) to the receiver.
+public struct NetworkNamespace: ~Copyable, Sendable {
     /// How it was found.
     public let locator: NamespaceLocator
     /// Its nsfs identity.
@@ -116,8 +118,7 @@ public struct NetworkNamespace: ~Copyable {
         }
         let fd: FileDescriptor
         do {
-            // unsafe: FileDescriptor.open converts the path to a C string for open(2).
-            fd = try unsafe FileDescriptor.open(locator.path, .readOnly, options: [.closeOnExec])
+            fd = try FileDescriptor.open(FilePath(locator.path), .readOnly, options: [.closeOnExec])
         } catch let error as Errno {
             if error == .noSuchFileOrDirectory || error == .noSuchProcess {
                 throw NetlinkError(

@@ -236,7 +236,10 @@ struct NamespaceSystemTests {
             logDirectory: logDirectory,
             name: "sleep"
         )
-        defer { sleeper.stop(grace: .zero) }
+        defer {
+            sleeper.stop(grace: .zero)
+            try? FileManager.default.removeItem(atPath: logDirectory)
+        }
         // `ip netns exec` enters the namespace, then execs sleep in place: wait until the pid is in it.
         let byName = try NetworkNamespace(named: namespace.name)
         let deadline = ContinuousClock.now + .seconds(5)
@@ -313,6 +316,14 @@ struct NamespaceSystemTests {
             Issue.record("opened a UTS namespace as a network namespace")
         } catch {
             #expect(error.code == .namespaceNotFound && error.errno == .invalidArgument)
+        }
+        let uts = try FileDescriptor.open(FilePath("/proc/self/ns/uts"), .readOnly, options: [.closeOnExec])
+        defer { try? uts.close() }
+        do {
+            _ = try KernelNetlinkSocket.open(inNamespaceDescriptor: uts)
+            Issue.record("opened a netlink socket \"inside\" a UTS namespace")
+        } catch {
+            #expect(error.code == .system && error.errno == .invalidArgument)
         }
         do {
             _ = try InterfacePlacement.place(
@@ -399,7 +410,10 @@ struct NamespaceSystemTests {
             logDirectory: logDirectory,
             name: "sleep-move"
         )
-        defer { sleeper.stop(grace: .zero) }
+        defer {
+            sleeper.stop(grace: .zero)
+            try? FileManager.default.removeItem(atPath: logDirectory)
+        }
         let destinationIdentity = try NetworkNamespace(named: destination.name).identity
         let deadline = ContinuousClock.now + .seconds(5)
         while (try? NetworkNamespace(pid: sleeper.pid).identity) != destinationIdentity {
@@ -414,5 +428,25 @@ struct NamespaceSystemTests {
         let names = try destination.json(["link", "show"]).compactMap { $0["ifname"] as? String }
         #expect(names.sorted() == ["lo", tapName])
         tap.close()
+    }
+}
+
+/// Locators are checked before anything is opened; this needs no privilege.
+@Suite("Namespace locators")
+struct NamespaceLocatorTests {
+    @Test(arguments: [NamespaceLocator.name(""), .name("a/b"), .name(".."), .pid(0), .pid(-4), .path("")])
+    func malformedLocatorsAreRefusedBeforeOpening(_ locator: NamespaceLocator) {
+        do {
+            _ = try NetworkNamespace(locator)
+            Issue.record("\(locator) accepted")
+        } catch {
+            #expect(error.code == .invalidArgument)
+        }
+    }
+
+    @Test func locatorsNameTheirFiles() {
+        #expect(NamespaceLocator.name("blue").path == "/run/netns/blue")
+        #expect(NamespaceLocator.pid(42).path == "/proc/42/ns/net")
+        #expect(NamespaceLocator.path("/var/run/docker/netns/x").path == "/var/run/docker/netns/x")
     }
 }
