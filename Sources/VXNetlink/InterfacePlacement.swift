@@ -21,7 +21,7 @@
 // between namespaces.
 //
 // Cost: steps 1 and 3-10 take tens to hundreds of microseconds each. The move (step 2) is the kernel's
-// dev_change_net_namespace, which waits for RCU grace periods: 15-35 ms on this 2-core machine under load, the
+// dev_change_net_namespace, which waits for RCU grace periods: 12-40 ms on this shared 2-core machine, the
 // same as `ip link set DEV netns NS`. A TAP created directly inside the namespace (NetworkNamespace.createTAP)
 // skips it: `configure(interface:in:configuration:)` runs steps 3-10 only.
 //
