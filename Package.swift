@@ -5,6 +5,7 @@
 //   vxswitchd, vxctl            executables
 //   VXDataplane                 worker loop (rx batch -> decap -> learn -> forward -> encap -> tx batch)
 //   VXControl                   control protocol types and framing (no sockets)
+//   VXNetlink                   rtnetlink client, network namespaces, interface placement (control path only)
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
 //   VXOffload                   virtio-net offloads: TSO segmentation, TCP coalescing (GRO), checksum completion
@@ -27,6 +28,7 @@ let package = Package(
         .library(name: "VXControlSocket", targets: ["VXControlSocket"]),
         .library(name: "VXDaemon", targets: ["VXDaemon"]),
         .library(name: "VXTestSupport", targets: ["VXTestSupport"]),
+        .library(name: "VXNetlink", targets: ["VXNetlink"]),
         .executable(name: "vxswitchd", targets: ["vxswitchd"]),
         .executable(name: "vxctl", targets: ["vxctl"]),
     ],
@@ -66,6 +68,16 @@ let package = Package(
             swiftSettings: strictSafety
         ),
         .target(name: "VXTestSupport", dependencies: ["VXPacket", "VXForwarding", "VXIO"]),
+
+        // MARK: Interface placement
+        // VXNetlink: rtnetlink messages and attributes in pure Swift (byte-buffer encode/decode, testable without
+        // sockets), the NETLINK_ROUTE socket, network namespaces (open by name or pid, sockets opened inside one,
+        // identity checks), and InterfacePlacement, which moves a TAP into a container's namespace and configures it.
+        .target(
+            name: "VXNetlink",
+            dependencies: ["VXPacket", "CVXLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSafety
+        ),
 
         // MARK: Control plane
         // VXControlSocket carries VXControl's messages over a Unix stream socket (server and client), so
@@ -128,6 +140,11 @@ let package = Package(
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
         .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
         .testTarget(name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXTestSupport"]),
+        .testTarget(
+            name: "VXNetlinkTests",
+            dependencies: ["VXNetlink", "VXPacket", "VXIO", "VXTestSupport"],
+            swiftSettings: strictSafety
+        ),
         .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
     ]
 )
