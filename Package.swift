@@ -7,6 +7,7 @@
 //   VXControl                   control protocol types and framing (no sockets)
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
+//   VXDHCP                      DHCP server for --dhcp networks: codec, frames, lease table (no sockets)
 //   VXPacket                    wire formats; imports nothing but the standard library
 //   CVXLinux, CLibURing, CLibPcap   the C boundary
 import PackageDescription
@@ -19,6 +20,7 @@ let package = Package(
     products: [
         .library(name: "VXPacket", targets: ["VXPacket"]),
         .library(name: "VXForwarding", targets: ["VXForwarding"]),
+        .library(name: "VXDHCP", targets: ["VXDHCP"]),
         .library(name: "VXIO", targets: ["VXIO"]),
         .library(name: "VXDataplane", targets: ["VXDataplane"]),
         .library(name: "VXControl", targets: ["VXControl"]),
@@ -44,6 +46,9 @@ let package = Package(
         .target(name: "VXPacket", swiftSettings: strictSafety),
         .target(name: "VXForwarding", dependencies: ["VXPacket"], swiftSettings: strictSafety),
         .target(name: "VXControl", dependencies: ["VXPacket"]),
+        // VXDHCP answers DHCP on local ports for networks created with --dhcp: it takes a client frame and
+        // returns the reply frame, and owns the lease table the daemon also allocates static addresses from.
+        .target(name: "VXDHCP", dependencies: ["VXPacket"], swiftSettings: strictSafety),
 
         // MARK: System I/O and the worker loop
         .target(
@@ -113,6 +118,14 @@ let package = Package(
                 "VXForwarding", "VXPacket", "VXTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
+        ),
+        .testTarget(
+            name: "VXDHCPTests",
+            dependencies: [
+                "VXDHCP", "VXPacket", "VXTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
