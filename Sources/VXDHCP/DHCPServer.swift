@@ -157,23 +157,28 @@ public struct DHCPServer: Sendable {
     public let configuration: DHCPServerConfiguration
 
     /// The lease table, shared with the daemon's static assignments (`allocate(for:now:)`,
-    /// `reserve(_:for:now:)`, `release(_:)`). Replacing it with a table for another subnet or range traps; the
-    /// gateway and server identifier are always excluded again.
+    /// `reserve(_:for:now:)`, `release(_:)`). Assigning a table for another subnet or range traps; the gateway
+    /// and server identifier are excluded again after every assignment.
     public var leases: LeaseTable {
-        didSet {
+        get { table }
+        set {
             precondition(
-                leases.subnet == configuration.subnet && leases.range == configuration.range,
+                newValue.subnet == configuration.subnet && newValue.range == configuration.range,
                 "DHCPServer.leases replaced by a table for another subnet or range")
+            table = newValue
             excludeServerAddresses()
         }
     }
+
+    /// The storage behind `leases`; the server's own decisions mutate it directly.
+    private var table: LeaseTable
 
     /// A server with an empty lease table.
     /// - Parameter configuration: the network's settings.
     public init(configuration: DHCPServerConfiguration) {
         self.configuration = configuration
         // The configuration's initialiser already checked what LeaseTable checks.
-        self.leases = try! LeaseTable(subnet: configuration.subnet, range: configuration.range)
+        self.table = try! LeaseTable(subnet: configuration.subnet, range: configuration.range)
         excludeServerAddresses()
     }
 
@@ -188,13 +193,13 @@ public struct DHCPServer: Sendable {
             throw .leaseTableMismatch
         }
         self.configuration = configuration
-        self.leases = leases
+        self.table = leases
         excludeServerAddresses()
     }
 
     private mutating func excludeServerAddresses() {
-        leases.exclude(configuration.serverIdentifier)
-        if let gateway = configuration.gateway { leases.exclude(gateway) }
+        table.exclude(configuration.serverIdentifier)
+        if let gateway = configuration.gateway { table.exclude(gateway) }
     }
 
     /// Drops expired offers and quarantines (`LeaseTable.expire(now:)`); for the daemon's maintenance thread.
@@ -203,7 +208,7 @@ public struct DHCPServer: Sendable {
     /// - Returns: the records removed.
     @discardableResult
     public mutating func expireLeases(now: LeaseInstant) -> [Lease] {
-        leases.expire(now: now)
+        table.expire(now: now)
     }
 
     // MARK: Entry points
@@ -253,8 +258,8 @@ public struct DHCPServer: Sendable {
     /// The client's record: by its owner key, else (it sent a client identifier but its lease was made without
     /// one) by its MAC.
     private func currentLease(_ client: Client) -> Lease? {
-        if let lease = leases.lease(for: client.owner) { return lease }
-        if case .clientIdentifier = client.owner { return leases.lease(for: .hardwareAddress(client.mac)) }
+        if let lease = table.lease(for: client.owner) { return lease }
+        if case .clientIdentifier = client.owner { return table.lease(for: .hardwareAddress(client.mac)) }
         return nil
     }
 
@@ -264,7 +269,7 @@ public struct DHCPServer: Sendable {
         let current = currentLease(client).flatMap { lease -> Lease? in
             switch lease.state {
             case .static: lease
-            case .offered, .bound: leases.isAssignable(lease.address) ? lease : nil
+            case .offered, .bound: table.isAssignable(lease.address) ? lease : nil
             case .declined: nil
             }
         }
@@ -272,17 +277,17 @@ public struct DHCPServer: Sendable {
         if let current {
             address = current.address
         } else if let requested = request.message.options.requestedIPAddress,
-            leases.isAvailable(requested, for: client.owner, now: now)
+            table.isAvailable(requested, for: client.owner, now: now)
         {
             address = requested
-        } else if let free = leases.nextFree(now: now) {
+        } else if let free = table.nextFree(now: now) {
             address = free
         } else {
             return .dropped(.poolExhausted)
         }
         let keepsBinding = current.map { $0.state == .static || ($0.state == .bound && $0.isActive(at: now)) } ?? false
         if !keepsBinding {
-            leases.assign(
+            table.assign(
                 address, to: client.owner, state: .offered, expires: now.advanced(by: configuration.offerHoldTime),
                 hostName: client.hostName)
         }
@@ -294,7 +299,7 @@ public struct DHCPServer: Sendable {
         if let serverIdentifier = options.serverIdentifier {
             // SELECTING.
             guard serverIdentifier == configuration.serverIdentifier else {
-                if let offer = currentLease(client), offer.state == .offered { leases.end(offer.address, now: now) }
+                if let offer = currentLease(client), offer.state == .offered { table.end(offer.address, now: now) }
                 return .dropped(.otherServerSelected)
             }
             guard let requested = options.requestedIPAddress else {
@@ -325,15 +330,15 @@ public struct DHCPServer: Sendable {
             case .static:
                 return .reply(ack(address, to: request))
             case .offered, .bound:
-                guard leases.isAssignable(address) else { return .reply(nak(.notInPool, to: request)) }
+                guard table.isAssignable(address) else { return .reply(nak(.notInPool, to: request)) }
                 bind(address, client, now: now)
                 return .reply(ack(address, to: request))
             case .declined:
                 break
             }
         }
-        guard leases.isAssignable(address) else { return .reply(nak(.notInPool, to: request)) }
-        guard leases.isAvailable(address, for: client.owner, now: now) else {
+        guard table.isAssignable(address) else { return .reply(nak(.notInPool, to: request)) }
+        guard table.isAvailable(address, for: client.owner, now: now) else {
             return .reply(nak(.addressInUse, to: request))
         }
         // Free, or an expired record of some client: only a client that is selecting our offer may take it.
@@ -343,7 +348,7 @@ public struct DHCPServer: Sendable {
     }
 
     private mutating func bind(_ address: IPv4Address, _ client: Client, now: LeaseInstant) {
-        leases.assign(
+        table.assign(
             address, to: client.owner, state: .bound, expires: now.advanced(by: configuration.leaseTime),
             hostName: client.hostName)
     }
@@ -359,7 +364,7 @@ public struct DHCPServer: Sendable {
         }
         // A static address in conflict is the operator's to fix; it is not quarantined away from its owner.
         if current.state == .offered || current.state == .bound {
-            leases.decline(address, until: now.advanced(by: configuration.declineHoldTime))
+            table.decline(address, until: now.advanced(by: configuration.declineHoldTime))
         }
         return .accepted(.decline)
     }
@@ -372,7 +377,7 @@ public struct DHCPServer: Sendable {
         guard let current = currentLease(client), current.address == message.clientIPAddress else {
             return .dropped(.notClientsLease)
         }
-        leases.end(current.address, now: now)
+        table.end(current.address, now: now)
         return .accepted(.release)
     }
 

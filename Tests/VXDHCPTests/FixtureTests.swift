@@ -8,7 +8,7 @@ import VXTestSupport
 @Suite("Fixtures from scapy")
 struct FixtureTests {
     @Test func everyFixtureIsPresent() {
-        #expect(Fixture.all.count >= 18, "fixtures missing: run tools/fixtures/make_dhcp_fixtures.py")
+        #expect(Fixture.all.count >= 17, "fixtures missing: run tools/fixtures/make_dhcp_fixtures.py")
         #expect(Fixture.scenarios == ["dhclient", "inform", "initreboot", "udhcpc"])
     }
 

@@ -306,7 +306,11 @@ struct ServerTests {
             subnet: Net.subnet, range: Net.ip(253)...Net.ip(254), serverMAC: Net.serverMAC)
         #expect(config.serverIdentifier == Net.ip(254))
         var server = DHCPServer(configuration: config)
-        #expect(server.dora(TestClient(1), at: t0) == Net.ip(253))
+        let a = TestClient(1)
+        let offer = server.handle(a.discover(), at: t0).reply
+        #expect(offer?.message.yourIPAddress == Net.ip(253) && offer?.source == Net.ip(254))
+        #expect(offer?.message.options.serverIdentifier == Net.ip(254) && offer?.message.options.routers == [])
+        #expect(server.handle(a.select(Net.ip(253), serverID: Net.ip(254)), at: t0).reply?.message.messageType == .ack)
         #expect(server.handle(TestClient(2).discover(), at: t0) == .dropped(.poolExhausted))
         // With a gateway inside the range, it is skipped.
         var withGateway = DHCPServer(configuration: Net.configuration(first: 1, last: 3))
