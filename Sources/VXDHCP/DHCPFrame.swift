@@ -127,7 +127,10 @@ public struct DHCPReply: Hashable, Sendable {
 
     /// - Parameters: the reply's parts.
     public init(
-        ethernet: EthernetHeader, source: IPv4Address, destination: IPv4Address, message: DHCPMessage,
+        ethernet: EthernetHeader,
+        source: IPv4Address,
+        destination: IPv4Address,
+        message: DHCPMessage,
         nakReason: DHCPNakReason? = nil
     ) {
         self.ethernet = ethernet
@@ -145,8 +148,11 @@ public struct DHCPReply: Hashable, Sendable {
     ///   - serverIdentifier: the IPv4 source.
     ///   - nakReason: why, for a NAK.
     public init(
-        message: DHCPMessage, answering request: DHCPClientFrame, serverMAC: MACAddress,
-        serverIdentifier: IPv4Address, nakReason: DHCPNakReason? = nil
+        message: DHCPMessage,
+        answering request: DHCPClientFrame,
+        serverMAC: MACAddress,
+        serverIdentifier: IPv4Address,
+        nakReason: DHCPNakReason? = nil
     ) {
         let client = request.message
         let clientMAC = client.clientMAC ?? request.ethernet.source
@@ -164,8 +170,16 @@ public struct DHCPReply: Hashable, Sendable {
         }
         self.init(
             ethernet: EthernetHeader(
-                destination: destinationMAC, source: serverMAC, vlan: request.ethernet.vlan, etherType: .ipv4),
-            source: serverIdentifier, destination: destinationIP, message: message, nakReason: nakReason)
+                destination: destinationMAC,
+                source: serverMAC,
+                vlan: request.ethernet.vlan,
+                etherType: .ipv4
+            ),
+            source: serverIdentifier,
+            destination: destinationIP,
+            message: message,
+            nakReason: nakReason
+        )
     }
 
     /// The frame length in bytes.
@@ -184,20 +198,34 @@ public struct DHCPReply: Hashable, Sendable {
         let udpLength = UDPHeader.size + messageLength
         let ipOffset = offset + ethernet.length
         let udpOffset = ipOffset + IPv4Header.minimumSize
-        precondition(bytes.byteCount - offset >= ethernet.length + IPv4Header.minimumSize + udpLength, "buffer too small")
+        precondition(
+            bytes.byteCount - offset >= ethernet.length + IPv4Header.minimumSize + udpLength,
+            "buffer too small"
+        )
         ethernet.write(into: &bytes, at: offset)
         IPv4Header(
-            totalLength: UInt16(IPv4Header.minimumSize + udpLength), identification: 0, dontFragment: true,
-            timeToLive: DHCPReply.timeToLive, protocol: .udp, source: source, destination: destination
+            totalLength: UInt16(IPv4Header.minimumSize + udpLength),
+            identification: 0,
+            dontFragment: true,
+            timeToLive: DHCPReply.timeToLive,
+            protocol: .udp,
+            source: source,
+            destination: destination
         ).write(into: &bytes, at: ipOffset)
         IPv4Header.updateChecksum(in: &bytes, at: ipOffset)
         UDPHeader(sourcePort: DHCPPort.server, destinationPort: DHCPPort.client, length: UInt16(udpLength))
             .write(into: &bytes, at: udpOffset)
         message.write(into: &bytes, at: udpOffset + UDPHeader.size)
         let pseudo = InternetChecksum.pseudoHeaderSum(
-            source: source, destination: destination, protocol: .udp, length: udpLength)
+            source: source,
+            destination: destination,
+            protocol: .udp,
+            length: udpLength
+        )
         let checksum = UDPHeader.computeChecksum(
-            segment: bytes.bytes.extracting(udpOffset..<udpOffset + udpLength), pseudoHeaderSum: pseudo)
+            segment: bytes.bytes.extracting(udpOffset..<udpOffset + udpLength),
+            pseudoHeaderSum: pseudo
+        )
         bytes.storeBE16(checksum, at: udpOffset + 6)
         return ethernet.length + IPv4Header.minimumSize + udpLength
     }

@@ -150,10 +150,17 @@ public struct DHCPMessage: Hashable, Sendable {
     ///   - flags: `flags`, e.g. `DHCPMessage.broadcastFlag`.
     ///   - options: the other options.
     public init(
-        operation: BOOTPOperation, messageType: DHCPMessageType, transactionID: UInt32, clientMAC: MACAddress,
-        flags: UInt16 = 0, seconds: UInt16 = 0, clientIPAddress: IPv4Address = .any,
-        yourIPAddress: IPv4Address = .any, serverIPAddress: IPv4Address = .any,
-        relayAgentIPAddress: IPv4Address = .any, options: DHCPOptions = DHCPOptions()
+        operation: BOOTPOperation,
+        messageType: DHCPMessageType,
+        transactionID: UInt32,
+        clientMAC: MACAddress,
+        flags: UInt16 = 0,
+        seconds: UInt16 = 0,
+        clientIPAddress: IPv4Address = .any,
+        yourIPAddress: IPv4Address = .any,
+        serverIPAddress: IPv4Address = .any,
+        relayAgentIPAddress: IPv4Address = .any,
+        options: DHCPOptions = DHCPOptions()
     ) {
         self.operation = operation
         self.hardwareType = DHCPMessage.hardwareTypeEthernet
@@ -212,27 +219,46 @@ public struct DHCPMessage: Hashable, Sendable {
         }
         return .success(
             DHCPMessage(
-                operation: operation, hardwareType: bytes.u8(Offset.hardwareType),
-                hardwareAddressLength: hardwareAddressLength, hops: bytes.u8(Offset.hops),
-                transactionID: bytes.be32(Offset.transactionID), seconds: bytes.be16(Offset.seconds),
+                operation: operation,
+                hardwareType: bytes.u8(Offset.hardwareType),
+                hardwareAddressLength: hardwareAddressLength,
+                hops: bytes.u8(Offset.hops),
+                transactionID: bytes.be32(Offset.transactionID),
+                seconds: bytes.be16(Offset.seconds),
                 flags: bytes.be16(Offset.flags),
                 clientIPAddress: IPv4Address(value: bytes.be32(Offset.clientIPAddress)),
                 yourIPAddress: IPv4Address(value: bytes.be32(Offset.yourIPAddress)),
                 serverIPAddress: IPv4Address(value: bytes.be32(Offset.serverIPAddress)),
                 relayAgentIPAddress: IPv4Address(value: bytes.be32(Offset.relayAgentIPAddress)),
                 clientHardwareAddress: bytes.bytes(
-                    at: Offset.clientHardwareAddress, count: clientHardwareAddressSize),
+                    at: Offset.clientHardwareAddress,
+                    count: clientHardwareAddressSize
+                ),
                 serverName: trimmingTrailingZeros(bytes.bytes(at: Offset.serverName, count: serverNameSize)),
                 bootFileName: trimmingTrailingZeros(bytes.bytes(at: Offset.bootFileName, count: bootFileNameSize)),
-                messageType: parsed.messageType, options: parsed.options))
+                messageType: parsed.messageType,
+                options: parsed.options
+            )
+        )
     }
 
     /// Memberwise, for the parser: no normalisation.
     init(
-        operation: BOOTPOperation, hardwareType: UInt8, hardwareAddressLength: UInt8, hops: UInt8,
-        transactionID: UInt32, seconds: UInt16, flags: UInt16, clientIPAddress: IPv4Address,
-        yourIPAddress: IPv4Address, serverIPAddress: IPv4Address, relayAgentIPAddress: IPv4Address,
-        clientHardwareAddress: [UInt8], serverName: [UInt8], bootFileName: [UInt8], messageType: DHCPMessageType,
+        operation: BOOTPOperation,
+        hardwareType: UInt8,
+        hardwareAddressLength: UInt8,
+        hops: UInt8,
+        transactionID: UInt32,
+        seconds: UInt16,
+        flags: UInt16,
+        clientIPAddress: IPv4Address,
+        yourIPAddress: IPv4Address,
+        serverIPAddress: IPv4Address,
+        relayAgentIPAddress: IPv4Address,
+        clientHardwareAddress: [UInt8],
+        serverName: [UInt8],
+        bootFileName: [UInt8],
+        messageType: DHCPMessageType,
         options: DHCPOptions
     ) {
         self.operation = operation
@@ -275,7 +301,9 @@ public struct DHCPMessage: Hashable, Sendable {
     /// - Returns: bytes written (`encodedLength(minimumSize:)`).
     @discardableResult
     public func write(
-        into bytes: inout MutableRawSpan, at offset: Int = 0, minimumSize: Int = DHCPMessage.minimumReplySize
+        into bytes: inout MutableRawSpan,
+        at offset: Int = 0,
+        minimumSize: Int = DHCPMessage.minimumReplySize
     ) -> Int {
         let length = encodedLength(minimumSize: minimumSize)
         precondition(bytes.byteCount - offset >= length, "buffer too small for the DHCP message")
@@ -293,7 +321,8 @@ public struct DHCPMessage: Hashable, Sendable {
         bytes.storeBE32(relayAgentIPAddress.value, at: offset + Offset.relayAgentIPAddress)
         bytes.storeBytes(
             Array(clientHardwareAddress.prefix(DHCPMessage.clientHardwareAddressSize)),
-            at: offset + Offset.clientHardwareAddress)
+            at: offset + Offset.clientHardwareAddress
+        )
         bytes.storeBytes(Array(serverName.prefix(DHCPMessage.serverNameSize)), at: offset + Offset.serverName)
         bytes.storeBytes(Array(bootFileName.prefix(DHCPMessage.bootFileNameSize)), at: offset + Offset.bootFileName)
         bytes.storeBE32(DHCPMessage.magicCookie, at: offset + Offset.magicCookie)

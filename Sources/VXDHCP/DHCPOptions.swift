@@ -97,11 +97,20 @@ public struct DHCPOptions: Hashable, Sendable {
 
     /// Builds an option set; all options absent by default.
     public init(
-        subnetMask: IPv4Address? = nil, routers: [IPv4Address] = [], domainNameServers: [IPv4Address] = [],
-        hostName: [UInt8]? = nil, requestedIPAddress: IPv4Address? = nil, leaseTime: UInt32? = nil,
-        serverIdentifier: IPv4Address? = nil, parameterRequestList: [UInt8]? = nil, message: [UInt8]? = nil,
-        maximumMessageSize: UInt16? = nil, renewalTime: UInt32? = nil, rebindingTime: UInt32? = nil,
-        clientIdentifier: [UInt8]? = nil, other: [DHCPOption] = []
+        subnetMask: IPv4Address? = nil,
+        routers: [IPv4Address] = [],
+        domainNameServers: [IPv4Address] = [],
+        hostName: [UInt8]? = nil,
+        requestedIPAddress: IPv4Address? = nil,
+        leaseTime: UInt32? = nil,
+        serverIdentifier: IPv4Address? = nil,
+        parameterRequestList: [UInt8]? = nil,
+        message: [UInt8]? = nil,
+        maximumMessageSize: UInt16? = nil,
+        renewalTime: UInt32? = nil,
+        rebindingTime: UInt32? = nil,
+        clientIdentifier: [UInt8]? = nil,
+        other: [DHCPOption] = []
     ) {
         self.subnetMask = subnetMask
         self.routers = routers
@@ -231,7 +240,9 @@ public struct DHCPOptions: Hashable, Sendable {
 
     /// Every option to encode, as (code, data), in the fixed encoding order; empty values are left out.
     func encodingList(messageType: DHCPMessageType) -> [(code: UInt8, data: [UInt8])] {
-        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        func be32(_ v: UInt32) -> [UInt8] {
+            [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+        }
         var list: [(code: UInt8, data: [UInt8])] = [(DHCPOptionCode.messageType, [messageType.rawValue])]
         func add(_ code: UInt8, _ data: [UInt8]?) {
             if let data, !data.isEmpty { list.append((code, data)) }

@@ -101,8 +101,11 @@ public struct DHCPServerConfiguration: Hashable, Sendable {
     ///   - dnsServers: at most `maximumDNSServers`.
     /// - Throws: `DHCPConfigurationError`.
     public init(
-        subnet: IPv4Subnet, range: ClosedRange<IPv4Address>, gateway: IPv4Address? = nil,
-        serverIdentifier: IPv4Address? = nil, serverMAC: MACAddress,
+        subnet: IPv4Subnet,
+        range: ClosedRange<IPv4Address>,
+        gateway: IPv4Address? = nil,
+        serverIdentifier: IPv4Address? = nil,
+        serverMAC: MACAddress,
         leaseTime: UInt32 = DHCPServerConfiguration.defaultLeaseTime,
         offerHoldTime: UInt32 = DHCPServerConfiguration.defaultOfferHoldTime,
         declineHoldTime: UInt32 = DHCPServerConfiguration.defaultDeclineHoldTime,
@@ -164,7 +167,8 @@ public struct DHCPServer: Sendable {
         set {
             precondition(
                 newValue.subnet == configuration.subnet && newValue.range == configuration.range,
-                "DHCPServer.leases replaced by a table for another subnet or range")
+                "DHCPServer.leases replaced by a table for another subnet or range"
+            )
             table = newValue
             excludeServerAddresses()
         }
@@ -265,7 +269,8 @@ public struct DHCPServer: Sendable {
 
     // MARK: Messages
 
-    private mutating func discover(_ request: DHCPClientFrame, _ client: Client, now: LeaseInstant) -> DHCPFrameOutcome {
+    private mutating func discover(_ request: DHCPClientFrame, _ client: Client, now: LeaseInstant) -> DHCPFrameOutcome
+    {
         let current = currentLease(client).flatMap { lease -> Lease? in
             switch lease.state {
             case .static: lease
@@ -288,8 +293,12 @@ public struct DHCPServer: Sendable {
         let keepsBinding = current.map { $0.state == .static || ($0.state == .bound && $0.isActive(at: now)) } ?? false
         if !keepsBinding {
             table.assign(
-                address, to: client.owner, state: .offered, expires: now.advanced(by: configuration.offerHoldTime),
-                hostName: client.hostName)
+                address,
+                to: client.owner,
+                state: .offered,
+                expires: now.advanced(by: configuration.offerHoldTime),
+                hostName: client.hostName
+            )
         }
         return .reply(reply(.offer, to: request, yourIPAddress: address, clientIPAddress: .any))
     }
@@ -321,7 +330,11 @@ public struct DHCPServer: Sendable {
     /// ACKs `address` for the client if it may have it, else NAKs.
     /// - Parameter acceptFree: SELECTING only: grant a free address even without a record (the offer expired).
     private mutating func confirm(
-        _ address: IPv4Address, _ request: DHCPClientFrame, _ client: Client, acceptFree: Bool, now: LeaseInstant
+        _ address: IPv4Address,
+        _ request: DHCPClientFrame,
+        _ client: Client,
+        acceptFree: Bool,
+        now: LeaseInstant
     ) -> DHCPFrameOutcome {
         guard configuration.subnet.containsHost(address) else { return .reply(nak(.wrongNetwork, to: request)) }
         let current = currentLease(client)
@@ -349,8 +362,12 @@ public struct DHCPServer: Sendable {
 
     private mutating func bind(_ address: IPv4Address, _ client: Client, now: LeaseInstant) {
         table.assign(
-            address, to: client.owner, state: .bound, expires: now.advanced(by: configuration.leaseTime),
-            hostName: client.hostName)
+            address,
+            to: client.owner,
+            state: .bound,
+            expires: now.advanced(by: configuration.leaseTime),
+            hostName: client.hostName
+        )
     }
 
     private mutating func decline(_ request: DHCPClientFrame, _ client: Client, now: LeaseInstant) -> DHCPFrameOutcome {
@@ -396,40 +413,68 @@ public struct DHCPServer: Sendable {
     /// An OFFER or ACK (RFC 2131 §4.3.1 table 3): `xid`, `flags`, `giaddr`, `chaddr` copied; `secs`, `siaddr`
     /// zero; options 54, 51/58/59 (not for INFORM), 1, 3, 6, and 61 echoed (RFC 6842).
     private func reply(
-        _ type: DHCPMessageType, to request: DHCPClientFrame, yourIPAddress: IPv4Address,
-        clientIPAddress: IPv4Address, leaseTimes: Bool = true
+        _ type: DHCPMessageType,
+        to request: DHCPClientFrame,
+        yourIPAddress: IPv4Address,
+        clientIPAddress: IPv4Address,
+        leaseTimes: Bool = true
     ) -> DHCPReply {
         let config = configuration
         var options = DHCPOptions(
-            subnetMask: config.subnet.mask, routers: config.gateway.map { [$0] } ?? [],
-            domainNameServers: config.dnsServers, serverIdentifier: config.serverIdentifier,
-            clientIdentifier: request.message.options.clientIdentifier)
+            subnetMask: config.subnet.mask,
+            routers: config.gateway.map { [$0] } ?? [],
+            domainNameServers: config.dnsServers,
+            serverIdentifier: config.serverIdentifier,
+            clientIdentifier: request.message.options.clientIdentifier
+        )
         if leaseTimes {
             options.leaseTime = config.leaseTime
             options.renewalTime = config.renewalTime
             options.rebindingTime = config.rebindingTime
         }
-        let message = replyMessage(type, to: request.message, yourIPAddress: yourIPAddress,
-            clientIPAddress: clientIPAddress, options: options)
+        let message = replyMessage(
+            type,
+            to: request.message,
+            yourIPAddress: yourIPAddress,
+            clientIPAddress: clientIPAddress,
+            options: options
+        )
         return DHCPReply(
-            message: message, answering: request, serverMAC: config.serverMAC,
-            serverIdentifier: config.serverIdentifier)
+            message: message,
+            answering: request,
+            serverMAC: config.serverMAC,
+            serverIdentifier: config.serverIdentifier
+        )
     }
 
     /// A NAK (RFC 2131 §4.3.2, table 3): server identifier, message, client identifier; no addresses.
     private func nak(_ reason: DHCPNakReason, to request: DHCPClientFrame) -> DHCPReply {
         let options = DHCPOptions(
-            serverIdentifier: configuration.serverIdentifier, message: Array(reason.description.utf8),
-            clientIdentifier: request.message.options.clientIdentifier)
-        let message = replyMessage(.nak, to: request.message, yourIPAddress: .any, clientIPAddress: .any,
-            options: options)
+            serverIdentifier: configuration.serverIdentifier,
+            message: Array(reason.description.utf8),
+            clientIdentifier: request.message.options.clientIdentifier
+        )
+        let message = replyMessage(
+            .nak,
+            to: request.message,
+            yourIPAddress: .any,
+            clientIPAddress: .any,
+            options: options
+        )
         return DHCPReply(
-            message: message, answering: request, serverMAC: configuration.serverMAC,
-            serverIdentifier: configuration.serverIdentifier, nakReason: reason)
+            message: message,
+            answering: request,
+            serverMAC: configuration.serverMAC,
+            serverIdentifier: configuration.serverIdentifier,
+            nakReason: reason
+        )
     }
 
     private func replyMessage(
-        _ type: DHCPMessageType, to client: DHCPMessage, yourIPAddress: IPv4Address, clientIPAddress: IPv4Address,
+        _ type: DHCPMessageType,
+        to client: DHCPMessage,
+        yourIPAddress: IPv4Address,
+        clientIPAddress: IPv4Address,
         options: DHCPOptions
     ) -> DHCPMessage {
         var message = client

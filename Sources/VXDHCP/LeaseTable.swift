@@ -68,7 +68,9 @@ public struct LeaseTable: Sendable, Equatable {
     ///   - excluding: addresses never to allocate (e.g. the gateway).
     /// - Throws: `.invalidSubnet`, `.invalidRange`.
     public init(
-        subnet: IPv4Subnet, range: ClosedRange<IPv4Address>, excluding: some Sequence<IPv4Address> = []
+        subnet: IPv4Subnet,
+        range: ClosedRange<IPv4Address>,
+        excluding: some Sequence<IPv4Address> = []
     ) throws(LeaseTableError) {
         guard subnet.prefixLength <= 30 else { throw .invalidSubnet(subnet) }
         guard subnet.containsHost(range.lowerBound), subnet.containsHost(range.upperBound) else {
@@ -120,7 +122,9 @@ public struct LeaseTable: Sendable, Equatable {
     }
 
     /// The address the next allocation would take: the lowest assignable address without a record, else the
-    /// assignable address whose record expired first (ties: lowest address).
+    /// assignable address whose record expired first (ties: lowest address). A linear scan from the start of the
+    /// range, so O(range) when the pool is nearly full; ranges are a few hundred or thousand addresses and this
+    /// runs once per DISCOVER, not per packet.
     /// - Parameter now: the current time.
     /// - Returns: nil when every assignable address is held.
     public func nextFree(now: LeaseInstant) -> IPv4Address? {
@@ -167,7 +171,9 @@ public struct LeaseTable: Sendable, Equatable {
     /// - Returns: success, or `.outsideSubnet`, `.excluded`, `.inUse`.
     @discardableResult
     public mutating func reserve(
-        _ address: IPv4Address, for owner: LeaseOwner, now: LeaseInstant
+        _ address: IPv4Address,
+        for owner: LeaseOwner,
+        now: LeaseInstant
     ) -> Result<Void, LeaseTableError> {
         guard subnet.containsHost(address) else { return .failure(.outsideSubnet(address)) }
         guard !excluded.contains(address) else { return .failure(.excluded(address)) }
@@ -222,7 +228,10 @@ public struct LeaseTable: Sendable, Equatable {
     /// Records `address` for `owner`, replacing any record `owner` held elsewhere and any (expired) record of
     /// another owner at `address`.
     mutating func assign(
-        _ address: IPv4Address, to owner: LeaseOwner, state: LeaseState, expires: LeaseInstant?,
+        _ address: IPv4Address,
+        to owner: LeaseOwner,
+        state: LeaseState,
+        expires: LeaseInstant?,
         hostName: String? = nil
     ) {
         precondition((state == .static) == (expires == nil), "only static leases live forever")
@@ -302,16 +311,23 @@ extension Lease: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let addressText = try c.decode(String.self, forKey: .address)
         guard let address = IPv4Address(addressText) else {
-            throw DecodingError.dataCorruptedError(forKey: .address, in: c, debugDescription: "bad address \(addressText)")
+            throw DecodingError.dataCorruptedError(
+                forKey: .address,
+                in: c,
+                debugDescription: "bad address \(addressText)"
+            )
         }
         let ownerText = try c.decode(String.self, forKey: .owner)
         guard let owner = LeaseOwner(ownerText) else {
             throw DecodingError.dataCorruptedError(forKey: .owner, in: c, debugDescription: "bad owner \(ownerText)")
         }
         self.init(
-            address: address, owner: owner, state: try c.decode(LeaseState.self, forKey: .state),
+            address: address,
+            owner: owner,
+            state: try c.decode(LeaseState.self, forKey: .state),
             expires: try c.decodeIfPresent(LeaseInstant.self, forKey: .expires),
-            hostName: try c.decodeIfPresent(String.self, forKey: .hostName))
+            hostName: try c.decodeIfPresent(String.self, forKey: .hostName)
+        )
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -344,7 +360,11 @@ extension LeaseTable: Codable {
         let first = try address(try c.decode(String.self, forKey: .first), .first)
         let last = try address(try c.decode(String.self, forKey: .last), .last)
         guard first <= last else {
-            throw DecodingError.dataCorruptedError(forKey: .last, in: c, debugDescription: "range ends before it starts")
+            throw DecodingError.dataCorruptedError(
+                forKey: .last,
+                in: c,
+                debugDescription: "range ends before it starts"
+            )
         }
         let excluded = try c.decode([String].self, forKey: .excluded).map { try address($0, .excluded) }
         do {

@@ -122,7 +122,11 @@ public struct Lease: Hashable, Sendable {
 
     /// - Parameters: the record's fields.
     public init(
-        address: IPv4Address, owner: LeaseOwner, state: LeaseState, expires: LeaseInstant?, hostName: String? = nil
+        address: IPv4Address,
+        owner: LeaseOwner,
+        state: LeaseState,
+        expires: LeaseInstant?,
+        hostName: String? = nil
     ) {
         self.address = address
         self.owner = owner

@@ -66,7 +66,11 @@ struct CodecTests {
     @Test func repeatedOptionsAreConcatenatedAndLongValuesAreSplit() throws {
         // RFC 3396: a 300-byte host name is sent as two instances of option 12 and read back as one.
         var message = DHCPMessage(
-            operation: .request, messageType: .discover, transactionID: 1, clientMAC: MACAddress(2, 0, 0, 0, 0, 1))
+            operation: .request,
+            messageType: .discover,
+            transactionID: 1,
+            clientMAC: MACAddress(2, 0, 0, 0, 0, 1)
+        )
         message.options.hostName = Array(repeating: UInt8(ascii: "h"), count: 300)
         let bytes = message.encoded(minimumSize: 0)
         #expect(bytes.count == 240 + 3 + (2 + 255) + (2 + 45) + 1)
@@ -74,9 +78,11 @@ struct CodecTests {
         #expect(try parse(bytes).get() == message)
         // Two router options become one list.
         let twoRouters = Array(Self.minimalDiscover()[..<240]) + [53, 1, 2, 3, 4, 10, 0, 0, 1, 3, 4, 10, 0, 0, 2, 255]
-        #expect(try parse(twoRouters).get().options.routers == [
-            IPv4Address(10, 0, 0, 1), IPv4Address(10, 0, 0, 2),
-        ])
+        #expect(
+            try parse(twoRouters).get().options.routers == [
+                IPv4Address(10, 0, 0, 1), IPv4Address(10, 0, 0, 2),
+            ]
+        )
     }
 
     @Test func unknownOptionsAreKeptInOrder() throws {
@@ -87,15 +93,23 @@ struct CodecTests {
 
     @Test func repliesArePaddedTo300Bytes() {
         let m = DHCPMessage(
-            operation: .reply, messageType: .ack, transactionID: 1, clientMAC: MACAddress(2, 0, 0, 0, 0, 1))
+            operation: .reply,
+            messageType: .ack,
+            transactionID: 1,
+            clientMAC: MACAddress(2, 0, 0, 0, 0, 1)
+        )
         #expect(m.encoded().count == DHCPMessage.minimumReplySize)
         #expect(m.encoded(minimumSize: 0).count == 244)
     }
 
     @Test func broadcastFlagAccessor() {
         var m = DHCPMessage(
-            operation: .request, messageType: .discover, transactionID: 1, clientMAC: MACAddress(2, 0, 0, 0, 0, 1),
-            flags: 0x0001)
+            operation: .request,
+            messageType: .discover,
+            transactionID: 1,
+            clientMAC: MACAddress(2, 0, 0, 0, 0, 1),
+            flags: 0x0001
+        )
         m.broadcast = true
         #expect(m.flags == 0x8001)
         m.broadcast = false
@@ -106,9 +120,15 @@ struct CodecTests {
 
     static func discoverFrame(vlan: VLANTag? = nil) -> [UInt8] {
         PacketBuilder.ethernetIPv4UDP(
-            destination: .broadcast, source: MACAddress(2, 0, 0, 0, 0, 1), vlan: vlan, sourceIP: .any,
-            destinationIP: IPv4Address(value: 0xFFFF_FFFF), sourcePort: 68, destinationPort: 67,
-            payload: minimalDiscover())
+            destination: .broadcast,
+            source: MACAddress(2, 0, 0, 0, 0, 1),
+            vlan: vlan,
+            sourceIP: .any,
+            destinationIP: IPv4Address(value: 0xFFFF_FFFF),
+            sourcePort: 68,
+            destinationPort: 67,
+            payload: minimalDiscover()
+        )
     }
 
     @Test func classifiesTaggedAndUntaggedClientFrames() {
@@ -173,8 +193,14 @@ struct CodecTests {
         var payload = Self.minimalDiscover()
         payload[236] = 0
         let frame = PacketBuilder.ethernetIPv4UDP(
-            destination: .broadcast, source: MACAddress(2, 0, 0, 0, 0, 1), sourceIP: .any,
-            destinationIP: IPv4Address(value: 0xFFFF_FFFF), sourcePort: 68, destinationPort: 67, payload: payload)
+            destination: .broadcast,
+            source: MACAddress(2, 0, 0, 0, 0, 1),
+            sourceIP: .any,
+            destinationIP: IPv4Address(value: 0xFFFF_FFFF),
+            sourcePort: 68,
+            destinationPort: 67,
+            payload: payload
+        )
         #expect(classify(frame) == .malformed(.badMagicCookie))
     }
 

@@ -51,11 +51,15 @@ struct FixtureTests {
             "other": o.other.isEmpty ? "none" : o.other.map { String($0.code) }.joined(separator: ","),
         ]
         // The UDP checksum scapy computed is what the frame carries, and classify verified it.
-        let udpChecksum = UInt16(fixture.bytes[frame.ethernet.length + 26]) << 8
+        let udpChecksum =
+            UInt16(fixture.bytes[frame.ethernet.length + 26]) << 8
             | UInt16(fixture.bytes[frame.ethernet.length + 27])
         #expect(String(udpChecksum) == fixture.expect["udp.csum"])
         for (key, value) in fields {
-            #expect(fixture.expect[key] == value, "\(fixture.name): \(key) decoded \(value), scapy says \(fixture.expect[key] ?? "nil")")
+            #expect(
+                fixture.expect[key] == value,
+                "\(fixture.name): \(key) decoded \(value), scapy says \(fixture.expect[key] ?? "nil")"
+            )
         }
         #expect(m.clientMAC == frame.ethernet.source)
     }
@@ -78,7 +82,10 @@ struct FixtureTests {
             }
             let ours = reply.frame
             #expect(ours.count == reply.frameLength)
-            #expect(ours == expected.bytes, "\(expected.name) differs:\nours\n\(ours.hexDump)\nscapy\n\(expected.bytes.hexDump)")
+            #expect(
+                ours == expected.bytes,
+                "\(expected.name) differs:\nours\n\(ours.hexDump)\nscapy\n\(expected.bytes.hexDump)"
+            )
         }
     }
 

@@ -13,7 +13,10 @@ struct LeaseTableTests {
 
     @Test func rejectsUnusableSubnetsAndRanges() {
         #expect(throws: LeaseTableError.invalidSubnet(IPv4Subnet("10.0.0.0/31")!)) {
-            try LeaseTable(subnet: IPv4Subnet("10.0.0.0/31")!, range: IPv4Address(10, 0, 0, 0)...IPv4Address(10, 0, 0, 1))
+            try LeaseTable(
+                subnet: IPv4Subnet("10.0.0.0/31")!,
+                range: IPv4Address(10, 0, 0, 0)...IPv4Address(10, 0, 0, 1)
+            )
         }
         #expect(throws: LeaseTableError.invalidRange(first: Net.ip(0), last: Net.ip(5))) {
             try LeaseTable(subnet: Net.subnet, range: Net.ip(0)...Net.ip(5))
@@ -21,7 +24,12 @@ struct LeaseTableTests {
         #expect(throws: LeaseTableError.invalidRange(first: Net.ip(250), last: Net.ip(255))) {
             try LeaseTable(subnet: Net.subnet, range: Net.ip(250)...Net.ip(255))
         }
-        #expect((try? LeaseTable(subnet: IPv4Subnet("10.0.0.0/30")!, range: IPv4Address(10, 0, 0, 1)...IPv4Address(10, 0, 0, 2))) != nil)
+        #expect(
+            (try? LeaseTable(
+                subnet: IPv4Subnet("10.0.0.0/30")!,
+                range: IPv4Address(10, 0, 0, 1)...IPv4Address(10, 0, 0, 2)
+            )) != nil
+        )
     }
 
     @Test func allocationIsLowestFreeFirstAndSkipsExclusions() {
@@ -45,8 +53,14 @@ struct LeaseTableTests {
         #expect(t.reserve(Net.ip(15), for: .named("a"), now: now).failureValue == nil)
         #expect(t.reserve(Net.ip(15), for: .named("b"), now: now).failureValue == .inUse(Net.ip(15), by: .named("a")))
         #expect(t.reserve(Net.gateway, for: .named("b"), now: now).failureValue == .excluded(Net.gateway))
-        #expect(t.reserve(Net.subnet.broadcast, for: .named("b"), now: now).failureValue == .outsideSubnet(Net.subnet.broadcast))
-        #expect(t.reserve(IPv4Address(10, 9, 9, 9), for: .named("b"), now: now).failureValue == .outsideSubnet(IPv4Address(10, 9, 9, 9)))
+        #expect(
+            t.reserve(Net.subnet.broadcast, for: .named("b"), now: now).failureValue
+                == .outsideSubnet(Net.subnet.broadcast)
+        )
+        #expect(
+            t.reserve(IPv4Address(10, 9, 9, 9), for: .named("b"), now: now).failureValue
+                == .outsideSubnet(IPv4Address(10, 9, 9, 9))
+        )
         // Outside the range but in the subnet: recorded, never allocated.
         #expect(t.reserve(Net.ip(200), for: .named("b"), now: now).failureValue == nil)
         #expect(t.lease(at: Net.ip(200))?.owner == .named("b"))
@@ -95,7 +109,9 @@ struct LeaseTableTests {
     }
 
     @Test func ownersRoundTripThroughText() {
-        for owner: LeaseOwner in [.clientIdentifier([1, 2, 0xAB, 0xFF]), .hardwareAddress(MACAddress(2, 0, 0, 0, 0, 1)), .named("port:eth0")] {
+        for owner: LeaseOwner in [
+            .clientIdentifier([1, 2, 0xAB, 0xFF]), .hardwareAddress(MACAddress(2, 0, 0, 0, 0, 1)), .named("port:eth0"),
+        ] {
             #expect(LeaseOwner(owner.description) == owner)
         }
         for bad in ["", "id:", "id:abc", "id:zz", "mac:01:02", "port:x"] {
@@ -109,13 +125,22 @@ struct LeaseTableTests {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = String(decoding: try encoder.encode(t), as: UTF8.self)
-        #expect(json == #"{"excluded":["10.20.0.1"],"first":"10.20.0.10","last":"10.20.0.12","leases":[{"address":"10.20.0.11","owner":"name:web","state":"static"}],"subnet":"10.20.0.0\/24"}"#)
+        #expect(
+            json
+                == #"{"excluded":["10.20.0.1"],"first":"10.20.0.10","last":"10.20.0.12","leases":[{"address":"10.20.0.11","owner":"name:web","state":"static"}],"subnet":"10.20.0.0\/24"}"#
+        )
         #expect(try JSONDecoder().decode(LeaseTable.self, from: Data(json.utf8)) == t)
     }
 
     @Test(arguments: [
-        ("duplicate address", #"[{"address":"10.20.0.11","owner":"name:a","state":"static"},{"address":"10.20.0.11","owner":"name:b","state":"static"}]"#),
-        ("owner twice", #"[{"address":"10.20.0.11","owner":"name:a","state":"static"},{"address":"10.20.0.12","owner":"name:a","state":"static"}]"#),
+        (
+            "duplicate address",
+            #"[{"address":"10.20.0.11","owner":"name:a","state":"static"},{"address":"10.20.0.11","owner":"name:b","state":"static"}]"#
+        ),
+        (
+            "owner twice",
+            #"[{"address":"10.20.0.11","owner":"name:a","state":"static"},{"address":"10.20.0.12","owner":"name:a","state":"static"}]"#
+        ),
         ("static with expiry", #"[{"address":"10.20.0.11","owner":"name:a","state":"static","expires":5}]"#),
         ("bound without expiry", #"[{"address":"10.20.0.11","owner":"name:a","state":"bound"}]"#),
         ("outside subnet", #"[{"address":"10.21.0.11","owner":"name:a","state":"static"}]"#),
@@ -123,7 +148,8 @@ struct LeaseTableTests {
         ("bad state", #"[{"address":"10.20.0.11","owner":"name:a","state":"lost"}]"#),
     ])
     func rejectsCorruptFiles(_ name: String, _ leases: String) {
-        let json = #"{"excluded":[],"first":"10.20.0.10","last":"10.20.0.12","subnet":"10.20.0.0/24","leases":"# + leases + "}"
+        let json =
+            #"{"excluded":[],"first":"10.20.0.10","last":"10.20.0.12","subnet":"10.20.0.0/24","leases":"# + leases + "}"
         #expect(throws: DecodingError.self, "\(name)") {
             try JSONDecoder().decode(LeaseTable.self, from: Data(json.utf8))
         }

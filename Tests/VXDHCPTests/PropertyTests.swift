@@ -41,7 +41,10 @@ struct PropertyTests {
     @Test func classifyNeverTrapsOnCorruptedFixtures() async {
         let frames = Fixture.clients.map(\.bytes)
         await propertyCheck(
-            count: 500, input: Gen<Int>.value(in: 0...(frames.count - 1)), Gen<Int>.value(in: 0...400), Self.byte
+            count: 500,
+            input: Gen<Int>.value(in: 0...(frames.count - 1)),
+            Gen<Int>.value(in: 0...400),
+            Self.byte
         ) { index, position, value in
             var frame = frames[index]
             frame[position % frame.count] = value
@@ -79,10 +82,18 @@ struct PropertyTests {
             }
         }
         var m = DHCPMessage(
-            operation: s.bool() ? .request : .reply, messageType: DHCPMessageType(rawValue: 1 + s.u8() % 8)!,
-            transactionID: s.u32(), clientMAC: .zero, flags: s.u16(), seconds: s.u16(), clientIPAddress: s.address(),
-            yourIPAddress: s.address(), serverIPAddress: s.address(), relayAgentIPAddress: s.address(),
-            options: options)
+            operation: s.bool() ? .request : .reply,
+            messageType: DHCPMessageType(rawValue: 1 + s.u8() % 8)!,
+            transactionID: s.u32(),
+            clientMAC: .zero,
+            flags: s.u16(),
+            seconds: s.u16(),
+            clientIPAddress: s.address(),
+            yourIPAddress: s.address(),
+            serverIPAddress: s.address(),
+            relayAgentIPAddress: s.address(),
+            options: options
+        )
         m.hardwareType = s.u8()
         m.hardwareAddressLength = s.u8() % 17
         m.hops = s.u8()
@@ -107,7 +118,10 @@ struct PropertyTests {
 
     @Test func everyReplyFrameDecodesWithValidChecksums() async {
         await propertyCheck(
-            count: 200, input: Gen<UInt8>.value(in: 1...60), Gen<Int>.value(in: 0...3), Gen<Bool>.bool(),
+            count: 200,
+            input: Gen<UInt8>.value(in: 1...60),
+            Gen<Int>.value(in: 0...3),
+            Gen<Bool>.bool(),
             Gen<UInt16>.value(in: 0...4095).optional()
         ) { n, action, broadcast, vlan in
             var server = Net.server(first: 100, last: 120)

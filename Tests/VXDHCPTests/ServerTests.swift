@@ -75,12 +75,19 @@ struct ServerTests {
 
     @Test func discoverHonoursARequestedAddressOnlyWhenItIsFreeAndInThePool() {
         var server = Net.server()
-        #expect(server.handle(TestClient(1).discover(requested: Net.ip(150)), at: t0).reply?.message.yourIPAddress == Net.ip(150))
+        #expect(
+            server.handle(TestClient(1).discover(requested: Net.ip(150)), at: t0).reply?.message.yourIPAddress
+                == Net.ip(150)
+        )
         // Held for client 1: client 2 gets the next free one.
-        #expect(server.handle(TestClient(2).discover(requested: Net.ip(150)), at: t0).reply?.message.yourIPAddress == Net.ip(100))
+        #expect(
+            server.handle(TestClient(2).discover(requested: Net.ip(150)), at: t0).reply?.message.yourIPAddress
+                == Net.ip(100)
+        )
         // Outside the range, the gateway, another network: ignored.
         for requested in [Net.ip(50), Net.gateway, IPv4Address(192, 168, 0, 5)] {
-            let offered = server.handle(TestClient(3).discover(requested: requested), at: t0).reply?.message.yourIPAddress
+            let offered = server.handle(TestClient(3).discover(requested: requested), at: t0).reply?.message
+                .yourIPAddress
             #expect(offered == Net.ip(101))
         }
     }
@@ -285,7 +292,10 @@ struct ServerTests {
         #expect(server.leases.allocate(for: .named("port-b"), now: now) == .success(Net.ip(101)))
         #expect(server.dora(TestClient(1), at: t0) == Net.ip(102))
         #expect(server.handle(TestClient(2).initReboot(Net.ip(100)), at: t0).reply?.nakReason == .addressInUse)
-        #expect(server.handle(TestClient(2).discover(requested: Net.ip(101)), at: t0).reply?.message.yourIPAddress == Net.ip(103))
+        #expect(
+            server.handle(TestClient(2).discover(requested: Net.ip(101)), at: t0).reply?.message.yourIPAddress
+                == Net.ip(103)
+        )
         // The daemon unreserves when the port goes away; the address is then free for DHCP.
         #expect(server.leases.release(.named("port-a"))?.address == Net.ip(100))
         #expect(server.dora(TestClient(3), at: t0 + 1) == Net.ip(100))
@@ -303,7 +313,10 @@ struct ServerTests {
     @Test func theServerIdentifierAndGatewayAreExcluded() throws {
         // Without a gateway the server identifier defaults to the subnet's last host address.
         let config = try DHCPServerConfiguration(
-            subnet: Net.subnet, range: Net.ip(253)...Net.ip(254), serverMAC: Net.serverMAC)
+            subnet: Net.subnet,
+            range: Net.ip(253)...Net.ip(254),
+            serverMAC: Net.serverMAC
+        )
         #expect(config.serverIdentifier == Net.ip(254))
         var server = DHCPServer(configuration: config)
         let a = TestClient(1)
@@ -325,7 +338,9 @@ struct ServerTests {
         let a = TestClient(1, hostName: "alpha")
         #expect(server.dora(a, at: t0) == Net.ip(100))
         #expect(server.dora(TestClient(2), at: t0) == Net.ip(101))
-        #expect(server.leases.allocate(for: .named("port-static"), now: LeaseInstant(seconds: t0)) == .success(Net.ip(102)))
+        #expect(
+            server.leases.allocate(for: .named("port-static"), now: LeaseInstant(seconds: t0)) == .success(Net.ip(102))
+        )
         _ = server.handle(TestClient(3).discover(), at: t0)  // an outstanding offer of .103
         #expect(server.handle(TestClient(2).release(Net.ip(101)), at: t0 + 1) == .accepted(.release))
 
@@ -344,7 +359,10 @@ struct ServerTests {
         #expect(restarted.dora(TestClient(4), at: t0 + 1801) == Net.ip(104))
         #expect(restarted.dora(TestClient(3), at: t0 + 1802) == Net.ip(103))
         #expect(restarted.dora(TestClient(2), at: t0 + 1803) == Net.ip(101))
-        #expect(restarted.leases.allocate(for: .named("port-static"), now: LeaseInstant(seconds: t0)) == .success(Net.ip(102)))
+        #expect(
+            restarted.leases.allocate(for: .named("port-static"), now: LeaseInstant(seconds: t0))
+                == .success(Net.ip(102))
+        )
         #expect(throws: DHCPConfigurationError.leaseTableMismatch) {
             try DHCPServer(configuration: Net.configuration(first: 100, last: 150), leases: decoded)
         }
@@ -358,12 +376,24 @@ struct ServerTests {
         let frames = [
             PacketBuilder.arpRequest(senderMAC: mac, senderIP: Net.ip(5), targetIP: Net.ip(6)),
             PacketBuilder.ethernetIPv4UDP(
-                destination: .broadcast, source: mac, sourceIP: Net.ip(5), destinationIP: Net.ip(6), sourcePort: 68,
-                destinationPort: 53, payload: [1, 2, 3]),
+                destination: .broadcast,
+                source: mac,
+                sourceIP: Net.ip(5),
+                destinationIP: Net.ip(6),
+                sourcePort: 68,
+                destinationPort: 53,
+                payload: [1, 2, 3]
+            ),
             // A server's reply (67 -> 68) seen on a local port is not ours to answer.
             PacketBuilder.ethernetIPv4UDP(
-                destination: .broadcast, source: mac, sourceIP: Net.ip(5), destinationIP: Net.ip(6), sourcePort: 67,
-                destinationPort: 68, payload: [1, 2, 3]),
+                destination: .broadcast,
+                source: mac,
+                sourceIP: Net.ip(5),
+                destinationIP: Net.ip(6),
+                sourcePort: 67,
+                destinationPort: 68,
+                payload: [1, 2, 3]
+            ),
         ]
         for frame in frames {
             #expect(server.handle(frame, at: t0) == .notDHCP)
@@ -394,14 +424,22 @@ struct ServerTests {
 
     @Test func configurationIsValidated() {
         func make(
-            range: ClosedRange<IPv4Address> = Net.ip(100)...Net.ip(199), gateway: IPv4Address? = nil,
-            serverIdentifier: IPv4Address? = nil, leaseTime: UInt32 = 3600, dns: Int = 0
+            range: ClosedRange<IPv4Address> = Net.ip(100)...Net.ip(199),
+            gateway: IPv4Address? = nil,
+            serverIdentifier: IPv4Address? = nil,
+            leaseTime: UInt32 = 3600,
+            dns: Int = 0
         ) -> DHCPConfigurationError? {
             do {
                 _ = try DHCPServerConfiguration(
-                    subnet: Net.subnet, range: range, gateway: gateway, serverIdentifier: serverIdentifier,
-                    serverMAC: Net.serverMAC, leaseTime: leaseTime,
-                    dnsServers: Array(repeating: Net.dns, count: dns))
+                    subnet: Net.subnet,
+                    range: range,
+                    gateway: gateway,
+                    serverIdentifier: serverIdentifier,
+                    serverMAC: Net.serverMAC,
+                    leaseTime: leaseTime,
+                    dnsServers: Array(repeating: Net.dns, count: dns)
+                )
                 return nil
             } catch {
                 return error

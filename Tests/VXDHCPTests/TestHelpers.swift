@@ -71,11 +71,19 @@ enum Net {
     static func ip(_ last: UInt8) -> IPv4Address { IPv4Address(10, 20, 0, last) }
 
     static func configuration(
-        first: UInt8 = 100, last: UInt8 = 199, gateway: IPv4Address? = Net.gateway, leaseTime: UInt32 = 3600
+        first: UInt8 = 100,
+        last: UInt8 = 199,
+        gateway: IPv4Address? = Net.gateway,
+        leaseTime: UInt32 = 3600
     ) -> DHCPServerConfiguration {
         try! DHCPServerConfiguration(
-            subnet: subnet, range: ip(first)...ip(last), gateway: gateway, serverMAC: serverMAC, leaseTime: leaseTime,
-            dnsServers: [dns])
+            subnet: subnet,
+            range: ip(first)...ip(last),
+            gateway: gateway,
+            serverMAC: serverMAC,
+            leaseTime: leaseTime,
+            dnsServers: [dns]
+        )
     }
 
     static func server(first: UInt8 = 100, last: UInt8 = 199, leaseTime: UInt32 = 3600) -> DHCPServer {
@@ -101,24 +109,42 @@ struct TestClient {
     var owner: LeaseOwner { LeaseOwner(clientIdentifier: clientID, hardwareAddress: mac) }
 
     func message(
-        _ type: DHCPMessageType, ciaddr: IPv4Address = .any, requested: IPv4Address? = nil,
+        _ type: DHCPMessageType,
+        ciaddr: IPv4Address = .any,
+        requested: IPv4Address? = nil,
         serverID: IPv4Address? = nil
     ) -> DHCPMessage {
         var options = DHCPOptions(
-            hostName: hostName.map { Array($0.utf8) }, requestedIPAddress: requested, serverIdentifier: serverID,
-            parameterRequestList: [1, 3, 6, 12, 15, 28, 42], maximumMessageSize: 576, clientIdentifier: clientID)
+            hostName: hostName.map { Array($0.utf8) },
+            requestedIPAddress: requested,
+            serverIdentifier: serverID,
+            parameterRequestList: [1, 3, 6, 12, 15, 28, 42],
+            maximumMessageSize: 576,
+            clientIdentifier: clientID
+        )
         if type == .release || type == .decline { options.parameterRequestList = nil }
         return DHCPMessage(
-            operation: .request, messageType: type, transactionID: xid, clientMAC: mac,
-            flags: broadcastFlag ? DHCPMessage.broadcastFlag : 0, clientIPAddress: ciaddr, options: options)
+            operation: .request,
+            messageType: type,
+            transactionID: xid,
+            clientMAC: mac,
+            flags: broadcastFlag ? DHCPMessage.broadcastFlag : 0,
+            clientIPAddress: ciaddr,
+            options: options
+        )
     }
 
     /// The frame a client sends: broadcast from 0.0.0.0 (or from `ciaddr`), or unicast to `unicastTo`.
     func frame(_ message: DHCPMessage, unicastTo server: IPv4Address? = nil) -> [UInt8] {
         PacketBuilder.ethernetIPv4UDP(
-            destination: server == nil ? .broadcast : Net.serverMAC, source: mac,
-            sourceIP: message.clientIPAddress, destinationIP: server ?? IPv4Address(value: 0xFFFF_FFFF),
-            sourcePort: DHCPPort.client, destinationPort: DHCPPort.server, payload: message.encoded(minimumSize: 0))
+            destination: server == nil ? .broadcast : Net.serverMAC,
+            source: mac,
+            sourceIP: message.clientIPAddress,
+            destinationIP: server ?? IPv4Address(value: 0xFFFF_FFFF),
+            sourcePort: DHCPPort.client,
+            destinationPort: DHCPPort.server,
+            payload: message.encoded(minimumSize: 0)
+        )
     }
 
     func discover(requested: IPv4Address? = nil) -> [UInt8] {
