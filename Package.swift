@@ -9,6 +9,7 @@
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
 //   VXOffload                   virtio-net offloads: TSO segmentation, TCP coalescing (GRO), checksum completion
+//   VXDHCP                      DHCP server for --dhcp networks: codec, frames, lease table (no sockets)
 //   VXPacket                    wire formats; imports nothing but the standard library
 //   CVXLinux, CLibURing, CLibPcap   the C boundary
 import PackageDescription
@@ -22,6 +23,7 @@ let package = Package(
         .library(name: "VXPacket", targets: ["VXPacket"]),
         .library(name: "VXForwarding", targets: ["VXForwarding"]),
         .library(name: "VXOffload", targets: ["VXOffload"]),
+        .library(name: "VXDHCP", targets: ["VXDHCP"]),
         .library(name: "VXIO", targets: ["VXIO"]),
         .library(name: "VXDataplane", targets: ["VXDataplane"]),
         .library(name: "VXControl", targets: ["VXControl"]),
@@ -49,6 +51,9 @@ let package = Package(
         .target(name: "VXForwarding", dependencies: ["VXPacket"], swiftSettings: strictSafety),
         .target(name: "VXOffload", dependencies: ["VXPacket"], swiftSettings: strictSafety),
         .target(name: "VXControl", dependencies: ["VXPacket"]),
+        // VXDHCP answers DHCP on local ports for networks created with --dhcp: it takes a client frame and
+        // returns the reply frame, and owns the lease table the daemon also allocates static addresses from.
+        .target(name: "VXDHCP", dependencies: ["VXPacket"], swiftSettings: strictSafety),
 
         // MARK: System I/O and the worker loop
         .target(
@@ -135,6 +140,14 @@ let package = Package(
                 "VXOffload", "VXPacket", "VXTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
+        ),
+        .testTarget(
+            name: "VXDHCPTests",
+            dependencies: [
+                "VXDHCP", "VXPacket", "VXTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
