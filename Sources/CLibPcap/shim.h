@@ -1,6 +1,5 @@
 #pragma once
-/* See CLibURing/shim.h: every C header of ours starts with this guard. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
+/* glibc's feature set pinned first, as Swift's Glibc module has it: see CLibURing/shim.h for why no C header that
+ * Swift imports may define _GNU_SOURCE. */
+#include <features.h>
 #include <pcap/pcap.h>

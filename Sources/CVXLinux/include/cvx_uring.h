@@ -5,9 +5,8 @@
  * 2.3), and parsing a multishot recvmsg buffer. Declarations are unguarded so the header parses everywhere; the
  * implementations in cvx_uring.c are Linux only. All functions return 0 (or a count) on success and -errno on
  * failure, like liburing; they never set errno. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
+/* No _GNU_SOURCE here: see CLibURing/shim.h (the .c files get it from Package.swift). */
+#include <features.h>
 
 #include <stdint.h>
 
