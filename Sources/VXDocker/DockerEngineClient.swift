@@ -19,7 +19,6 @@
 // VXControlSocket's client does.
 
 import Foundation
-import Glibc
 import SystemPackage
 
 /// A client for the parts of the Docker Engine API that vxswitch needs, over the engine's Unix socket.
@@ -93,7 +92,8 @@ public struct DockerEngineClient: Sendable {
         defer { try? fd.close() }
         // Connection: close asks the engine to end the exchange after one response; the parser stops at the end
         // of the framed message anyway, so a keep-alive answer cannot stall us.
-        let request = "GET \(path) HTTP/1.1\r\n" + "Host: docker\r\n" + "User-Agent: vxswitch\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\n" + "Host: docker\r\n" + "User-Agent: vxswitch\r\n"
             + "Accept: application/json\r\n" + "Connection: close\r\n" + "\r\n"
         try send(Array(request.utf8), on: fd, about: container)
 
@@ -107,24 +107,32 @@ public struct DockerEngineClient: Sendable {
             switch Posix.poll([fd], timeoutMilliseconds: milliseconds) {
             case .success(let value): ready = value
             case .failure(let errno):
-                throw DockerError(.protocolError, "cannot wait for the Docker engine at \(socketPath): \(errno)",
-                                  cause: errno)
+                throw DockerError(
+                    .protocolError, "cannot wait for the Docker engine at \(socketPath): \(errno)", cause: errno
+                )
             }
             if ready[0] == 0 { continue }  // the deadline check above turns this into a timeout
             let count: Int
             switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
             case .success(let value): count = value
             case .failure(let errno):
-                throw DockerError(.protocolError, "lost the connection to the Docker engine at \(socketPath) while "
-                                  + "asking about container \(container): \(errno)", cause: errno)
+                throw DockerError(
+                    .protocolError,
+                    "lost the connection to the Docker engine at \(socketPath) while asking about container "
+                        + "\(container): \(errno)",
+                    cause: errno
+                )
             }
             received += count
             do {
                 if count == 0 { return try parser.finish() }
                 if let response = try parser.append(buffer[0..<count]) { return response }
             } catch {
-                throw DockerError(.protocolError, "malformed answer from the Docker engine at \(socketPath) about "
-                                  + "container \(container): \(error)", cause: error)
+                throw DockerError(
+                    .protocolError,
+                    "malformed answer from the Docker engine at \(socketPath) about container \(container): \(error)",
+                    cause: error
+                )
             }
         }
     }

@@ -265,7 +265,9 @@ struct HTTPResponseParser {
         guard !value.contains(0) else {
             throw HTTPParseError("the \(String(decoding: name, as: UTF8.self)) header holds a NUL byte")
         }
-        headers.append(.init(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+        headers.append(
+            .init(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+        )
     }
 
     private mutating func chooseFraming(status: Int) throws(HTTPParseError) {

@@ -89,7 +89,10 @@ package enum Posix {
 
     /// The corresponding C function is `recv(fd, buf, len, 0)`.
     @inline(never)
-    package static func receive(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+    package static func receive(
+        _ fd: FileDescriptor,
+        into buffer: UnsafeMutableRawBufferPointer
+    ) -> Result<Int, Errno> {
         retrying("recv") { recv(fd.rawValue, buffer.baseAddress, buffer.count, 0) }
     }
 

@@ -153,7 +153,9 @@ struct DockerEngineClientTests {
     @Test func refusesGarbageAtOnceEvenIfThePeerNeverCloses() throws {
         let fake = try engine(reply: .stall(after: Array("garbage".utf8)))
         let start = ContinuousClock.now
-        let error = #expect(throws: DockerError.self) { try client(fake, timeout: .seconds(30)).inspectContainer("web") }
+        let error = #expect(throws: DockerError.self) {
+            try client(fake, timeout: .seconds(30)).inspectContainer("web")
+        }
         #expect(error?.code == .protocolError)
         #expect(ContinuousClock.now - start < .seconds(10))
     }
@@ -191,7 +193,10 @@ struct DockerEngineClientTests {
             (#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":"12"}}"#, "State.Pid is not an integer"),
             (#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":null}}"#, "State.Pid is null"),
             (#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":-5}}"#, "State.Pid -5 is not a process id"),
-            (#"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":4294967296}}"#, "State.Pid 4294967296 is not a process id"),
+            (
+                #"{"Id":"abc","Name":"/web","State":{"Running":true,"Pid":4294967296}}"#,
+                "State.Pid 4294967296 is not a process id"
+            ),
             (#"{"Id":"","Name":"/web","State":{"Running":true,"Pid":7}}"#, "Id is empty"),
             (#"["Id"]"#, "the body is not an object"),
         ]
@@ -257,7 +262,9 @@ struct DockerEngineClientTests {
             try DockerEngineClient(socketPath: path).inspectContainer("web")
         }
         #expect(error?.code == .unavailable)
-        #expect(error?.description == "cannot reach the Docker engine at \(path): Connection refused (is Docker running?)")
+        #expect(
+            error?.description == "cannot reach the Docker engine at \(path): Connection refused (is Docker running?)"
+        )
     }
 
     @Test func explainsASocketPathTooLongForSunPath() {
