@@ -6,6 +6,7 @@
 //   VXDataplane                 worker loop (rx batch -> decap -> learn -> forward -> encap -> tx batch)
 //   VXControl                   control protocol types and framing (no sockets)
 //   VXNetlink                   rtnetlink client, network namespaces, interface placement (control path only)
+//   VXDocker                    Docker Engine API client: a container's PID (no dependency on the rest)
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
 //   VXOffload                   virtio-net offloads: TSO segmentation, TCP coalescing (GRO), checksum completion
@@ -31,6 +32,7 @@ let package = Package(
         .library(name: "VXDaemon", targets: ["VXDaemon"]),
         .library(name: "VXTestSupport", targets: ["VXTestSupport"]),
         .library(name: "VXNetlink", targets: ["VXNetlink"]),
+        .library(name: "VXDocker", targets: ["VXDocker"]),
         .executable(name: "vxswitchd", targets: ["vxswitchd"]),
         .executable(name: "vxctl", targets: ["vxctl"]),
     ],
@@ -101,6 +103,17 @@ let package = Package(
             ]
         ),
 
+        // MARK: Container runtimes
+        // VXDocker asks the Docker engine for a container's PID over /var/run/docker.sock (Engine API, HTTP/1.1),
+        // so `vxctl attach --docker` can reach the container's network namespace without the docker CLI.
+        .target(name: "VXDocker", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // A fake engine on a Unix socket, for VXDocker's tests and any other test that attaches to a container.
+        // No product: test-only, with `package` access.
+        .target(
+            name: "VXDockerTesting",
+            dependencies: ["VXDocker", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+
         // MARK: Programs
         .executableTarget(
             name: "vxswitchd",
@@ -158,6 +171,7 @@ let package = Package(
             dependencies: ["VXNetlink", "VXPacket", "VXIO", "VXTestSupport"],
             swiftSettings: strictSafety
         ),
+        .testTarget(name: "VXDockerTests", dependencies: ["VXDocker", "VXDockerTesting"]),
         .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
     ]
 )
