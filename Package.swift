@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "VXDataplane",
             dependencies: [
-                "VXPacket", "VXForwarding", "VXIO",
+                "VXPacket", "VXForwarding", "VXIO", "VXDHCP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSafety
@@ -98,7 +98,8 @@ let package = Package(
         .target(
             name: "VXDaemon",
             dependencies: [
-                "VXDataplane", "VXControl", "VXControlSocket", "VXIO", "VXForwarding", "VXPacket",
+                "VXDataplane", "VXControl", "VXControlSocket", "VXIO", "VXForwarding", "VXPacket", "VXDHCP",
+                "VXNetlink", "VXDocker",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -8,6 +8,7 @@
 
 import Foundation
 import VXControl
+import VXDHCP
 import VXPacket
 
 /// Everything vxswitchd restores at start. Versioned so a later format can read (or refuse) an older one.
@@ -17,8 +18,50 @@ public struct PersistedState: Codable, Sendable, Equatable {
     public var version = PersistedState.currentVersion
     public var ports: [PersistedPort] = []
     public var peers: [PersistedPeer] = []
+    public var networks: [PersistedNetwork] = []
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey { case version, ports, peers, networks }
+
+    /// Keys added after the first release are optional, so older files still load.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        version = try container.decode(Int.self, forKey: .version)
+        ports = try container.decodeIfPresent([PersistedPort].self, forKey: .ports) ?? []
+        peers = try container.decodeIfPresent([PersistedPeer].self, forKey: .peers) ?? []
+        networks = try container.decodeIfPresent([PersistedNetwork].self, forKey: .networks) ?? []
+    }
+}
+
+/// One network as configured, with its leases.
+public struct PersistedNetwork: Codable, Sendable, Equatable {
+    public var name: String
+    public var vni: UInt32
+    public var subnet: String
+    public var rangeFirst: String
+    public var rangeLast: String
+    public var gateway: String?
+    public var dhcp: Bool
+    public var leases: LeaseTable
+}
+
+/// Where `attach` put a port's interface.
+public struct PersistedAttachment: Codable, Sendable, Equatable {
+    /// How the user named the container: `netns`, `pid` or `docker`, and the name or number.
+    public var containerKind: String
+    public var containerValue: String
+    /// The namespace as resolved at attach time: a name under /run/netns, or a pid.
+    public var namespaceName: String?
+    public var namespacePID: Int32?
+    /// The namespace's identity then, so a restart can tell it is still the same namespace.
+    public var namespaceDevice: UInt64
+    public var namespaceInode: UInt64
+    public var namespaceCookie: UInt64?
+    public var ifname: String
+    public var address: String?
+    public var mac: String
+    public var gateway: String?
 }
 
 /// One port as configured.
@@ -26,11 +69,16 @@ public struct PersistedPort: Codable, Sendable, Equatable {
     public var name: String
     public var vni: UInt32
     public var mtu: Int
+    /// For ports made by `attach`: the network and where the interface lives.
+    public var network: String?
+    public var attachment: PersistedAttachment?
 
-    public init(name: String, vni: UInt32, mtu: Int) {
+    public init(name: String, vni: UInt32, mtu: Int, network: String? = nil, attachment: PersistedAttachment? = nil) {
         self.name = name
         self.vni = vni
         self.mtu = mtu
+        self.network = network
+        self.attachment = attachment
     }
 }
 

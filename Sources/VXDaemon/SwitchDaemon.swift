@@ -19,6 +19,7 @@ import Logging
 import Synchronization
 import VXControl
 import VXDataplane
+import VXDocker
 import VXForwarding
 import VXIO
 import VXPacket
@@ -44,6 +45,8 @@ public struct DaemonOptions: Sendable {
     /// Where the configuration is kept across restarts; nil runs without one (nothing persisted, and the TAPs
     /// are removed when the switch stops).
     public var statePath: String? = nil
+    /// The Docker engine's API socket, for `attach --docker`.
+    public var dockerSocket = DockerEngineClient.defaultSocketPath
 
     public init(local: IPv4Address) {
         self.local = local
@@ -51,15 +54,19 @@ public struct DaemonOptions: Sendable {
 }
 
 /// The control plane's record of one port.
-private struct PortState {
+struct PortState {
     var id: PortID
     var vni: VNI
     var mtu: Int
     var descriptor: OwnedDescriptor
+    /// The network the port was attached to with `attach` (nil for `add-port` ports).
+    var network: String? = nil
+    /// Where `attach` put the port's interface (nil for `add-port` ports).
+    var attachment: AttachmentState? = nil
 }
 
 /// The control plane's record of one peer (one underlay address, one encapsulation, one or more VNIs).
-private struct PeerState {
+struct PeerState {
     var id: PeerID
     var encapsulation: PeerEncapsulation
     var vnis: Set<VNI>
@@ -72,18 +79,21 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     public let options: DaemonOptions
     public let table: ForwardingTable
-    private let publisher = ConfigPublisher()
-    private let worker: DataplaneWorker<Engine>
-    private let host: any SwitchHost
-    private let logger: Logger
-    private let state = Mutex(State())
-    private let stopMaintenance = Atomic<Bool>(false)
-    private let store: StateStore?
+    let publisher = ConfigPublisher()
+    let worker: DataplaneWorker<Engine>
+    let host: any SwitchHost
+    let logger: Logger
+    let state = Mutex(State())
+    let stopMaintenance = Atomic<Bool>(false)
+    let store: StateStore?
+    /// Wakes the DHCP/ARP service thread when a worker punts a frame.
+    let puntSignal: DispatchSemaphore
 
-    private struct State {
+    struct State {
         var builder = TopologyBuilder()
         var ports: [String: PortState] = [:]
         var peers: [IPv4Address: PeerState] = [:]
+        var networks: [String: NetworkState] = [:]
         var tunnels: [OwnedDescriptor] = []
         var started = false
         var stopped = false
@@ -100,10 +110,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.store = options.statePath.map(StateStore.init(path:))
         let agingTicks = UInt16(clamping: options.agingSeconds)
         self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
+        let puntSignal = DispatchSemaphore(value: 0)
+        self.puntSignal = puntSignal
         self.worker = DataplaneWorker(
             engine: engine, table: table, publisher: publisher,
             counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
-            logger: logger)
+            punt: PuntQueue { puntSignal.signal() }, logger: logger)
     }
 
     /// The worker's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.
@@ -121,6 +133,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let maintenance = Thread { [self] in runMaintenance() }
         maintenance.name = "vxswitch-maintenance"
         maintenance.start()
+        let puntService = Thread { [self] in runPuntService() }
+        puntService.name = "vxswitch-dhcp"
+        puntService.start()
         for tunnel in tunnels {
             do {
                 try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
@@ -142,11 +157,22 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     /// Re-creates the saved ports (attaching to their persistent TAPs) and peers.
     private func restore(from saved: PersistedState, path: String) throws(ControlError) {
+        for network in saved.networks {
+            do throws(ControlError) {
+                try restoreNetwork(network)
+            } catch {
+                logger.error("state \(path): cannot restore network \(network.name): \(error.message)")
+            }
+        }
         var restoredPorts = 0
         for port in saved.ports {
             do throws(ControlError) {
                 guard let vni = VNI(port.vni) else { throw ControlError(.invalidArgument, "VNI \(port.vni) out of range") }
-                _ = try addPortLocked(name: port.name, vni: vni, mtu: port.mtu, persist: false)
+                if let attachment = port.attachment, let network = port.network {
+                    try restoreAttachedPort(port, vni: vni, network: network, attachment: attachment)
+                } else {
+                    _ = try addPortLocked(name: port.name, vni: vni, mtu: port.mtu, persist: false)
+                }
                 restoredPorts += 1
             } catch {
                 logger.error("state \(path): cannot restore port \(port.name): \(error.message)")
@@ -167,7 +193,19 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             }
             restoredPeers += 1
         }
-        logger.info("restored \(restoredPorts) port(s) and \(restoredPeers) peer(s) from \(path)")
+        logger.info(
+            "restored \(saved.networks.count) network(s), \(restoredPorts) port(s) and \(restoredPeers) peer(s) from \(path)")
+        // Leases of ports that could not be restored are released by this save.
+        try state.withLock { state throws(ControlError) in
+            for (name, network) in state.networks {
+                for lease in network.leases.leases {
+                    if case .named(let owner) = lease.owner, state.ports[owner] == nil {
+                        _ = state.networks[name]?.leases.release(.named(owner))
+                    }
+                }
+            }
+            try save(state)
+        }
     }
 
     /// Stops the threads and closes every port (removing the TAPs this switch created) and socket.
@@ -212,13 +250,14 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             table.advanceClock()
             let expired = table.expire()
             if expired > 0 { logger.debug("aged out \(expired) MAC entries") }
+            checkAttachedNamespaces()
         }
     }
 
     // MARK: Publishing
 
     /// Builds and publishes the worker config from `state`. Called with the state lock held.
-    private func publish(_ state: State) {
+    func publish(_ state: State) {
         let topology = state.builder.build()
         var tunnels: [PeerTunnel] = []
         for (address, peer) in state.peers {
@@ -235,12 +274,13 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                     peer: peer.id, address: address, encapsulation: peer.encapsulation.tunnel,
                     greKeyLayout: peer.encapsulation.keyLayout, unkeyedVNI: unkeyed, templates: templates))
         }
-        publisher.publish(DataplaneConfig(topology: topology, peers: tunnels))
+        publisher.publish(DataplaneConfig(topology: topology, peers: tunnels, punt: puntRules(state)))
     }
 
     /// Removes the VNI's bridge domain when no port or peer uses it any more. State lock held.
-    private func releaseDomainIfUnused(_ vni: VNI, in state: inout State) {
+    func releaseDomainIfUnused(_ vni: VNI, in state: inout State) {
         let used = state.ports.values.contains { $0.vni == vni } || state.peers.values.contains { $0.vnis.contains(vni) }
+            || state.networks.values.contains { $0.vni == vni }
         guard !used, let domain = state.builder.removeDomain(vni: vni) else { return }
         table.flush(domain: domain, includingStatic: true)
     }
@@ -251,71 +291,89 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         try addPortLocked(name: params.name.value, vni: params.vni, mtu: params.mtu ?? options.defaultMTU, persist: true)
     }
 
-    /// Adds a port; with `persist`, the new configuration is saved before this returns (and the port is taken
-    /// down again if saving fails).
-    private func addPortLocked(name: String, vni: VNI, mtu: Int, persist: Bool) throws(ControlError) -> PortInfo {
+    /// Adds a port (a new or existing TAP named `name` in this namespace); with `persist`, the new configuration
+    /// is saved before this returns.
+    func addPortLocked(name: String, vni: VNI, mtu: Int, persist: Bool) throws(ControlError) -> PortInfo {
         try state.withLock { state throws(ControlError) -> PortInfo in
             try requireRunning(state)
             guard state.ports[name] == nil else {
                 throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
             }
-            guard state.ports.count < options.maxPorts else {
-                throw ControlError(.resourceBusy, "this switch already has the most ports it allows (\(options.maxPorts))")
-            }
             let descriptor = try host.createPort(name: name, mtu: mtu, persistent: store != nil)
-            var builder = state.builder
-            guard let domain = builder.addDomain(vni: vni), let port = builder.addPort(domain: domain),
-                Int(port.index) < options.maxPorts
-            else {
-                descriptor.destroy()
-                throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
-            }
-            worker.counters.reset(.port(index: Int(port.index)))
-            // Publish before attaching: the port's first frames (an IPv6 router solicitation as the link comes
-            // up) then find it in the worker's config; until it is attached, floods skip it.
-            let previous = state
-            state.builder = builder
-            state.ports[name] = PortState(id: port, vni: vni, mtu: mtu, descriptor: descriptor)
-            publish(state)
-            do throws(ControlError) {
-                do {
-                    try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
-                } catch {
-                    throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
-                }
-                if persist { try save(state) }
-            } catch {
-                state = previous
-                publish(state)
-                _ = try? worker.mailbox.run(.detachPort(port))
-                descriptor.destroy()
-                throw error
-            }
+            try installPort(
+                name: name, vni: vni, mtu: mtu, descriptor: descriptor, network: nil, attachment: nil, persist: persist,
+                state: &state)
             logger.info("port \(name) added in VNI \(vni) (MTU \(mtu))")
             return PortInfo(name: interfaceName(name), vni: vni, mtu: mtu, ifindex: descriptor.ifindex)
         }
     }
 
+    /// Makes `descriptor` port `name` of the switch: topology, worker, and (with `persist`) the state file. On
+    /// failure everything is undone and the descriptor destroyed. State lock held.
+    func installPort(
+        name: String, vni: VNI, mtu: Int, descriptor: OwnedDescriptor, network: String?,
+        attachment: AttachmentState?, persist: Bool, state: inout State
+    ) throws(ControlError) {
+        guard state.ports.count < options.maxPorts else {
+            descriptor.destroy()
+            throw ControlError(.resourceBusy, "this switch already has the most ports it allows (\(options.maxPorts))")
+        }
+        var builder = state.builder
+        guard let domain = builder.addDomain(vni: vni), let port = builder.addPort(domain: domain),
+            Int(port.index) < options.maxPorts
+        else {
+            descriptor.destroy()
+            throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
+        }
+        worker.counters.reset(.port(index: Int(port.index)))
+        // Publish before attaching: the port's first frames (an IPv6 router solicitation as the link comes
+        // up) then find it in the worker's config; until it is attached, floods skip it.
+        let previous = state
+        state.builder = builder
+        state.ports[name] = PortState(
+            id: port, vni: vni, mtu: mtu, descriptor: descriptor, network: network, attachment: attachment)
+        publish(state)
+        do throws(ControlError) {
+            do {
+                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
+            } catch {
+                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+            }
+            if persist { try save(state) }
+        } catch {
+            state = previous
+            publish(state)
+            _ = try? worker.mailbox.run(.detachPort(port))
+            descriptor.destroy()
+            throw error
+        }
+    }
+
+    /// Removes port `name`: saved first (once the TAP is deleted there is no going back), then taken out of the
+    /// topology and the worker, its MAC entries flushed, its lease released, its TAP deleted. State lock held.
+    func removePort(named name: String, state: inout State) throws(ControlError) {
+        guard let port = state.ports[name] else {
+            throw ControlError(.notFound, "no port named \"\(name)\"")
+        }
+        var next = state
+        next.ports[name] = nil
+        if let network = port.network { _ = next.networks[network]?.leases.release(.named(name)) }
+        try save(next)
+        state = next
+        state.builder.removePort(port.id)
+        publish(state)
+        _ = try? worker.mailbox.run(.detachPort(port.id))
+        table.flush(port: port.id, includingStatic: true)
+        releaseDomainIfUnused(port.vni, in: &state)
+        publish(state)
+        port.descriptor.destroy()
+        logger.info("port \(name) removed")
+    }
+
     public func deletePort(_ params: DeletePortParams) async throws(ControlError) -> EmptyResult {
-        let name = params.name.value
         try state.withLock { state throws(ControlError) in
             try requireRunning(state)
-            guard let port = state.ports[name] else {
-                throw ControlError(.notFound, "no port named \"\(name)\"")
-            }
-            // Saved first: once the TAP is deleted there is no going back.
-            var next = state
-            next.ports[name] = nil
-            try save(next)
-            state.ports[name] = nil
-            state.builder.removePort(port.id)
-            publish(state)
-            _ = try? worker.mailbox.run(.detachPort(port.id))
-            table.flush(port: port.id, includingStatic: true)
-            releaseDomainIfUnused(port.vni, in: &state)
-            publish(state)
-            port.descriptor.destroy()
-            logger.info("port \(name) removed")
+            try removePort(named: params.name.value, state: &state)
         }
         return EmptyResult()
     }
@@ -489,11 +547,19 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     // MARK: Persistence
 
     /// Saves `state` to the state file, if there is one. State lock held.
-    private func save(_ state: State) throws(ControlError) {
+    func save(_ state: State) throws(ControlError) {
         guard let store else { return }
         var persisted = PersistedState()
         persisted.ports = state.ports.map { name, port in
-            PersistedPort(name: name, vni: port.vni.value, mtu: port.mtu)
+            PersistedPort(
+                name: name, vni: port.vni.value, mtu: port.mtu, network: port.network,
+                attachment: port.attachment.map(Self.persisted))
+        }.sorted { $0.name < $1.name }
+        persisted.networks = state.networks.values.map { network in
+            PersistedNetwork(
+                name: network.name, vni: network.vni.value, subnet: network.subnet.description,
+                rangeFirst: network.range.lowerBound.description, rangeLast: network.range.upperBound.description,
+                gateway: network.gateway?.description, dhcp: network.dhcp != nil, leases: network.leases)
         }.sorted { $0.name < $1.name }
         persisted.peers = state.peers.map { address, peer in
             PersistedPeer(
@@ -505,13 +571,13 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     // MARK: Helpers
 
-    private func requireRunning(_ state: State) throws(ControlError) {
+    func requireRunning(_ state: State) throws(ControlError) {
         guard state.started, !state.stopped else {
             throw ControlError(.unavailable, "the switch is not running")
         }
     }
 
-    private func interfaceName(_ name: String) -> InterfaceName {
+    func interfaceName(_ name: String) -> InterfaceName {
         // Names in `state` were validated when the port was added.
         (try? InterfaceName(validating: name))!
     }

@@ -46,9 +46,14 @@ public final class DataplaneConfig: Sendable {
     @usableFromInline let peers: [PeerTunnel?]
     /// Peers by underlay address, for classifying received tunnel frames.
     @usableFromInline let peersByAddress: [IPv4Address: Int]
+    /// What each port punts to the control plane, by PortID index (nil: nothing).
+    @usableFromInline let puntRules: [PuntRule?]
 
-    public init(topology: SwitchTopology, peers: [PeerTunnel]) {
+    public init(topology: SwitchTopology, peers: [PeerTunnel], punt: [PortID: PuntRule] = [:]) {
         self.topology = topology
+        var rules = [PuntRule?](repeating: nil, count: (punt.keys.map { Int($0.index) }.max() ?? -1) + 1)
+        for (port, rule) in punt { rules[Int(port.index)] = rule }
+        self.puntRules = rules
         var byIndex = [PeerTunnel?](repeating: nil, count: (peers.map { Int($0.peer.index) }.max() ?? -1) + 1)
         var byAddress: [IPv4Address: Int] = [:]
         for peer in peers {
@@ -69,6 +74,13 @@ public final class DataplaneConfig: Sendable {
     public func peer(at address: IPv4Address) -> PeerTunnel? {
         guard let index = peersByAddress[address] else { return nil }
         return peers[index]
+    }
+
+    /// What `port` punts, if anything.
+    @inlinable
+    public func puntRule(for port: PortID) -> PuntRule? {
+        let index = Int(port.index)
+        return index < puntRules.count ? puntRules[index] : nil
     }
 
     /// The tunnel of `peer`, if it is still that peer (same generation).

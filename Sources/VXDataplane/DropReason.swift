@@ -27,6 +27,8 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
     case transmitError = 7
     /// The outer header plus the frame would exceed 65,535 bytes.
     case frameTooLong = 8
+    /// A frame for the control plane (DHCP, ARP for the switch) found the punt queue full.
+    case puntQueueFull = 9
 
     /// The case name, a stable identifier for machine-readable output (JSON stats).
     public var name: String {
@@ -40,6 +42,7 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .transmitNoBuffer: "transmitNoBuffer"
         case .transmitError: "transmitError"
         case .frameTooLong: "frameTooLong"
+        case .puntQueueFull: "puntQueueFull"
         }
     }
 
@@ -54,6 +57,7 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .transmitNoBuffer: "kernel send buffer full"
         case .transmitError: "kernel refused the send"
         case .frameTooLong: "encapsulated frame longer than 65535 bytes"
+        case .puntQueueFull: "control-plane queue full (DHCP/ARP for the switch)"
         }
     }
 }

@@ -40,6 +40,8 @@ public enum WorkerCommand: Sendable {
     case detachPort(PortID)
     /// Start using a tunnel socket: a `.udpTunnel` or `.rawGRE` receiver, or the `.rawIPv4Sender`.
     case attachTunnel(fd: Int32, kind: PortKind)
+    /// Send `bytes` (an Ethernet frame built by the control plane: a DHCP reply, an ARP reply) out of `port`.
+    case transmitFrame(PortID, bytes: [UInt8])
     /// Leave the run loop.
     case stop
 }
@@ -128,6 +130,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     public let table: ForwardingTable
     public let counters: WorkerCounters
     public let mailbox: WorkerMailbox
+    /// Where punted frames go; nil: nothing is punted.
+    public let punt: PuntQueue?
     private var reader: ConfigReader
     private var rx: RxBatch
     private let tx: TxBatch
@@ -161,9 +165,10 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     public init(
         engine: Engine, table: ForwardingTable, publisher: ConfigPublisher, counters: WorkerCounters,
         batchSize: Int = defaultBatchSize, transmitCapacity: Int = defaultTransmitCapacity,
-        logger: Logger = Logger(label: "vxswitch.worker")
+        punt: PuntQueue? = nil, logger: Logger = Logger(label: "vxswitch.worker")
     ) {
         self.engine = engine
+        self.punt = punt
         self.table = table
         self.counters = counters
         self.mailbox = WorkerMailbox(waker: engine.waker)
@@ -237,6 +242,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 case .tap: break
                 }
                 return .success(handle)
+            case .transmitFrame(let port, let bytes):
+                transmitControlFrame(bytes, to: port)
             case .stop:
                 stopping = true
             }
@@ -318,6 +325,15 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 counters.dropped(row: counters.row(port: port), DropCode(DataplaneDropReason.unknownPort))
                 return nil
             }
+            if let rule = config.puntRule(for: port), let punt, withFrameBytes(frame, { rule.matches($0) }) {
+                let bytes = withFrameBytes(frame) { span in
+                    unsafe span.withUnsafeBytes { unsafe Array($0) }
+                }
+                if !punt.push(PuntedFrame(port: port, bytes: bytes)) {
+                    counters.dropped(row: counters.row(port: port), DropCode(DataplaneDropReason.puntQueueFull))
+                }
+                return nil
+            }
             return ethernet(
                 frame, rxIndex: rxIndex, innerOffset: 0, innerLength: Int(frame.length), domain: domain,
                 ingress: .port(port), row: counters.row(port: port))
@@ -388,6 +404,31 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 destination: header.destination)
             return Classification(frame: classified, source: header.source)
         }
+    }
+
+    /// Sends a control-plane frame out of `port` (control command, worker thread). Frames that do not fit a
+    /// buffer, or find no free buffer, are counted as drops.
+    private func transmitControlFrame(_ bytes: [UInt8], to port: PortID) {
+        let row = counters.row(port: port)
+        let index = Int(port.index)
+        guard index < handleByPortIndex.count, let handle = handleByPortIndex[index] else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.portNotAttached))
+            return
+        }
+        let pool = engine.pool
+        guard bytes.count <= pool.bufferSize - pool.headroom, let buffer = pool.take() else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.transmitNoBuffer))
+            return
+        }
+        unsafe bytes.withUnsafeBytes { source in
+            let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: source.count)
+            unsafe destination.copyMemory(from: source)
+        }
+        flushTransmit()
+        tx.append(target: handle, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count))
+        counters.transmitted(row: row, bytes: bytes.count)
+        flushTransmit()
+        pool.give(buffer)
     }
 
     private func isAttached(_ port: PortID) -> Bool {

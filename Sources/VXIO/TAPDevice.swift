@@ -106,6 +106,13 @@ public struct TAPDevice: ~Copyable, Sendable {
         if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETPERSIST \(name)") }
     }
 
+    /// `setPersistent` for a TAP descriptor opened elsewhere (e.g. inside another network namespace).
+    /// The corresponding ioctl is `TUNSETPERSIST`.
+    public static func setPersistent(descriptor: Int32, _ persistent: Bool) throws(IOError) {
+        let rc = cvx_tap_set_persist(descriptor, persistent ? 1 : 0)
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETPERSIST fd \(descriptor)") }
+    }
+
     /// Sets the interface MTU. The corresponding ioctl is `SIOCSIFMTU`.
     /// - Parameter mtu: bytes of L3 payload per frame (68...65535 for a TAP).
     public func setMTU(_ mtu: Int) throws(IOError) {

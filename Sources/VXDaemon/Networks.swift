@@ -1,0 +1,652 @@
+// Networks, container attachments, leases and the built-in DHCP server.
+//
+// A network is a VNI plus an IPv4 subnet, this host's share of it (the range), an optional gateway and an optional
+// DHCP server. `attach` does what `ovs-docker add-port` / `pipework` do by hand: it creates a TAP port directly
+// inside the container's network namespace (a helper thread setns()es, so no interface move is needed — the move
+// is the slow part, 12-40 ms here), names it, sets MAC, MTU, address and default route over rtnetlink, and
+// registers it with the switch. Addresses come from the network's lease table, which `--ip auto`, static
+// addresses and the DHCP server share, so no two containers get one address.
+//
+// Threads: everything here runs on the control thread under the daemon's state lock, except `runPuntService`,
+// which answers punted DHCP and ARP frames on its own thread (taking the lock per frame), and
+// `checkAttachedNamespaces`, which the maintenance thread calls once a second.
+
+import Dispatch
+import Foundation
+import Logging
+import VXControl
+import VXDHCP
+import VXDataplane
+import VXDocker
+import VXForwarding
+import VXIO
+import VXNetlink
+import VXPacket
+
+/// A container as the user named it.
+public enum ContainerSpec: Hashable, Sendable, CustomStringConvertible {
+    case netns(String)
+    case pid(Int32)
+    case docker(String)
+
+    public var description: String {
+        switch self {
+        case .netns(let name): "netns \(name)"
+        case .pid(let pid): "pid \(pid)"
+        case .docker(let name): "docker container \(name)"
+        }
+    }
+}
+
+/// The address to give an attached interface.
+public enum AttachAddress: Hashable, Sendable {
+    /// The next free address of the network's range.
+    case auto
+    /// This address and prefix length.
+    case fixed(IPv4Address, prefixLength: Int)
+}
+
+/// A network as configured.
+struct NetworkState {
+    var name: String
+    var vni: VNI
+    var subnet: IPv4Subnet
+    var range: ClosedRange<IPv4Address>
+    var gateway: IPv4Address?
+    /// The DHCP server, which then owns the lease table; nil without `--dhcp`.
+    var dhcp: DHCPServer?
+    /// The lease table of a network without DHCP.
+    var plainLeases: LeaseTable
+
+    /// The network's one lease table, wherever it lives.
+    var leases: LeaseTable {
+        get { dhcp?.leases ?? plainLeases }
+        set {
+            if dhcp != nil { dhcp!.leases = newValue } else { plainLeases = newValue }
+        }
+    }
+
+    /// The address the switch answers ARP for: the DHCP server identifier when no gateway owns it.
+    var switchOwnedAddress: IPv4Address? {
+        guard let dhcp, gateway == nil else { return nil }
+        return dhcp.configuration.serverIdentifier
+    }
+}
+
+/// Where an attached port's interface lives.
+struct AttachmentState {
+    var container: ContainerSpec
+    var namespace: NamespaceLocator
+    var watch: NamespaceWatch
+    var ifname: String
+    var address: InterfaceAddress?
+    var mac: MACAddress
+    var gateway: IPv4Address?
+}
+
+/// A summary of one attachment, for replies and logs.
+public struct AttachmentSummary: Sendable, Hashable {
+    public var port: String
+    public var network: String
+    public var vni: VNI
+    public var container: ContainerSpec
+    public var namespacePath: String
+    public var ifname: String
+    public var address: String?
+    public var mac: MACAddress
+    public var mtu: Int
+    public var gateway: IPv4Address?
+}
+
+/// A summary of one network, for replies.
+public struct NetworkSummary: Sendable, Hashable {
+    public var name: String
+    public var vni: VNI
+    public var subnet: IPv4Subnet
+    public var range: ClosedRange<IPv4Address>
+    public var gateway: IPv4Address?
+    public var dhcp: Bool
+    public var ports: [String]
+    public var leases: Int
+}
+
+/// One lease, for replies.
+public struct LeaseSummary: Sendable, Hashable {
+    public var network: String
+    public var address: IPv4Address
+    public var owner: String
+    public var isDHCP: Bool
+    public var expires: Int64?
+}
+
+extension SwitchDaemon {
+    /// Wall-clock seconds for lease times (leases are persisted, so a monotonic clock would not do).
+    static var now: LeaseInstant { LeaseInstant(seconds: Int64(Date().timeIntervalSince1970)) }
+
+    // MARK: Networks
+
+    /// `network create`.
+    public func createNetwork(
+        name: String, vni: VNI, subnet: IPv4Subnet, range: ClosedRange<IPv4Address>?, gateway: IPv4Address?,
+        dhcp: Bool
+    ) throws(ControlError) -> NetworkSummary {
+        try state.withLock { state throws(ControlError) -> NetworkSummary in
+            try requireRunning(state)
+            guard state.networks[name] == nil else { throw ControlError(.alreadyExists, "network \"\(name)\" already exists") }
+            if let other = state.networks.values.first(where: { $0.vni == vni }) {
+                throw ControlError(.alreadyExists, "VNI \(vni) already belongs to network \"\(other.name)\"")
+            }
+            let network = try Self.makeNetwork(
+                name: name, vni: vni, subnet: subnet, range: range, gateway: gateway, dhcp: dhcp,
+                serverMAC: serverMAC(for: name))
+            var next = state
+            next.networks[name] = network
+            try save(next)
+            state = next
+            logger.info("network \(name) created: VNI \(vni), \(subnet), range \(network.range.lowerBound)-\(network.range.upperBound)\(dhcp ? ", DHCP" : "")")
+            return summary(of: network, in: state)
+        }
+    }
+
+    static func makeNetwork(
+        name: String, vni: VNI, subnet: IPv4Subnet, range: ClosedRange<IPv4Address>?, gateway: IPv4Address?,
+        dhcp: Bool, serverMAC: MACAddress, leases: LeaseTable? = nil
+    ) throws(ControlError) -> NetworkState {
+        guard subnet.prefixLength <= 30 else {
+            throw ControlError(.invalidArgument, "subnet \(subnet) is too small: a network needs at least a /30")
+        }
+        if let gateway, !subnet.containsHost(gateway) {
+            throw ControlError(.invalidArgument, "gateway \(gateway) is not a host address of \(subnet)")
+        }
+        let whole = IPv4Address(value: subnet.network.value + 1)...IPv4Address(value: subnet.broadcast.value - 1)
+        let effective = range ?? whole
+        guard subnet.containsHost(effective.lowerBound), subnet.containsHost(effective.upperBound) else {
+            throw ControlError(
+                .invalidArgument, "range \(effective.lowerBound)-\(effective.upperBound) is not inside \(subnet)")
+        }
+        let excluded = gateway.map { [$0] } ?? []
+        do {
+            if dhcp {
+                let configuration = try DHCPServerConfiguration(
+                    subnet: subnet, range: effective, gateway: gateway, serverMAC: serverMAC)
+                var server = DHCPServer(configuration: configuration)
+                if let leases {
+                    server = try DHCPServer(configuration: configuration, leases: leases)
+                }
+                let plain = try LeaseTable(subnet: subnet, range: effective, excluding: excluded)
+                return NetworkState(
+                    name: name, vni: vni, subnet: subnet, range: effective, gateway: gateway, dhcp: server,
+                    plainLeases: plain)
+            }
+            let table = try leases ?? LeaseTable(subnet: subnet, range: effective, excluding: excluded)
+            return NetworkState(
+                name: name, vni: vni, subnet: subnet, range: effective, gateway: gateway, dhcp: nil, plainLeases: table)
+        } catch let error as DHCPConfigurationError {
+            throw ControlError(.invalidArgument, "network \(name): \(error)")
+        } catch {
+            throw ControlError(.invalidArgument, "network \(name): \(error)")
+        }
+    }
+
+    /// `network ls`.
+    public func listNetworks() -> [NetworkSummary] {
+        state.withLock { state in
+            state.networks.values.map { summary(of: $0, in: state) }.sorted { $0.name < $1.name }
+        }
+    }
+
+    /// `network rm`: refused while ports use the network.
+    public func removeNetwork(name: String) throws(ControlError) {
+        try state.withLock { state throws(ControlError) in
+            try requireRunning(state)
+            guard state.networks[name] != nil else { throw ControlError(.notFound, "no network named \"\(name)\"") }
+            let users = state.ports.filter { $0.value.network == name }.keys.sorted()
+            guard users.isEmpty else {
+                throw ControlError(
+                    .resourceBusy, "network \"\(name)\" is in use by port(s) \(users.joined(separator: ", ")); detach them first")
+            }
+            var next = state
+            next.networks[name] = nil
+            try save(next)
+            state = next
+            publish(state)
+            logger.info("network \(name) removed")
+        }
+    }
+
+    func summary(of network: NetworkState, in state: State) -> NetworkSummary {
+        let now = Self.now
+        return NetworkSummary(
+            name: network.name, vni: network.vni, subnet: network.subnet, range: network.range,
+            gateway: network.gateway, dhcp: network.dhcp != nil,
+            ports: state.ports.filter { $0.value.network == network.name }.keys.sorted(),
+            leases: network.leases.leases.filter { $0.isActive(at: now) }.count)
+    }
+
+    /// A stable, locally administered MAC for a network's DHCP server (the same across restarts).
+    func serverMAC(for network: String) -> MACAddress {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(network)/\(options.local)".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        // Locally administered (bit 1 of the first octet), unicast (bit 0 clear).
+        return MACAddress(raw: (hash & 0xFEFF_FFFF_FFFF) | 0x0200_0000_0000)
+    }
+
+    // MARK: Attach and detach
+
+    /// `attach`: a new port in `network`'s VNI whose interface is `ifname` inside the container.
+    ///
+    /// Three steps, so the netlink work runs outside the state lock: (1) under the lock, check the request and
+    /// reserve the address; (2) create and configure the interface in the container; (3) under the lock, install
+    /// the port and save — or, if anything failed, give the address back.
+    public func attach(
+        network networkName: String, container: ContainerSpec, ifname: String, address: AttachAddress?,
+        mac: MACAddress?, mtu: Int?, gateway: IPv4Address?
+    ) throws(ControlError) -> AttachmentSummary {
+        let locator = try resolve(container)
+        let namespace: NetworkNamespace
+        do {
+            namespace = try NetworkNamespace(locator)
+        } catch {
+            throw ControlError(.notFound, "cannot find the network namespace of \(container): \(error.detail ?? "\(error)")")
+        }
+        let watch = NamespaceWatch(namespace)
+        let portName = Self.portName(identity: watch.identity, ifname: ifname)
+        let owner = LeaseOwner.named(portName)
+
+        // 1. Check and reserve.
+        let reservation = try state.withLock { state throws(ControlError) -> (VNI, InterfaceAddress?, IPv4Address?) in
+            try requireRunning(state)
+            guard var network = state.networks[networkName] else {
+                throw ControlError(.notFound, "no network named \"\(networkName)\"")
+            }
+            guard state.ports[portName] == nil else {
+                throw ControlError(.alreadyExists, "\(container) already has \(ifname) from this switch (port \(portName))")
+            }
+            var interfaceAddress: InterfaceAddress? = nil
+            switch address {
+            case nil:
+                break
+            case .auto:
+                switch network.leases.allocate(for: owner, now: Self.now) {
+                case .success(let ip):
+                    interfaceAddress = InterfaceAddress(address: ip, prefixLength: UInt8(network.subnet.prefixLength))
+                case .failure(let error):
+                    throw ControlError(.resourceBusy, "network \(networkName) has no free address: \(error)")
+                }
+            case .fixed(let ip, let prefixLength):
+                guard network.subnet.containsHost(ip), prefixLength == network.subnet.prefixLength else {
+                    throw ControlError(
+                        .invalidArgument,
+                        "\(ip)/\(prefixLength) is not a host address of network \(networkName) (\(network.subnet))")
+                }
+                if case .failure(let error) = network.leases.reserve(ip, for: owner, now: Self.now) {
+                    throw ControlError(.alreadyExists, "\(ip) cannot be assigned in \(networkName): \(error)")
+                }
+                interfaceAddress = InterfaceAddress(address: ip, prefixLength: UInt8(prefixLength))
+            }
+            state.networks[networkName] = network
+            return (network.vni, interfaceAddress, gateway ?? (interfaceAddress != nil ? network.gateway : nil))
+        }
+        let (vni, interfaceAddress, effectiveGateway) = reservation
+        let effectiveMTU = mtu ?? options.defaultMTU
+        let chosenMAC = mac ?? Self.randomMAC()
+        let releaseReservation = { [self] in
+            state.withLock { state in _ = state.networks[networkName]?.leases.release(owner) }
+        }
+
+        // 2. Create the TAP inside the namespace (no interface move: the move is the slow part), configure it, and
+        //    only then make it persistent, so a failure leaves nothing behind when the descriptor closes.
+        let placedIndex: Int32
+        let fd: Int32
+        do throws(ControlError) {
+            let existing: Int32?
+            do {
+                existing = try namespace.withSession { session throws(NetlinkError) in try session.linkIndex(named: ifname) }
+            } catch {
+                throw ControlError(.systemError, "cannot look at the interfaces of \(container): \(error)")
+            }
+            guard existing == nil else {
+                throw ControlError(.alreadyExists, "interface name \"\(ifname)\" is already taken in \(container)")
+            }
+            do {
+                fd = try namespace.createTAP(named: ifname).fileDescriptor.rawValue
+            } catch {
+                throw ControlError(.systemError, "cannot create \(ifname) in \(container): \(error)")
+            }
+            let configuration = PlacementConfiguration(
+                name: ifname, mac: chosenMAC, mtu: UInt32(effectiveMTU), address: interfaceAddress,
+                gateway: effectiveGateway, onFailure: .delete)
+            do {
+                placedIndex = try InterfacePlacement.configure(
+                    interface: ifname, in: namespace, configuration: configuration
+                ).index
+                try TAPDevice.setPersistent(descriptor: fd, store != nil)
+            } catch {
+                close(fd)  // not persistent yet: closing removes the interface
+                throw ControlError(.systemError, "cannot configure \(ifname) in \(container): \(error)")
+            }
+        } catch {
+            releaseReservation()
+            throw error
+        }
+
+        // 3. Install.
+        let attachment = AttachmentState(
+            container: container, namespace: locator, watch: watch, ifname: ifname, address: interfaceAddress,
+            mac: chosenMAC, gateway: effectiveGateway)
+        let descriptor = Self.ownedTAP(fd: fd, ifindex: Int(placedIndex))
+        return try state.withLock { state throws(ControlError) -> AttachmentSummary in
+            do throws(ControlError) {
+                try requireRunning(state)
+                try installPort(
+                    name: portName, vni: vni, mtu: effectiveMTU, descriptor: descriptor, network: networkName,
+                    attachment: attachment, persist: true, state: &state)
+            } catch {
+                descriptor.destroy()
+                _ = state.networks[networkName]?.leases.release(owner)
+                throw error
+            }
+            logger.info(
+                "attached \(ifname) (port \(portName)) to \(networkName) in \(container): \(interfaceAddress?.description ?? "no address"), mac \(chosenMAC)")
+            return attachmentSummary(port: portName, in: state)!
+        }
+    }
+
+    /// `detach`: removes the ports this switch attached to `container` (only `ifname`, if given).
+    public func detach(container: ContainerSpec, ifname: String?) throws(ControlError) -> [AttachmentSummary] {
+        // The namespace may already be gone; then match the reference as the user gave it at attach time.
+        var identity: NamespaceIdentity? = nil
+        if let locator = try? resolve(container), let namespace = try? NetworkNamespace(locator) {
+            identity = namespace.identity
+        }
+        return try state.withLock { state throws(ControlError) -> [AttachmentSummary] in
+            try requireRunning(state)
+            let matching = state.ports.filter { _, port in
+                guard let attachment = port.attachment else { return false }
+                let sameContainer = attachment.container == container || attachment.watch.identity == identity
+                return sameContainer && (ifname == nil || attachment.ifname == ifname)
+            }.keys.sorted()
+            guard !matching.isEmpty else {
+                throw ControlError(
+                    .notFound, "\(container) has no interface\(ifname.map { " \($0)" } ?? "") attached by this switch")
+            }
+            var removed: [AttachmentSummary] = []
+            for name in matching {
+                if let summary = attachmentSummary(port: name, in: state) { removed.append(summary) }
+                try removePort(named: name, state: &state)
+            }
+            return removed
+        }
+    }
+
+    /// `leases`.
+    public func leases(network: String?) throws(ControlError) -> [LeaseSummary] {
+        try state.withLock { state throws(ControlError) -> [LeaseSummary] in
+            if let network, state.networks[network] == nil { throw ControlError(.notFound, "no network named \"\(network)\"") }
+            let now = Self.now
+            return state.networks.values.filter { network == nil || $0.name == network }.flatMap { net in
+                net.leases.leases.filter { $0.isActive(at: now) }.map { lease in
+                    LeaseSummary(
+                        network: net.name, address: lease.address, owner: Self.ownerText(lease.owner),
+                        isDHCP: lease.expires != nil, expires: lease.expires?.seconds)
+                }
+            }.sorted { ($0.network, $0.address) < ($1.network, $1.address) }
+        }
+    }
+
+    static func ownerText(_ owner: LeaseOwner) -> String {
+        switch owner {
+        case .named(let name): name
+        case .hardwareAddress(let mac): mac.description
+        case .clientIdentifier: owner.description
+        }
+    }
+
+    func attachmentSummary(port name: String, in state: State) -> AttachmentSummary? {
+        guard let port = state.ports[name], let attachment = port.attachment, let network = port.network else { return nil }
+        return AttachmentSummary(
+            port: name, network: network, vni: port.vni, container: attachment.container,
+            namespacePath: attachment.namespace.path, ifname: attachment.ifname,
+            address: attachment.address?.description, mac: attachment.mac, mtu: port.mtu, gateway: attachment.gateway)
+    }
+
+    /// Resolves what the user named to a namespace locator (asking the Docker engine for a container's PID).
+    func resolve(_ container: ContainerSpec) throws(ControlError) -> NamespaceLocator {
+        switch container {
+        case .netns(let name):
+            guard !name.isEmpty, !name.contains("/") else {
+                throw ControlError(.invalidArgument, "\"\(name)\" is not a network namespace name")
+            }
+            return .name(name)
+        case .pid(let pid):
+            guard pid > 0 else { throw ControlError(.invalidArgument, "\(pid) is not a process id") }
+            return .pid(pid)
+        case .docker(let reference):
+            do throws(DockerError) {
+                let info = try DockerEngineClient(socketPath: options.dockerSocket).inspectContainer(reference)
+                return .pid(info.pid)
+            } catch {
+                throw ControlError(error.code == .notFound ? .notFound : .unavailable, error.message)
+            }
+        }
+    }
+
+    /// The switch's name for an attached port: short enough for an interface name, stable for a namespace and
+    /// interface (so a restart finds the same port).
+    static func portName(identity: NamespaceIdentity, ifname: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(identity.device):\(identity.inode):\(ifname)".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hex = String(hash & 0xFFFF_FFFF, radix: 16)
+        return "vx" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    static func randomMAC() -> MACAddress {
+        MACAddress(raw: (UInt64.random(in: 0...0xFFFF_FFFF_FFFF) & 0xFEFF_FFFF_FFFF) | 0x0200_0000_0000)
+    }
+
+    /// An owned TAP descriptor: `release` closes it (a persistent TAP stays), `destroy` clears persist first.
+    static func ownedTAP(fd: Int32, ifindex: Int?) -> OwnedDescriptor {
+        OwnedDescriptor(
+            fd: fd, kind: .tap(virtioHeader: false), ifindex: ifindex,
+            release: { close(fd) },
+            destroy: {
+                try? TAPDevice.setPersistent(descriptor: fd, false)
+                close(fd)
+            })
+    }
+
+    // MARK: The punt service (DHCP and ARP for the switch)
+
+    /// Answers punted frames until the daemon stops. Runs on its own thread.
+    func runPuntService() {
+        guard let queue = worker.punt else { return }
+        while !stopMaintenance.load(ordering: .relaxed) {
+            _ = puntSignal.wait(timeout: .now() + .milliseconds(500))
+            for frame in queue.drain() { answer(frame) }
+        }
+    }
+
+    private func answer(_ punted: PuntedFrame) {
+        let reply: [UInt8]? = state.withLock { state -> [UInt8]? in
+            guard let (name, port) = state.ports.first(where: { $0.value.id == punted.port }),
+                let networkName = port.network, var network = state.networks[networkName]
+            else { return nil }
+            let before = network.leases
+            var reply: [UInt8]? = nil
+            if var server = network.dhcp {
+                let outcome = punted.bytes.withUnsafeBytes { raw in
+                    server.handle(frame: RawSpan(_unsafeBytes: raw), now: Self.now)
+                }
+                network.dhcp = server
+                switch outcome {
+                case .reply(let answer): reply = answer.frame
+                case .dropped(let reason): logger.debug("DHCP from port \(name) dropped: \(reason)")
+                case .accepted, .notDHCP: break
+                }
+            }
+            if reply == nil, let address = network.switchOwnedAddress {
+                reply = Self.arpReply(to: punted.bytes, for: address, mac: network.dhcp!.configuration.serverMAC)
+            }
+            state.networks[networkName] = network
+            if network.leases != before {
+                do throws(ControlError) { try save(state) } catch { logger.error("cannot save leases: \(error.message)") }
+            }
+            return reply
+        }
+        if let reply {
+            worker.mailbox.post(.transmitFrame(punted.port, bytes: reply)) { _ in }
+        }
+    }
+
+    /// The ARP reply to `request` when it asks for `address`.
+    static func arpReply(to request: [UInt8], for address: IPv4Address, mac: MACAddress) -> [UInt8]? {
+        request.withUnsafeBytes { raw -> [UInt8]? in
+            let frame = RawSpan(_unsafeBytes: raw)
+            guard case .success(let ethernet) = EthernetHeader.parse(frame),
+                case .success(let arp) = ARPPacket.parse(frame.extracting(ethernet.length..<frame.byteCount)),
+                arp.operation == ARPPacket.request, arp.targetIP == address
+            else { return nil }
+            let answer = ARPPacket(
+                operation: ARPPacket.reply, senderMAC: mac, senderIP: address, targetMAC: arp.senderMAC,
+                targetIP: arp.senderIP)
+            let header = EthernetHeader(destination: arp.senderMAC, source: mac, vlan: ethernet.vlan, etherType: .arp)
+            var bytes = [UInt8](repeating: 0, count: header.length + ARPPacket.size)
+            var span = bytes.mutableSpan
+            var writable = MutableRawSpan(_elements: &span)
+            let offset = header.write(into: &writable)
+            _ = answer.write(into: &writable, at: offset)
+            return bytes
+        }
+    }
+
+    /// Punt rules for the worker config: ports of DHCP networks.
+    func puntRules(_ state: State) -> [PortID: PuntRule] {
+        var rules: [PortID: PuntRule] = [:]
+        for port in state.ports.values {
+            guard let name = port.network, let network = state.networks[name], network.dhcp != nil else { continue }
+            rules[port.id] = PuntRule(dhcp: true, arpTarget: network.switchOwnedAddress)
+        }
+        return rules
+    }
+
+    // MARK: Containers that went away
+
+    /// Removes ports whose container namespace is gone (maintenance thread, once a second).
+    func checkAttachedNamespaces() {
+        let gone = state.withLock { state in
+            state.ports.compactMap { name, port -> (String, String)? in
+                guard let attachment = port.attachment, case .gone(let reason) = attachment.watch.status() else { return nil }
+                return (name, "\(attachment.container) is gone (\(reason))")
+            }
+        }
+        for (name, why) in gone {
+            state.withLock { state in
+                guard state.ports[name] != nil else { return }
+                do throws(ControlError) {
+                    let summary = attachmentSummary(port: name, in: state)
+                    try removePort(named: name, state: &state)
+                    logger.notice(
+                        "\(why): removed port \(name) (\(summary?.ifname ?? "?"))\(summary?.address.map { " and its lease \($0)" } ?? "")")
+                } catch {
+                    logger.error("\(why), but removing port \(name) failed: \(error.message)")
+                }
+            }
+        }
+    }
+}
+
+/// A raw descriptor number.
+typealias FileDescriptorValue = Int32
+
+// MARK: Persistence of networks and attachments
+
+extension SwitchDaemon {
+    static func persisted(_ attachment: AttachmentState) -> PersistedAttachment {
+        let (kind, value): (String, String)
+        switch attachment.container {
+        case .netns(let name): (kind, value) = ("netns", name)
+        case .pid(let pid): (kind, value) = ("pid", String(pid))
+        case .docker(let reference): (kind, value) = ("docker", reference)
+        }
+        var name: String? = nil
+        var pid: Int32? = nil
+        switch attachment.namespace {
+        case .name(let n): name = n
+        case .pid(let p): pid = p
+        case .path: break
+        }
+        return PersistedAttachment(
+            containerKind: kind, containerValue: value, namespaceName: name, namespacePID: pid,
+            namespaceDevice: attachment.watch.identity.device, namespaceInode: attachment.watch.identity.inode,
+            namespaceCookie: attachment.watch.cookie, ifname: attachment.ifname,
+            address: attachment.address?.description, mac: attachment.mac.description,
+            gateway: attachment.gateway?.description)
+    }
+
+    func restoreNetwork(_ saved: PersistedNetwork) throws(ControlError) {
+        guard let vni = VNI(saved.vni), let subnet = IPv4Subnet(saved.subnet), let first = IPv4Address(saved.rangeFirst),
+            let last = IPv4Address(saved.rangeLast), first <= last
+        else { throw ControlError(.invalidArgument, "malformed network record") }
+        let gateway = saved.gateway.flatMap { IPv4Address($0) }
+        let network = try Self.makeNetwork(
+            name: saved.name, vni: vni, subnet: subnet, range: first...last, gateway: gateway, dhcp: saved.dhcp,
+            serverMAC: serverMAC(for: saved.name), leases: saved.leases)
+        state.withLock { $0.networks[saved.name] = network }
+    }
+
+    /// Re-attaches to an attached port's persistent TAP inside its container's namespace, if that namespace is
+    /// still the one the port was attached to; otherwise the port is dropped (the container went away while
+    /// vxswitchd was down) and its lease released by the save at the end of the restore.
+    func restoreAttachedPort(
+        _ saved: PersistedPort, vni: VNI, network: String, attachment saved_: PersistedAttachment
+    ) throws(ControlError) {
+        let locator: NamespaceLocator
+        if let name = saved_.namespaceName {
+            locator = .name(name)
+        } else if let pid = saved_.namespacePID {
+            locator = .pid(pid)
+        } else {
+            throw ControlError(.invalidArgument, "attachment without a namespace")
+        }
+        let watch = NamespaceWatch(
+            locator: locator, identity: NamespaceIdentity(device: saved_.namespaceDevice, inode: saved_.namespaceInode),
+            cookie: saved_.namespaceCookie)
+        guard case .alive = watch.status() else {
+            throw ControlError(.notFound, "\(locator) is gone; dropping the port and its lease")
+        }
+        let namespace: NetworkNamespace
+        do {
+            namespace = try NetworkNamespace(locator)
+        } catch {
+            throw ControlError(.notFound, "\(locator): \(error)")
+        }
+        let exists = (try? namespace.withSession { session throws(NetlinkError) in
+            try session.linkIndex(named: saved_.ifname)
+        }) ?? nil
+        guard let ifindex = exists else {
+            throw ControlError(.notFound, "\(saved_.ifname) no longer exists in \(locator)")
+        }
+        let fd: Int32
+        do {
+            fd = try namespace.createTAP(named: saved_.ifname).fileDescriptor.rawValue
+        } catch {
+            throw ControlError(.systemError, "cannot reopen \(saved_.ifname) in \(locator): \(error)")
+        }
+        let container: ContainerSpec
+        switch saved_.containerKind {
+        case "pid": container = .pid(Int32(saved_.containerValue) ?? 0)
+        case "docker": container = .docker(saved_.containerValue)
+        default: container = .netns(saved_.containerValue)
+        }
+        let attachment = AttachmentState(
+            container: container, namespace: locator, watch: watch, ifname: saved_.ifname,
+            address: saved_.address.flatMap { InterfaceAddress($0) },
+            mac: MACAddress(saved_.mac) ?? Self.randomMAC(), gateway: saved_.gateway.flatMap { IPv4Address($0) })
+        try state.withLock { state throws(ControlError) in
+            try installPort(
+                name: saved.name, vni: vni, mtu: saved.mtu, descriptor: Self.ownedTAP(fd: fd, ifindex: Int(ifindex)),
+                network: network, attachment: attachment, persist: false, state: &state)
+        }
+        logger.info("re-attached port \(saved.name) (\(saved_.ifname) in \(locator))")
+    }
+}
