@@ -145,6 +145,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         }
         stopMaintenance.store(true, ordering: .relaxed)
         if state.withLock({ $0.started }) {
+            // Detach every port first, as del-port does: an engine may hold its own reference to a TAP (an
+            // in-flight io_uring read does), and a TAP is removed only when the last reference goes. Without
+            // this, the ring's references outlived the process by up to ~100 ms (the kernel tears a ring down
+            // asynchronously), so the TAPs were still there when vxswitchd had already exited.
+            for port in ports { _ = try? worker.mailbox.run(.detachPort(port.id)) }
             _ = try? worker.mailbox.run(.stop)
         }
         // Give the threads a moment to leave their loops; they hold no resources we are about to close except
