@@ -36,6 +36,13 @@ public struct DaemonOptions: Sendable {
     /// MTU for ports created without one: 1450 fits VXLAN over a 1500-byte underlay (20 + 8 + 8 + 14 bytes of
     /// overhead), and so also GRE (20 + 4 + 4 + 14).
     public var defaultMTU = 1450
+    /// The largest port MTU the switch carries. Receive paths read a frame into one packet buffer past its
+    /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
+    /// recvmsg on the raw GRE socket: its io_uring_recvmsg_out header (16) and the sender's sockaddr_in (16), then
+    /// the IPv4 header (20), GRE with key (8), the Ethernet header with an 802.1Q tag (18) and the payload. So
+    /// 1906. A larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel
+    /// reads dropped (MSG_TRUNC) without a counter in `stats`.
+    public var maxMTU = PacketBufferPool.defaultBufferSize - PacketBufferPool.defaultHeadroom - 16 - 16 - 20 - 8 - 18
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
     public var maxPorts = 1024
     public var maxPeers = 1024
@@ -212,6 +219,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             try requireRunning(state)
             guard state.ports[name] == nil else {
                 throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
+            }
+            guard mtu <= options.maxMTU else {
+                throw ControlError(
+                    .invalidArgument,
+                    "MTU \(mtu) is more than this switch carries (at most \(options.maxMTU): a frame and its tunnel "
+                        + "headers must fit one \(PacketBufferPool.defaultBufferSize)-byte packet buffer)")
             }
             guard state.ports.count < options.maxPorts else {
                 throw ControlError(.resourceBusy, "this switch already has the most ports it allows (\(options.maxPorts))")

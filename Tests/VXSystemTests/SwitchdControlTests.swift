@@ -71,6 +71,10 @@ extension SwitchdSystemTests {
             Refusal(
                 arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9"], status: 64,
                 message: "MTU 9 is out of range (68-65535)"),
+            // More than a packet buffer holds with its tunnel headers (the daemon's limit is 1906).
+            Refusal(
+                arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9000"], status: 1,
+                message: "vxctl: MTU 9000 is more than this switch carries (at most 1906"),
             // The name belongs to the host's underlay veth, not a TAP: the kernel refuses and nothing is kept.
             Refusal(
                 arguments: ["add-port", "ul0", "--vni", "1"], status: 1,

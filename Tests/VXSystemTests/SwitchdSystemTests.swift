@@ -259,3 +259,47 @@ extension SwitchdSystemTests {
         }
     }
 }
+
+// MARK: - The largest port MTU
+
+extension SwitchdSystemTests {
+    @Suite("Port MTU limits")
+    struct PortMTU {
+        /// The daemon's largest port MTU (`DaemonOptions.maxMTU`).
+        static let maxMTU = 1906
+
+        /// Over a jumbo underlay, so only the daemon limits the size: a full-size frame at the largest MTU the
+        /// daemon accepts crosses both ways through every receive path (TAP, UDP socket, raw GRE socket), and one
+        /// byte more is refused at add-port. Before the limit, ports took any MTU up to 65535 and frames above
+        /// 1984 bytes were truncated at the TAP and dropped, uncounted, at the far tunnel socket.
+        @Test(arguments: IOBackend.allCases, [Tunnel.vxlan, .gre(key: "vni")])
+        func fullSizeFramesAtTheLargestAcceptedMTUCrossBothWays(io: IOBackend, tunnel: Tunnel) async throws {
+            try await withNetnsTopology(hosts: 2, underlayMTU: 9000) { topology in
+                let switches = try await SwitchNode.startMesh(in: topology, io: io, tunnel: tunnel)
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1", mtu: Self.maxMTU)
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2", mtu: Self.maxMTU)
+                for (from, to) in [(a, "10.0.0.2"), (b, "10.0.0.1")] {
+                    let full = try await topology.run(
+                        [
+                            "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", "-M", "do", "-s",
+                            "\(Self.maxMTU - 28)", to,
+                        ],
+                        in: from,
+                        timeout: .seconds(10)
+                    )
+                    #expect(full.succeeded, "\(from.address ?? "?") -> \(to) at MTU \(Self.maxMTU): \(full)")
+                }
+                let tooLarge = try await switches[0].vxctl(["add-port", "tap1", "--vni", "42", "--mtu", "\(Self.maxMTU + 1)"])
+                #expect(tooLarge.status == 1 && tooLarge.stderr.contains("at most \(Self.maxMTU)"), "\(tooLarge)")
+                // Nothing was dropped or truncated along the way.
+                for node in switches {
+                    let stats = try await node.stats()
+                    var drops: UInt64 = stats.drops.values.reduce(0, +)
+                    for port in stats.ports { drops += port.counters.totalDrops }
+                    for peer in stats.peers { drops += peer.counters.totalDrops }
+                    #expect(drops == 0, "host \(node.host.index) stats: \(stats)")
+                }
+            }
+        }
+    }
+}
