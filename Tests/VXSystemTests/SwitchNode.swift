@@ -9,13 +9,13 @@
 
 import Foundation
 import Testing
+import VXControl
+import VXPacket
+import VXTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-import VXControl
-import VXPacket
-import VXTestSupport
 
 /// The daemon's I/O engine (`vxswitchd --io`).
 enum IOBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
@@ -56,7 +56,8 @@ enum SwitchBinaries {
         guard let path = find(name) else {
             throw NetnsError.missingTool(
                 "\(name) not found in \(searchDirectories.joined(separator: ", ")); "
-                    + "run `swift build --build-tests` (or set VX_BIN_DIR)")
+                    + "run `swift build --build-tests` (or set VX_BIN_DIR)"
+            )
         }
         return path
     }
@@ -95,8 +96,12 @@ final class SwitchNode: Sendable {
     private let vxctlPath: String
 
     private init(
-        topology: NetnsTopology, host: NetnsTopology.Host, backend: IOBackend, controlPath: String,
-        process: SpawnedProcess, vxctlPath: String
+        topology: NetnsTopology,
+        host: NetnsTopology.Host,
+        backend: IOBackend,
+        controlPath: String,
+        process: SpawnedProcess,
+        vxctlPath: String
     ) {
         self.topology = topology
         self.host = host
@@ -133,17 +138,24 @@ final class SwitchNode: Sendable {
             if let status = process.exitStatus {
                 throw NetnsError.unexpectedOutput(
                     "vxswitchd in \(host.namespace) exited with status \(status) before it was ready; "
-                        + "stderr: \(process.stderr())")
+                        + "stderr: \(process.stderr())"
+                )
             }
             guard ContinuousClock.now < deadline else {
                 throw NetnsError.timedOut(
-                    "vxswitchd in \(host.namespace) not ready within \(timeout); stderr: \(process.stderr())")
+                    "vxswitchd in \(host.namespace) not ready within \(timeout); stderr: \(process.stderr())"
+                )
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         return SwitchNode(
-            topology: topology, host: host, backend: backend, controlPath: controlPath, process: process,
-            vxctlPath: vxctl)
+            topology: topology,
+            host: host,
+            backend: backend,
+            controlPath: controlPath,
+            process: process,
+            vxctlPath: vxctl
+        )
     }
 
     /// Starts one vxswitchd per host and peers every host with every other on `vni` (a full mesh).
@@ -275,8 +287,10 @@ extension NetnsTopology {
     ) async throws {
         let result = try await ping(from: source, to: address, count: count)
         #expect(
-            result.allReceived, "\(source.address ?? source.namespace) -> \(address): \(result.output)",
-            sourceLocation: sourceLocation)
+            result.allReceived,
+            "\(source.address ?? source.namespace) -> \(address): \(result.output)",
+            sourceLocation: sourceLocation
+        )
     }
 
     /// A counter of the host's IPv4 stack from `/proc/net/snmp` (per namespace), e.g. `("Udp", "InDatagrams")`.

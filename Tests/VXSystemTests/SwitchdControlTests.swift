@@ -32,53 +32,83 @@ extension SwitchdSystemTests {
         static let refusals: [Refusal] = [
             Refusal(arguments: ["del-port", "nope"], status: 1, message: "vxctl: no port named \"nope\""),
             Refusal(
-                arguments: ["add-peer", "300.1.2.3", "--vni", "1"], status: 64,
-                message: "\"300.1.2.3\" is not an IPv4 address"),
+                arguments: ["add-peer", "300.1.2.3", "--vni", "1"],
+                status: 64,
+                message: "\"300.1.2.3\" is not an IPv4 address"
+            ),
             Refusal(
-                arguments: ["add-port", "tap9", "--vni", "16777216"], status: 64,
-                message: "VNI 16777216 is out of range (0-16777215)"),
+                arguments: ["add-port", "tap9", "--vni", "16777216"],
+                status: 64,
+                message: "VNI 16777216 is out of range (0-16777215)"
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.21", "--vni", "16777216"], status: 64,
-                message: "VNI 16777216 is out of range (0-16777215)"),
+                arguments: ["add-peer", "192.0.2.21", "--vni", "16777216"],
+                status: 64,
+                message: "VNI 16777216 is out of range (0-16777215)"
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--encap", "ipip"], status: 64,
-                message: "unknown encapsulation \"ipip\" (expected vxlan or gre)"),
+                arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--encap", "ipip"],
+                status: 64,
+                message: "unknown encapsulation \"ipip\" (expected vxlan or gre)"
+            ),
             Refusal(
                 arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--encap", "vxlan", "--gre-key", "nvgre"],
-                status: 64, message: "GRE key mode \"nvgre\" applies only to GRE peers, not vxlan"),
+                status: 64,
+                message: "GRE key mode \"nvgre\" applies only to GRE peers, not vxlan"
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--gre-key", "vni"], status: 64,
-                message: "applies only to GRE peers"),
+                arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--gre-key", "vni"],
+                status: 64,
+                message: "applies only to GRE peers"
+            ),
             Refusal(
                 arguments: ["add-peer", "192.0.2.21", "--vni", "1", "--encap", "gre", "--gre-key", "bogus"],
-                status: 64, message: "unknown GRE key mode \"bogus\""),
+                status: 64,
+                message: "unknown GRE key mode \"bogus\""
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.10", "--vni", "42"], status: 1,
-                message: "vxctl: 192.0.2.10 is this switch's own VTEP address, not a peer"),
+                arguments: ["add-peer", "192.0.2.10", "--vni", "42"],
+                status: 1,
+                message: "vxctl: 192.0.2.10 is this switch's own VTEP address, not a peer"
+            ),
             Refusal(
-                arguments: ["add-port", "tap0", "--vni", "42"], status: 1,
-                message: "vxctl: port \"tap0\" already exists"),
+                arguments: ["add-port", "tap0", "--vni", "42"],
+                status: 1,
+                message: "vxctl: port \"tap0\" already exists"
+            ),
             Refusal(
-                arguments: ["add-port", "tap0", "--vni", "7"], status: 1,
-                message: "vxctl: port \"tap0\" already exists"),
+                arguments: ["add-port", "tap0", "--vni", "7"],
+                status: 1,
+                message: "vxctl: port \"tap0\" already exists"
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.20", "--vni", "42"], status: 1,
-                message: "vxctl: peer 192.0.2.20 is already in VNI 42"),
+                arguments: ["add-peer", "192.0.2.20", "--vni", "42"],
+                status: 1,
+                message: "vxctl: peer 192.0.2.20 is already in VNI 42"
+            ),
             Refusal(
-                arguments: ["add-peer", "192.0.2.20", "--vni", "43", "--encap", "gre"], status: 1,
-                message: "vxctl: peer 192.0.2.20 already uses vxlan"),
+                arguments: ["add-peer", "192.0.2.20", "--vni", "43", "--encap", "gre"],
+                status: 1,
+                message: "vxctl: peer 192.0.2.20 already uses vxlan"
+            ),
             Refusal(arguments: ["del-peer", "192.0.2.99"], status: 1, message: "vxctl: no peer 192.0.2.99"),
             Refusal(
-                arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9"], status: 64,
-                message: "MTU 9 is out of range (68-65535)"),
+                arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9"],
+                status: 64,
+                message: "MTU 9 is out of range (68-65535)"
+            ),
             // More than a packet buffer holds with its tunnel headers (the daemon's limit is 1906).
             Refusal(
-                arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9000"], status: 1,
-                message: "vxctl: MTU 9000 is more than this switch carries (at most 1906"),
+                arguments: ["add-port", "tap9", "--vni", "1", "--mtu", "9000"],
+                status: 1,
+                message: "vxctl: MTU 9000 is more than this switch carries (at most 1906"
+            ),
             // The name belongs to the host's underlay veth, not a TAP: the kernel refuses and nothing is kept.
             Refusal(
-                arguments: ["add-port", "ul0", "--vni", "1"], status: 1,
-                message: "vxctl: cannot create TAP interface \"ul0\""),
+                arguments: ["add-port", "ul0", "--vni", "1"],
+                status: 1,
+                message: "vxctl: cannot create TAP interface \"ul0\""
+            ),
         ]
 
         @Test func refusedRequestsExplainThemselvesExitNonZeroAndChangeNothing() async throws {
@@ -107,8 +137,12 @@ extension SwitchdSystemTests {
                 let down = try await node.vxctl(["show"])
                 #expect(down.status == 69, "\(down)")
                 #expect(
-                    down.stderr.contains("vxctl: cannot reach vxswitchd at \(node.controlPath): "
-                        + "No such file or directory"), "stderr: \(down.stderr)")
+                    down.stderr.contains(
+                        "vxctl: cannot reach vxswitchd at \(node.controlPath): "
+                            + "No such file or directory"
+                    ),
+                    "stderr: \(down.stderr)"
+                )
             }
         }
     }
@@ -135,7 +169,10 @@ extension SwitchdSystemTests {
                 #expect(node.process.signal(SIGTERM))
                 let status = await node.process.waitForExit(timeout: .seconds(5))
                 let elapsed = ContinuousClock.now - start
-                #expect(status == 0, "exit status \(status.map(String.init) ?? "none (still running)"); log: \(node.log)")
+                #expect(
+                    status == 0,
+                    "exit status \(status.map(String.init) ?? "none (still running)"); log: \(node.log)"
+                )
                 print("SwitchdSystemTests: --io \(io.rawValue): SIGTERM to exit in \(elapsed)")
                 #expect(!FileManager.default.fileExists(atPath: node.controlPath), "control socket left behind")
                 for tap in ["tap0", "tap1"] {
@@ -161,8 +198,11 @@ extension SwitchdSystemTests {
                 let refused = try await first.vxctl(["show"])
                 #expect(refused.status == 69, "\(refused)")
                 #expect(
-                    refused.stderr.contains("vxctl: cannot reach vxswitchd at \(first.controlPath): Connection refused"),
-                    "stderr: \(refused.stderr)")
+                    refused.stderr.contains(
+                        "vxctl: cannot reach vxswitchd at \(first.controlPath): Connection refused"
+                    ),
+                    "stderr: \(refused.stderr)"
+                )
 
                 // The killed daemon's TAP went with its descriptor, so the name is free again.
                 let second = try await SwitchNode.start(in: topology, host: 0, io: .epoll)

@@ -36,7 +36,12 @@ struct SwitchdSystemTests {
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {
         let result = try await topology.tcpTransfer(
-            from: source, to: destination, bytes: transferBytes, port: port, timeout: transferTimeout)
+            from: source,
+            to: destination,
+            bytes: transferBytes,
+            port: port,
+            timeout: transferTimeout
+        )
         print("SwitchdSystemTests: \(label): \(source.address ?? "?") -> \(destination.address ?? "?"): \(result)")
         #expect(result.verified, "\(label): \(result)", sourceLocation: sourceLocation)
     }
@@ -98,14 +103,21 @@ extension SwitchdSystemTests {
             }
         }
 
-        @Test func fiftyMebibytesCrossEachWayIntact() async throws {
+        @Test(arguments: IOBackend.allCases)
+        func fiftyMebibytesCrossEachWayIntact(io: IOBackend) async throws {
             try await withNetnsTopology(hosts: 2) { topology in
-                let switches = try await SwitchNode.startMesh(in: topology, io: .uring)
+                let switches = try await SwitchNode.startMesh(in: topology, io: io)
                 let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
                 let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
                 let udpBefore = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
-                try await SwitchdSystemTests.expectTransfer(topology, "vxlan uring", from: a, to: b)
-                try await SwitchdSystemTests.expectTransfer(topology, "vxlan uring", from: b, to: a, port: 5202)
+                try await SwitchdSystemTests.expectTransfer(topology, "vxlan \(io.rawValue)", from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(
+                    topology,
+                    "vxlan \(io.rawValue)",
+                    from: b,
+                    to: a,
+                    port: 5202
+                )
                 // 50 MiB in 1450-byte frames is over 36,000 VXLAN datagrams into host 1 alone.
                 let udpAfter = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
                 #expect(udpAfter - udpBefore > 36_000, "host 1 received \(udpAfter - udpBefore) UDP datagrams")
@@ -119,7 +131,8 @@ extension SwitchdSystemTests {
                 var containers: [NetnsTopology.ContainerInterface] = []
                 for node in switches {
                     containers.append(
-                        try await node.addContainerPort("tap0", vni: 42, address: "10.0.1.\(node.host.index + 1)"))
+                        try await node.addContainerPort("tap0", vni: 42, address: "10.0.1.\(node.host.index + 1)")
+                    )
                 }
                 for from in 0..<3 {
                     for to in 0..<3 where to != from {
@@ -203,7 +216,12 @@ extension SwitchdSystemTests {
                 #expect(fdb0[b.mac] == "peer \(topology.hosts[1].underlayAddress)", "host 0 fdb: \(fdb0)")
 
                 let udpBefore = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
-                try await SwitchdSystemTests.expectTransfer(topology, "gre key=\(greKey) \(io.rawValue)", from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(
+                    topology,
+                    "gre key=\(greKey) \(io.rawValue)",
+                    from: a,
+                    to: b
+                )
                 // It really was GRE: next to no UDP reached host 1 while 50 MiB did.
                 let udpAfter = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
                 #expect(udpAfter - udpBefore < 100, "host 1 received \(udpAfter - udpBefore) UDP datagrams")
@@ -229,17 +247,24 @@ extension SwitchdSystemTests {
         @Test func pingAndFiftyMebibytesEachWayWithAKernelVXLANHost() async throws {
             let ethtool = try #require(
                 ProcessRunner.findExecutable("ethtool", candidates: ["/usr/sbin/ethtool", "/sbin/ethtool"]),
-                "ethtool is needed (tools/install-deps.sh installs it)")
+                "ethtool is needed (tools/install-deps.sh installs it)"
+            )
             try await withNetnsTopology(hosts: 2) { topology in
                 let node = try await SwitchNode.start(in: topology, host: 0, io: .uring)
                 try await node.addPeer(topology.hosts[1].underlayAddress, vni: 42)
                 let a = try await node.addContainerPort("tap0", vni: 42, address: "10.0.0.1")
                 let vxlan = try await topology.addKernelVXLAN(host: 1, vni: 42, remoteHosts: [0], dstPort: 4789)
                 try await topology.check(
-                    [ethtool, "-K", topology.hosts[1].underlayInterface, "tx", "off"], in: topology.hosts[1])
+                    [ethtool, "-K", topology.hosts[1].underlayInterface, "tx", "off"],
+                    in: topology.hosts[1]
+                )
                 let kernelContainer = try await topology.addContainer(host: 1)
                 let b = try await topology.connectVeth(
-                    kernelContainer, address: "10.0.0.2", mtu: SwitchdSystemTests.overlayMTU, bridge: vxlan.bridge)
+                    kernelContainer,
+                    address: "10.0.0.2",
+                    mtu: SwitchdSystemTests.overlayMTU,
+                    bridge: vxlan.bridge
+                )
 
                 try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
                 try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
@@ -247,14 +272,22 @@ extension SwitchdSystemTests {
                 #expect(fdb[b.mac] == "peer \(topology.hosts[1].underlayAddress)", "vxswitchd fdb: \(fdb)")
                 // And the kernel learned our container behind host 0.
                 let kernelFDB = try await topology.check(
-                    [NetnsEnvironment.bridgePath ?? "bridge", "fdb", "show", "dev", vxlan.device], in: topology.hosts[1])
+                    [NetnsEnvironment.bridgePath ?? "bridge", "fdb", "show", "dev", vxlan.device],
+                    in: topology.hosts[1]
+                )
                 #expect(
                     kernelFDB.contains("\(a.mac) dst \(topology.hosts[0].underlayAddress)"),
-                    "kernel fdb: \(kernelFDB)")
+                    "kernel fdb: \(kernelFDB)"
+                )
 
                 try await SwitchdSystemTests.expectTransfer(topology, "vxlan uring -> kernel", from: a, to: b)
                 try await SwitchdSystemTests.expectTransfer(
-                    topology, "kernel -> vxlan uring", from: b, to: a, port: 5202)
+                    topology,
+                    "kernel -> vxlan uring",
+                    from: b,
+                    to: a,
+                    port: 5202
+                )
             }
         }
     }
@@ -289,7 +322,9 @@ extension SwitchdSystemTests {
                     )
                     #expect(full.succeeded, "\(from.address ?? "?") -> \(to) at MTU \(Self.maxMTU): \(full)")
                 }
-                let tooLarge = try await switches[0].vxctl(["add-port", "tap1", "--vni", "42", "--mtu", "\(Self.maxMTU + 1)"])
+                let tooLarge = try await switches[0].vxctl([
+                    "add-port", "tap1", "--vni", "42", "--mtu", "\(Self.maxMTU + 1)",
+                ])
                 #expect(tooLarge.status == 1 && tooLarge.stderr.contains("at most \(Self.maxMTU)"), "\(tooLarge)")
                 // Nothing was dropped or truncated along the way.
                 for node in switches {
