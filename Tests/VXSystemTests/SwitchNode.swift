@@ -119,6 +119,7 @@ final class SwitchNode: Sendable {
         host index: Int,
         io backend: IOBackend,
         logLevel: String = "info",
+        extraArguments: [String] = [],
         timeout: Duration = .seconds(15)
     ) async throws -> SwitchNode {
         let daemon = try SwitchBinaries.vxswitchd()
@@ -129,7 +130,7 @@ final class SwitchNode: Sendable {
             [
                 daemon, "--local", host.underlayAddress, "--control", controlPath, "--io", backend.rawValue,
                 "--log-level", logLevel,
-            ],
+            ] + extraArguments,
             in: host,
             name: "vxswitchd-h\(index)"
         )
@@ -158,15 +159,19 @@ final class SwitchNode: Sendable {
         )
     }
 
-    /// Starts one vxswitchd per host and peers every host with every other on `vni` (a full mesh).
+    /// Starts one vxswitchd per host (with `extraArguments`, e.g. `--aging 2`) and peers every host with every
+    /// other on `vni` (a full mesh).
     static func startMesh(
         in topology: NetnsTopology,
         io backend: IOBackend,
         vni: UInt32 = 42,
-        tunnel: Tunnel = .vxlan
+        tunnel: Tunnel = .vxlan,
+        extraArguments: [String] = []
     ) async throws -> [SwitchNode] {
         var nodes: [SwitchNode] = []
-        for host in topology.hosts { nodes.append(try await start(in: topology, host: host.index, io: backend)) }
+        for host in topology.hosts {
+            nodes.append(try await start(in: topology, host: host.index, io: backend, extraArguments: extraArguments))
+        }
         for node in nodes {
             for other in topology.hosts where other.index != node.host.index {
                 try await node.addPeer(other.underlayAddress, vni: vni, tunnel: tunnel)

@@ -46,6 +46,65 @@ extension SwitchdSystemTests {
         }
     }
 
+    @Suite("MAC learning over time and across encapsulations")
+    struct Learning {
+        /// With `--aging 2`, learned entries go after two idle seconds (the maintenance thread ticks once a
+        /// second), and traffic afterwards floods and learns them again.
+        @Test func learnedEntriesAgeOutWhenIdleAndAreLearnedAgain() async throws {
+            try await withNetnsTopology(hosts: 2) { topology in
+                let switches = try await SwitchNode.startMesh(
+                    in: topology,
+                    io: .epoll,
+                    extraArguments: ["--aging", "2"]
+                )
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 1)
+                #expect(try await switches[0].destinations(vni: 42)[b.mac] != nil)
+
+                try await NetnsTopology.waitUntil("host 0's learned entries to age out", timeout: .seconds(8)) {
+                    try await switches[0].fdb(vni: 42).allSatisfy(\.isStatic)
+                }
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 1)
+                let relearned = try await switches[0].destinations(vni: 42)
+                #expect(relearned[b.mac] == "peer \(topology.hosts[1].underlayAddress)", "host 0 fdb: \(relearned)")
+            }
+        }
+
+        /// One VNI, two peers with different encapsulations: host 0 reaches host 1 over VXLAN and host 2 over GRE
+        /// (key = nvgre), so its floods go out in both at once, and each remote container is learned behind its
+        /// own peer. Hosts 1 and 2 are peered with each other over VXLAN.
+        @Test func oneVNICarriedOverVXLANToOnePeerAndGREToAnother() async throws {
+            try await withNetnsTopology(hosts: 3) { topology in
+                var switches: [SwitchNode] = []
+                for host in topology.hosts {
+                    switches.append(try await SwitchNode.start(in: topology, host: host.index, io: .uring))
+                }
+                let address = topology.hosts.map(\.underlayAddress)
+                let gre = Tunnel.gre(key: "nvgre")
+                try await switches[0].addPeer(address[1], vni: 42)
+                try await switches[0].addPeer(address[2], vni: 42, tunnel: gre)
+                try await switches[1].addPeer(address[0], vni: 42)
+                try await switches[1].addPeer(address[2], vni: 42)
+                try await switches[2].addPeer(address[0], vni: 42, tunnel: gre)
+                try await switches[2].addPeer(address[1], vni: 42)
+                var containers: [NetnsTopology.ContainerInterface] = []
+                for node in switches {
+                    containers.append(
+                        try await node.addContainerPort("tap0", vni: 42, address: "10.0.2.\(node.host.index + 1)")
+                    )
+                }
+                // From host 0 first, so its ARP broadcast is the first flood, in both encapsulations.
+                for (from, to) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
+                    try await topology.expectPing(from: containers[from], to: "10.0.2.\(to + 1)", count: 2)
+                }
+                let fdb = try await switches[0].destinations(vni: 42)
+                #expect(fdb[containers[1].mac] == "peer \(address[1])", "host 0 fdb: \(fdb)")
+                #expect(fdb[containers[2].mac] == "peer \(address[2])", "host 0 fdb: \(fdb)")
+            }
+        }
+    }
+
     @Suite("vxswitchd isolation from tunnel traffic it was not configured for")
     struct Isolation {
         /// Host 0 runs vxswitchd with containers in VNI 42 and 43 (both 10.0.0.1) and one peer, host 1, in VNI 42

@@ -121,6 +121,18 @@ extension SwitchdSystemTests {
                 // 50 MiB in 1450-byte frames is over 36,000 VXLAN datagrams into host 1 alone.
                 let udpAfter = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
                 #expect(udpAfter - udpBefore > 36_000, "host 1 received \(udpAfter - udpBefore) UDP datagrams")
+                // The counters saw it: each side's port took in at least 50 MiB of frames and its peer sent them,
+                // and nothing was dropped.
+                for node in switches {
+                    let stats = try await node.stats()
+                    let port = try #require(stats.ports.first)
+                    let peer = try #require(stats.peers.first)
+                    let bytes = UInt64(SwitchdSystemTests.transferBytes)
+                    #expect(port.counters.rxBytes > bytes && peer.counters.txBytes > bytes, "\(stats)")
+                    #expect(port.counters.txBytes > bytes && peer.counters.rxBytes > bytes, "\(stats)")
+                    let drops: UInt64 = stats.drops.values.reduce(0, +) + port.counters.totalDrops
+                    #expect(drops + peer.counters.totalDrops == 0, "\(stats)")
+                }
             }
         }
 
