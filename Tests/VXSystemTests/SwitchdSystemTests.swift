@@ -1,6 +1,8 @@
 // vxswitchd end to end: real daemons in NetnsTopology hosts, driven by vxctl, carrying traffic between containers
 // over VXLAN and GRE, with each other and with the Linux kernel's own VXLAN. KernelOverlayTests is the baseline:
-// the same pings and transfers with the kernel on both ends.
+// the same pings and transfers with the kernel on both ends. SwitchNode.swift is the helper (start a daemon, run
+// vxctl, add a container port); SwitchdControlTests.swift covers vxctl's refusals and shutdown, and
+// SwitchdReconfigurationTests.swift changes made while in use, aging, mixed encapsulations and isolation.
 //
 // Every suite here nests inside `SwitchdSystemTests`, whose `.serialized` covers them all: each test runs daemons
 // and a 50 MiB transfer on a 2-core machine shared with other builds, so they go one at a time. Underlay MTU is
