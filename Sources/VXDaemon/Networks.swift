@@ -249,6 +249,7 @@ extension SwitchDaemon {
         } catch {
             throw ControlError(.notFound, "cannot find the network namespace of \(container): \(error.detail ?? "\(error)")")
         }
+        try checkMTU(mtu ?? options.defaultMTU)
         let watch = NamespaceWatch(namespace)
         let portName = Self.portName(identity: watch.identity, ifname: ifname)
         let owner = LeaseOwner.named(portName)

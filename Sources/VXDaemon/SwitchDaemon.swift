@@ -37,6 +37,13 @@ public struct DaemonOptions: Sendable {
     /// MTU for ports created without one: 1450 fits VXLAN over a 1500-byte underlay (20 + 8 + 8 + 14 bytes of
     /// overhead), and so also GRE (20 + 4 + 4 + 14).
     public var defaultMTU = 1450
+    /// The largest port MTU the switch carries. Receive paths read a frame into one packet buffer past its
+    /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
+    /// recvmsg on the raw GRE socket: its io_uring_recvmsg_out header (16) and the sender's sockaddr_in (16), then
+    /// the IPv4 header (20), GRE with key (8), the Ethernet header with an 802.1Q tag (18) and the payload. So
+    /// 1906. A larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel
+    /// reads dropped (MSG_TRUNC) without a counter in `stats`.
+    public var maxMTU = PacketBufferPool.defaultBufferSize - PacketBufferPool.defaultHeadroom - 16 - 16 - 20 - 8 - 18
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
     public var maxPorts = 1024
     public var maxPeers = 1024
@@ -223,6 +230,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         guard let (ports, tunnels, started) = stopping else { return }
         stopMaintenance.store(true, ordering: .relaxed)
         if started {
+            // Detach every port first, as del-port does: an engine may hold its own reference to a TAP (an
+            // in-flight io_uring read does), and a TAP is removed only when the last reference goes. Without
+            // this, the ring's references outlived the process by up to ~100 ms (the kernel tears a ring down
+            // asynchronously), so the TAPs were still there when vxswitchd had already exited.
+            for port in ports { _ = try? worker.mailbox.run(.detachPort(port.id)) }
             _ = try? worker.mailbox.run(.stop)
         }
         // Give the threads a moment to leave their loops; they hold no resources we are about to close except
@@ -299,6 +311,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             guard state.ports[name] == nil else {
                 throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
             }
+            try checkMTU(mtu)
             let descriptor = try host.createPort(name: name, mtu: mtu, persistent: store != nil)
             try installPort(
                 name: name, vni: vni, mtu: mtu, descriptor: descriptor, network: nil, attachment: nil, persist: persist,
@@ -570,6 +583,16 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     }
 
     // MARK: Helpers
+
+    /// Refuses an MTU whose frames would not fit a packet buffer with their tunnel headers.
+    func checkMTU(_ mtu: Int) throws(ControlError) {
+        guard mtu <= options.maxMTU else {
+            throw ControlError(
+                .invalidArgument,
+                "MTU \(mtu) is more than this switch carries (at most \(options.maxMTU): a frame and its tunnel "
+                    + "headers must fit one \(PacketBufferPool.defaultBufferSize)-byte packet buffer)")
+        }
+    }
 
     func requireRunning(_ state: State) throws(ControlError) {
         guard state.started, !state.stopped else {
