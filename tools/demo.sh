@@ -73,6 +73,7 @@ for h in 1 2; do
     ip -n "$host" link set eth0 up
     say "== host $host: vxswitchd --local 192.0.2.1$h --io $io"
     ip netns exec "$host" "$bin/vxswitchd" --local "192.0.2.1$h" --control "$work/h$h.sock" --io "$io" \
+        --state "$work/h$h.state" \
         2>"$work/h$h.log" &
     pids+=($!)
 done

@@ -43,6 +43,16 @@ struct VXSwitchd: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The state file (networks, ports, peers, attachments, leases), or none to keep nothing and remove the "
+                + "TAPs at exit.", valueName: "path|none"))
+    var state: String = StateStore.defaultPath
+
+    @Option(name: .customLong("docker-socket"), help: ArgumentHelp("The Docker engine API socket, for attach --docker.", valueName: "path"))
+    var dockerSocket: String = "/var/run/docker.sock"
+
     @Option(name: .customLong("table-size"), help: ArgumentHelp("MAC table capacity.", valueName: "entries"))
     var tableSize: Int = 65_536
 
@@ -61,6 +71,7 @@ struct VXSwitchd: ParsableCommand {
             throw ValidationError("--table-size must be 1024-16777216 entries")
         }
         guard (1...65_000).contains(agingSeconds) else { throw ValidationError("--aging must be 1-65000 seconds") }
+        guard !state.isEmpty else { throw ValidationError("--state needs a path, or none") }
     }
 
     func run() throws {
@@ -75,6 +86,8 @@ struct VXSwitchd: ParsableCommand {
         options.udpPort = UInt16(udpPort)
         options.tableCapacity = tableSize
         options.agingSeconds = agingSeconds
+        options.statePath = state == "none" ? nil : state
+        options.dockerSocket = dockerSocket
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 
         let pool = PacketBufferPool(count: options.bufferCount)
@@ -83,17 +96,23 @@ struct VXSwitchd: ParsableCommand {
             guard URingEngine.isSupported else {
                 throw VXSwitchdError("io_uring is not usable here (\(URingEngine.support)); use --io epoll")
             }
-            try serve(engine: try URingEngine(pool: pool), options: options, path: path, logger: logger)
+            try serve(engine: try Self.uringEngine(pool), options: options, path: path, logger: logger)
         case .epoll:
             try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
         case .auto:
             if URingEngine.isSupported {
-                try serve(engine: try URingEngine(pool: pool), options: options, path: path, logger: logger)
+                try serve(engine: try Self.uringEngine(pool), options: options, path: path, logger: logger)
             } else {
                 logger.notice("falling back to the epoll engine: \(URingEngine.support)")
                 try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
             }
         }
+    }
+
+    /// The io_uring engine, keeping 64 buffers out of the kernel's buffer ring for frames the worker builds itself
+    /// (DHCP and ARP replies from the control plane).
+    static func uringEngine(_ pool: PacketBufferPool) throws -> URingEngine {
+        try URingEngine(pool: pool, poolReserve: 64)
     }
 
     /// Runs the switch on `engine` until SIGINT or SIGTERM.

@@ -113,12 +113,15 @@ final class SwitchNode: Sendable {
 
     /// Starts vxswitchd in host `index` (`--local` = its underlay address) and waits until its control socket
     /// exists and accepts a connection (a killed daemon may have left a stale socket file at the same path).
+    /// `statePath` nil runs it with `--state none` (nothing persisted, TAPs removed at exit); tests of restarts
+    /// give a path inside the topology's work directory, never the system default.
     /// - Throws: when a binary is missing, or the daemon exits or is not ready within `timeout` (with its log).
     static func start(
         in topology: NetnsTopology,
         host index: Int,
         io backend: IOBackend,
         logLevel: String = "info",
+        statePath: String? = nil,
         extraArguments: [String] = [],
         timeout: Duration = .seconds(15)
     ) async throws -> SwitchNode {
@@ -129,7 +132,7 @@ final class SwitchNode: Sendable {
         let process = try topology.spawn(
             [
                 daemon, "--local", host.underlayAddress, "--control", controlPath, "--io", backend.rawValue,
-                "--log-level", logLevel,
+                "--log-level", logLevel, "--state", statePath ?? "none",
             ] + extraArguments,
             in: host,
             name: "vxswitchd-h\(index)"
