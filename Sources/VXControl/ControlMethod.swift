@@ -1,5 +1,5 @@
 // The method catalog. Every vxctl command is one JSON-RPC method; each method is a caseless enum that names the
-// method and binds its typed params and result. To add a method (later: network create/attach/detach/leases):
+// method and binds its typed params and result. To add a method:
 //   1. declare its Params and Result types (Codable; params validate in init(from:) and reject unknown keys),
 //   2. add an enum here conforming to ControlMethod,
 //   3. add a requirement to ControlService (or a new service protocol) and one `register` line in
@@ -67,10 +67,60 @@ public enum ControlMethods {
         public static let name = "stats"
     }
 
-    /// Every method's name, in the order of the documentation.
-    public static let allNames: [String] = [
+    /// `network-create`: creates a network, a VNI with an IPv4 subnet (`NetworkControlService`).
+    public enum NetworkCreate: ControlMethod {
+        public typealias Params = NetworkCreateParams
+        public typealias Result = NetworkInfo
+        public static let name = "network-create"
+    }
+
+    /// `network-ls`: every network, with its ports and lease count.
+    public enum NetworkList: ControlMethod {
+        public typealias Params = EmptyParams
+        public typealias Result = NetworkListResult
+        public static let name = "network-ls"
+    }
+
+    /// `network-rm`: removes a network that has no attachments.
+    public enum NetworkRemove: ControlMethod {
+        public typealias Params = NetworkRemoveParams
+        public typealias Result = EmptyResult
+        public static let name = "network-rm"
+    }
+
+    /// `attach`: puts a new port's interface into a container's namespace, on a network.
+    public enum Attach: ControlMethod {
+        public typealias Params = AttachParams
+        public typealias Result = AttachmentInfo
+        public static let name = "attach"
+    }
+
+    /// `detach`: removes the interfaces `attach` put into a container.
+    public enum Detach: ControlMethod {
+        public typealias Params = DetachParams
+        public typealias Result = DetachResult
+        public static let name = "detach"
+    }
+
+    /// `leases`: the addresses handed out, static and DHCP, optionally for one network.
+    public enum Leases: ControlMethod {
+        public typealias Params = LeasesParams
+        public typealias Result = LeasesResult
+        public static let name = "leases"
+    }
+
+    /// The `ControlService` methods' names, in the order of the documentation.
+    public static let serviceNames: [String] = [
         AddPort.name, DeletePort.name, AddPeer.name, DeletePeer.name, Show.name, FDB.name, Stats.name,
     ]
+
+    /// The `NetworkControlService` methods' names, in the order of the documentation.
+    public static let networkNames: [String] = [
+        NetworkCreate.name, NetworkList.name, NetworkRemove.name, Attach.name, Detach.name, Leases.name,
+    ]
+
+    /// Every method's name, in the order of the documentation.
+    public static let allNames: [String] = serviceNames + networkNames
 }
 
 /// The params of a method that takes none: `{}` or no `params` member. Any member is rejected.

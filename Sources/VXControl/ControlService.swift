@@ -45,6 +45,49 @@ public protocol ControlService: Sendable {
     func stats() async throws(ControlError) -> StatsResult
 }
 
+/// What vxswitchd implements for networks: creating and removing them, attaching containers to them, and listing
+/// the addresses handed out. A protocol of its own so that `ControlService` implementations written before it
+/// still compile; `ControlRouter` serves these methods for a service that conforms to both.
+///
+/// As with `ControlService`, params arrive decoded and validated (names, CIDR syntax, a range inside its subnet,
+/// exactly one container reference), calls may be concurrent, and the implementation throws `ControlError` for
+/// what only it can judge: `notFound` (no such network, container or attachment), `alreadyExists` (a network name
+/// or VNI in use, an interface name taken in the container, an address leased), `invalidArgument` (an address
+/// outside the network's subnet, `--ip auto` on a full range), `resourceBusy` (removing a network that still has
+/// attachments) and `systemError` (netlink, namespaces, Docker).
+public protocol NetworkControlService: Sendable {
+    /// `network-create`: creates a network (a VNI with an IPv4 subnet).
+    /// - Parameter params: the name, VNI, subnet, optional range and gateway, and whether to serve DHCP.
+    /// - Returns: the network as created, with its effective range.
+    func createNetwork(_ params: NetworkCreateParams) async throws(ControlError) -> NetworkInfo
+
+    /// `network-ls`: every network.
+    /// - Returns: the networks, by name.
+    func listNetworks() async throws(ControlError) -> NetworkListResult
+
+    /// `network-rm`: removes a network that has no attachments left.
+    /// - Parameter params: the network's name.
+    /// - Returns: `EmptyResult()`.
+    func removeNetwork(_ params: NetworkRemoveParams) async throws(ControlError) -> EmptyResult
+
+    /// `attach`: creates a port on the network's VNI and moves its interface into the container's namespace,
+    /// configured as asked.
+    /// - Parameter params: the network, the container, and the interface's name, address, MAC, MTU and gateway.
+    /// - Returns: the attachment, with everything the daemon chose (port name, address, MAC, MTU).
+    func attach(_ params: AttachParams) async throws(ControlError) -> AttachmentInfo
+
+    /// `detach`: removes one or all of the interfaces vxswitchd attached to a container, with their ports and
+    /// static leases.
+    /// - Parameter params: the container and an optional interface name.
+    /// - Returns: the attachments removed.
+    func detach(_ params: DetachParams) async throws(ControlError) -> DetachResult
+
+    /// `leases`: the addresses handed out, static and DHCP.
+    /// - Parameter params: an optional network filter.
+    /// - Returns: the leases, by network, then address.
+    func leases(_ params: LeasesParams) async throws(ControlError) -> LeasesResult
+}
+
 /// Maps method names to handlers. `init(service:)` registers the whole catalog; `register(_:_:)` adds more
 /// (a later service protocol, or a test's extra method).
 public struct ControlRouter: Sendable {
@@ -57,9 +100,29 @@ public struct ControlRouter: Sendable {
     /// A router with no methods.
     public init() {}
 
-    /// A router for every method of `ControlMethods`, calling `service`.
+    /// A router for the `ControlService` methods of `ControlMethods`, calling `service`; and for the network
+    /// methods too when `service` also conforms to `NetworkControlService`.
+    ///
+    /// The network methods are found by a dynamic cast, so `ControlServer.start(path:service:)`, which knows its
+    /// service only as `some ControlService`, still serves them; a daemon need not remember to build its router
+    /// differently once it implements networks.
     /// - Parameter service: the daemon's implementation.
     public init(service: some ControlService) {
+        register(service: service)
+        if let networkService = service as? any NetworkControlService {
+            register(networkService: networkService)
+        }
+    }
+
+    /// A router for every method of `ControlMethods`, calling `service`. The same as `init(service:)` for a
+    /// `ControlService`, with the network methods guaranteed by the type rather than found at run time.
+    /// - Parameter service: the daemon's implementation of both protocols.
+    public init(service: some ControlService & NetworkControlService) {
+        register(service: service)
+        register(networkService: service)
+    }
+
+    private mutating func register(service: some ControlService) {
         register(ControlMethods.AddPort.self) { params throws(ControlError) in try await service.addPort(params) }
         register(ControlMethods.DeletePort.self) { params throws(ControlError) in try await service.deletePort(params) }
         register(ControlMethods.AddPeer.self) { params throws(ControlError) in try await service.addPeer(params) }
@@ -67,6 +130,22 @@ public struct ControlRouter: Sendable {
         register(ControlMethods.Show.self) { _ throws(ControlError) in try await service.show() }
         register(ControlMethods.FDB.self) { params throws(ControlError) in try await service.fdb(params) }
         register(ControlMethods.Stats.self) { _ throws(ControlError) in try await service.stats() }
+    }
+
+    /// Adds (or replaces) the network methods (`ControlMethods.networkNames`), calling `networkService`.
+    /// - Parameter networkService: the implementation of the network methods.
+    public mutating func register(networkService: some NetworkControlService) {
+        let service = networkService
+        register(ControlMethods.NetworkCreate.self) { params throws(ControlError) in
+            try await service.createNetwork(params)
+        }
+        register(ControlMethods.NetworkList.self) { _ throws(ControlError) in try await service.listNetworks() }
+        register(ControlMethods.NetworkRemove.self) { params throws(ControlError) in
+            try await service.removeNetwork(params)
+        }
+        register(ControlMethods.Attach.self) { params throws(ControlError) in try await service.attach(params) }
+        register(ControlMethods.Detach.self) { params throws(ControlError) in try await service.detach(params) }
+        register(ControlMethods.Leases.self) { params throws(ControlError) in try await service.leases(params) }
     }
 
     /// Adds (or replaces) the handler of `method`.

@@ -170,6 +170,102 @@ public enum ControlRendering {
         "peer \(peer.ip): \(peer.encapsulation), vnis \(list(peer.vnis))\n"
     }
 
+    /// `network ls`: one row per network.
+    /// - Parameter result: the `network-ls` result.
+    /// - Returns: the text, ending in a newline.
+    public static func networks(_ result: NetworkListResult) -> String {
+        guard !result.networks.isEmpty else { return "no networks\n" }
+        var table = TextTable([
+            ("NAME", .left), ("VNI", .right), ("SUBNET", .left), ("RANGE", .left), ("GATEWAY", .left),
+            ("DHCP", .left), ("PORTS", .left), ("LEASES", .right),
+        ])
+        for network in result.networks {
+            table.append([
+                network.name, "\(network.vni)", "\(network.subnet)", "\(network.range)",
+                network.gateway.map(\.description) ?? "-", network.dhcp ? "yes" : "no", list(network.ports),
+                "\(network.leases)",
+            ])
+        }
+        return table.lines().joined(separator: "\n") + "\n"
+    }
+
+    /// The line vxctl prints after `network create`.
+    /// - Parameter network: the network as created.
+    /// - Returns: e.g. `network net1: vni 100, subnet 10.0.0.0/24, range 10.0.0.2-10.0.0.254, gateway 10.0.0.1,
+    ///   dhcp on`.
+    public static func network(_ network: NetworkInfo) -> String {
+        var text = "network \(network.name): vni \(network.vni), subnet \(network.subnet), range \(network.range)"
+        if let gateway = network.gateway { text += ", gateway \(gateway)" }
+        return text + ", dhcp \(network.dhcp ? "on" : "off")\n"
+    }
+
+    /// The line vxctl prints after `attach`.
+    /// - Parameter attachment: the attachment as made.
+    /// - Returns: e.g. `attached eth0 (port vx3f9a1c2b) to net1 in /run/netns/c1: 10.0.0.5/24, mac
+    ///   02:5e:3f:9a:1c:2b, mtu 1450, gateway 10.0.0.1` (`no address` when the interface has none).
+    public static func attachment(_ attachment: AttachmentInfo) -> String {
+        var text = "attached \(attachment.ifname) (port \(attachment.port)) to \(attachment.network) in "
+            + "\(attachment.namespace): \(attachment.ip ?? "no address"), mac \(attachment.mac), mtu \(attachment.mtu)"
+        if let gateway = attachment.gateway { text += ", gateway \(gateway)" }
+        return text + "\n"
+    }
+
+    /// The lines vxctl prints after `detach`: one per interface removed.
+    /// - Parameter result: the `detach` result.
+    /// - Returns: e.g. `detached eth0 (port vx3f9a1c2b) from net1 in /run/netns/c1`, or `nothing detached`.
+    public static func detached(_ result: DetachResult) -> String {
+        guard !result.detached.isEmpty else { return "nothing detached\n" }
+        return result.detached.map { attachment in
+            "detached \(attachment.ifname) (port \(attachment.port)) from \(attachment.network) in "
+                + "\(attachment.namespace)\n"
+        }.joined()
+    }
+
+    /// `leases`: one row per leased address; `EXPIRES` is the end of a DHCP lease in UTC (ISO 8601), `-` for a
+    /// static one.
+    /// - Parameter result: the `leases` result.
+    /// - Returns: the text, ending in a newline.
+    public static func leases(_ result: LeasesResult) -> String {
+        guard !result.leases.isEmpty else { return "no leases\n" }
+        var table = TextTable([
+            ("NETWORK", .left), ("IP", .left), ("OWNER", .left), ("KIND", .left), ("EXPIRES", .left),
+        ])
+        for lease in result.leases {
+            table.append([
+                lease.network, "\(lease.ip)", lease.owner, "\(lease.kind)", lease.expires.map(utcTimestamp) ?? "-",
+            ])
+        }
+        return table.lines().joined(separator: "\n") + "\n"
+    }
+
+    /// Seconds since the Unix epoch as `2026-01-01T00:00:00Z`.
+    ///
+    /// Computed here rather than with a date formatter so the text depends on neither the locale nor the time
+    /// zone: Howard Hinnant's `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html), proleptic
+    /// Gregorian calendar, any `Int` day count.
+    /// - Parameter seconds: seconds since 1970-01-01T00:00:00Z (negative before it).
+    /// - Returns: the UTC time.
+    public static func utcTimestamp(_ seconds: Int) -> String {
+        let (days, secondOfDay) = floorDivision(seconds, 86_400)
+        let shifted = days + 719_468  // days since 0000-03-01, the start of a 400-year era
+        let era = floorDivision(shifted, 146_097).quotient
+        let dayOfEra = shifted - era * 146_097  // 0 ... 146096
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365  // 0 ... 399
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)  // 0 ... 365, from March 1
+        let monthFromMarch = (5 * dayOfYear + 2) / 153  // 0 ... 11
+        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
+        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let time = "\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
+        return "\(year)-\(two(month))-\(two(day))T\(time)Z"
+    }
+
+    private static func floorDivision(_ dividend: Int, _ divisor: Int) -> (quotient: Int, remainder: Int) {
+        let (quotient, remainder) = dividend.quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
+    }
+
     private static func list(_ items: [some CustomStringConvertible]) -> String {
         items.isEmpty ? "-" : items.map(\.description).joined(separator: ",")
     }

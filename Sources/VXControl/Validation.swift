@@ -78,6 +78,13 @@ public struct InterfaceName: Hashable, Sendable, Comparable, CustomStringConvert
     /// The name.
     public let value: String
 
+    /// `eth0`: the name `attach` gives a container's interface unless told otherwise.
+    public static let eth0 = InterfaceName(known: "eth0")
+
+    private init(known name: String) {
+        self.value = name
+    }
+
     /// Checks `name`.
     /// - Parameter name: the interface name.
     /// - Throws: `invalidParams` naming the rule it breaks.
@@ -246,6 +253,11 @@ extension KeyedDecodingContainer {
             throw ControlError.invalidParams("\"\(text)\" is not an IPv4 address")
         }
         return address
+    }
+
+    func decodeIPv4IfPresent(forKey key: Key) throws -> IPv4Address? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeIPv4(forKey: key)
     }
 
     func decodeMAC(forKey key: Key) throws -> MACAddress {
