@@ -23,29 +23,6 @@ import VXIO
 import VXNetlink
 import VXPacket
 
-/// A container as the user named it.
-public enum ContainerSpec: Hashable, Sendable, CustomStringConvertible {
-    case netns(String)
-    case pid(Int32)
-    case docker(String)
-
-    public var description: String {
-        switch self {
-        case .netns(let name): "netns \(name)"
-        case .pid(let pid): "pid \(pid)"
-        case .docker(let name): "docker container \(name)"
-        }
-    }
-}
-
-/// The address to give an attached interface.
-public enum AttachAddress: Hashable, Sendable {
-    /// The next free address of the network's range.
-    case auto
-    /// This address and prefix length.
-    case fixed(IPv4Address, prefixLength: Int)
-}
-
 /// A network as configured.
 struct NetworkState {
     var name: String
@@ -75,7 +52,7 @@ struct NetworkState {
 
 /// Where an attached port's interface lives.
 struct AttachmentState {
-    var container: ContainerSpec
+    var container: VXControl.ContainerReference
     var namespace: NamespaceLocator
     var watch: NamespaceWatch
     var ifname: String
@@ -89,7 +66,7 @@ public struct AttachmentSummary: Sendable, Hashable {
     public var port: String
     public var network: String
     public var vni: VNI
-    public var container: ContainerSpec
+    public var container: VXControl.ContainerReference
     public var namespacePath: String
     public var ifname: String
     public var address: String?
@@ -126,8 +103,8 @@ extension SwitchDaemon {
     // MARK: Networks
 
     /// `network create`.
-    public func createNetwork(
-        name: String, vni: VNI, subnet: IPv4Subnet, range: ClosedRange<IPv4Address>?, gateway: IPv4Address?,
+    func createNetwork(
+        named name: String, vni: VNI, subnet: IPv4Subnet, range: ClosedRange<IPv4Address>?, gateway: IPv4Address?,
         dhcp: Bool
     ) throws(ControlError) -> NetworkSummary {
         try state.withLock { state throws(ControlError) -> NetworkSummary in
@@ -189,14 +166,14 @@ extension SwitchDaemon {
     }
 
     /// `network ls`.
-    public func listNetworks() -> [NetworkSummary] {
+    func networkSummaries() -> [NetworkSummary] {
         state.withLock { state in
             state.networks.values.map { summary(of: $0, in: state) }.sorted { $0.name < $1.name }
         }
     }
 
     /// `network rm`: refused while ports use the network.
-    public func removeNetwork(name: String) throws(ControlError) {
+    func removeNetwork(named name: String) throws(ControlError) {
         try state.withLock { state throws(ControlError) in
             try requireRunning(state)
             guard state.networks[name] != nil else { throw ControlError(.notFound, "no network named \"\(name)\"") }
@@ -238,8 +215,8 @@ extension SwitchDaemon {
     /// Three steps, so the netlink work runs outside the state lock: (1) under the lock, check the request and
     /// reserve the address; (2) create and configure the interface in the container; (3) under the lock, install
     /// the port and save — or, if anything failed, give the address back.
-    public func attach(
-        network networkName: String, container: ContainerSpec, ifname: String, address: AttachAddress?,
+    func attachContainer(
+        network networkName: String, container: VXControl.ContainerReference, ifname: String, address: VXControl.AttachAddress?,
         mac: MACAddress?, mtu: Int?, gateway: IPv4Address?
     ) throws(ControlError) -> AttachmentSummary {
         let locator = try resolve(container)
@@ -274,7 +251,8 @@ extension SwitchDaemon {
                 case .failure(let error):
                     throw ControlError(.resourceBusy, "network \(networkName) has no free address: \(error)")
                 }
-            case .fixed(let ip, let prefixLength):
+            case .address(let cidr):
+                let (ip, prefixLength) = (cidr.address, cidr.prefixLength)
                 guard network.subnet.containsHost(ip), prefixLength == network.subnet.prefixLength else {
                     throw ControlError(
                         .invalidArgument,
@@ -354,7 +332,7 @@ extension SwitchDaemon {
     }
 
     /// `detach`: removes the ports this switch attached to `container` (only `ifname`, if given).
-    public func detach(container: ContainerSpec, ifname: String?) throws(ControlError) -> [AttachmentSummary] {
+    func detachContainer(_ container: VXControl.ContainerReference, ifname: String?) throws(ControlError) -> [AttachmentSummary] {
         // The namespace may already be gone; then match the reference as the user gave it at attach time.
         var identity: NamespaceIdentity? = nil
         if let locator = try? resolve(container), let namespace = try? NetworkNamespace(locator) {
@@ -381,7 +359,7 @@ extension SwitchDaemon {
     }
 
     /// `leases`.
-    public func leases(network: String?) throws(ControlError) -> [LeaseSummary] {
+    func leaseSummaries(network: String?) throws(ControlError) -> [LeaseSummary] {
         try state.withLock { state throws(ControlError) -> [LeaseSummary] in
             if let network, state.networks[network] == nil { throw ControlError(.notFound, "no network named \"\(network)\"") }
             let now = Self.now
@@ -412,7 +390,7 @@ extension SwitchDaemon {
     }
 
     /// Resolves what the user named to a namespace locator (asking the Docker engine for a container's PID).
-    func resolve(_ container: ContainerSpec) throws(ControlError) -> NamespaceLocator {
+    func resolve(_ container: VXControl.ContainerReference) throws(ControlError) -> NamespaceLocator {
         switch container {
         case .netns(let name):
             guard !name.isEmpty, !name.contains("/") else {
@@ -633,7 +611,7 @@ extension SwitchDaemon {
         } catch {
             throw ControlError(.systemError, "cannot reopen \(saved_.ifname) in \(locator): \(error)")
         }
-        let container: ContainerSpec
+        let container: VXControl.ContainerReference
         switch saved_.containerKind {
         case "pid": container = .pid(Int32(saved_.containerValue) ?? 0)
         case "docker": container = .docker(saved_.containerValue)
@@ -649,5 +627,65 @@ extension SwitchDaemon {
                 network: network, attachment: attachment, persist: false, state: &state)
         }
         logger.info("re-attached port \(saved.name) (\(saved_.ifname) in \(locator))")
+    }
+}
+
+// MARK: NetworkControlService: the control methods over the functions above
+
+extension SwitchDaemon: NetworkControlService {
+    public func createNetwork(_ params: NetworkCreateParams) async throws(ControlError) -> NetworkInfo {
+        guard let subnet = IPv4Subnet(params.subnet.address, prefixLength: params.subnet.prefixLength) else {
+            throw ControlError(.invalidArgument, "\(params.subnet) is not a subnet")
+        }
+        let summary = try createNetwork(
+            named: params.name, vni: params.vni, subnet: subnet, range: params.range?.addresses,
+            gateway: params.gateway, dhcp: params.dhcp)
+        return try networkInfo(summary)
+    }
+
+    public func listNetworks() async throws(ControlError) -> NetworkListResult {
+        var infos: [NetworkInfo] = []
+        for summary in networkSummaries() { infos.append(try networkInfo(summary)) }
+        return NetworkListResult(networks: infos)
+    }
+
+    public func removeNetwork(_ params: NetworkRemoveParams) async throws(ControlError) -> EmptyResult {
+        try removeNetwork(named: params.name)
+        return EmptyResult()
+    }
+
+    public func attach(_ params: AttachParams) async throws(ControlError) -> AttachmentInfo {
+        let summary = try attachContainer(
+            network: params.network, container: params.container, ifname: params.ifname.value, address: params.ip,
+            mac: params.mac, mtu: params.mtu, gateway: params.gateway)
+        return attachmentInfo(summary)
+    }
+
+    public func detach(_ params: DetachParams) async throws(ControlError) -> DetachResult {
+        DetachResult(detached: try detachContainer(params.container, ifname: params.ifname?.value).map(attachmentInfo))
+    }
+
+    public func leases(_ params: LeasesParams) async throws(ControlError) -> LeasesResult {
+        LeasesResult(
+            leases: try leaseSummaries(network: params.network).map { lease in
+                LeaseInfo(
+                    network: lease.network, ip: lease.address, owner: lease.owner, kind: lease.isDHCP ? .dhcp : .static,
+                    expires: lease.expires.map { Int($0) })
+            })
+    }
+
+    private func networkInfo(_ summary: NetworkSummary) throws(ControlError) -> NetworkInfo {
+        try NetworkInfo(
+            name: summary.name, vni: summary.vni,
+            subnet: IPv4CIDR(address: summary.subnet.network, prefixLength: summary.subnet.prefixLength),
+            range: IPv4Range(first: summary.range.lowerBound, last: summary.range.upperBound), gateway: summary.gateway,
+            dhcp: summary.dhcp, ports: summary.ports.map(interfaceName), leases: summary.leases)
+    }
+
+    private func attachmentInfo(_ summary: AttachmentSummary) -> AttachmentInfo {
+        AttachmentInfo(
+            port: interfaceName(summary.port), network: summary.network, vni: summary.vni, container: summary.container,
+            namespace: summary.namespacePath, ifname: interfaceName(summary.ifname), ip: summary.address,
+            mac: summary.mac, mtu: summary.mtu, gateway: summary.gateway)
     }
 }
