@@ -280,7 +280,9 @@ extension SwitchDaemon {
         do throws(ControlError) {
             let existing: Int32?
             do {
-                existing = try namespace.withSession { session throws(NetlinkError) in try session.linkIndex(named: ifname) }
+                existing = try namespace.withSession { session throws(NetlinkError) in
+                    try Self.linkIndex(named: ifname, in: session)
+                }
             } catch {
                 throw ControlError(.systemError, "cannot look at the interfaces of \(container): \(error)")
             }
@@ -370,6 +372,16 @@ extension SwitchDaemon {
                         isDHCP: lease.expires != nil, expires: lease.expires?.seconds)
                 }
             }.sorted { ($0.network, $0.address) < ($1.network, $1.address) }
+        }
+    }
+
+    /// The index of interface `name`, or nil when the namespace has none (the kernel answers ENODEV).
+    static func linkIndex(named name: String, in session: NetlinkSession) throws(NetlinkError) -> Int32? {
+        do {
+            return try session.linkIndex(named: name)
+        } catch {
+            if error.errno?.rawValue == ENODEV { return nil }
+            throw error
         }
     }
 
@@ -600,7 +612,7 @@ extension SwitchDaemon {
             throw ControlError(.notFound, "\(locator): \(error)")
         }
         let exists = (try? namespace.withSession { session throws(NetlinkError) in
-            try session.linkIndex(named: saved_.ifname)
+            try Self.linkIndex(named: saved_.ifname, in: session)
         }) ?? nil
         guard let ifindex = exists else {
             throw ControlError(.notFound, "\(saved_.ifname) no longer exists in \(locator)")
