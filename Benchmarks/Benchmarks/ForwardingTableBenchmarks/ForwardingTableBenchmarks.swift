@@ -15,6 +15,9 @@
 //     aggregate rate. Thread start-up (~tens of µs) is inside the measurement, under 1% of an iteration.
 //   - Learn-refresh learns each key at the destination it already has, in the tick it was learned: the path a
 //     busy MAC takes on every frame (`.unchanged`, no store).
+//   - Names: `lookupHit.<entries>.x<threads>`, `learnRefresh...`, `insertNew.64K.x1` (no spaces or slashes,
+//     so the thresholds files in Thresholds/6.3 round-trip: the tool writes them with those characters replaced
+//     but looks them up by the raw name).
 
 import Benchmark
 import BenchmarkSupport
@@ -109,7 +112,7 @@ let benchmarks: @Sendable () -> Void = {
         let teardown: Benchmark.BenchmarkTeardownHook = { fixture = nil }
 
         Benchmark(
-            "Lookup hit \(name) x1",
+            "lookupHit.\(name).x1",
             closure: { benchmark in
                 let f = fixture!
                 let n = benchmark.scaledIterations.count
@@ -122,7 +125,7 @@ let benchmarks: @Sendable () -> Void = {
         )
 
         Benchmark(
-            "Lookup hit \(name) x2",
+            "lookupHit.\(name).x2",
             configuration: twoThreads,
             closure: { benchmark in
                 let f = fixture!
@@ -144,7 +147,7 @@ let benchmarks: @Sendable () -> Void = {
         )
 
         Benchmark(
-            "Learn refresh \(name) x1",
+            "learnRefresh.\(name).x1",
             closure: { benchmark in
                 let f = fixture!
                 let n = benchmark.scaledIterations.count
@@ -157,7 +160,7 @@ let benchmarks: @Sendable () -> Void = {
         )
 
         Benchmark(
-            "Learn refresh \(name) x2",
+            "learnRefresh.\(name).x2",
             configuration: twoThreads,
             closure: { benchmark in
                 let f = fixture!
@@ -190,7 +193,7 @@ let benchmarks: @Sendable () -> Void = {
     }
     var insert: InsertState?
     Benchmark(
-        "Insert new 64K x1",
+        "insertNew.64K.x1",
         closure: { benchmark in
             let s = insert!
             let n = benchmark.scaledIterations.count
