@@ -4,6 +4,14 @@
 // added or removed) and publishes it; each worker picks it up at the start of its next batch with one relaxed
 // load of a generation counter (`ConfigReader.refresh`), and only takes the publisher's lock when the
 // generation moved. A worker therefore switches a whole batch with one consistent view, never half of a change.
+//
+// Per-frame lookups (peer by outer source address, bridge domain by VNI, outer header by peer and domain) go
+// through flat tables built here once per snapshot: `FlatMap32` (open addressing on UInt32 keys, one multiply
+// to hash) over arrays of trivial values. A `Dictionary` or `Set` lookup costs a SipHash (`Hasher` seed, combine
+// and finalize, ~15-20 ns each), and copying a `PeerTunnel` out of its array retains and releases the
+// dictionary inside it; with four such lookups per frame they made up more than half of the per-frame cost
+// (docs/performance.md). The `PeerTunnel` values and `topology` stay as the source of truth and for callers
+// off the hot path; the flat tables are derived from them in `init` and answer the same questions.
 
 import Synchronization
 import VXForwarding
@@ -38,16 +46,95 @@ public struct PeerTunnel: Sendable {
     public func template(for domain: BridgeDomain) -> EncapTemplate? { templates[domain] }
 }
 
+/// What classifying a frame from a peer needs, as a trivial value (copying it costs no reference counting).
+public struct PeerEndpoint: Sendable, Equatable {
+    /// The peer, with the generation this snapshot knows.
+    public let peer: PeerID
+    /// Its one encapsulation: frames arriving on the other kind of socket are dropped.
+    public let encapsulation: TunnelEncapsulation
+    /// How its GRE key carries the VNI.
+    public let greKeyLayout: GREKeyLayout
+    /// For GRE peers without a key: the one VNI their frames belong to.
+    public let unkeyedVNI: VNI?
+
+    init(_ tunnel: PeerTunnel) {
+        peer = tunnel.peer
+        encapsulation = tunnel.encapsulation
+        greKeyLayout = tunnel.greKeyLayout
+        unkeyedVNI = tunnel.unkeyedVNI
+    }
+}
+
+/// An immutable open-addressing map from `UInt32` keys to non-zero `UInt32` values, for the per-frame lookups of
+/// `DataplaneConfig`. Slot = `key << 32 | value`, 0 = empty (values are never 0, so no used slot is 0). At most
+/// half full, linear probing, Fibonacci hashing (one multiply, the top bits pick the slot), so a lookup is a
+/// multiply, one or two loads and compares. Built once per config snapshot; never mutated.
+@usableFromInline
+struct FlatMap32: Sendable {
+    /// `key << 32 | value`, or 0; a power-of-two count of at least twice the entries.
+    @usableFromInline let slots: [UInt64]
+    /// 64 - log2(slots.count): the hash's top bits index the slots.
+    @usableFromInline let shift: UInt64
+
+    /// - Parameter pairs: keys with their values (each non-zero); a repeated key keeps its last value.
+    init(_ pairs: [(key: UInt32, value: UInt32)]) {
+        var count = 2
+        var bits: UInt64 = 1
+        while count < 2 * pairs.count {
+            count <<= 1
+            bits += 1
+        }
+        var slots = [UInt64](repeating: 0, count: count)
+        let shift = 64 - bits
+        for (key, value) in pairs {
+            precondition(value != 0, "FlatMap32 values must be non-zero")
+            var index = FlatMap32.home(key, shift: shift)
+            while slots[index] != 0 && UInt32(truncatingIfNeeded: slots[index] >> 32) != key {
+                index = (index + 1) & (count - 1)
+            }
+            slots[index] = UInt64(key) << 32 | UInt64(value)
+        }
+        self.slots = slots
+        self.shift = shift
+    }
+
+    @inlinable @inline(__always)
+    static func home(_ key: UInt32, shift: UInt64) -> Int {
+        Int(truncatingIfNeeded: (UInt64(key) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    /// The value stored for `key`, or nil. Terminates: at least half the slots are empty.
+    @inlinable @inline(__always)
+    func value(for key: UInt32) -> UInt32? {
+        let mask = slots.count &- 1
+        var index = FlatMap32.home(key, shift: shift)
+        while true {
+            let slot = slots[index]
+            if slot == 0 { return nil }
+            if UInt32(truncatingIfNeeded: slot >> 32) == key { return UInt32(truncatingIfNeeded: slot) }
+            index = (index &+ 1) & mask
+        }
+    }
+}
+
 /// One consistent view of the switch for the workers.
 public final class DataplaneConfig: Sendable {
     /// Ports, peers and flood lists per bridge domain.
     public let topology: SwitchTopology
     /// Peers by PeerID index (nil where the index is free).
     @usableFromInline let peers: [PeerTunnel?]
-    /// Peers by underlay address, for classifying received tunnel frames.
-    @usableFromInline let peersByAddress: [IPv4Address: Int]
     /// What each port punts to the control plane, by PortID index (nil: nothing).
     @usableFromInline let puntRules: [PuntRule?]
+    /// Peer index + 1 by underlay address (`IPv4Address.value`).
+    @usableFromInline let peerIndexByAddress: FlatMap32
+    /// `PeerEndpoint` of each peer by PeerID index (nil where the index is free); mirrors `peers`.
+    @usableFromInline let endpoints: [PeerEndpoint?]
+    /// Domain index by VNI value; mirrors `topology.domain(for:)`.
+    @usableFromInline let domainByVNI: FlatMap32
+    /// Every peer's templates in one array, with the peer's address beside each.
+    @usableFromInline let outerHeaders: [(address: IPv4Address, template: EncapTemplate)]
+    /// Index + 1 into `outerHeaders` by `peer index << 16 | domain index`; mirrors `PeerTunnel.template(for:)`.
+    @usableFromInline let outerHeaderIndex: FlatMap32
 
     public init(topology: SwitchTopology, peers: [PeerTunnel], punt: [PortID: PuntRule] = [:]) {
         self.topology = topology
@@ -55,13 +142,25 @@ public final class DataplaneConfig: Sendable {
         for (port, rule) in punt { rules[Int(port.index)] = rule }
         self.puntRules = rules
         var byIndex = [PeerTunnel?](repeating: nil, count: (peers.map { Int($0.peer.index) }.max() ?? -1) + 1)
-        var byAddress: [IPv4Address: Int] = [:]
+        var byAddress: [(key: UInt32, value: UInt32)] = []
         for peer in peers {
             byIndex[Int(peer.peer.index)] = peer
-            byAddress[peer.address] = Int(peer.peer.index)
+            byAddress.append((peer.address.value, UInt32(peer.peer.index) + 1))
         }
         self.peers = byIndex
-        self.peersByAddress = byAddress
+        self.peerIndexByAddress = FlatMap32(byAddress)
+        self.endpoints = byIndex.map { $0.map(PeerEndpoint.init) }
+        self.domainByVNI = FlatMap32(topology.domains.map { (key: $0.vni.value, value: UInt32($0.domain.rawValue)) })
+        var headers: [(address: IPv4Address, template: EncapTemplate)] = []
+        var headerIndex: [(key: UInt32, value: UInt32)] = []
+        for case let tunnel? in byIndex {
+            for (domain, template) in tunnel.templates {
+                headers.append((tunnel.address, template))
+                headerIndex.append((UInt32(tunnel.peer.index) << 16 | UInt32(domain.rawValue), UInt32(headers.count)))
+            }
+        }
+        self.outerHeaders = headers
+        self.outerHeaderIndex = FlatMap32(headerIndex)
     }
 
     /// An empty switch.
@@ -72,8 +171,8 @@ public final class DataplaneConfig: Sendable {
     /// The peer at underlay address `address`, if any.
     @inlinable
     public func peer(at address: IPv4Address) -> PeerTunnel? {
-        guard let index = peersByAddress[address] else { return nil }
-        return peers[index]
+        guard let index = peerIndexByAddress.value(for: address.value) else { return nil }
+        return peers[Int(index) &- 1]
     }
 
     /// What `port` punts, if anything.
@@ -89,6 +188,44 @@ public final class DataplaneConfig: Sendable {
         let index = Int(peer.index)
         guard index < peers.count, let tunnel = peers[index], tunnel.peer == peer else { return nil }
         return tunnel
+    }
+
+    // MARK: Per-frame lookups (flat tables, no hashing through `Hasher`, no reference counting)
+
+    /// What classifying a frame from underlay address `address` needs; `peer(at:)` without the copy.
+    /// - Parameter address: the outer source address of a received tunnel packet.
+    /// - Returns: the peer's endpoint, or nil when no peer has that address.
+    @inlinable
+    public func endpoint(at address: IPv4Address) -> PeerEndpoint? {
+        guard let index = peerIndexByAddress.value(for: address.value) else { return nil }
+        return endpoints[Int(index) &- 1]
+    }
+
+    /// The bridge domain carrying `vni`: the same answer as `topology.domain(for:)`.
+    /// - Parameter vni: from a decapsulated VXLAN header or GRE key.
+    /// - Returns: the domain, or nil when the switch does not serve the VNI.
+    @inlinable
+    public func domain(for vni: VNI) -> BridgeDomain? {
+        guard let domain = domainByVNI.value(for: vni.value) else { return nil }
+        return BridgeDomain(UInt16(truncatingIfNeeded: domain))
+    }
+
+    /// The outer header of frames of `domain` for `peer`, and the peer's address: the same answer as
+    /// `tunnel(of: peer)?.template(for: domain)` with `tunnel.address`.
+    /// - Parameters:
+    ///   - peer: a destination peer (its generation must match this snapshot's).
+    ///   - domain: the frame's domain.
+    /// - Returns: address and template, or nil when the peer is stale or does not serve `domain`.
+    @inlinable
+    public func outerHeader(
+        to peer: PeerID,
+        in domain: BridgeDomain
+    ) -> (address: IPv4Address, template: EncapTemplate)? {
+        let index = Int(peer.index)
+        guard index < endpoints.count, let endpoint = endpoints[index], endpoint.peer == peer,
+            let header = outerHeaderIndex.value(for: UInt32(peer.index) << 16 | UInt32(domain.rawValue))
+        else { return nil }
+        return outerHeaders[Int(header) &- 1]
     }
 }
 

@@ -343,7 +343,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             return nil
         }
         let encapsulation = tunnel.encapsulation
-        guard let peer = config.peer(at: frame.remote) else {
+        guard let peer = config.endpoint(at: frame.remote) else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPeer))
             return nil
         }
@@ -373,7 +373,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             counters.dropped(row: row, DropCode(reason))
             return nil
         case .success(let (vni, innerOffset, innerLength)):
-            guard let domain = config.topology.domain(for: vni) else {
+            guard let domain = config.domain(for: vni) else {
                 counters.dropped(row: row, DropCode(DataplaneDropReason.unknownVNI))
                 return nil
             }
@@ -463,7 +463,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 counters.dropped(row: row, DropCode(DataplaneDropReason.noTunnelSender))
                 return
             }
-            guard let tunnel = config.tunnel(of: peer), let template = tunnel.template(for: item.domain) else {
+            guard let (remote, template) = config.outerHeader(to: peer, in: item.domain) else {
                 // The decision checked the peer is live in this domain with the same topology snapshot, and the
                 // control plane builds the templates with it, so this is a config-building bug; count, don't trap.
                 counters.dropped(row: row, DropCode(DataplaneDropReason.unknownPeer))
@@ -477,7 +477,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             let hash = flowHash ?? self.flowHash(of: item)
             appendTransmit { tx in
                 unsafe tx.append(
-                    target: sender, remote: tunnel.address, buffer: buffer, offset: item.offset, length: item.length
+                    target: sender, remote: remote, buffer: buffer, offset: item.offset, length: item.length
                 ) { slot in
                     var span = unsafe MutableRawSpan(_unsafeBytes: slot)
                     return template.write(into: &span, innerLength: innerLength, flowHash: hash)

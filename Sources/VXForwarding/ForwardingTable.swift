@@ -42,7 +42,8 @@
 //
 // A reader stops at the first empty key word of the window: a learner claims the first free position of the
 // window it scanned, every earlier position was non-empty then, and a key word never returns to 0 (only to the
-// tombstone), so no key lives beyond an empty word.
+// tombstone), so no key lives beyond an empty word. (`probe` loads the first bucket's four key words together and
+// computes, without branches, the answer this position-by-position scan gives for those words; see there.)
 //
 // Duplicates. Two learners of the same key can both scan, both miss, and claim two different slots. Therefore,
 // after publishing, a learner rescans its window. All claim CASes, publish stores and rescan loads are
@@ -288,10 +289,52 @@ public final class ForwardingTable: @unchecked Sendable {
 
     /// Probes the window of `key`. Returns the slot holding it (or -1) and its value word, which is 0 when the
     /// entry is in flux (being inserted or deleted, or recycled under us with a mismatching tag).
-    @inlinable
+    ///
+    /// The result is the one the sequential scan in `probeWindow(_:hash:from:)` gives for the same loaded words; the
+    /// first bucket is only read differently. Its four key words are loaded up front (acquire, in position order)
+    /// and compared without branches: `candidates` keeps the positions that match the key and come before the
+    /// first empty word (where the sequential scan would stop). The only branch left on the common path, "a
+    /// candidate exists", is almost always taken, so the CPU predicts it and starts the next frame's loads while
+    /// this bucket's cache miss is outstanding; the old loop ended on a branch taken at a random position of the
+    /// bucket, which mispredicted on most lookups and serialised them (docs/performance.md). Then the usual reader
+    /// protocol runs on the candidate: value (acquire), key again (acquire), tag. Loading the bucket's other key
+    /// words early adds loads of words the protocol does not depend on, and changes no ordering it relies on.
+    @inlinable @inline(__always)
     func probe(_ key: UInt64, hash: UInt64) -> (slot: Int, value: UInt64) {
+        let first = (Int(truncatingIfNeeded: hash) & bucketMask) &<< 2
+        let k0 = unsafe keyWord(first).pointee.load(ordering: .acquiring)
+        let k1 = unsafe keyWord(first | 1).pointee.load(ordering: .acquiring)
+        let k2 = unsafe keyWord(first | 2).pointee.load(ordering: .acquiring)
+        let k3 = unsafe keyWord(first | 3).pointee.load(ordering: .acquiring)
+        let matches = UInt(k0 == key ? 1 : 0) | UInt(k1 == key ? 2 : 0) | UInt(k2 == key ? 4 : 0)
+            | UInt(k3 == key ? 8 : 0)
+        let empties = UInt(k0 == 0 ? 1 : 0) | UInt(k1 == 0 ? 2 : 0) | UInt(k2 == 0 ? 4 : 0) | UInt(k3 == 0 ? 8 : 0)
+        // Positions before the lowest empty one; all of them when none is empty (0 & 0 - 1 = all ones).
+        let reachable = (empties & (0 &- empties)) &- 1
+        let candidates = matches & reachable
+        if candidates != 0 {
+            let position = candidates.trailingZeroBitCount
+            let slot = first | position
+            let value = unsafe valueWord(slot).pointee.load(ordering: .acquiring)
+            let second = unsafe keyWord(slot).pointee.load(ordering: .acquiring)
+            if second == key {
+                if value == 0 || EntryWord(raw: value).tag != forwardingTag(hash: hash) { return (slot, 0) }
+                return (slot, value)
+            }
+            // The slot changed under us: go on after it, as the sequential scan does.
+            return probeWindow(key, hash: hash, from: position &+ 1)
+        }
+        if empties != 0 { return (-1, 0) }
+        return probeWindow(key, hash: hash, from: ForwardingTable.slotsPerBucket)
+    }
+
+    /// The sequential reader: positions `from ..< windowSlots` of the window, stopping at the first empty key word.
+    /// `probe` handles the first bucket itself and comes here for the rest (rare: at most half the slots are used,
+    /// so most keys sit in their first bucket) or after a slot changed under it.
+    @usableFromInline @inline(never)
+    func probeWindow(_ key: UInt64, hash: UInt64, from start: Int) -> (slot: Int, value: UInt64) {
         let tag = forwardingTag(hash: hash)
-        for position in 0..<ForwardingTable.windowSlots {
+        for position in start..<ForwardingTable.windowSlots {
             let slot = slot(hash: hash, position: position)
             let first = unsafe keyWord(slot).pointee.load(ordering: .acquiring)
             if first == ForwardingTable.emptyKey { break }
