@@ -6,12 +6,13 @@
 #   iproute2 iputils-ping              ip netns / ip link / bridge, and ping, for the netns system tests
 #   python3                            tools/netns-tcp-transfer.py (hash-verified TCP transfer check)
 #   iperf3 ethtool procps              throughput runs, offload inspection, sysctl/ps when debugging
+#   busybox isc-dhcp-client            real DHCP clients (udhcpc, dhclient) for the built-in DHCP server's tests
 #
 # Idempotent: when every package is already installed it does not touch apt at all, so repeated runs take
 # milliseconds. scapy is deliberately absent: packet fixtures are generated once and committed.
 set -euo pipefail
 
-packages=(liburing-dev libpcap-dev pkgconf iproute2 iputils-ping iperf3 ethtool python3 procps)
+packages=(liburing-dev libpcap-dev pkgconf iproute2 iputils-ping iperf3 ethtool python3 procps busybox isc-dhcp-client)
 
 missing=()
 for package in "${packages[@]}"; do
