@@ -2,8 +2,8 @@
 // method and binds its typed params and result. To add a method:
 //   1. declare its Params and Result types (Codable; params validate in init(from:) and reject unknown keys),
 //   2. add an enum here conforming to ControlMethod,
-//   3. add a requirement to ControlService (or a new service protocol) and one `register` line in
-//      ControlRouter.init(service:),
+//   3. add a requirement to ControlService or NetworkControlService (or a new service protocol) and one `register`
+//      line in ControlRouter.init(service:) or register(networkService:),
 //   4. add a vxctl subcommand and a section in docs/control-protocol.md.
 
 /// A control method: its wire name and its typed params and result.

@@ -52,9 +52,12 @@ public protocol ControlService: Sendable {
 /// As with `ControlService`, params arrive decoded and validated (names, CIDR syntax, a range inside its subnet,
 /// exactly one container reference), calls may be concurrent, and the implementation throws `ControlError` for
 /// what only it can judge: `notFound` (no such network, container or attachment), `alreadyExists` (a network name
-/// or VNI in use, an interface name taken in the container, an address leased), `invalidArgument` (an address
-/// outside the network's subnet, `--ip auto` on a full range), `resourceBusy` (removing a network that still has
-/// attachments) and `systemError` (netlink, namespaces, Docker).
+/// or VNI in use, an interface name taken in the container, an address leased), `invalidArgument` (an address or
+/// gateway outside the network's subnet, the network's gateway asked for as an address, `ip: auto` on a full range),
+/// `resourceBusy` (removing a network that still has attachments) and `systemError` (netlink, namespaces, Docker).
+///
+/// What the params cannot check, because it needs the network: that a given `ip` or `gateway` lies in the network's
+/// subnet (`AttachParams` only checks a gateway against a given address's own subnet).
 public protocol NetworkControlService: Sendable {
     /// `network-create`: creates a network (a VNI with an IPv4 subnet).
     /// - Parameter params: the name, VNI, subnet, optional range and gateway, and whether to serve DHCP.

@@ -328,7 +328,8 @@ public struct IPv4Range: Hashable, Sendable, CustomStringConvertible, Codable {
         try self.init(first: first, last: last)
     }
 
-    /// The addresses, for `LeaseTable(range:)` and loops.
+    /// The addresses, as `LeaseTable(range:)` takes them. (Not a sequence: `IPv4Address` is not `Strideable`; loop
+    /// over `first.value...last.value`.)
     public var addresses: ClosedRange<IPv4Address> { first...last }
 
     /// How many addresses the range holds (1 ... 2^32).

@@ -1,5 +1,6 @@
-// vxctl: one subcommand per control method. Arguments are checked here with the same ControlValidation the daemon
-// uses, so a bad VNI or address is reported before anything is sent (exit 64, ArgumentParser's usage error).
+// vxctl: one subcommand per control method (network-create, -ls and -rm as `vxctl network create|ls|rm`).
+// Arguments are checked here with the same ControlValidation the daemon uses, so a bad VNI or address is reported
+// before anything is sent (exit 64, ArgumentParser's usage error).
 // Daemon errors go to stderr as `vxctl: <message>` with exit 1; an unreachable or silent daemon exits 69
 // (EX_UNAVAILABLE) with `vxctl: cannot reach vxswitchd at PATH: <strerror>`.
 
@@ -20,7 +21,10 @@ struct VXCtl: ParsableCommand {
             Exit status: 0 on success, 1 when vxswitchd reports an error, 64 for a bad argument, \
             69 when vxswitchd cannot be reached or does not answer.
             """,
-        subcommands: [AddPort.self, DeletePort.self, AddPeer.self, DeletePeer.self, Show.self, FDB.self, Stats.self]
+        subcommands: [
+            AddPort.self, DeletePort.self, AddPeer.self, DeletePeer.self, Show.self, FDB.self, Stats.self,
+            Network.self, Attach.self, Detach.self, Leases.self,
+        ]
     )
 
     // Declared here too so `vxctl --control PATH show` parses: ArgumentParser decodes every command on the stack
@@ -245,4 +249,236 @@ struct Stats: ParsableCommand {
     func run() throws {
         try global.run(ControlMethods.Stats.self, EmptyParams(), render: ControlRendering.stats)
     }
+}
+
+struct Network: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, list and remove networks (a VNI with an IPv4 subnet).",
+        subcommands: [NetworkCreate.self, NetworkList.self, NetworkRemove.self]
+    )
+
+    // As on VXCtl: lets `vxctl network --json ls` parse.
+    @OptionGroup var global: GlobalOptions
+}
+
+struct NetworkCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Create a network: a VNI with an IPv4 subnet, for attach and DHCP."
+    )
+
+    @Argument(help: "The network's name (1-32 characters: letters, digits, '_', '.', '-'; not starting with '-').")
+    var name: String
+
+    @Option(name: .long, help: "The VNI (0-16777215).")
+    var vni: String
+
+    @Option(name: .long, help: ArgumentHelp("The subnet's network address, e.g. 10.0.0.0/24 (/30 or shorter).",
+                                            valueName: "cidr"))
+    var subnet: String
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The addresses to hand out (default: the subnet's host addresses).", valueName: "first-last")
+    )
+    var range: String?
+
+    @Option(name: .long, help: ArgumentHelp("The default gateway for attached containers.", valueName: "ip"))
+    var gateway: String?
+
+    @Flag(name: .long, help: "Answer DHCP on the network's ports.")
+    var dhcp = false
+
+    @OptionGroup var global: GlobalOptions
+
+    func params() throws(ValidationError) -> NetworkCreateParams {
+        try checked { () throws(ControlError) in
+            try NetworkCreateParams(
+                name: name,
+                vni: ControlValidation.vni(vni),
+                subnet: IPv4CIDR(subnet: subnet),
+                range: range.map { text throws(ControlError) in try IPv4Range(parsing: text) },
+                gateway: gateway.map { text throws(ControlError) in try ipv4(text) },
+                dhcp: dhcp
+            )
+        }
+    }
+
+    func validate() throws { _ = try params() }
+
+    func run() throws {
+        try global.run(ControlMethods.NetworkCreate.self, try params(), render: ControlRendering.network)
+    }
+}
+
+struct NetworkList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the networks.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try global.run(ControlMethods.NetworkList.self, EmptyParams(), render: ControlRendering.networks)
+    }
+}
+
+struct NetworkRemove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove a network (detach its containers first)."
+    )
+
+    @Argument(help: "The network's name.")
+    var name: String
+
+    @OptionGroup var global: GlobalOptions
+
+    func params() throws(ValidationError) -> NetworkRemoveParams {
+        try checked { () throws(ControlError) in try NetworkRemoveParams(name: name) }
+    }
+
+    func validate() throws { _ = try params() }
+
+    func run() throws {
+        try global.run(ControlMethods.NetworkRemove.self, try params()) { _ in nil }
+    }
+}
+
+/// `--netns NAME | --pid PID | --docker CONTAINER`, for attach and detach.
+struct ContainerOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("A network namespace under /run/netns.", valueName: "name"))
+    var netns: String?
+
+    @Option(name: .long, help: ArgumentHelp("A process, for its network namespace.", valueName: "pid"))
+    var pid: String?
+
+    @Option(name: .long, help: ArgumentHelp("A Docker container, by name or id.", valueName: "container"))
+    var docker: String?
+
+    /// The one container given, checked.
+    func reference() throws(ControlError) -> ContainerReference {
+        guard [netns != nil, pid != nil, docker != nil].count(where: \.self) == 1 else {
+            throw ControlError(.invalidParams, "give exactly one of --netns, --pid or --docker")
+        }
+        return try ContainerReference(
+            netns: netns,
+            pid: try pid.map { text throws(ControlError) in Int(try ControlValidation.pid(text)) },
+            docker: docker
+        )
+    }
+}
+
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put a new interface on a network into a container.",
+        discussion: """
+            Creates a switch port on the network's VNI and moves its interface into the container's network \
+            namespace as --ifname, with the address, MAC, MTU and default route given. Without --ip the interface \
+            gets no address (for a container that runs DHCP itself); without --gateway the network's gateway is used.
+            """
+    )
+
+    @Argument(help: "The network's name.")
+    var network: String
+
+    @OptionGroup var container: ContainerOptions
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The interface's name in the container (default: eth0).", valueName: "name")
+    )
+    var ifname: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The interface's address, e.g. 10.0.0.5/24, or auto for the next free one of the network.",
+                           valueName: "cidr|auto")
+    )
+    var ip: String?
+
+    @Option(name: .long, help: ArgumentHelp("The interface's MAC (default: chosen by vxswitchd).", valueName: "mac"))
+    var mac: String?
+
+    @Option(name: .long, help: "The MTU (68-65535; default chosen by vxswitchd, 1450 for VXLAN).")
+    var mtu: Int?
+
+    @Option(name: .long, help: ArgumentHelp("The default gateway (default: the network's).", valueName: "ip"))
+    var gateway: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func params() throws(ValidationError) -> AttachParams {
+        try checked { () throws(ControlError) in
+            try AttachParams(
+                network: network,
+                container: container.reference(),
+                ifname: ifname.map { text throws(ControlError) in try InterfaceName(validating: text) } ?? .eth0,
+                ip: ip.map { text throws(ControlError) in try AttachAddress(parsing: text) },
+                mac: mac.map { text throws(ControlError) in try ControlValidation.mac(text) },
+                mtu: mtu,
+                gateway: gateway.map { text throws(ControlError) in try ipv4(text) }
+            )
+        }
+    }
+
+    func validate() throws { _ = try params() }
+
+    func run() throws {
+        try global.run(ControlMethods.Attach.self, try params(), render: ControlRendering.attachment)
+    }
+}
+
+struct Detach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove the interfaces attach put into a container (all of them, or --ifname)."
+    )
+
+    @OptionGroup var container: ContainerOptions
+
+    @Option(name: .long, help: ArgumentHelp("Only this interface (default: all that vxswitchd attached).",
+                                            valueName: "name"))
+    var ifname: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func params() throws(ValidationError) -> DetachParams {
+        try checked { () throws(ControlError) in
+            DetachParams(
+                container: try container.reference(),
+                ifname: try ifname.map { text throws(ControlError) in try InterfaceName(validating: text) }
+            )
+        }
+    }
+
+    func validate() throws { _ = try params() }
+
+    func run() throws {
+        try global.run(ControlMethods.Detach.self, try params(), render: ControlRendering.detached)
+    }
+}
+
+struct Leases: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the addresses handed out, static and DHCP.")
+
+    @Option(name: .long, help: ArgumentHelp("Only this network.", valueName: "name"))
+    var network: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func params() throws(ValidationError) -> LeasesParams {
+        try checked { () throws(ControlError) in try LeasesParams(network: network) }
+    }
+
+    func validate() throws { _ = try params() }
+
+    func run() throws {
+        try global.run(ControlMethods.Leases.self, try params(), render: ControlRendering.leases)
+    }
+}
+
+/// Parses a dotted quad, with the message the daemon gives.
+func ipv4(_ text: String) throws(ControlError) -> IPv4Address {
+    guard let address = IPv4Address(text) else {
+        throw ControlError(.invalidParams, "\"\(text)\" is not an IPv4 address")
+    }
+    return address
 }

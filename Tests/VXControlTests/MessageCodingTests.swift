@@ -155,7 +155,7 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
     }
 
     @Test func theCatalogNamesEveryCommand() {
-        #expect(ControlMethods.allNames == ["add-port", "del-port", "add-peer", "del-peer", "show", "fdb", "stats"])
+        #expect(ControlMethods.serviceNames == ["add-port", "del-port", "add-peer", "del-peer", "show", "fdb", "stats"])
     }
 
     @Test func socketPathResolution() {

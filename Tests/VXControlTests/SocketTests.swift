@@ -153,7 +153,7 @@ private func mode(of path: String) -> mode_t? {
         try await withServer { _, path in
             let connection = try await ControlConnection.connect(path: path)
             do throws(ControlError) {
-                _ = try await connection.callRaw(method: "network-create", params: .object([:]))
+                _ = try await connection.callRaw(method: "network-inspect", params: .object([:]))
                 Issue.record("an unknown method succeeded")
             } catch {
                 #expect(error.code == .methodNotFound)
