@@ -554,7 +554,18 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             return PeerStats(ip: address, counters: TrafficCounters(row))
         }.sorted { $0.ip < $1.ip }
         total += counters.snapshot(of: .unattributed)
-        return StatsResult(ports: portStats, peers: peerStats, drops: TrafficCounters(total).drops)
+        var drops = TrafficCounters(total).drops
+        let tunnels = state.withLock { $0.tunnels }
+        var kernelDrops: UInt64 = 0
+        for tunnel in tunnels {
+            switch tunnel.kind {
+            case .udpTunnel: kernelDrops += KernelSocketDrops.count(fd: tunnel.fd, table: "udp") ?? 0
+            case .rawGRE: kernelDrops += KernelSocketDrops.count(fd: tunnel.fd, table: "raw") ?? 0
+            default: break
+            }
+        }
+        if kernelDrops > 0 { drops[Self.kernelReceiveQueueDrops] = kernelDrops }
+        return StatsResult(ports: portStats, peers: peerStats, drops: drops)
     }
 
     // MARK: Persistence
@@ -583,6 +594,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     }
 
     // MARK: Helpers
+
+    /// The `stats` drop reason for datagrams the kernel dropped because a tunnel socket's receive queue was full.
+    public static var kernelReceiveQueueDrops: String { "kernelReceiveQueueOverflow" }
 
     /// Refuses an MTU whose frames would not fit a packet buffer with their tunnel headers.
     func checkMTU(_ mtu: Int) throws(ControlError) {

@@ -11,6 +11,7 @@ import VXDaemon
 import VXIO
 import VXPacket
 import VXTestSupport
+@testable import VXDaemon
 
 /// Hands out fake descriptors; closing one is recorded so tests can check ports are released.
 final class FakeHost: SwitchHost {
@@ -309,5 +310,38 @@ struct DaemonLifeCycleTests {
         let sw = try InProcessSwitch()
         sw.daemon.shutdown()
         sw.daemon.shutdown()
+    }
+}
+
+@Suite("kernel socket drop counts")
+struct KernelSocketDropsTests {
+    // Two lines of a real /proc/net/udp (kernel 6.18); the second socket has inode 41234 and 17 drops.
+    let table = """
+           sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+          12: 0B0200C0:12B5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
+          13: 0B0200C0:12B6 00000000:0000 07 00000000:00040000 00:00000000 00000000     0        0 41234 2 0000000000000000 17
+        """
+
+    @Test("the drops column is read for the socket's inode")
+    func readsDropsByInode() {
+        #expect(KernelSocketDrops.count(inode: 41234, in: table) == 17)
+        #expect(KernelSocketDrops.count(inode: 40001, in: table) == 0)
+        #expect(KernelSocketDrops.count(inode: 99, in: table) == nil)
+        #expect(KernelSocketDrops.count(inode: 1, in: "garbage\nnot a table") == nil)
+    }
+
+    @Test("a real UDP socket of this process is found in /proc/self/net/udp")
+    func findsOwnSocket() throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0)
+        #expect(KernelSocketDrops.count(fd: fd, table: "udp") == 0)
     }
 }
