@@ -34,8 +34,8 @@ public struct DaemonOptions: Sendable {
     public var tableCapacity = ForwardingTable.defaultCapacity
     /// Seconds an unrefreshed MAC entry lives (300, like the Linux bridge and OVS).
     public var agingSeconds = 300
-    /// MTU for ports created without one: 1450 fits VXLAN over a 1500-byte underlay (20 + 8 + 8 + 14 bytes of
-    /// overhead), and so also GRE (20 + 4 + 4 + 14).
+    /// MTU for ports created without one when their VNI has no GRE-only peers: 1450 fits VXLAN over a 1500-byte
+    /// underlay (20 + 8 + 8 + 14 bytes of overhead), and so also GRE; see `defaultMTU(for:in:)`.
     public var defaultMTU = 1450
     /// The largest port MTU the switch carries. Receive paths read a frame into one packet buffer past its
     /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
@@ -300,7 +300,24 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     // MARK: ControlService: ports
 
     public func addPort(_ params: AddPortParams) async throws(ControlError) -> PortInfo {
-        try addPortLocked(name: params.name.value, vni: params.vni, mtu: params.mtu ?? options.defaultMTU, persist: true)
+        let mtu = params.mtu ?? state.withLock { defaultMTU(for: params.vni, in: $0) }
+        return try addPortLocked(name: params.name.value, vni: params.vni, mtu: mtu, persist: true)
+    }
+
+    /// The MTU a new port of `vni` gets when none is asked for: the largest inner MTU that every peer of the VNI
+    /// carries over a 1500-byte underlay. VXLAN costs 50 bytes (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14),
+    /// GRE with a key 42 (20 + 8 + 14), GRE without 38; a VNI with no peers yet gets the VXLAN figure, which fits
+    /// every encapsulation.
+    func defaultMTU(for vni: VNI, in state: State) -> Int {
+        let encapsulations = state.peers.values.filter { $0.vnis.contains(vni) }.map(\.encapsulation)
+        guard !encapsulations.isEmpty else { return options.defaultMTU }
+        let underlay = options.defaultMTU + 50
+        return encapsulations.map { encapsulation in
+            switch encapsulation {
+            case .vxlan: underlay - 50
+            case .gre(let key): key == .none ? underlay - 38 : underlay - 42
+            }
+        }.min()!
     }
 
     /// Adds a port (a new or existing TAP named `name` in this namespace); with `persist`, the new configuration

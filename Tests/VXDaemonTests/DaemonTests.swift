@@ -345,3 +345,24 @@ struct KernelSocketDropsTests {
         #expect(KernelSocketDrops.count(fd: fd, table: "udp") == 0)
     }
 }
+
+@Suite("default port MTU")
+struct DefaultMTUTests {
+    func mtu(ofNewPortWithPeers peers: [String]) async throws -> Int? {
+        let sw = try InProcessSwitch()
+        for (index, peer) in peers.enumerated() {
+            _ = try await sw.result("add-peer", #"{"ip":"192.0.2.\#(20 + index)","vni":42\#(peer)}"#)
+        }
+        let port = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        return port["mtu"] as? Int
+    }
+
+    @Test("1450 with no peers or a VXLAN peer, 1458 for GRE with a key, 1462 for keyless GRE, the least when mixed")
+    func defaultMTUFollowsThePeers() async throws {
+        #expect(try await mtu(ofNewPortWithPeers: []) == 1450)
+        #expect(try await mtu(ofNewPortWithPeers: [""]) == 1450)
+        #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre""#]) == 1458)
+        #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre","greKey":"none""#]) == 1462)
+        #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre""#, ""]) == 1450)
+    }
+}
