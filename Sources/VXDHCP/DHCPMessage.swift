@@ -162,22 +162,24 @@ public struct DHCPMessage: Hashable, Sendable {
         relayAgentIPAddress: IPv4Address = .any,
         options: DHCPOptions = DHCPOptions()
     ) {
-        self.operation = operation
-        self.hardwareType = DHCPMessage.hardwareTypeEthernet
-        self.hardwareAddressLength = 6
-        self.hops = 0
-        self.transactionID = transactionID
-        self.seconds = seconds
-        self.flags = flags
-        self.clientIPAddress = clientIPAddress
-        self.yourIPAddress = yourIPAddress
-        self.serverIPAddress = serverIPAddress
-        self.relayAgentIPAddress = relayAgentIPAddress
-        self.clientHardwareAddress = (0..<6).map { clientMAC[octet: $0] } + [UInt8](repeating: 0, count: 10)
-        self.serverName = []
-        self.bootFileName = []
-        self.messageType = messageType
-        self.options = options
+        self.init(
+            operation: operation,
+            hardwareType: DHCPMessage.hardwareTypeEthernet,
+            hardwareAddressLength: 6,
+            hops: 0,
+            transactionID: transactionID,
+            seconds: seconds,
+            flags: flags,
+            clientIPAddress: clientIPAddress,
+            yourIPAddress: yourIPAddress,
+            serverIPAddress: serverIPAddress,
+            relayAgentIPAddress: relayAgentIPAddress,
+            clientHardwareAddress: (0..<6).map { clientMAC[octet: $0] } + [UInt8](repeating: 0, count: 10),
+            serverName: [],
+            bootFileName: [],
+            messageType: messageType,
+            options: options
+        )
     }
 
     /// True when the client asked for broadcast replies (RFC 2131 §4.1: it cannot receive unicast IP datagrams

@@ -113,13 +113,7 @@ public struct DockerEngineClient: Sendable {
             let count: Int
             switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
             case .success(let value): count = value
-            case .failure(let errno):
-                throw DockerError(
-                    .protocolError,
-                    "lost the connection to the Docker engine at \(socketPath) while asking about container "
-                        + "\(container): \(errno)",
-                    cause: errno
-                )
+            case .failure(let errno): throw lostConnection(errno, about: container)
             }
             received += count
             do {
@@ -189,14 +183,17 @@ public struct DockerEngineClient: Sendable {
             throw DockerError(
                 .timeout, "the Docker engine at \(socketPath) did not take the request within \(timeout)"
             )
-        case .failure(let errno):
-            throw DockerError(
-                .protocolError,
-                "lost the connection to the Docker engine at \(socketPath) while asking about container "
-                    + "\(container): \(errno)",
-                cause: errno
-            )
+        case .failure(let errno): throw lostConnection(errno, about: container)
         }
+    }
+
+    private func lostConnection(_ errno: Errno, about container: ContainerReference) -> DockerError {
+        DockerError(
+            .protocolError,
+            "lost the connection to the Docker engine at \(socketPath) while asking about container "
+                + "\(container): \(errno)",
+            cause: errno
+        )
     }
 
     private func timedOut(about container: ContainerReference, received: Int) -> DockerError {
