@@ -6,7 +6,8 @@
 //   VXDataplane                 worker loop (rx batch -> decap -> learn -> forward -> encap -> tx batch)
 //   VXControl                   control protocol types and framing (no sockets)
 //   VXNetlink                   rtnetlink client, network namespaces, interface placement (control path only)
-//   VXDocker                    Docker Engine API client: a container's PID (no dependency on the rest)
+//   VXDocker                    Docker Engine API client: a container's PID (on VXUnixSocket only)
+//   VXUnixSocket                Unix stream sockets for the control path: syscall funnel, addresses, deadlines
 //   VXIO                        ports: TAP, UDP, raw GRE, io_uring, epoll, pcap, in-memory
 //   VXForwarding                MAC table, learning, aging, flood lists, the switching decision
 //   VXOffload                   virtio-net offloads: TSO segmentation, TCP coalescing (GRO), checksum completion
@@ -86,12 +87,18 @@ let package = Package(
             swiftSettings: strictSafety
         ),
 
+        // MARK: Control-path sockets
+        // VXUnixSocket: Unix stream sockets (socket/bind/listen/accept/connect, send/recv, poll until a deadline)
+        // through one EINTR/errno funnel, shared by VXControlSocket and VXDocker so neither depends on the other.
+        // `package` API and no product: an implementation detail of those two.
+        .target(name: "VXUnixSocket", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+
         // MARK: Control plane
         // VXControlSocket carries VXControl's messages over a Unix stream socket (server and client), so
         // VXControl itself stays free of syscalls and testable on byte buffers.
         .target(
             name: "VXControlSocket",
-            dependencies: ["VXControl", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["VXControl", "VXUnixSocket", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // VXDaemon is vxswitchd minus main(): switch state, control handlers, worker threads. A library so
         // tests can run a whole switch in-process on in-memory ports.
@@ -107,12 +114,15 @@ let package = Package(
         // MARK: Container runtimes
         // VXDocker asks the Docker engine for a container's PID over /var/run/docker.sock (Engine API, HTTP/1.1),
         // so `vxctl attach --docker` can reach the container's network namespace without the docker CLI.
-        .target(name: "VXDocker", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        .target(
+            name: "VXDocker",
+            dependencies: ["VXUnixSocket", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // A fake engine on a Unix socket, for VXDocker's tests and any other test that attaches to a container.
         // No product: test-only, with `package` access.
         .target(
             name: "VXDockerTesting",
-            dependencies: ["VXDocker", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["VXDocker", "VXUnixSocket", .product(name: "SystemPackage", package: "swift-system")]
         ),
 
         // MARK: Programs
@@ -172,7 +182,7 @@ let package = Package(
             dependencies: ["VXNetlink", "VXPacket", "VXIO", "VXTestSupport"],
             swiftSettings: strictSafety
         ),
-        .testTarget(name: "VXDockerTests", dependencies: ["VXDocker", "VXDockerTesting"]),
+        .testTarget(name: "VXDockerTests", dependencies: ["VXDocker", "VXDockerTesting", "VXUnixSocket"]),
         .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
     ]
 )

@@ -8,6 +8,7 @@ import Glibc
 import Synchronization
 import SystemPackage
 import VXControl
+internal import VXUnixSocket
 
 /// One connection to vxswitchd. Requests on it are sent one at a time and answered in order.
 public final class ControlConnection: Sendable {
@@ -96,16 +97,12 @@ public final class ControlConnection: Sendable {
                     throw ControlError(.protocolError, "vxswitchd sent an over-long response", cause: error)
                 case nil: break
                 }
-                let remaining = ContinuousClock.now.duration(to: deadline)
-                guard remaining > .zero else { throw timedOut() }
-                let milliseconds = Int32(clamping: remaining.components.seconds * 1000 + 1)
-                let ready: [Int16]
-                switch Posix.poll([fd], timeoutMilliseconds: milliseconds) {
-                case .success(let value): ready = value
+                switch Posix.waitReadable(fd, until: deadline) {
+                case .success(true): break
+                case .success(false): throw timedOut()
                 case .failure(let errno):
                     throw ControlError(.protocolError, "cannot wait for vxswitchd at \(path)", cause: errno)
                 }
-                if ready[0] == 0 { continue }  // the deadline check above turns this into a timeout
                 let count: Int
                 switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
                 case .success(let value): count = value
@@ -184,17 +181,11 @@ public final class ControlConnection: Sendable {
     }
 
     private func send(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(ControlError) {
-        var offset = 0
-        while offset < bytes.count {
-            let result = bytes.withUnsafeBytes { raw in
-                Posix.send(fd, UnsafeRawBufferPointer(rebasing: raw[offset...]))
-            }
-            switch result {
-            case .success(let sent): offset += sent
-            case .failure(.wouldBlock): throw timedOut()
-            case .failure(let errno):
-                throw ControlError(.protocolError, "lost the connection to vxswitchd at \(path)", cause: errno)
-            }
+        switch Posix.sendAll(fd, bytes) {
+        case .success: return
+        case .failure(.wouldBlock): throw timedOut()
+        case .failure(let errno):
+            throw ControlError(.protocolError, "lost the connection to vxswitchd at \(path)", cause: errno)
         }
     }
 

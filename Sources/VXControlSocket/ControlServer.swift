@@ -24,6 +24,7 @@ import Glibc
 import Synchronization
 import SystemPackage
 import VXControl
+internal import VXUnixSocket
 
 /// Serves the control protocol on a Unix stream socket.
 ///
@@ -341,16 +342,8 @@ public final class ControlServer: Sendable {
 
     /// Sends `line` and a newline; false when the client is gone or stopped reading for `sendTimeout`.
     private static func sendLine(_ fd: FileDescriptor, _ line: [UInt8]) -> Bool {
-        let bytes = line + [UInt8(ascii: "\n")]
-        var offset = 0
-        while offset < bytes.count {
-            let result = bytes.withUnsafeBytes { raw in
-                Posix.send(fd, UnsafeRawBufferPointer(rebasing: raw[offset...]))
-            }
-            guard case .success(let sent) = result else { return false }
-            offset += sent
-        }
-        return true
+        if case .success = Posix.sendAll(fd, line + [UInt8(ascii: "\n")]) { return true }
+        return false
     }
 
     /// Runs `body` on the concurrency pool and blocks this (dedicated, non-pool) thread until it finishes.

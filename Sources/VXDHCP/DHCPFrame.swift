@@ -50,23 +50,23 @@ public struct DHCPClientFrame: Hashable, Sendable {
     public static func isClientToServer(_ frame: RawSpan) -> Bool {
         guard frame.byteCount >= EthernetHeader.size else { return false }
         var l3 = EthernetHeader.size
-        var etherType = frame.be16(12)
+        var etherType = frame.vxBE16(12)
         if etherType == EtherType.vlan.rawValue {
             guard frame.byteCount >= EthernetHeader.taggedSize else { return false }
-            etherType = frame.be16(16)
+            etherType = frame.vxBE16(16)
             l3 = EthernetHeader.taggedSize
         }
         guard etherType == EtherType.ipv4.rawValue, frame.byteCount >= l3 + IPv4Header.minimumSize else {
             return false
         }
-        let versionIHL = frame.u8(l3)
+        let versionIHL = frame.vxU8(l3)
         let headerLength = Int(versionIHL & 0x0F) * 4
         guard versionIHL >> 4 == 4, headerLength >= IPv4Header.minimumSize,
-            frame.u8(l3 + 9) == IPProtocol.udp.rawValue,
-            frame.be16(l3 + 6) & 0x1FFF == 0,  // the first (or only) fragment carries the UDP header
+            frame.vxU8(l3 + 9) == IPProtocol.udp.rawValue,
+            frame.vxBE16(l3 + 6) & 0x1FFF == 0,  // the first (or only) fragment carries the UDP header
             frame.byteCount >= l3 + headerLength + 4
         else { return false }
-        return frame.be16(l3 + headerLength) == DHCPPort.client && frame.be16(l3 + headerLength + 2) == DHCPPort.server
+        return frame.vxBE16(l3 + headerLength) == DHCPPort.client && frame.vxBE16(l3 + headerLength + 2) == DHCPPort.server
     }
 
     /// Parses a frame completely: Ethernet, IPv4 (header checksum verified), UDP 68 → 67 (length checked,
@@ -82,7 +82,7 @@ public struct DHCPClientFrame: Hashable, Sendable {
             return .notDHCP
         }
         let datagram = l3.extracting(ipv4.headerLength..<Int(ipv4.totalLength))
-        guard datagram.byteCount >= 4, datagram.be16(0) == DHCPPort.client, datagram.be16(2) == DHCPPort.server else {
+        guard datagram.byteCount >= 4, datagram.vxBE16(0) == DHCPPort.client, datagram.vxBE16(2) == DHCPPort.server else {
             return .notDHCP
         }
         guard !ipv4.isFragment else { return .malformed(.fragmented) }
@@ -226,7 +226,7 @@ public struct DHCPReply: Hashable, Sendable {
             segment: bytes.bytes.extracting(udpOffset..<udpOffset + udpLength),
             pseudoHeaderSum: pseudo
         )
-        bytes.storeBE16(checksum, at: udpOffset + 6)
+        bytes.vxStoreBE16(checksum, at: udpOffset + 6)
         return ethernet.length + IPv4Header.minimumSize + udpLength
     }
 

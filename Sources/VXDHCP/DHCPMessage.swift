@@ -162,22 +162,24 @@ public struct DHCPMessage: Hashable, Sendable {
         relayAgentIPAddress: IPv4Address = .any,
         options: DHCPOptions = DHCPOptions()
     ) {
-        self.operation = operation
-        self.hardwareType = DHCPMessage.hardwareTypeEthernet
-        self.hardwareAddressLength = 6
-        self.hops = 0
-        self.transactionID = transactionID
-        self.seconds = seconds
-        self.flags = flags
-        self.clientIPAddress = clientIPAddress
-        self.yourIPAddress = yourIPAddress
-        self.serverIPAddress = serverIPAddress
-        self.relayAgentIPAddress = relayAgentIPAddress
-        self.clientHardwareAddress = (0..<6).map { clientMAC[octet: $0] } + [UInt8](repeating: 0, count: 10)
-        self.serverName = []
-        self.bootFileName = []
-        self.messageType = messageType
-        self.options = options
+        self.init(
+            operation: operation,
+            hardwareType: DHCPMessage.hardwareTypeEthernet,
+            hardwareAddressLength: 6,
+            hops: 0,
+            transactionID: transactionID,
+            seconds: seconds,
+            flags: flags,
+            clientIPAddress: clientIPAddress,
+            yourIPAddress: yourIPAddress,
+            serverIPAddress: serverIPAddress,
+            relayAgentIPAddress: relayAgentIPAddress,
+            clientHardwareAddress: (0..<6).map { clientMAC[octet: $0] } + [UInt8](repeating: 0, count: 10),
+            serverName: [],
+            bootFileName: [],
+            messageType: messageType,
+            options: options
+        )
     }
 
     /// True when the client asked for broadcast replies (RFC 2131 §4.1: it cannot receive unicast IP datagrams
@@ -204,14 +206,14 @@ public struct DHCPMessage: Hashable, Sendable {
     ///   `.badHardwareAddressLength`, `.badMagicCookie`, or an option error from `DHCPOptions.parse`.
     public static func parse(_ bytes: RawSpan) -> Result<DHCPMessage, DHCPDropReason> {
         guard bytes.byteCount >= optionsOffset else { return .failure(.truncatedMessage) }
-        guard let operation = BOOTPOperation(rawValue: bytes.u8(Offset.operation)) else {
+        guard let operation = BOOTPOperation(rawValue: bytes.vxU8(Offset.operation)) else {
             return .failure(.badOperation)
         }
-        let hardwareAddressLength = bytes.u8(Offset.hardwareAddressLength)
+        let hardwareAddressLength = bytes.vxU8(Offset.hardwareAddressLength)
         guard Int(hardwareAddressLength) <= clientHardwareAddressSize else {
             return .failure(.badHardwareAddressLength)
         }
-        guard bytes.be32(Offset.magicCookie) == magicCookie else { return .failure(.badMagicCookie) }
+        guard bytes.vxBE32(Offset.magicCookie) == magicCookie else { return .failure(.badMagicCookie) }
         let parsed: DHCPOptions.Parsed
         switch DHCPOptions.parse(bytes.extracting(optionsOffset...)) {
         case .failure(let reason): return .failure(reason)
@@ -220,22 +222,22 @@ public struct DHCPMessage: Hashable, Sendable {
         return .success(
             DHCPMessage(
                 operation: operation,
-                hardwareType: bytes.u8(Offset.hardwareType),
+                hardwareType: bytes.vxU8(Offset.hardwareType),
                 hardwareAddressLength: hardwareAddressLength,
-                hops: bytes.u8(Offset.hops),
-                transactionID: bytes.be32(Offset.transactionID),
-                seconds: bytes.be16(Offset.seconds),
-                flags: bytes.be16(Offset.flags),
-                clientIPAddress: IPv4Address(value: bytes.be32(Offset.clientIPAddress)),
-                yourIPAddress: IPv4Address(value: bytes.be32(Offset.yourIPAddress)),
-                serverIPAddress: IPv4Address(value: bytes.be32(Offset.serverIPAddress)),
-                relayAgentIPAddress: IPv4Address(value: bytes.be32(Offset.relayAgentIPAddress)),
-                clientHardwareAddress: bytes.bytes(
+                hops: bytes.vxU8(Offset.hops),
+                transactionID: bytes.vxBE32(Offset.transactionID),
+                seconds: bytes.vxBE16(Offset.seconds),
+                flags: bytes.vxBE16(Offset.flags),
+                clientIPAddress: IPv4Address(value: bytes.vxBE32(Offset.clientIPAddress)),
+                yourIPAddress: IPv4Address(value: bytes.vxBE32(Offset.yourIPAddress)),
+                serverIPAddress: IPv4Address(value: bytes.vxBE32(Offset.serverIPAddress)),
+                relayAgentIPAddress: IPv4Address(value: bytes.vxBE32(Offset.relayAgentIPAddress)),
+                clientHardwareAddress: bytes.vxBytes(
                     at: Offset.clientHardwareAddress,
                     count: clientHardwareAddressSize
                 ),
-                serverName: trimmingTrailingZeros(bytes.bytes(at: Offset.serverName, count: serverNameSize)),
-                bootFileName: trimmingTrailingZeros(bytes.bytes(at: Offset.bootFileName, count: bootFileNameSize)),
+                serverName: trimmingTrailingZeros(bytes.vxBytes(at: Offset.serverName, count: serverNameSize)),
+                bootFileName: trimmingTrailingZeros(bytes.vxBytes(at: Offset.bootFileName, count: bootFileNameSize)),
                 messageType: parsed.messageType,
                 options: parsed.options
             )
@@ -307,28 +309,28 @@ public struct DHCPMessage: Hashable, Sendable {
     ) -> Int {
         let length = encodedLength(minimumSize: minimumSize)
         precondition(bytes.byteCount - offset >= length, "buffer too small for the DHCP message")
-        bytes.zero(at: offset, count: length)
-        bytes.storeU8(operation.rawValue, at: offset + Offset.operation)
-        bytes.storeU8(hardwareType, at: offset + Offset.hardwareType)
-        bytes.storeU8(hardwareAddressLength, at: offset + Offset.hardwareAddressLength)
-        bytes.storeU8(hops, at: offset + Offset.hops)
-        bytes.storeBE32(transactionID, at: offset + Offset.transactionID)
-        bytes.storeBE16(seconds, at: offset + Offset.seconds)
-        bytes.storeBE16(flags, at: offset + Offset.flags)
-        bytes.storeBE32(clientIPAddress.value, at: offset + Offset.clientIPAddress)
-        bytes.storeBE32(yourIPAddress.value, at: offset + Offset.yourIPAddress)
-        bytes.storeBE32(serverIPAddress.value, at: offset + Offset.serverIPAddress)
-        bytes.storeBE32(relayAgentIPAddress.value, at: offset + Offset.relayAgentIPAddress)
-        bytes.storeBytes(
+        bytes.vxZero(at: offset, count: length)
+        bytes.vxStoreU8(operation.rawValue, at: offset + Offset.operation)
+        bytes.vxStoreU8(hardwareType, at: offset + Offset.hardwareType)
+        bytes.vxStoreU8(hardwareAddressLength, at: offset + Offset.hardwareAddressLength)
+        bytes.vxStoreU8(hops, at: offset + Offset.hops)
+        bytes.vxStoreBE32(transactionID, at: offset + Offset.transactionID)
+        bytes.vxStoreBE16(seconds, at: offset + Offset.seconds)
+        bytes.vxStoreBE16(flags, at: offset + Offset.flags)
+        bytes.vxStoreBE32(clientIPAddress.value, at: offset + Offset.clientIPAddress)
+        bytes.vxStoreBE32(yourIPAddress.value, at: offset + Offset.yourIPAddress)
+        bytes.vxStoreBE32(serverIPAddress.value, at: offset + Offset.serverIPAddress)
+        bytes.vxStoreBE32(relayAgentIPAddress.value, at: offset + Offset.relayAgentIPAddress)
+        bytes.vxStoreBytes(
             Array(clientHardwareAddress.prefix(DHCPMessage.clientHardwareAddressSize)),
             at: offset + Offset.clientHardwareAddress
         )
-        bytes.storeBytes(Array(serverName.prefix(DHCPMessage.serverNameSize)), at: offset + Offset.serverName)
-        bytes.storeBytes(Array(bootFileName.prefix(DHCPMessage.bootFileNameSize)), at: offset + Offset.bootFileName)
-        bytes.storeBE32(DHCPMessage.magicCookie, at: offset + Offset.magicCookie)
+        bytes.vxStoreBytes(Array(serverName.prefix(DHCPMessage.serverNameSize)), at: offset + Offset.serverName)
+        bytes.vxStoreBytes(Array(bootFileName.prefix(DHCPMessage.bootFileNameSize)), at: offset + Offset.bootFileName)
+        bytes.vxStoreBE32(DHCPMessage.magicCookie, at: offset + Offset.magicCookie)
         var cursor = offset + DHCPMessage.optionsOffset
         cursor += options.write(into: &bytes, at: cursor, messageType: messageType)
-        bytes.storeU8(DHCPOptionCode.end, at: cursor)
+        bytes.vxStoreU8(DHCPOptionCode.end, at: cursor)
         return length
     }
 

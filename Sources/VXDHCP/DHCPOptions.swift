@@ -152,17 +152,17 @@ public struct DHCPOptions: Hashable, Sendable {
         // A missing END is tolerated (as ISC dhcpd and dnsmasq do): the options stop at the end of the datagram,
         // whose length the UDP header and checksum have already vouched for.
         while offset < bytes.byteCount {
-            let code = bytes.u8(offset)
+            let code = bytes.vxU8(offset)
             if code == DHCPOptionCode.pad {
                 offset += 1
                 continue
             }
             if code == DHCPOptionCode.end { break }
             guard offset + 2 <= bytes.byteCount else { return .failure(.truncatedOption) }
-            let length = Int(bytes.u8(offset + 1))
+            let length = Int(bytes.vxU8(offset + 1))
             guard offset + 2 + length <= bytes.byteCount else { return .failure(.truncatedOption) }
             if data[code] == nil { order.append(code) }
-            data[code, default: []] += bytes.bytes(at: offset + 2, count: length)
+            data[code, default: []] += bytes.vxBytes(at: offset + 2, count: length)
             offset += 2 + length
         }
         guard data[DHCPOptionCode.overload] == nil else { return .failure(.optionOverloadUnsupported) }
@@ -280,9 +280,9 @@ public struct DHCPOptions: Hashable, Sendable {
             var start = 0
             while start < option.data.count {
                 let piece = Swift.min(255, option.data.count - start)
-                bytes.storeU8(option.code, at: cursor)
-                bytes.storeU8(UInt8(piece), at: cursor + 1)
-                bytes.storeBytes(Array(option.data[start..<start + piece]), at: cursor + 2)
+                bytes.vxStoreU8(option.code, at: cursor)
+                bytes.vxStoreU8(UInt8(piece), at: cursor + 1)
+                bytes.vxStoreBytes(Array(option.data[start..<start + piece]), at: cursor + 2)
                 cursor += 2 + piece
                 start += piece
             }

@@ -20,6 +20,7 @@
 
 import Foundation
 import SystemPackage
+internal import VXUnixSocket
 
 /// A client for the parts of the Docker Engine API that vxswitch needs, over the engine's Unix socket.
 ///
@@ -101,27 +102,18 @@ public struct DockerEngineClient: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var received = 0
         while true {
-            let milliseconds = Posix.pollMilliseconds(until: deadline)
-            if milliseconds == 0 { throw timedOut(about: container, received: received) }
-            let ready: [Int16]
-            switch Posix.poll([fd], timeoutMilliseconds: milliseconds) {
-            case .success(let value): ready = value
+            switch Posix.waitReadable(fd, until: deadline) {
+            case .success(true): break
+            case .success(false): throw timedOut(about: container, received: received)
             case .failure(let errno):
                 throw DockerError(
                     .protocolError, "cannot wait for the Docker engine at \(socketPath): \(errno)", cause: errno
                 )
             }
-            if ready[0] == 0 { continue }  // the deadline check above turns this into a timeout
             let count: Int
             switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
             case .success(let value): count = value
-            case .failure(let errno):
-                throw DockerError(
-                    .protocolError,
-                    "lost the connection to the Docker engine at \(socketPath) while asking about container "
-                        + "\(container): \(errno)",
-                    cause: errno
-                )
+            case .failure(let errno): throw lostConnection(errno, about: container)
             }
             received += count
             do {
@@ -185,26 +177,23 @@ public struct DockerEngineClient: Sendable {
     private func send(_ bytes: [UInt8], on fd: FileDescriptor, about container: ContainerReference)
         throws(DockerError)
     {
-        var offset = 0
-        while offset < bytes.count {
-            let result = bytes.withUnsafeBytes { raw in
-                Posix.send(fd, UnsafeRawBufferPointer(rebasing: raw[offset...]))
-            }
-            switch result {
-            case .success(let sent): offset += sent
-            case .failure(.resourceTemporarilyUnavailable):
-                throw DockerError(
-                    .timeout, "the Docker engine at \(socketPath) did not take the request within \(timeout)"
-                )
-            case .failure(let errno):
-                throw DockerError(
-                    .protocolError,
-                    "lost the connection to the Docker engine at \(socketPath) while asking about container "
-                        + "\(container): \(errno)",
-                    cause: errno
-                )
-            }
+        switch Posix.sendAll(fd, bytes) {
+        case .success: return
+        case .failure(.resourceTemporarilyUnavailable):
+            throw DockerError(
+                .timeout, "the Docker engine at \(socketPath) did not take the request within \(timeout)"
+            )
+        case .failure(let errno): throw lostConnection(errno, about: container)
         }
+    }
+
+    private func lostConnection(_ errno: Errno, about container: ContainerReference) -> DockerError {
+        DockerError(
+            .protocolError,
+            "lost the connection to the Docker engine at \(socketPath) while asking about container "
+                + "\(container): \(errno)",
+            cause: errno
+        )
     }
 
     private func timedOut(about container: ContainerReference, received: Int) -> DockerError {

@@ -17,6 +17,7 @@ import Glibc
 import Synchronization
 import SystemPackage
 import VXDocker
+internal import VXUnixSocket
 
 /// A fake Docker engine on a Unix socket.
 package final class FakeDockerEngine: Sendable {
@@ -298,14 +299,7 @@ package final class FakeDockerEngine: Sendable {
         }
 
         private func write(_ bytes: [UInt8], to connection: FileDescriptor) {
-            var offset = 0
-            while offset < bytes.count {
-                let result = bytes.withUnsafeBytes { raw in
-                    Posix.send(connection, UnsafeRawBufferPointer(rebasing: raw[offset...]))
-                }
-                guard case .success(let sent) = result else { return }  // the client went away
-                offset += sent
-            }
+            _ = Posix.sendAll(connection, bytes)  // a failure means the client went away
         }
     }
 

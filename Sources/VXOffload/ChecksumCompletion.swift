@@ -54,7 +54,7 @@ public enum ChecksumCompletion {
         }
         let sum = InternetChecksum.sum(frame.bytes.extracting(checksumStart..<frame.byteCount))
         let checksum = ~sum
-        frame.offStoreBE16(checksum == 0 ? 0xFFFF : checksum, at: field)
+        frame.vxStoreBE16(checksum == 0 ? 0xFFFF : checksum, at: field)
         return nil
     }
 }

@@ -60,7 +60,7 @@ struct TCPFrameLayout {
             if location.offset != IPv6Header.size {
                 guard allowIPOptions, !hasRoutingHeader(packet) else { return .failure(.malformedIPv6) }
             }
-            let payloadLength = Int(packet.offBE16(4))
+            let payloadLength = Int(packet.vxBE16(4))
             return tcp(
                 frame,
                 networkOffset: networkOffset,
@@ -100,20 +100,20 @@ struct TCPFrameLayout {
     /// Walks an extension-header chain that `IPv6Header.findTransport` already accepted, looking for a Routing
     /// header (43).
     private static func hasRoutingHeader(_ packet: RawSpan) -> Bool {
-        var next = packet.offU8(6)
+        var next = packet.vxU8(6)
         var offset = IPv6Header.size
         while true {
             switch next {
             case 43: return true
             case 0, 60: break
             case 51:
-                next = packet.offU8(offset)
-                offset += (Int(packet.offU8(offset + 1)) + 2) * 4
+                next = packet.vxU8(offset)
+                offset += (Int(packet.vxU8(offset + 1)) + 2) * 4
                 continue
             default: return false
             }
-            next = packet.offU8(offset)
-            offset += (Int(packet.offU8(offset + 1)) + 1) * 8
+            next = packet.vxU8(offset)
+            offset += (Int(packet.vxU8(offset + 1)) + 1) * 8
         }
     }
 
@@ -122,12 +122,12 @@ struct TCPFrameLayout {
     func pseudoHeaderBase(_ frame: RawSpan) -> UInt16 {
         if isIPv6 {
             let ip = networkOffset
-            let source = IPv6Address(high: frame.offBE64(ip + 8), low: frame.offBE64(ip + 16))
-            let destination = IPv6Address(high: frame.offBE64(ip + 24), low: frame.offBE64(ip + 32))
+            let source = IPv6Address(high: frame.vxBE64(ip + 8), low: frame.vxBE64(ip + 16))
+            let destination = IPv6Address(high: frame.vxBE64(ip + 24), low: frame.vxBE64(ip + 32))
             return InternetChecksum.pseudoHeaderSum(source: source, destination: destination, protocol: .tcp, length: 0)
         }
-        let source = IPv4Address(value: frame.offBE32(networkOffset + 12))
-        let destination = IPv4Address(value: frame.offBE32(networkOffset + 16))
+        let source = IPv4Address(value: frame.vxBE32(networkOffset + 12))
+        let destination = IPv4Address(value: frame.vxBE32(networkOffset + 16))
         return InternetChecksum.pseudoHeaderSum(source: source, destination: destination, protocol: .tcp, length: 0)
     }
 }

@@ -281,9 +281,9 @@ public struct TCPCoalescer: ~Copyable {
             let slot = self.frames[member]
             frames(member) { frame in
                 if member == Int(state.firstFrame) {
-                    destination.offCopy(from: frame, at: 0, count: headerLength, to: start)
+                    destination.vxCopy(from: frame, at: 0, count: headerLength, to: start)
                 }
-                destination.offCopy(
+                destination.vxCopy(
                     from: frame,
                     at: Int(slot.payloadOffset),
                     count: Int(slot.payloadLength),
@@ -301,14 +301,14 @@ public struct TCPCoalescer: ~Copyable {
         let tcp = start + Int(state.transportOffset)
         let end = start + output.length
         if state.isIPv6 {
-            destination.offStoreBE16(UInt16(truncatingIfNeeded: end - ip - IPv6Header.size), at: ip + 4)
+            destination.vxStoreBE16(UInt16(truncatingIfNeeded: end - ip - IPv6Header.size), at: ip + 4)
         } else {
-            destination.offStoreBE16(UInt16(truncatingIfNeeded: end - ip), at: ip + 2)
+            destination.vxStoreBE16(UInt16(truncatingIfNeeded: end - ip), at: ip + 2)
             IPv4Header.updateChecksum(in: &destination, at: ip)
         }
         if state.lastHasPSH {
-            let flags = destination.bytes.offU8(tcp + 13)
-            destination.offStoreU8(flags | UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue), at: tcp + 13)
+            let flags = destination.bytes.vxU8(tcp + 13)
+            destination.vxStoreU8(flags | UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue), at: tcp + 13)
         }
         let layout = TCPFrameLayout(
             networkOffset: Int(state.networkOffset),
@@ -320,7 +320,7 @@ public struct TCPCoalescer: ~Copyable {
         let base = layout.pseudoHeaderBase(destination.bytes.extracting(start..<end))
         // The pseudo-header sum itself, not complemented: the kernel adds the segment to it and complements
         // (CHECKSUM_PARTIAL), exactly as for a frame its own TCP stack built (__tcp_v4_send_check).
-        destination.offStoreBE16(InternetChecksum.combine(base, UInt16(truncatingIfNeeded: end - tcp)), at: tcp + 16)
+        destination.vxStoreBE16(InternetChecksum.combine(base, UInt16(truncatingIfNeeded: end - tcp)), at: tcp + 16)
         return VirtioNetHeader.size + output.length
     }
 
@@ -374,7 +374,7 @@ public struct TCPCoalescer: ~Copyable {
         let base = slot * TCPCoalescer.templateStride
         var span = templates.mutableSpan
         var bytes = MutableRawSpan(_elements: &span)
-        bytes.offCopy(from: frame, at: 0, count: headerLength, to: base)
+        bytes.vxCopy(from: frame, at: 0, count: headerLength, to: base)
     }
 
     private func findFlow(_ key: FlowKey) -> Int? {
@@ -415,7 +415,7 @@ public struct TCPCoalescer: ~Copyable {
             case 1: expected = flow.firstIdentification &+ UInt16(truncatingIfNeeded: state.frameCount)
             case 2: expected = flow.firstIdentification
             default:
-                let dontFragment = frame.offU8(layout.networkOffset + 6) & 0x40 != 0
+                let dontFragment = frame.vxU8(layout.networkOffset + 6) & 0x40 != 0
                 guard
                     segment.identification == flow.firstIdentification &+ 1
                         || (dontFragment && segment.identification == flow.firstIdentification)
@@ -449,26 +449,26 @@ public struct TCPCoalescer: ~Copyable {
     private func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ layout: TCPFrameLayout) -> Bool {
         let n = layout.networkOffset
         let t = layout.transportOffset
-        guard frame.offEqual(0, template, 0, count: n) else { return false }
+        guard frame.vxEqual(0, template, 0, count: n) else { return false }
         if layout.isIPv6 {
             // Version, traffic class, flow label; next header, hop limit; addresses.
-            guard frame.offEqual(n, template, n, count: 4), frame.offEqual(n + 6, template, n + 6, count: 34) else {
+            guard frame.vxEqual(n, template, n, count: 4), frame.vxEqual(n + 6, template, n + 6, count: 34) else {
                 return false
             }
         } else {
             // Version/IHL, TOS; flags (DF); TTL, protocol; addresses.
-            guard frame.offEqual(n, template, n, count: 2),
-                frame.offU8(n + 6) & 0xE0 == template.offU8(n + 6) & 0xE0,
-                frame.offEqual(n + 8, template, n + 8, count: 2),
-                frame.offEqual(n + 12, template, n + 12, count: 8)
+            guard frame.vxEqual(n, template, n, count: 2),
+                frame.vxU8(n + 6) & 0xE0 == template.vxU8(n + 6) & 0xE0,
+                frame.vxEqual(n + 8, template, n + 8, count: 2),
+                frame.vxEqual(n + 12, template, n + 12, count: 8)
             else { return false }
         }
         // Ports; acknowledgment; data offset; flags but PSH; window; urgent pointer; options.
         let pshBit = UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue)
-        return frame.offEqual(t, template, t, count: 4) && frame.offEqual(t + 8, template, t + 8, count: 5)
-            && (frame.offU8(t + 13) ^ template.offU8(t + 13)) & ~pshBit == 0
-            && frame.offEqual(t + 14, template, t + 14, count: 2)
-            && frame.offEqual(t + 18, template, t + 18, count: layout.tcpHeaderLength - 18)
+        return frame.vxEqual(t, template, t, count: 4) && frame.vxEqual(t + 8, template, t + 8, count: 5)
+            && (frame.vxU8(t + 13) ^ template.vxU8(t + 13)) & ~pshBit == 0
+            && frame.vxEqual(t + 14, template, t + 14, count: 2)
+            && frame.vxEqual(t + 18, template, t + 18, count: layout.tcpHeaderLength - 18)
     }
 }
 
@@ -499,17 +499,17 @@ private struct Segment {
         var key = TCPCoalescer.FlowKey()
         key.isIPv6 = layout.isIPv6
         if layout.isIPv6 {
-            key.sourceHigh = frame.offBE64(n + 8)
-            key.sourceLow = frame.offBE64(n + 16)
-            key.destinationHigh = frame.offBE64(n + 24)
-            key.destinationLow = frame.offBE64(n + 32)
+            key.sourceHigh = frame.vxBE64(n + 8)
+            key.sourceLow = frame.vxBE64(n + 16)
+            key.destinationHigh = frame.vxBE64(n + 24)
+            key.destinationLow = frame.vxBE64(n + 32)
         } else {
-            key.sourceLow = UInt64(frame.offBE32(n + 12))
-            key.destinationLow = UInt64(frame.offBE32(n + 16))
+            key.sourceLow = UInt64(frame.vxBE32(n + 12))
+            key.destinationLow = UInt64(frame.vxBE32(n + 16))
         }
-        key.ports = frame.offBE32(t)
+        key.ports = frame.vxBE32(t)
 
-        let flags = frame.offBE16(t + 12) & 0x01FF
+        let flags = frame.vxBE16(t + 12) & 0x01FF
         guard layout.networkHeaderLength == (layout.isIPv6 ? IPv6Header.size : IPv4Header.minimumSize),
             layout.payloadLength > 0,
             flags & TCPFlags.ack.rawValue != 0,
@@ -530,8 +530,8 @@ private struct Segment {
             Segment(
                 layout: layout,
                 key: key,
-                sequence: frame.offBE32(t + 4),
-                identification: layout.isIPv6 ? 0 : frame.offBE16(n + 4),
+                sequence: frame.vxBE32(t + 4),
+                identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
                 hasPSH: flags & TCPFlags.psh.rawValue != 0
             )
         )

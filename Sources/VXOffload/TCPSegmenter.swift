@@ -101,8 +101,8 @@ public struct TCPSegmenter: Hashable, Sendable {
                 networkOffset: layout.networkOffset,
                 transportOffset: layout.transportOffset,
                 isIPv6: layout.isIPv6,
-                firstSequence: frame.offBE32(layout.transportOffset + 4),
-                firstIdentification: layout.isIPv6 ? 0 : frame.offBE16(layout.networkOffset + 4),
+                firstSequence: frame.vxBE32(layout.transportOffset + 4),
+                firstIdentification: layout.isIPv6 ? 0 : frame.vxBE16(layout.networkOffset + 4),
                 pseudoHeaderBase: layout.pseudoHeaderBase(frame)
             )
         )
@@ -135,8 +135,8 @@ public struct TCPSegmenter: Hashable, Sendable {
         let payloadStart = index * segmentSize
         let payloadCount = length - headerLength
         let isLast = index == segmentCount - 1
-        destination.offCopy(from: frame, at: 0, count: headerLength, to: offset)
-        destination.offCopy(
+        destination.vxCopy(from: frame, at: 0, count: headerLength, to: offset)
+        destination.vxCopy(
             from: frame,
             at: headerLength + payloadStart,
             count: payloadCount,
@@ -145,24 +145,24 @@ public struct TCPSegmenter: Hashable, Sendable {
 
         let ip = offset + networkOffset
         if isIPv6 {
-            destination.offStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset - IPv6Header.size), at: ip + 4)
+            destination.vxStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset - IPv6Header.size), at: ip + 4)
         } else {
-            destination.offStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset), at: ip + 2)
-            destination.offStoreBE16(firstIdentification &+ UInt16(truncatingIfNeeded: index), at: ip + 4)
+            destination.vxStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset), at: ip + 2)
+            destination.vxStoreBE16(firstIdentification &+ UInt16(truncatingIfNeeded: index), at: ip + 4)
             IPv4Header.updateChecksum(in: &destination, at: ip)
         }
 
         let tcp = offset + transportOffset
-        destination.offStoreBE32(firstSequence &+ UInt32(truncatingIfNeeded: payloadStart), at: tcp + 4)
-        var flags = destination.bytes.offU8(tcp + 13)
+        destination.vxStoreBE32(firstSequence &+ UInt32(truncatingIfNeeded: payloadStart), at: tcp + 4)
+        var flags = destination.bytes.vxU8(tcp + 13)
         if !isLast { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.fin.rawValue | TCPFlags.psh.rawValue) }
         if index > 0 { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.cwr.rawValue) }
-        destination.offStoreU8(flags, at: tcp + 13)
-        destination.offStoreBE16(0, at: tcp + 16)
+        destination.vxStoreU8(flags, at: tcp + 13)
+        destination.vxStoreBE16(0, at: tcp + 16)
         let tcpLength = length - transportOffset
         let pseudo = InternetChecksum.combine(pseudoHeaderBase, UInt16(truncatingIfNeeded: tcpLength))
         let sum = InternetChecksum.sum(destination.bytes.extracting(tcp..<(offset + length)))
-        destination.offStoreBE16(~InternetChecksum.combine(pseudo, sum), at: tcp + 16)
+        destination.vxStoreBE16(~InternetChecksum.combine(pseudo, sum), at: tcp + 16)
         return length
     }
 }

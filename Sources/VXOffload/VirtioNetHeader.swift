@@ -149,16 +149,16 @@ public struct VirtioNetHeader: Hashable, Sendable {
     public static func parse(_ bytes: RawSpan, size: Int = VirtioNetHeader.size) -> VirtioNetHeader? {
         precondition(size == legacySize || size == VirtioNetHeader.size, "virtio-net header size is 10 or 12")
         guard bytes.byteCount >= size else { return nil }
-        let type = bytes.offU8(1)
+        let type = bytes.vxU8(1)
         return VirtioNetHeader(
-            flags: Flags(rawValue: bytes.offU8(0)),
+            flags: Flags(rawValue: bytes.vxU8(0)),
             gsoType: GSOType(rawValue: type & ~GSOType.ecnBit),
             ecn: type & GSOType.ecnBit != 0,
-            headerLength: bytes.offLE16(2),
-            gsoSize: bytes.offLE16(4),
-            checksumStart: bytes.offLE16(6),
-            checksumOffset: bytes.offLE16(8),
-            bufferCount: size == VirtioNetHeader.size ? bytes.offLE16(10) : 0
+            headerLength: bytes.vxLE16(2),
+            gsoSize: bytes.vxLE16(4),
+            checksumStart: bytes.vxLE16(6),
+            checksumOffset: bytes.vxLE16(8),
+            bufferCount: size == VirtioNetHeader.size ? bytes.vxLE16(10) : 0
         )
     }
 
@@ -174,14 +174,14 @@ public struct VirtioNetHeader: Hashable, Sendable {
             size == VirtioNetHeader.legacySize || size == VirtioNetHeader.size,
             "virtio-net header size is 10 or 12"
         )
-        bytes.offStoreU8(flags.rawValue, at: offset)
-        bytes.offStoreU8(gsoType.rawValue & ~GSOType.ecnBit | (ecn ? GSOType.ecnBit : 0), at: offset + 1)
-        bytes.offStoreLE16(headerLength, at: offset + 2)
-        bytes.offStoreLE16(gsoSize, at: offset + 4)
-        bytes.offStoreLE16(checksumStart, at: offset + 6)
-        bytes.offStoreLE16(checksumOffset, at: offset + 8)
+        bytes.vxStoreU8(flags.rawValue, at: offset)
+        bytes.vxStoreU8(gsoType.rawValue & ~GSOType.ecnBit | (ecn ? GSOType.ecnBit : 0), at: offset + 1)
+        bytes.vxStoreLE16(headerLength, at: offset + 2)
+        bytes.vxStoreLE16(gsoSize, at: offset + 4)
+        bytes.vxStoreLE16(checksumStart, at: offset + 6)
+        bytes.vxStoreLE16(checksumOffset, at: offset + 8)
         if size == VirtioNetHeader.size {
-            bytes.offStoreLE16(bufferCount, at: offset + 10)
+            bytes.vxStoreLE16(bufferCount, at: offset + 10)
         }
         return size
     }

@@ -4,17 +4,6 @@ import VXDHCP
 import VXPacket
 import VXTestSupport
 
-extension Result {
-    var failureValue: Failure? {
-        if case .failure(let f) = self { return f }
-        return nil
-    }
-    var successValue: Success? {
-        if case .success(let s) = self { return s }
-        return nil
-    }
-}
-
 extension DHCPFrameOutcome {
     /// The reply, or nil.
     var reply: DHCPReply? {
@@ -29,36 +18,21 @@ extension DHCPFrameOutcome {
 }
 
 /// One scapy-made frame: bytes plus the `// @key value` expectations (see tools/fixtures/make_dhcp_fixtures.py).
-struct Fixture: Sendable, CustomStringConvertible {
-    let name: String
-    let bytes: [UInt8]
-    let expect: [String: String]
-    var description: String { name }
+typealias Fixture = HexFixture
+
+extension HexFixture {
+    /// Tests/VXDHCPTests/Fixtures.
+    static let directory = resourceDirectory(in: .module)
+    static let all = loadAll(from: directory)
+    static func load(_ name: String) -> HexFixture { load(name, from: directory) }
 
     var scenario: String { expect["scenario"]! }
     var step: Int { Int(expect["step"]!)! }
     var role: String { expect["role"]! }
     var now: LeaseInstant { LeaseInstant(seconds: Int64(expect["now"]!)!) }
 
-    static let directory: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
-
-    static let all: [Fixture] = {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return files.filter { $0.hasSuffix(".hex") }.sorted().map { load(String($0.dropLast(4))) }
-    }()
-
     static var clients: [Fixture] { all.filter { $0.role == "client" } }
     static var scenarios: [String] { Array(Set(all.map(\.scenario))).sorted() }
-
-    static func load(_ name: String) -> Fixture {
-        let text = try! String(contentsOf: directory.appendingPathComponent(name + ".hex"), encoding: .utf8)
-        var expect: [String: String] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("// @") {
-            let parts = line.dropFirst(4).split(separator: " ", maxSplits: 1)
-            expect[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        return Fixture(name: name, bytes: [UInt8](hex: text), expect: expect)
-    }
 }
 
 /// The test network: 10.20.0.0/24, gateway .1 (also the server identifier), this host's range .100 ... .199.

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import VXDockerTesting
+import VXUnixSocket
 
 @testable import VXDocker
 

@@ -9,41 +9,14 @@ func mutate(_ bytes: inout [UInt8], _ body: (inout MutableRawSpan) -> Void) {
     body(&raw)
 }
 
-extension Result {
-    var failureValue: Failure? {
-        if case .failure(let f) = self { return f }
-        return nil
-    }
-    var successValue: Success? {
-        if case .success(let s) = self { return s }
-        return nil
-    }
-}
-
 /// One scapy-made fixture: bytes plus the `// @key value` expectations (see tools/fixtures).
-struct Fixture: Sendable, CustomStringConvertible {
-    let name: String
-    let bytes: [UInt8]
-    let expect: [String: String]
-    var description: String { name }
+typealias Fixture = HexFixture
 
-    static let directory: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
-
-    static let all: [Fixture] = {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return files.filter { $0.hasSuffix(".hex") }.sorted().map { load(String($0.dropLast(4))) }
-    }()
-
-    static func load(_ name: String) -> Fixture {
-        let text = try! String(contentsOf: directory.appendingPathComponent(name + ".hex"), encoding: .utf8)
-        var expect: [String: String] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("// @") {
-            let parts = line.dropFirst(4).split(separator: " ", maxSplits: 1)
-            expect[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        return Fixture(name: name, bytes: [UInt8](hex: text), expect: expect)
-    }
-
+extension HexFixture {
+    /// Tests/VXPacketTests/Fixtures.
+    static let directory = resourceDirectory(in: .module)
+    static let all = loadAll(from: directory)
+    static func load(_ name: String) -> HexFixture { load(name, from: directory) }
     static var names: [String] { all.map(\.name) }
 }
 
