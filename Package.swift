@@ -173,6 +173,6 @@ let package = Package(
             swiftSettings: strictSafety
         ),
         .testTarget(name: "VXDockerTests", dependencies: ["VXDocker", "VXDockerTesting"]),
-        .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
+        .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXControlSocket", "VXPacket", "VXDockerTesting"]),
     ]
 )
