@@ -71,7 +71,11 @@ extension SwitchdSystemTests {
             host: Int
         ) async throws -> (container: NetnsTopology.Container, process: SpawnedProcess) {
             let container = try await topology.addContainer(host: host)
-            let process = try topology.spawn(["sleep", "600"], in: container, name: "sleep-\(container.index)-h\(host)")
+            let process = try topology.spawn(
+                ["sleep", "600"],
+                in: container,
+                name: "sleep-\(container.index)-h\(host)"
+            )
             let entered = try await waitUntil(timeout: .seconds(5)) {
                 guard let expected = inode("/run/netns/\(container.namespace)"),
                     let actual = inode("/proc/\(process.pid)/ns/net")
@@ -261,7 +265,9 @@ extension SwitchdSystemTests.AttachSystemTests {
             #expect(attachment.container == .docker("web"), "\(attachment)")
             #expect(attachment.namespace == "/proc/\(sleeper.pid)/ns/net" && attachment.ip == "10.0.0.11/24")
             #expect(
-                engine.requests.contains { $0.requestLine.hasPrefix("GET ") && $0.requestLine.contains("/containers/web/json") },
+                engine.requests.contains {
+                    $0.requestLine.hasPrefix("GET ") && $0.requestLine.contains("/containers/web/json")
+                },
                 "\(engine.requests)"
             )
             let link = try #require(try await topology.link("eth0", in: web))
@@ -286,7 +292,10 @@ extension SwitchdSystemTests.AttachSystemTests {
             engine.stop()
             let noEngine = try await node.vxctl(["attach", "net1", "--docker", "web", "--ip", "auto"])
             #expect(noEngine.status == 1 && noEngine.stdout.isEmpty, "\(noEngine)")
-            #expect(noEngine.stderr.contains("vxctl: cannot reach the Docker engine at \(engine.socketPath)"), "\(noEngine)")
+            #expect(
+                noEngine.stderr.contains("vxctl: cannot reach the Docker engine at \(engine.socketPath)"),
+                "\(noEngine)"
+            )
             #expect(try await node.listings() == before)
             #expect(try await topology.linkNames(in: web) == [])
         }
@@ -297,14 +306,22 @@ extension SwitchdSystemTests.AttachSystemTests {
 
 extension SwitchdSystemTests.AttachSystemTests {
     /// The network has no gateway, so the DHCP server identifier is the subnet's last host address (10.0.0.254),
-    /// which each switch answers ARP for on its own ports: udhcpc unicasts its release there.
+    /// which each switch answers ARP for on its own ports: udhcpc unicasts its release there. (With a gateway the
+    /// gateway is the server identifier, and a release reaches the switch only if something answers ARP for it.)
+    /// Host 0 keeps a state file, and is restarted while the client holds its lease.
     @Test func udhcpcGetsAnAddressFromThisHostsRangeReachesTheOtherHostAndItsReleaseFreesTheLease() async throws {
         let busybox = try #require(
             ProcessRunner.findExecutable("busybox", candidates: ["/usr/bin/busybox", "/bin/busybox"]),
             "busybox (udhcpc) is needed (tools/install-deps.sh installs it)"
         )
         try await withNetnsTopology(hosts: 2) { topology in
-            let switches = try await Self.startNetwork(in: topology, gateway: nil, dhcp: true)
+            let statePath = "\(topology.workDirectory)/h0-state.json"
+            var switches = try await Self.startNetwork(
+                in: topology,
+                gateway: nil,
+                dhcp: true,
+                statePaths: [0: statePath]
+            )
             let script = "\(topology.workDirectory)/udhcpc.sh"
             try """
             #!/bin/sh
@@ -355,6 +372,19 @@ extension SwitchdSystemTests.AttachSystemTests {
                 #expect(ping.allReceived, "\(from.namespace) -> \(to): \(ping.output)")
             }
 
+            // The lease is in the state file: a restarted switch still has it, and still answers the client.
+            let leasesBefore = try await switches[0].ctl("leases", "--json")
+            switches[0].process.signal(SIGTERM)
+            #expect(await switches[0].process.waitForExit(timeout: .seconds(10)) == 0)
+            switches[0] = try await SwitchNode.start(
+                in: topology,
+                host: 0,
+                io: .uring,
+                statePath: statePath,
+                logName: "vxswitchd-h0-restart"
+            )
+            #expect(try await switches[0].ctl("leases", "--json") == leasesBefore)
+
             // Release: SIGTERM makes udhcpc send DHCPRELEASE and deconfigure.
             client.signal(SIGTERM)
             #expect(await client.waitForExit(timeout: .seconds(5)) != nil, "udhcpc did not exit")
@@ -392,7 +422,8 @@ extension SwitchdSystemTests.AttachSystemTests {
             }
             let before = try await switches[0].listings()
             let linksBefore = [
-                try await topology.link("eth0", in: a)?.description, try await topology.link("eth0", in: b)?.description,
+                try await topology.link("eth0", in: a)?.description,
+                try await topology.link("eth0", in: b)?.description,
             ]
 
             var figures: [String] = []
@@ -446,6 +477,33 @@ extension SwitchdSystemTests.AttachSystemTests {
                 #expect(check.allReceived, "\(label): b -> c: \(check.output)")
             }
             print("AttachSystemTests: restart with a ping every 50 ms: " + figures.joined(separator: "; "))
+
+            // A detach is saved too: the interface goes (persistent or not), and the next start does not bring it
+            // back. And a container deleted while the switch is down loses its port and lease at the next start.
+            let detached = try await switches[0].detach(.netns(a.namespace))
+            #expect(detached.map(\.port) == [attachA.port], "\(detached)")
+            #expect(try await topology.linkNames(in: a) == [])
+            let doomed = try await topology.addContainer(host: 0)
+            let (attachDoomed, _) = try await switches[0].attach("net1", .netns(doomed.namespace), ip: "auto")
+            #expect(attachDoomed.ip == "10.0.0.10/24", "\(attachDoomed)")
+            switches[0].process.signal(SIGTERM)
+            #expect(await switches[0].process.waitForExit(timeout: .seconds(10)) == 0)
+            let ip = try #require(NetnsEnvironment.ipPath)
+            let deleted = try await ProcessRunner.run([ip, "netns", "del", doomed.namespace], timeout: .seconds(10))
+            try #require(deleted.succeeded, "\(deleted)")
+            switches[0] = try await SwitchNode.start(
+                in: topology,
+                host: 0,
+                io: .uring,
+                statePath: statePath,
+                logName: "vxswitchd-h0-restart3"
+            )
+            #expect(try await switches[0].show().ports.map(\.name) == [attachB.port], "\(switches[0].log)")
+            #expect(try await switches[0].networks().first?.ports == [attachB.port])
+            #expect(Self.leaseLines(try await switches[0].leases()) == ["10.0.0.11 \(attachB.port) static"])
+            #expect(try await topology.linkNames(in: a) == [])
+            let last = try await topology.ping(from: b, to: "10.0.0.20", count: 2)
+            #expect(last.allReceived, "b -> c after the third start: \(last.output)")
         }
     }
 }
@@ -539,10 +597,11 @@ extension SwitchdSystemTests.AttachSystemTests {
                 in: taken
             )
             // A PID that does not exist: counting down from the top of the PID space.
-            let pidMax = Int32(
-                (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            ) ?? 32768
+            let pidMax =
+                Int32(
+                    (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))?
+                        .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                ) ?? 32768
             let noPID = try #require(
                 (1..<pidMax).reversed().prefix(1000).first { !FileManager.default.fileExists(atPath: "/proc/\($0)") }
             )
@@ -608,6 +667,18 @@ extension SwitchdSystemTests.AttachSystemTests {
                     arguments: ["attach", "net1", "--netns", taken.namespace, "--ip", "auto"],
                     status: 1,
                     message: "vxctl: interface name \"eth0\" is already taken in netns \(taken.namespace)"
+                ),
+                Refusal(
+                    what: "an MTU the switch cannot carry",
+                    arguments: ["attach", "net1", "--netns", empty.namespace, "--ip", "auto", "--mtu", "9000"],
+                    status: 1,
+                    message: "vxctl: MTU 9000 is more than this switch carries (at most 1906"
+                ),
+                Refusal(
+                    what: "a multicast MAC",
+                    arguments: ["attach", "net1", "--netns", empty.namespace, "--mac", "01:00:5e:00:00:01"],
+                    status: 64,
+                    message: "MAC 01:00:5e:00:00:01 is a multicast address"
                 ),
                 Refusal(
                     what: "gateway without an address",
