@@ -183,6 +183,9 @@ let package = Package(
             swiftSettings: strictSafety
         ),
         .testTarget(name: "VXDockerTests", dependencies: ["VXDocker", "VXDockerTesting", "VXUnixSocket"]),
-        .testTarget(name: "VXSystemTests", dependencies: ["VXTestSupport", "VXControl", "VXPacket"]),
+        .testTarget(
+            name: "VXSystemTests",
+            dependencies: ["VXTestSupport", "VXControl", "VXControlSocket", "VXPacket", "VXDockerTesting"]
+        ),
     ]
 )

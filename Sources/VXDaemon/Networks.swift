@@ -417,7 +417,13 @@ extension SwitchDaemon {
                 let info = try DockerEngineClient(socketPath: options.dockerSocket).inspectContainer(reference)
                 return .pid(info.pid)
             } catch {
-                throw ControlError(error.code == .notFound ? .notFound : .unavailable, error.message)
+                // Not `unavailable`: that code is the client's own "cannot reach vxswitchd" (vxctl exits 69 for
+                // it), so a stopped container or an unreachable engine looked like a dead switch.
+                switch error.code {
+                case .notFound, .notRunning: throw ControlError(.notFound, error.message)
+                case .invalidReference: throw ControlError(.invalidArgument, error.message)
+                default: throw ControlError(.systemError, error.message, cause: error.cause)
+                }
             }
         }
     }

@@ -114,7 +114,8 @@ final class SwitchNode: Sendable {
     /// Starts vxswitchd in host `index` (`--local` = its underlay address) and waits until its control socket
     /// exists and accepts a connection (a killed daemon may have left a stale socket file at the same path).
     /// `statePath` nil runs it with `--state none` (nothing persisted, TAPs removed at exit); tests of restarts
-    /// give a path inside the topology's work directory, never the system default.
+    /// give a path inside the topology's work directory, never the system default. `logName` names the log files
+    /// (default `vxswitchd-h<index>`); a restarted daemon gets its own, so the first one's log is kept.
     /// - Throws: when a binary is missing, or the daemon exits or is not ready within `timeout` (with its log).
     static func start(
         in topology: NetnsTopology,
@@ -123,6 +124,7 @@ final class SwitchNode: Sendable {
         logLevel: String = "info",
         statePath: String? = nil,
         extraArguments: [String] = [],
+        logName: String? = nil,
         timeout: Duration = .seconds(15)
     ) async throws -> SwitchNode {
         let daemon = try SwitchBinaries.vxswitchd()
@@ -135,7 +137,7 @@ final class SwitchNode: Sendable {
                 "--log-level", logLevel, "--state", statePath ?? "none",
             ] + extraArguments,
             in: host,
-            name: "vxswitchd-h\(index)"
+            name: logName ?? "vxswitchd-h\(index)"
         )
         let deadline = ContinuousClock.now + timeout
         while !acceptsConnections(controlPath) {
