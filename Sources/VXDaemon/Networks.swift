@@ -264,7 +264,11 @@ extension SwitchDaemon {
                 interfaceAddress = InterfaceAddress(address: ip, prefixLength: UInt8(prefixLength))
             }
             state.networks[networkName] = network
-            return (network.vni, interfaceAddress, gateway ?? (interfaceAddress != nil ? network.gateway : nil))
+            // A container has one default route: the network's gateway is installed with its first interface from
+            // this switch only (an explicit --gateway is always honoured, and fails clearly if one exists).
+            let alreadyAttached = state.ports.values.contains { $0.attachment?.watch.identity == watch.identity }
+            let networkGateway = interfaceAddress != nil && !alreadyAttached ? network.gateway : nil
+            return (network.vni, interfaceAddress, gateway ?? networkGateway)
         }
         let (vni, interfaceAddress, effectiveGateway) = reservation
         let effectiveMTU = mtu ?? options.defaultMTU

@@ -18,6 +18,7 @@ import Foundation
 import Logging
 import Synchronization
 import VXControl
+import VXDHCP
 import VXDataplane
 import VXDocker
 import VXForwarding
@@ -387,7 +388,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         }
         var next = state
         next.ports[name] = nil
-        if let network = port.network { _ = next.networks[network]?.leases.release(.named(name)) }
+        if let network = port.network {
+            for owner in Self.leaseOwners(ofPort: name, attachment: port.attachment) {
+                _ = next.networks[network]?.leases.release(owner)
+            }
+        }
         try save(next)
         state = next
         state.builder.removePort(port.id)
@@ -611,6 +616,18 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     }
 
     // MARK: Helpers
+
+    /// Who may hold a lease for a port: the port itself (static and `--ip auto` addresses) and, for an attached
+    /// interface, a DHCP client on it — identified by its MAC, or by the client identifier most clients send
+    /// (type 1, Ethernet, followed by the MAC; RFC 2132 §9.14).
+    static func leaseOwners(ofPort name: String, attachment: AttachmentState?) -> [LeaseOwner] {
+        var owners: [LeaseOwner] = [.named(name)]
+        if let mac = attachment?.mac {
+            owners.append(.hardwareAddress(mac))
+            owners.append(.clientIdentifier([1] + (0..<6).map { mac[octet: $0] }))
+        }
+        return owners
+    }
 
     /// The `stats` drop reason for datagrams the kernel dropped because a tunnel socket's receive queue was full.
     public static var kernelReceiveQueueDrops: String { "kernelReceiveQueueOverflow" }

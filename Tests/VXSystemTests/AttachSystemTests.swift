@@ -402,6 +402,17 @@ extension SwitchdSystemTests.AttachSystemTests {
             #expect(released != nil, "lease still there: \(leasesAfter); udhcpc: \(client.stderr())")
             #expect(try await switches[0].networks().first?.leases == 0)
             #expect(try await topology.link("eth0", in: a)?.addresses == [])
+
+            // A client that dies without a RELEASE leaves its lease; detaching the container frees it anyway.
+            let second = try topology.spawn(
+                [busybox, "udhcpc", "-f", "-i", "eth0", "-s", script], in: a, name: "udhcpc-a2")
+            let leased = try await waitUntil(timeout: .seconds(10)) { try await !switches[0].leases().isEmpty }
+            try #require(leased != nil, "no second lease; udhcpc: \(second.stderr())")
+            second.signal(SIGKILL)
+            _ = await second.waitForExit(timeout: .seconds(5))
+            #expect(try await switches[0].leases().count == 1, "the killed client's lease stays until detach")
+            _ = try await switches[0].detach(.netns(a.namespace))
+            #expect(try await switches[0].leases().isEmpty, "detach must free the DHCP lease of the interface")
         }
     }
 }
@@ -811,6 +822,27 @@ extension SwitchdSystemTests.AttachSystemTests {
             #expect(again.ip == "10.0.0.10/24" && again.port == a0.port, "\(again)")
             try await node.ctl("network", "rm", "net2")
             #expect(try await node.networks().map(\.name) == ["net1"])
+        }
+    }
+}
+
+// MARK: - 8. Two interfaces in one container
+
+extension SwitchdSystemTests.AttachSystemTests {
+    /// A container has one default route: the network's gateway comes with the first interface this switch attaches
+    /// to it; a second interface in the same container gets its address but no second default route (before, the
+    /// second attach failed with "the target namespace already has a default route").
+    @Test func aSecondInterfaceInTheSameContainerGetsNoSecondDefaultRoute() async throws {
+        try await withNetnsTopology(hosts: 1) { topology in
+            let switches = try await Self.startNetwork(in: topology)
+            let a = try await topology.addContainer(host: 0)
+            let (first, _) = try await switches[0].attach("net1", .netns(a.namespace), ip: "auto")
+            let (second, _) = try await switches[0].attach("net1", .netns(a.namespace), ifname: "eth1", ip: "auto")
+            #expect(first.gateway == IPv4Address(10, 0, 0, 1))
+            #expect(second.gateway == nil)
+            #expect(second.ip != nil && second.ip != first.ip)
+            #expect(try await topology.defaultRoute(in: a).contains("10.0.0.1"))
+            #expect(try await topology.link("eth1", in: a)?.addresses.isEmpty == false)
         }
     }
 }
