@@ -4,7 +4,7 @@
 #
 #   openvswitch-switch   ovsdb-server, ovs-vswitchd, ovs-vsctl (userspace datapath variants ovs-vxlan, ovs-gre)
 #   iperf3 ethtool       TCP throughput; container offloads on/off
-#   iproute2 iputils-ping  ip netns / ip link / tc; ping RTT
+#   iproute2 iputils-ping procps  ip netns / ip link; ping RTT; sysctl
 #   gcc libc6-dev        tools/bench.d/pktgen.c (64-byte frame generator, compiled per run)
 #
 # The package's own services are never started: Debian's invoke-rc.d asks /usr/sbin/policy-rc.d, and when the
@@ -13,7 +13,7 @@
 # Idempotent: when everything is installed it does not touch apt.
 set -euo pipefail
 
-packages=(openvswitch-switch iperf3 ethtool iproute2 iputils-ping gcc libc6-dev)
+packages=(openvswitch-switch iperf3 ethtool iproute2 iputils-ping procps gcc libc6-dev)
 
 missing=()
 for package in "${packages[@]}"; do
