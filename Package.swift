@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "VXDataplane",
             dependencies: [
-                "VXPacket", "VXForwarding", "VXIO",
+                "VXPacket", "VXForwarding", "VXIO", "VXOffload",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSafety
@@ -118,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "vxswitchd",
             dependencies: [
-                "VXDaemon", "VXControl", "VXPacket",
+                "VXDaemon", "VXDataplane", "VXIO", "VXControl", "VXPacket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -163,7 +163,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
-        .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
+        .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXOffload", "VXTestSupport"]),
         .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
         .testTarget(name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXTestSupport"]),
         .testTarget(
