@@ -152,25 +152,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch.
     public static var scratchBufferReserve: Int { 1 }
 
-    /// What the offload paths did (worker thread only; read it from the worker thread or after it stopped).
-    public struct OffloadStatistics: Sendable, Equatable {
-        /// TSO frames received from TAPs.
-        public var tsoFramesReceived: UInt64 = 0
-        /// Partial checksums completed on frames received from TAPs.
-        public var checksumsCompleted: UInt64 = 0
-        /// TSO frames cut into segments (once per destination that needed it).
-        public var tsoFramesSegmented: UInt64 = 0
-        /// Segments written.
-        public var segments: UInt64 = 0
-        /// TSO frames passed whole to a TAP with a virtio header.
-        public var tsoFramesPassedThrough: UInt64 = 0
-        /// GSO writes of coalesced frames to TAPs.
-        public var coalescedWrites: UInt64 = 0
-        /// Frames merged into those writes.
-        public var coalescedFrames: UInt64 = 0
-
-        public init() {}
-    }
 
     public let engine: Engine
     public let table: ForwardingTable
@@ -210,7 +191,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// The coalescer's frame numbers in the current run → indices into `classified`.
     private var runFrames: [Int]
     /// What the offload paths did.
-    public private(set) var offloadStatistics = OffloadStatistics()
+    public private(set) var offloadStatistics = WorkerOffloadStatistics()
 
     /// A frame that passed classification and learning.
     private struct ClassifiedFrame {
@@ -221,13 +202,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         var length: UInt32
         var destination: MACAddress
         var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
-    }
-
-    /// One frame for one TAP with a virtio header, waiting for `sendDeferred`.
-    private struct DeferredTransmit {
-        var item: Int  // index into `classified`
-        var target: PortHandle  // the TAP
-        var pending: Bool  // not sent yet
     }
 
     /// - Parameters:
@@ -530,16 +504,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         return index < virtioByPortIndex.count && virtioByPortIndex[index]
     }
 
-    /// What the virtio-net header in front of a frame from a virtio TAP says.
-    private enum OffloadHeader {
-        /// A plain frame (any partial checksum now completed).
-        case plain
-        /// A TSO frame to segment (gso TCPV4/TCPV6), with its header.
-        case tso(VirtioNetHeader)
-        /// Refused.
-        case drop(DropCode)
-    }
-
     /// Reads the virtio-net header in front of a frame from a virtio TAP. A partial checksum on a plain frame is
     /// completed in place, so from here on the frame is like any other.
     private func offloadHeader(_ frame: ReceivedFrame) -> OffloadHeader {
@@ -712,7 +676,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             }
             segmentBuffers.append(segment)
             // Safe: the segment buffer is this worker's until the flush that sends it; the spans live for the call.
-            let destination = unsafe pool.unsafeBytes(of: segment, offset: pool.headroom, length: plan.maximumSegmentLength)
+            let destination = unsafe pool.unsafeBytes(
+                of: segment, offset: pool.headroom, length: plan.maximumSegmentLength)
             var span = unsafe MutableRawSpan(_unsafeBytes: destination)
             let length = withItemBytes(item) { plan.writeSegment(index, of: $0, into: &span) }
             let appended = append(segment, length)
@@ -722,7 +687,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     }
 
     /// Plans segments of at most `overlayMTU` bytes of IP packet: `min(gso_size, MTU - IP and TCP headers)`.
-    private func segmentationPlan(_ frame: RawSpan, _ header: VirtioNetHeader) -> Result<TCPSegmenter, OffloadDropReason> {
+    private func segmentationPlan(
+        _ frame: RawSpan, _ header: VirtioNetHeader
+    ) -> Result<TCPSegmenter, OffloadDropReason> {
         // First with the smallest headers (IPv4 20 + TCP 20); plan again only if this frame's are longer and its
         // segments would then exceed the MTU (the headers are only known once the frame is parsed).
         let first = TCPSegmenter.plan(frame: frame, header: header, maximumSegmentSize: overlayMTU - 40)
@@ -746,7 +713,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         // Quadratic in the TAPs of one batch, linear in frames: a batch reaches few TAPs.
         for first in deferred.indices where deferred[first].pending {
             let target = deferred[first].target
-            for position in first..<deferred.count where deferred[position].pending && deferred[position].target == target {
+            for position in first..<deferred.count
+            where deferred[position].pending && deferred[position].target == target {
                 deferred[position].pending = false
                 let index = deferred[position].item
                 let item = classified[index]
@@ -829,4 +797,44 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         let bytes = unsafe engine.pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
         return unsafe body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(bytes)))
     }
+}
+
+/// What a worker's offload paths did (its thread only; read it from the worker thread or after it stopped).
+/// Outside the generic worker so that updating it needs no generic metadata.
+public struct WorkerOffloadStatistics: Sendable, Equatable {
+    /// TSO frames received from TAPs.
+    public var tsoFramesReceived: UInt64 = 0
+    /// Partial checksums completed on frames received from TAPs.
+    public var checksumsCompleted: UInt64 = 0
+    /// TSO frames cut into segments (once per destination that needed it).
+    public var tsoFramesSegmented: UInt64 = 0
+    /// Segments written.
+    public var segments: UInt64 = 0
+    /// TSO frames passed whole to a TAP with a virtio header.
+    public var tsoFramesPassedThrough: UInt64 = 0
+    /// GSO writes of coalesced frames to TAPs.
+    public var coalescedWrites: UInt64 = 0
+    /// Frames merged into those writes.
+    public var coalescedFrames: UInt64 = 0
+
+    public init() {}
+}
+
+// File-level rather than nested in the generic worker, so that using them needs no generic metadata at run time.
+
+/// One frame for one TAP with a virtio header, waiting for `DataplaneWorker.sendDeferred`.
+private struct DeferredTransmit {
+    var item: Int  // index into the worker's `classified`
+    var target: PortHandle  // the TAP
+    var pending: Bool  // not sent yet
+}
+
+/// What the virtio-net header in front of a frame from a virtio TAP says.
+private enum OffloadHeader {
+    /// A plain frame (any partial checksum now completed).
+    case plain
+    /// A TSO frame to segment (gso TCPV4/TCPV6), with its header.
+    case tso(VirtioNetHeader)
+    /// Refused.
+    case drop(DropCode)
 }

@@ -7,9 +7,10 @@
 //
 // It behaves like a real engine where the worker can tell: `receive` copies each frame into a buffer taken from
 // the pool at `pool.headroom` (for a TAP with a virtio header: a large buffer, at `headroom - 12`, the injected
-// bytes being header + frame, as EpollEngine and URingEngine read them) and the worker must `release` it (double release traps, `buffersOutstanding`
-// shows leaks); when the pool is empty frames stay queued and `receive` returns at once; transmits to unknown
-// handles or to receive-only kinds are counted as dropped, exactly as EpollEngine counts them.
+// bytes being header + frame, as EpollEngine and URingEngine read them) and the worker must `release` it
+// (double release traps, `buffersOutstanding` shows leaks); when the pool is empty frames stay queued and
+// `receive` returns at once; transmits to unknown handles or to receive-only kinds are counted as dropped,
+// exactly as EpollEngine counts them.
 //
 // Locking: everything other threads touch (the injected queue, the transmit log, the registered ports, the
 // woken flag) is in one `Mutex<State>` inside `MemoryWire`, the Sendable half handed to tests. `receive`

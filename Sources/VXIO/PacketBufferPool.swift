@@ -189,6 +189,7 @@ public final class PacketBufferPool {
     /// The whole block (both sizes), for registering it with the kernel (io_uring fixed or provided buffers).
     @unsafe
     public var unsafeBlock: UnsafeMutableRawBufferPointer {
-        unsafe UnsafeMutableRawBufferPointer(start: base, count: standardCount * bufferSize + largeCount * largeBufferSize)
+        unsafe UnsafeMutableRawBufferPointer(
+            start: base, count: standardCount * bufferSize + largeCount * largeBufferSize)
     }
 }

@@ -123,7 +123,9 @@ public struct TAPDevice: ~Copyable, Sendable {
     /// - Throws: `IOError` (EINVAL) when the TAP has no virtio header or the kernel does not know a flag.
     public func setOffloads(_ offloads: Offloads) throws(IOError) {
         guard options.contains(.virtioHeader) else {
-            throw IOError(errno: EINVAL, operation: "TUNSETOFFLOAD \(name)", hint: "offloads need a TAP opened with a virtio header")
+            throw IOError(
+                errno: EINVAL, operation: "TUNSETOFFLOAD \(name)",
+                hint: "offloads need a TAP opened with a virtio header")
         }
         let rc = cvx_tap_set_offload(fileDescriptor.rawValue, offloads.rawValue)
         if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETOFFLOAD \(name)") }

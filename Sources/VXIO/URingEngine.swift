@@ -141,7 +141,8 @@ public final class URingEngine: PacketEngine {
         precondition(transmitCapacity > 0, "transmitCapacity must be positive")
         precondition(poolReserve >= 0 && poolReserve < pool.available, "poolReserve must leave buffers for the ring")
         precondition(
-            largePoolReserve >= 0 && largePoolReserve <= pool.availableLarge, "largePoolReserve exceeds the large buffers")
+            largePoolReserve >= 0 && largePoolReserve <= pool.availableLarge,
+            "largePoolReserve exceeds the large buffers")
         self.pool = pool
         self.transmitCapacity = transmitCapacity
         self.waker = try URingWaker()

@@ -417,8 +417,11 @@ struct TAPDeviceTests {
                                     payload: Array("vnet-\(runID)".utf8))
         #expect(kernelSide.send(inbound))
         var rx = RxBatch(capacity: 8)
-        try receiveUntil(engine, &rx) { batch in batch.frames.contains { bytes(of: $0, in: engine).dropFirst(12).elementsEqual(inbound) } }
-        let frame = try #require(rx.frames.first { $0.source == port && bytes(of: $0, in: engine).dropFirst(12).elementsEqual(inbound) })
+        let carriesInbound = { (frame: ReceivedFrame) in
+            bytes(of: frame, in: engine).dropFirst(12).elementsEqual(inbound)
+        }
+        try receiveUntil(engine, &rx) { batch in batch.frames.contains(where: carriesInbound) }
+        let frame = try #require(rx.frames.first { $0.source == port && carriesInbound($0) })
         #expect(engine.pool.isLarge(frame.buffer), "virtio TAP reads go to large buffers")
         #expect(Int(frame.offset) == engine.pool.headroom - 12, "the header first, the Ethernet frame at the headroom")
         #expect(bytes(of: frame, in: engine).prefix(2) == [0, 0], "no checksum or GSO work on a raw frame")
