@@ -152,7 +152,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch.
     public static var scratchBufferReserve: Int { 1 }
 
-
     public let engine: Engine
     public let table: ForwardingTable
     public let counters: WorkerCounters
@@ -509,7 +508,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Reads the virtio-net header in front of a frame from a virtio TAP. A partial checksum on a plain frame is
     /// completed in place, so from here on the frame is like any other.
     private func offloadHeader(_ frame: ReceivedFrame) -> OffloadHeader {
-        // Engines hand out only reads longer than the header; a shorter one is the engine's bug, not traffic.
+        // A read shorter than the header carries nothing; one of exactly 12 bytes fails the Ethernet parse later.
         let header = withFrameBytes(frame) { VirtioNetHeader.parse($0) }
         guard let header else { return .drop(DropCode(PacketDropReason.truncatedEthernet)) }
         switch header.gsoType {
@@ -660,8 +659,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         case .success(let made):
             plan = made
         }
-        guard plan.maximumSegmentLength <= pool.bufferSize - pool.headroom else {
-            // Headers so long that a segment cannot fit a buffer (only absurd IPv6 extension chains get here).
+        guard plan.maximumSegmentLength <= pool.bufferSize - pool.headroom,
+            plan.headerLength - plan.networkOffset <= overlayMTU / 2
+        else {
+            // IP + TCP headers taking over half the MTU (only long IPv6 extension chains get there): the segments
+            // would be mostly headers, up to one per payload byte, so 64 KiB would become thousands of packets.
             counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
             return
         }
