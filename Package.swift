@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "VXDataplane",
             dependencies: [
-                "VXPacket", "VXForwarding", "VXIO", "VXDHCP",
+                "VXPacket", "VXForwarding", "VXIO", "VXDHCP", "VXOffload",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSafety
@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "vxswitchd",
             dependencies: [
-                "VXDaemon", "VXControl", "VXPacket",
+                "VXDaemon", "VXDataplane", "VXIO", "VXControl", "VXPacket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -174,7 +174,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
-        .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXTestSupport"]),
+        .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXOffload", "VXTestSupport"]),
         .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
         .testTarget(name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXTestSupport"]),
         .testTarget(

@@ -23,6 +23,8 @@ _Static_assert(CVX_SO_RXQ_OVFL == SO_RXQ_OVFL, "SO_RXQ_OVFL");
 _Static_assert(CVX_SO_RCVBUFFORCE == SO_RCVBUFFORCE, "SO_RCVBUFFORCE");
 _Static_assert(CVX_SO_SNDBUFFORCE == SO_SNDBUFFORCE, "SO_SNDBUFFORCE");
 _Static_assert(CVX_IFF_UP == IFF_UP, "IFF_UP");
+_Static_assert(CVX_TUN_F_CSUM == TUN_F_CSUM && CVX_TUN_F_TSO4 == TUN_F_TSO4 && CVX_TUN_F_TSO6 == TUN_F_TSO6,
+               "TUN_F_* offload flags");
 
 int
 cvx_tap_open(const char *name, uint32_t flags, char *name_out)
@@ -71,6 +73,16 @@ int
 cvx_tap_set_vnet_header_size(int fd, int size)
 {
     if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+int
+cvx_tap_set_offload(int fd, unsigned int flags)
+{
+    /* TUNSETOFFLOAD takes the flags by value, not through a pointer (tun_set_offload gets `arg` itself). */
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) {
         return -errno;
     }
     return 0;

@@ -83,9 +83,12 @@ public protocol SwitchHost: Sendable {
 public struct KernelHost: SwitchHost {
     public init() {}
 
+    /// Creates the TAP with a virtio-net header and TCP offloads (checksum, TSO4, TSO6), so the container's TCP
+    /// stack hands the switch up to 64 KiB at a time and takes coalesced frames back (docs/offload.md).
     public func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor {
         do throws(IOError) {
-            let tap = try TAPDevice(name: name)
+            let tap = try TAPDevice(name: name, options: [.virtioHeader])
+            try tap.setOffloads(.tcp)
             try tap.setPersistent(persistent)
             try tap.setMTU(mtu)
             try tap.setUp(true)

@@ -1,10 +1,12 @@
 // Every reason a frame can be dropped, in one numbered table (VPP's vxlan_error.def, STYLE §4).
 //
 // Drops are counted by a dense `DropCode`: first VXPacket's decoder reasons, then VXForwarding's switching
-// reasons, then the dataplane's own. Counter arrays are indexed by the code, and `vxctl stats` prints the
-// description. Codes are stable: each sub-table only ever appends.
+// reasons, then the dataplane's own, then VXOffload's (TSO frames and partial checksums from TAPs with a virtio
+// header). Counter arrays are indexed by the code, and `vxctl stats` prints the description. Codes are stable:
+// each sub-table only ever appends, and new sub-tables go after the last one.
 
 import VXForwarding
+import VXOffload
 import VXPacket
 
 /// Drops only the dataplane itself can see: the frame parsed fine, but the switch has nowhere to take it.
@@ -25,10 +27,12 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
     case transmitNoBuffer = 6
     /// The kernel refused the frame (the target is gone, unreachable...).
     case transmitError = 7
-    /// The outer header plus the frame would exceed 65,535 bytes.
+    /// The outer header plus the frame would exceed 65,535 bytes, or a TSO segment would not fit a standard buffer.
     case frameTooLong = 8
+    /// A TSO frame's segments found no free standard buffer, even after a flush (the pool's reserve is empty).
+    case segmentBufferExhausted = 9
     /// A frame for the control plane (DHCP, ARP for the switch) found the punt queue full.
-    case puntQueueFull = 9
+    case puntQueueFull = 10
 
     /// The case name, a stable identifier for machine-readable output (JSON stats).
     public var name: String {
@@ -42,6 +46,7 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .transmitNoBuffer: "transmitNoBuffer"
         case .transmitError: "transmitError"
         case .frameTooLong: "frameTooLong"
+        case .segmentBufferExhausted: "segmentBufferExhausted"
         case .puntQueueFull: "puntQueueFull"
         }
     }
@@ -56,20 +61,22 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .noTunnelSender: "no tunnel sender"
         case .transmitNoBuffer: "kernel send buffer full"
         case .transmitError: "kernel refused the send"
-        case .frameTooLong: "encapsulated frame longer than 65535 bytes"
+        case .frameTooLong: "encapsulated frame longer than 65535 bytes, or TSO segment larger than a buffer"
+        case .segmentBufferExhausted: "no free buffer for a TSO segment"
         case .puntQueueFull: "control-plane queue full (DHCP/ARP for the switch)"
         }
     }
 }
 
-/// A dense index over all three drop tables, for counter arrays.
+/// A dense index over all four drop tables, for counter arrays.
 public struct DropCode: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: Int
 
     @usableFromInline static let forwardingBase = PacketDropReason.count
     @usableFromInline static let dataplaneBase = forwardingBase + ForwardingDropReason.allCases.count
+    @usableFromInline static let offloadBase = dataplaneBase + DataplaneDropReason.allCases.count
     /// The number of codes: the size of a counter array indexed by `rawValue`.
-    public static let count = dataplaneBase + DataplaneDropReason.allCases.count
+    public static let count = offloadBase + OffloadDropReason.count
 
     @inlinable
     public init(_ reason: PacketDropReason) {
@@ -86,19 +93,30 @@ public struct DropCode: Hashable, Sendable, CustomStringConvertible {
         rawValue = DropCode.dataplaneBase + Int(reason.rawValue)
     }
 
+    @inlinable
+    public init(_ reason: OffloadDropReason) {
+        rawValue = DropCode.offloadBase + Int(reason.rawValue)
+    }
+
     /// Every code, in order.
     public static var all: [DropCode] {
         PacketDropReason.allCases.map(DropCode.init) + ForwardingDropReason.allCases.map(DropCode.init)
-            + DataplaneDropReason.allCases.map(DropCode.init)
+            + DataplaneDropReason.allCases.map(DropCode.init) + OffloadDropReason.allCases.map(DropCode.init)
     }
 
     /// A stable machine name (the enum case), for JSON output: `vxlanIFlagClear`, `splitHorizon`...
+    /// VXOffload's reasons carry the prefix `offload` (`offloadMalformedIPv4`), since names such as
+    /// `malformedIPv4` or `fragment` would read as the tunnel decoder's.
     public var name: String {
         if rawValue < DropCode.forwardingBase { return PacketDropReason.allCases[rawValue].name }
         if rawValue < DropCode.dataplaneBase {
             return ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase].name
         }
-        return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].name
+        if rawValue < DropCode.offloadBase {
+            return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].name
+        }
+        let name = OffloadDropReason.allCases[rawValue - DropCode.offloadBase].name
+        return "offload" + name.prefix(1).uppercased() + name.dropFirst()
     }
 
     /// The human description.
@@ -107,6 +125,9 @@ public struct DropCode: Hashable, Sendable, CustomStringConvertible {
         if rawValue < DropCode.dataplaneBase {
             return ForwardingDropReason.allCases[rawValue - DropCode.forwardingBase].description
         }
-        return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].description
+        if rawValue < DropCode.offloadBase {
+            return DataplaneDropReason.allCases[rawValue - DropCode.dataplaneBase].description
+        }
+        return OffloadDropReason.allCases[rawValue - DropCode.offloadBase].description
     }
 }

@@ -13,6 +13,24 @@
 //   6. transmit  engine.transmit sends the whole TxBatch (flushed early if it fills).
 //   7. release   every rx buffer goes back to the engine.
 //
+// TAP ports with a virtio header (TSO and checksum offload; docs/offload.md). Their frames start with a 12-byte
+// virtio-net header, in large (64 KiB) buffers:
+//   - TAP → anywhere: classify strips the header. gso NONE: a partial checksum is completed in place
+//     (ChecksumCompletion) and the frame is switched like any other. gso TCPV4/6: the frame is switched once, as
+//     one frame (learnt once, decided once), and segmented per destination in `emit`: to a peer or a TAP
+//     without the header, TCPSegmenter writes each segment (≤ `overlayMTU`, so the outer packet fits the
+//     underlay) into a standard buffer taken from the pool, and each goes out as a normal frame; the segment
+//     buffers go back to the pool when the TxBatch is flushed. To a TAP with the header it passes through whole,
+//     header included, with no copy: both ends do TSO, so the receiving kernel takes 64 KiB at once.
+//   - anywhere → TAP with the header: every write needs a header, so nothing goes to such a TAP from `emit`
+//     directly. Frames for it are deferred and sent after the batch was switched, per TAP in arrival order
+//     (`sendDeferred`): runs of plain frames go through the TCPCoalescer, whose merged items are written into a
+//     64 KiB scratch (one large buffer, taken once) and sent as one GSO write, and whose pass-through items
+//     (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header slot in front of
+//     their own buffer; a TSO frame from another virtio TAP ends the run and passes through as above.
+// Nothing on these paths allocates: the coalescer, the deferred list and the segment-buffer list are sized at
+// init (the deferred list holds one entry per frame per virtio TAP it goes to, so a wide flood may grow it once).
+//
 // Locking, producers and consumers: the worker thread alone touches `engine`, `rx`, `tx`, and the handle maps.
 // The MAC table is shared with other workers and the control thread (lock-free, see ForwardingTable). The config
 // snapshot is published by the control thread and picked up once per batch (ConfigReader). Control requests
@@ -24,6 +42,7 @@ import Logging
 import Synchronization
 import VXForwarding
 import VXIO
+import VXOffload
 import VXPacket
 
 #if canImport(Glibc)
@@ -125,6 +144,15 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     public static var defaultBatchSize: Int { 64 }
     /// Transmit entries per flush: a batch fully flooded to 4 destinations fits without an early flush.
     public static var defaultTransmitCapacity: Int { 256 }
+    /// The largest inner IP packet a tunnel carries: 1450 fits VXLAN over a 1500-byte underlay (outer IPv4 20 +
+    /// UDP 8 + VXLAN 8 + inner Ethernet 14) and so also GRE (20 + 4 + 4 + 14). TSO frames from TAPs are cut into
+    /// segments no larger than this, whatever MSS the container's stack chose.
+    public static var defaultOverlayMTU: Int { 1450 }
+    /// Standard buffers a URingEngine should leave in the pool (`poolReserve`) for TSO segments: one TxBatch
+    /// worth, so segmenting never has to flush early for want of buffers.
+    public static var segmentBufferReserve: Int { defaultTransmitCapacity }
+    /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch.
+    public static var scratchBufferReserve: Int { 1 }
 
     public let engine: Engine
     public let table: ForwardingTable
@@ -147,6 +175,27 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var classified: [ClassifiedFrame]
     private var stopping = false
 
+    // Offload state (see the file comment), worker thread only.
+    /// By port index: the port's TAP has a virtio header (every frame to it needs one).
+    private var virtioByPortIndex: [Bool] = []
+    /// The largest inner IP packet a segment may be.
+    private let overlayMTU: Int
+    /// Merges runs of TCP segments for one virtio TAP; reset per run.
+    private var coalescer: TCPCoalescer
+    /// The large buffer coalesced frames are written into, packed, until the next flush; nil when the pool had
+    /// none to spare (frames then pass through uncoalesced).
+    private let coalesceScratch: BufferID?
+    /// Bytes of the scratch used by entries in `tx` (reset by `flushTransmit`).
+    private var scratchUsed = 0
+    /// Standard buffers holding TSO segments named by `tx`; given back to the pool by `flushTransmit`.
+    private var segmentBuffers: [BufferID]
+    /// Frames for virtio TAPs, in switching order, sent by `sendDeferred` once the batch is switched.
+    private var deferred: [DeferredTransmit]
+    /// The coalescer's frame numbers in the current run → indices into `classified`.
+    private var runFrames: [Int]
+    /// What the offload paths did.
+    public private(set) var offloadStatistics = WorkerOffloadStatistics()
+
     /// A frame that passed classification and learning.
     private struct ClassifiedFrame {
         var rxIndex: Int  // index into rx.frames (for the buffer)
@@ -155,18 +204,27 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         var offset: UInt32  // inner Ethernet frame within the buffer
         var length: UInt32
         var destination: MACAddress
+        var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
     }
 
     /// - Parameters:
-    ///   - engine: this worker's engine (used from the worker thread only once `run` starts).
+    ///   - engine: this worker's engine (used from the worker thread only once `run` starts). Its pool should have
+    ///     free standard buffers for TSO segments and a free large buffer for the coalescing scratch (a
+    ///     URingEngine keeps them with `segmentBufferReserve` and `scratchBufferReserve`).
     ///   - table: the switch's MAC table, shared by all workers.
     ///   - publisher: where the control plane publishes config snapshots.
     ///   - counters: this worker's counters.
+    ///   - overlayMTU: the largest inner IP packet a TSO segment may become.
     public init(
         engine: Engine, table: ForwardingTable, publisher: ConfigPublisher, counters: WorkerCounters,
         batchSize: Int = defaultBatchSize, transmitCapacity: Int = defaultTransmitCapacity,
-        punt: PuntQueue? = nil, logger: Logger = Logger(label: "vxswitch.worker")
+        punt: PuntQueue? = nil, overlayMTU: Int = defaultOverlayMTU,
+        logger: Logger = Logger(label: "vxswitch.worker")
     ) {
+        let pool = engine.pool
+        precondition(
+            overlayMTU >= 576 && overlayMTU + 18 <= pool.bufferSize - pool.headroom,
+            "overlayMTU must be at least 576 and a segment (MTU + Ethernet + 802.1Q) must fit a standard buffer")
         self.engine = engine
         self.punt = punt
         self.table = table
@@ -178,6 +236,24 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.classified = []
         self.classified.reserveCapacity(batchSize)
         self.logger = logger
+        self.overlayMTU = overlayMTU
+        // Taken now, before the worker runs, and kept for good: the engine hands out the rest.
+        self.coalesceScratch = pool.takeLarge()
+        self.coalescer = TCPCoalescer(
+            capacity: batchSize,
+            scratchCapacity: coalesceScratch == nil ? TCPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
+        self.segmentBuffers = []
+        self.segmentBuffers.reserveCapacity(transmitCapacity)
+        self.deferred = []
+        self.deferred.reserveCapacity(transmitCapacity)
+        self.runFrames = []
+        self.runFrames.reserveCapacity(batchSize)
+        if pool.largeCount > 0 && coalesceScratch == nil {
+            logger.warning("no large buffer left for the coalescing scratch: frames to TAPs go out uncoalesced")
+        }
+        if pool.largeCount > 0 && pool.available == 0 {
+            logger.warning("no standard buffer left in the pool for TSO segments: TSO frames to peers will drop")
+        }
     }
 
     /// Runs batches until a `.stop` command arrives. Call on the worker's own thread.
@@ -225,6 +301,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 let handle = try engine.register(fd: fd, kind: kind)
                 setSlot(&portBySlot, handle.slot, (handle, port))
                 setSlot(&handleByPortIndex, Int(port.index), handle)
+                setFlag(&virtioByPortIndex, Int(port.index), kind.hasVirtioHeader)
                 return .success(handle)
             case .detachPort(let port):
                 let index = Int(port.index)
@@ -258,6 +335,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         array[index] = value
     }
 
+    private func setFlag(_ array: inout [Bool], _ index: Int, _ value: Bool) {
+        if index >= array.count { array.append(contentsOf: repeatElement(false, count: index - array.count + 1)) }
+        array[index] = value
+    }
+
     // MARK: The batch
 
     private func processBatch() {
@@ -279,13 +361,14 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         }
 
         // Stages 4 and 5: forward on the end state of the table, encapsulate into the tx batch.
-        for item in classified {
+        for position in classified.indices {
+            let item = classified[position]
             let action = SwitchDecision.decide(
                 domain: item.domain, ingress: item.ingress, destination: item.destination, table: table,
                 topology: topology)
             switch action {
             case .forward(let destination):
-                emit(item, to: destination, config: config, flowHash: nil)
+                emit(position, to: destination, config: config, flowHash: nil)
             case .flood(let flood):
                 var flowHash: UInt32? = nil
                 topology.forEachDestination(of: flood) { destination in
@@ -296,16 +379,20 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                         // A port published but not attached yet is not a drop for a flood: skip it.
                         guard isAttached(port) else { return }
                     }
-                    emit(item, to: destination, config: config, flowHash: flowHash)
+                    emit(position, to: destination, config: config, flowHash: flowHash)
                 }
             case .drop(let reason):
                 counters.dropped(row: counters.row(item.ingress.destination), DropCode(reason))
             }
         }
+        // Frames for TAPs with a virtio header, coalesced per TAP.
+        sendDeferred()
 
         // Stages 6 and 7.
         flushTransmit()
-        for frame in rx.frames { engine.release(frame.buffer) }
+        // Indexed, not `for frame in rx.frames`: an unspecialized (debug) array iterator allocates a coroutine frame
+        // per element, which would hide real per-frame allocations from OffloadAllocationTests.
+        for index in 0..<rx.count { engine.release(rx.frames[index].buffer) }
     }
 
     /// What classification yields: the frame plus its source MAC for learning.
@@ -320,23 +407,44 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         let slot = frame.source.slot
         if slot < portBySlot.count, let entry = portBySlot[slot], entry.handle == frame.source {
             let port = entry.port
-            counters.received(row: counters.row(port: port), bytes: Int(frame.length))
+            let row = counters.row(port: port)
+            // A TAP with a virtio header: the frame starts after it (see `offloadHeader`).
+            var innerOffset = 0
+            var gso: VirtioNetHeader? = nil
+            if isVirtio(port) {
+                switch offloadHeader(frame) {
+                case .drop(let code):
+                    counters.received(row: row, bytes: Int(frame.length))
+                    counters.dropped(row: row, code)
+                    return nil
+                case .plain:
+                    innerOffset = VirtioNetHeader.size
+                case .tso(let header):
+                    innerOffset = VirtioNetHeader.size
+                    gso = header
+                }
+            }
+            counters.received(row: row, bytes: Int(frame.length) - innerOffset)
             guard let domain = config.topology.domain(of: port) else {
-                counters.dropped(row: counters.row(port: port), DropCode(DataplaneDropReason.unknownPort))
+                counters.dropped(row: row, DropCode(DataplaneDropReason.unknownPort))
                 return nil
             }
-            if let rule = config.puntRule(for: port), let punt, withFrameBytes(frame, { rule.matches($0) }) {
+            if let rule = config.puntRule(for: port), let punt,
+                withFrameBytes(frame, { rule.matches($0.extracting(innerOffset..<$0.byteCount)) })
+            {
                 let bytes = withFrameBytes(frame) { span in
-                    unsafe span.withUnsafeBytes { unsafe Array($0) }
+                    unsafe span.extracting(innerOffset..<span.byteCount).withUnsafeBytes { unsafe Array($0) }
                 }
                 if !punt.push(PuntedFrame(port: port, bytes: bytes)) {
-                    counters.dropped(row: counters.row(port: port), DropCode(DataplaneDropReason.puntQueueFull))
+                    counters.dropped(row: row, DropCode(DataplaneDropReason.puntQueueFull))
                 }
                 return nil
             }
-            return ethernet(
-                frame, rxIndex: rxIndex, innerOffset: 0, innerLength: Int(frame.length), domain: domain,
-                ingress: .port(port), row: counters.row(port: port))
+            var classification = ethernet(
+                frame, rxIndex: rxIndex, innerOffset: innerOffset, innerLength: Int(frame.length) - innerOffset,
+                domain: domain, ingress: .port(port), row: row)
+            classification?.frame.gso = gso
+            return classification
         }
         guard slot < tunnelBySlot.count, let tunnel = tunnelBySlot[slot], tunnel.handle == frame.source else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPort))
@@ -425,7 +533,17 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             unsafe destination.copyMemory(from: source)
         }
         flushTransmit()
-        tx.append(target: handle, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count))
+        if isVirtio(port) {
+            // Every write to a TAP with a virtio header starts with one; the frame's checksums are complete.
+            unsafe tx.append(
+                target: handle, remote: .any, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count)
+            ) { slot in
+                var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+                return VirtioNetHeader.plain(dataValid: false).write(into: &span)
+            }
+        } else {
+            tx.append(target: handle, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count))
+        }
         counters.transmitted(row: row, bytes: bytes.count)
         flushTransmit()
         pool.give(buffer)
@@ -436,14 +554,46 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         return index < handleByPortIndex.count && handleByPortIndex[index] != nil
     }
 
+    private func isVirtio(_ port: PortID) -> Bool {
+        let index = Int(port.index)
+        return index < virtioByPortIndex.count && virtioByPortIndex[index]
+    }
+
+    /// Reads the virtio-net header in front of a frame from a virtio TAP. A partial checksum on a plain frame is
+    /// completed in place, so from here on the frame is like any other.
+    private func offloadHeader(_ frame: ReceivedFrame) -> OffloadHeader {
+        // A read shorter than the header carries nothing; one of exactly 12 bytes fails the Ethernet parse later.
+        let header = withFrameBytes(frame) { VirtioNetHeader.parse($0) }
+        guard let header else { return .drop(DropCode(PacketDropReason.truncatedEthernet)) }
+        switch header.gsoType {
+        case .none:
+            guard header.flags.contains(.needsChecksum) else { return .plain }
+            // Safe: the buffer is this worker's until the end of the batch, and the span does not outlive the call.
+            let bytes = unsafe engine.pool.unsafeBytes(
+                of: frame.buffer, offset: Int(frame.offset) + VirtioNetHeader.size,
+                length: Int(frame.length) - VirtioNetHeader.size)
+            var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
+            if let reason = ChecksumCompletion.complete(&span, header: header) { return .drop(DropCode(reason)) }
+            offloadStatistics.checksumsCompleted &+= 1
+            return .plain
+        case .tcpv4, .tcpv6:
+            offloadStatistics.tsoFramesReceived &+= 1
+            return .tso(header)
+        default:
+            return .drop(DropCode(OffloadDropReason.gsoTypeUnsupported))
+        }
+    }
+
     private func flowHash(of item: ClassifiedFrame) -> UInt32 {
         let buffer = rx.frames[item.rxIndex].buffer
         let bytes = unsafe engine.pool.unsafeBytes(of: buffer, offset: Int(item.offset), length: Int(item.length))
         return unsafe FlowHash.hash(frame: RawSpan(_unsafeBytes: UnsafeRawBufferPointer(bytes)))
     }
 
-    /// Queues `item` for `destination`; `flowHash` is computed on demand for peers when not given.
-    private func emit(_ item: ClassifiedFrame, to destination: Destination, config: DataplaneConfig, flowHash: UInt32?) {
+    /// Queues `classified[position]` for `destination`; `flowHash` is computed on demand for peers when not given.
+    /// Frames for virtio TAPs are deferred to `sendDeferred`; TSO frames for anything else are segmented.
+    private func emit(_ position: Int, to destination: Destination, config: DataplaneConfig, flowHash: UInt32?) {
+        let item = classified[position]
         let buffer = rx.frames[item.rxIndex].buffer
         switch destination {
         case .port(let port):
@@ -451,6 +601,20 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             let index = Int(port.index)
             guard index < handleByPortIndex.count, let handle = handleByPortIndex[index] else {
                 counters.dropped(row: row, DropCode(DataplaneDropReason.portNotAttached))
+                return
+            }
+            if isVirtio(port) {
+                deferred.append(DeferredTransmit(item: position, target: handle, pending: true))
+                counters.transmitted(row: row, bytes: Int(item.length))
+                return
+            }
+            if let gso = item.gso {
+                transmitSegments(of: item, header: gso, row: row) { segment, length in
+                    let appended = tx.append(
+                        target: handle, buffer: segment, offset: UInt32(engine.pool.headroom), length: UInt32(length))
+                    counters.transmitted(row: row, bytes: length)
+                    return appended
+                }
                 return
             }
             appendTransmit { tx in
@@ -467,6 +631,21 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 // The decision checked the peer is live in this domain with the same topology snapshot, and the
                 // control plane builds the templates with it, so this is a config-building bug; count, don't trap.
                 counters.dropped(row: row, DropCode(DataplaneDropReason.unknownPeer))
+                return
+            }
+            if let gso = item.gso {
+                let hash = flowHash ?? self.flowHash(of: item)
+                transmitSegments(of: item, header: gso, row: row) { segment, length in
+                    let appended = unsafe tx.append(
+                        target: sender, remote: remote, buffer: segment, offset: UInt32(engine.pool.headroom),
+                        length: UInt32(length)
+                    ) { slot in
+                        var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+                        return template.write(into: &span, innerLength: length, flowHash: hash)
+                    }
+                    counters.transmitted(row: row, bytes: template.headerLength + length)
+                    return appended
+                }
                 return
             }
             let innerLength = Int(item.length)
@@ -498,6 +677,10 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private func flushTransmit() {
         guard tx.count > 0 else { return }
         let report = engine.transmit(tx)
+        // The engine is done with every buffer `tx` named: segments go back to the pool, the scratch is free.
+        for index in 0..<segmentBuffers.count { engine.pool.give(segmentBuffers[index]) }
+        segmentBuffers.removeAll(keepingCapacity: true)
+        scratchUsed = 0
         if report.droppedNoBuffer > 0 {
             counters.add(
                 row: counters.unattributedRow,
@@ -513,6 +696,158 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         tx.reset()
     }
 
+    // MARK: Offloads (TSO segmentation, coalescing for virtio TAPs)
+
+    /// Segments the TSO frame `item` (its virtio header `header`) into standard buffers, one at a time, and hands
+    /// each segment (buffer, length of the frame at the headroom) to `append`, which adds it to `tx` and returns
+    /// whether it did. Flushes `tx` when it is full or the pool has no buffer, so any number of segments fits.
+    private func transmitSegments(
+        of item: ClassifiedFrame, header: VirtioNetHeader, row: Int, _ append: (BufferID, Int) -> Bool
+    ) {
+        let pool = engine.pool
+        let plan: TCPSegmenter
+        switch withItemBytes(item, { segmentationPlan($0, header) }) {
+        case .failure(let reason):
+            counters.dropped(row: row, DropCode(reason))
+            return
+        case .success(let made):
+            plan = made
+        }
+        guard plan.maximumSegmentLength <= pool.bufferSize - pool.headroom,
+            plan.headerLength - plan.networkOffset <= overlayMTU / 2
+        else {
+            // IP + TCP headers taking over half the MTU (only long IPv6 extension chains get there): the segments
+            // would be mostly headers, up to one per payload byte, so 64 KiB would become thousands of packets.
+            counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
+            return
+        }
+        offloadStatistics.tsoFramesSegmented &+= 1
+        for index in 0..<plan.segmentCount {
+            // Room first: a flush gives the segment buffers back, so it must not come between write and append.
+            if tx.isFull { flushTransmit() }
+            guard let segment = takeSegmentBuffer() else {
+                counters.add(
+                    row: row,
+                    column: CounterColumn.firstDrop + DropCode(DataplaneDropReason.segmentBufferExhausted).rawValue,
+                    UInt64(plan.segmentCount - index))
+                return
+            }
+            segmentBuffers.append(segment)
+            // Safe: the segment buffer is this worker's until the flush that sends it; the spans live for the call.
+            let destination = unsafe pool.unsafeBytes(
+                of: segment, offset: pool.headroom, length: plan.maximumSegmentLength)
+            var span = unsafe MutableRawSpan(_unsafeBytes: destination)
+            let length = withItemBytes(item) { plan.writeSegment(index, of: $0, into: &span) }
+            let appended = append(segment, length)
+            assert(appended, "a TxBatch with room refused a segment")
+            offloadStatistics.segments &+= 1
+        }
+    }
+
+    /// Plans segments of at most `overlayMTU` bytes of IP packet: `min(gso_size, MTU - IP and TCP headers)`.
+    private func segmentationPlan(
+        _ frame: RawSpan, _ header: VirtioNetHeader
+    ) -> Result<TCPSegmenter, OffloadDropReason> {
+        // First with the smallest headers (IPv4 20 + TCP 20); plan again only if this frame's are longer and its
+        // segments would then exceed the MTU (the headers are only known once the frame is parsed).
+        let first = TCPSegmenter.plan(frame: frame, header: header, maximumSegmentSize: overlayMTU - 40)
+        guard case .success(let plan) = first else { return first }
+        let headers = plan.headerLength - plan.networkOffset
+        guard headers + plan.segmentSize > overlayMTU else { return first }
+        return TCPSegmenter.plan(frame: frame, header: header, maximumSegmentSize: max(overlayMTU - headers, 1))
+    }
+
+    /// A free standard buffer for a segment: from the pool, or after a flush gave the previous segments back.
+    private func takeSegmentBuffer() -> BufferID? {
+        if let buffer = engine.pool.take() { return buffer }
+        guard !segmentBuffers.isEmpty else { return nil }
+        flushTransmit()
+        return engine.pool.take()
+    }
+
+    /// Sends the deferred frames, TAP by TAP, each TAP's in switching order (see the file comment).
+    private func sendDeferred() {
+        guard !deferred.isEmpty else { return }
+        // Quadratic in the TAPs of one batch, linear in frames: a batch reaches few TAPs.
+        for first in deferred.indices where deferred[first].pending {
+            let target = deferred[first].target
+            for position in first..<deferred.count
+            where deferred[position].pending && deferred[position].target == target {
+                deferred[position].pending = false
+                let index = deferred[position].item
+                let item = classified[index]
+                if item.gso != nil {
+                    // Frames before it leave first; then it passes through whole, its own header in front.
+                    sendRun(to: target)
+                    let buffer = rx.frames[item.rxIndex].buffer
+                    appendTransmit { tx in
+                        tx.append(
+                            target: target, buffer: buffer, offset: item.offset - UInt32(VirtioNetHeader.size),
+                            length: item.length + UInt32(VirtioNetHeader.size))
+                    }
+                    offloadStatistics.tsoFramesPassedThrough &+= 1
+                } else if coalesceScratch == nil {
+                    appendPlain(classified[index], to: target, header: .plain(dataValid: false))
+                } else {
+                    runFrames.append(index)
+                    withItemBytes(item) { coalescer.add($0) }
+                }
+            }
+            sendRun(to: target)
+        }
+        deferred.removeAll(keepingCapacity: true)
+    }
+
+    /// Sends what the coalescer made of the current run for `target`, in order of each item's first frame, and
+    /// starts a new run.
+    private func sendRun(to target: PortHandle) {
+        defer {
+            coalescer.reset()
+            runFrames.removeAll(keepingCapacity: true)
+        }
+        for index in 0..<coalescer.itemCount {
+            let output = coalescer.item(index)
+            guard output.isCoalesced, let scratch = coalesceScratch else {
+                appendPlain(classified[runFrames[output.firstFrame]], to: target, header: output.header)
+                continue
+            }
+            let needed = VirtioNetHeader.size + output.length
+            if tx.isFull || scratchUsed + needed > engine.pool.largeBufferSize { flushTransmit() }
+            let offset = scratchUsed
+            // Safe: the scratch is this worker's for good; the span lives for the call.
+            let bytes = unsafe engine.pool.unsafeBytes(of: scratch, offset: offset, length: needed)
+            var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
+            let written = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
+                withItemBytes(classified[runFrames[frame]], body)
+            }
+            let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
+            assert(appended, "a TxBatch with room refused a coalesced frame")
+            scratchUsed = (offset + written + 63) & ~63  // the next one starts on a cache line
+            offloadStatistics.coalescedWrites &+= 1
+            offloadStatistics.coalescedFrames &+= UInt64(output.frameCount)
+        }
+    }
+
+    /// Queues `item` for a virtio TAP with `header` (12 bytes) in its header slot, in front of its own buffer.
+    private func appendPlain(_ item: ClassifiedFrame, to target: PortHandle, header: VirtioNetHeader) {
+        let buffer = rx.frames[item.rxIndex].buffer
+        appendTransmit { tx in
+            unsafe tx.append(target: target, remote: .any, buffer: buffer, offset: item.offset, length: item.length) {
+                slot in
+                var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+                return header.write(into: &span)
+            }
+        }
+    }
+
+    /// Runs `body` over the inner Ethernet frame of `item` (after any virtio header).
+    private func withItemBytes<R>(_ item: ClassifiedFrame, _ body: (RawSpan) -> R) -> R {
+        // Safe: the rx buffer belongs to this worker until the end of the batch; the span does not outlive `body`.
+        let bytes = unsafe engine.pool.unsafeBytes(
+            of: rx.frames[item.rxIndex].buffer, offset: Int(item.offset), length: Int(item.length))
+        return unsafe body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(bytes)))
+    }
+
     /// Runs `body` over the received bytes of `frame`.
     private func withFrameBytes<R>(_ frame: ReceivedFrame, _ body: (RawSpan) -> R) -> R {
         // Safe: the buffer belongs to this worker until it is released at the end of the batch, and the span
@@ -520,4 +855,44 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         let bytes = unsafe engine.pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
         return unsafe body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(bytes)))
     }
+}
+
+/// What a worker's offload paths did (its thread only; read it from the worker thread or after it stopped).
+/// Outside the generic worker so that updating it needs no generic metadata.
+public struct WorkerOffloadStatistics: Sendable, Equatable {
+    /// TSO frames received from TAPs.
+    public var tsoFramesReceived: UInt64 = 0
+    /// Partial checksums completed on frames received from TAPs.
+    public var checksumsCompleted: UInt64 = 0
+    /// TSO frames cut into segments (once per destination that needed it).
+    public var tsoFramesSegmented: UInt64 = 0
+    /// Segments written.
+    public var segments: UInt64 = 0
+    /// TSO frames passed whole to a TAP with a virtio header.
+    public var tsoFramesPassedThrough: UInt64 = 0
+    /// GSO writes of coalesced frames to TAPs.
+    public var coalescedWrites: UInt64 = 0
+    /// Frames merged into those writes.
+    public var coalescedFrames: UInt64 = 0
+
+    public init() {}
+}
+
+// File-level rather than nested in the generic worker, so that using them needs no generic metadata at run time.
+
+/// One frame for one TAP with a virtio header, waiting for `DataplaneWorker.sendDeferred`.
+private struct DeferredTransmit {
+    var item: Int  // index into the worker's `classified`
+    var target: PortHandle  // the TAP
+    var pending: Bool  // not sent yet
+}
+
+/// What the virtio-net header in front of a frame from a virtio TAP says.
+private enum OffloadHeader {
+    /// A plain frame (any partial checksum now completed).
+    case plain
+    /// A TSO frame to segment (gso TCPV4/TCPV6), with its header.
+    case tso(VirtioNetHeader)
+    /// Refused.
+    case drop(DropCode)
 }

@@ -8,11 +8,14 @@
 //      TAPs are read with read(2) one frame at a time until EAGAIN or the share is used; sockets with
 //      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's sockaddr_in and the
 //      SO_RXQ_OVFL control message.
-//   4. Every frame lands in a pool buffer at `pool.headroom`; if the pool runs dry, reading stops for this
-//      call, `Statistics.poolExhausted` counts it, and `receive` returns what it has.
+//   4. Every frame lands in a pool buffer at `pool.headroom`: a standard buffer, or for a TAP with a virtio
+//      header a large one, read at `headroom - 12` so the header comes first and the Ethernet frame still starts
+//      at `headroom` (a TSO read carries up to 64 KiB). If the pool runs dry, reading stops for this call,
+//      `Statistics.poolExhausted` counts it, and `receive` returns what it has.
 //
 // Transmit flow, one `transmit` call, in batch order:
-//   - TAP: writev(vnet header?, header slot, payload), one frame per call (the TAP has no batch write).
+//   - TAP: writev(header slot, payload), one frame per call (the TAP has no batch write). For a TAP with a
+//     virtio header, the worker puts it at the start of the header slot or of the payload.
 //   - raw IPv4 sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls of up to
 //     `maxBatch` messages, each message two iovecs (header slot + payload) and its own sockaddr_in.
 //   - Per-frame failures are counted in the TransmitReport, never thrown (STYLE §8).
@@ -85,7 +88,7 @@ public final class EpollEngine: PacketEngine {
         public var framesReceived: UInt64 = 0
         /// The most frames one receive call returned (how much batching happens).
         public var maxFramesPerReceive: Int = 0
-        /// Datagrams dropped because they did not fit a buffer (MSG_TRUNC) and TAP reads too short to hold the
+        /// Datagrams dropped because they did not fit a buffer (MSG_TRUNC) and TAP reads no longer than the
         /// virtio header.
         public var truncated: UInt64 = 0
         /// Reads that failed with an error other than EAGAIN (the port may have been marked failed).
@@ -131,10 +134,8 @@ public final class EpollEngine: PacketEngine {
     /// Slots reported ready by the current epoll_wait (reused, never reallocated past maxEvents).
     private var readySlots: [Int] = []
     private let vectors: DatagramVectors
-    /// writev's iovecs for one TAP frame: [virtio header?, outer header?, payload].
+    /// writev's iovecs for one TAP frame: [header slot?, payload].
     private let tapIOVecs: UnsafeMutablePointer<iovec>
-    /// A zeroed virtio-net header (no offloads: the TAP is opened without TUNSETOFFLOAD, so none are needed).
-    private let zeroVirtioHeader: UnsafeMutableRawPointer
 
     private static let wakerToken = UInt64.max
     /// Ready ports one epoll_wait reports. More ready ports than this are reported by the next call
@@ -176,16 +177,13 @@ public final class EpollEngine: PacketEngine {
         unsafe self.events = .allocate(capacity: Self.maxEventsPerWait)
         self.readySlots.reserveCapacity(Self.maxEventsPerWait)
         self.vectors = DatagramVectors(capacity: maxBatch)
-        unsafe self.tapIOVecs = .allocate(capacity: 3)
-        unsafe self.zeroVirtioHeader = .allocate(byteCount: TAPDevice.virtioHeaderLength, alignment: 8)
-        unsafe zeroVirtioHeader.initializeMemory(as: UInt8.self, repeating: 0, count: TAPDevice.virtioHeaderLength)
+        unsafe self.tapIOVecs = .allocate(capacity: 2)
     }
 
     deinit {
         closeDescriptor(epollFD)
         unsafe events.deallocate()
         unsafe tapIOVecs.deallocate()
-        unsafe zeroVirtioHeader.deallocate()
     }
 
     // MARK: - Ports
@@ -195,10 +193,16 @@ public final class EpollEngine: PacketEngine {
     ///   - fd: a TAP descriptor or tunnel socket; the caller keeps ownership.
     ///   - kind: how to read and write it.
     /// - Returns: the port's handle.
-    /// - Throws: `IOError` for an invalid descriptor (EBADF) or when epoll_ctl fails.
+    /// - Throws: `IOError` for an invalid descriptor (EBADF) or when epoll_ctl fails; EINVAL for a TAP with a
+    ///   virtio header when the pool has no large buffers (its TSO reads would not fit).
     public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
-        if case .tap(virtioHeader: true) = kind {
-            precondition(pool.headroom >= TAPDevice.virtioHeaderLength, "headroom too small for the virtio header")
+        if kind.hasVirtioHeader {
+            precondition(pool.headroom >= PortKind.virtioHeaderLength, "headroom too small for the virtio header")
+            guard pool.largeCount > 0 else {
+                throw IOError(
+                    errno: EINVAL, operation: "register TAP fd \(fd)",
+                    hint: "a TAP with a virtio header needs large (64 KiB) buffers: create the pool with largeCount")
+            }
         }
         do {
             let flags = Int32(try Syscall.blocking { Int(fcntl(fd, F_GETFL)) })
@@ -293,8 +297,8 @@ public final class EpollEngine: PacketEngine {
     // MARK: - Buffers
 
     @inline(__always)
-    private func takeBuffer() -> BufferID? {
-        guard let buffer = pool.take() else { return nil }
+    private func takeBuffer(large: Bool = false) -> BufferID? {
+        guard let buffer = large ? pool.takeLarge() : pool.take() else { return nil }
         outstanding[Int(buffer.index)] = true
         outstandingCount += 1
         return buffer
@@ -379,16 +383,17 @@ public final class EpollEngine: PacketEngine {
         return appended > 0 ? .frames(appended) : .timedOut
     }
 
-    /// Reads up to `share` frames from a TAP. - Returns: true when the pool ran dry.
+    /// Reads up to `share` frames from a TAP. With a virtio header, into large buffers at `headroom - 12`, and the
+    /// frame handed out with its header. - Returns: true when the pool ran dry.
     private func readTAP(slot: Int, fd: Int32, handle: PortHandle, virtio: Bool, share: Int, into batch: inout RxBatch)
         -> Bool
     {
-        let prefix = virtio ? TAPDevice.virtioHeaderLength : 0
+        let prefix = virtio ? PortKind.virtioHeaderLength : 0
         let readOffset = pool.headroom - prefix
-        let capacity = pool.bufferSize - readOffset
+        let capacity = (virtio ? pool.largeBufferSize : pool.bufferSize) - readOffset
         var taken = 0
         while taken < share {
-            guard let buffer = takeBuffer() else { return true }
+            guard let buffer = takeBuffer(large: virtio) else { return true }
             let start = unsafe pool.unsafeAddress(of: buffer) + readOffset
             let result: IOResult
             do {
@@ -409,8 +414,8 @@ public final class EpollEngine: PacketEngine {
                 continue
             }
             batch.append(
-                ReceivedFrame(source: handle, buffer: buffer, offset: UInt32(pool.headroom),
-                              length: UInt32(count - prefix), remote: .any))
+                ReceivedFrame(source: handle, buffer: buffer, offset: UInt32(readOffset), length: UInt32(count),
+                              remote: .any))
             taken += 1
         }
         return false
@@ -502,12 +507,12 @@ public final class EpollEngine: PacketEngine {
                 continue
             }
             switch port.kind {
-            case .tap(let virtio):
+            case .tap:
                 if port.failedErrno != 0 {
                     report.droppedError += 1
                     report.lastErrno = port.failedErrno
                 } else {
-                    unsafe writeTAP(fd: port.fd, virtio: virtio, frame: frame, header: batch.headerSlot(index), into: &report)
+                    unsafe writeTAP(fd: port.fd, frame: frame, header: batch.headerSlot(index), into: &report)
                 }
                 index += 1
             case .rawIPv4Sender:
@@ -525,14 +530,9 @@ public final class EpollEngine: PacketEngine {
     }
 
     private func writeTAP(
-        fd: Int32, virtio: Bool, frame: FrameTransmit, header: UnsafeMutableRawBufferPointer,
-        into report: inout TransmitReport
+        fd: Int32, frame: FrameTransmit, header: UnsafeMutableRawBufferPointer, into report: inout TransmitReport
     ) {
         var count: Int32 = 0
-        if virtio {
-            unsafe tapIOVecs[0] = iovec(iov_base: zeroVirtioHeader, iov_len: TAPDevice.virtioHeaderLength)
-            count += 1
-        }
         if frame.headerLength > 0 {
             unsafe tapIOVecs[Int(count)] = iovec(iov_base: header.baseAddress, iov_len: Int(frame.headerLength))
             count += 1

@@ -6,9 +6,11 @@
 //   worker        --transmit(batch)-->  [per-handle log of header+payload bytes]  --drainTransmitted-->  test
 //
 // It behaves like a real engine where the worker can tell: `receive` copies each frame into a buffer taken from
-// the pool at `pool.headroom` and the worker must `release` it (double release traps, `buffersOutstanding`
-// shows leaks); when the pool is empty frames stay queued and `receive` returns at once; transmits to unknown
-// handles or to receive-only kinds are counted as dropped, exactly as EpollEngine counts them.
+// the pool at `pool.headroom` (for a TAP with a virtio header: a large buffer, at `headroom - 12`, the injected
+// bytes being header + frame, as EpollEngine and URingEngine read them) and the worker must `release` it
+// (double release traps, `buffersOutstanding` shows leaks); when the pool is empty frames stay queued and
+// `receive` returns at once; transmits to unknown handles or to receive-only kinds are counted as dropped,
+// exactly as EpollEngine counts them.
 //
 // Locking: everything other threads touch (the injected queue, the transmit log, the registered ports, the
 // woken flag) is in one `Mutex<State>` inside `MemoryWire`, the Sendable half handed to tests. `receive`
@@ -131,7 +133,12 @@ public final class MemoryEngine: PacketEngine {
 
     /// Registers a fake port; `fd` is only a label and is never touched.
     /// - Returns: a fresh handle (handles are never reused).
+    /// - Throws: `IOError` (EINVAL) for a TAP with a virtio header when the pool has no large buffers, as the real
+    ///   engines do.
     public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
+        if kind.hasVirtioHeader && pool.largeCount == 0 {
+            throw IOError(errno: EINVAL, operation: "register TAP fd \(fd)", hint: "the pool has no large buffers")
+        }
         let handle = PortHandle(raw: nextHandle)
         nextHandle += 1
         waker.state.withLock {
@@ -170,28 +177,50 @@ public final class MemoryEngine: PacketEngine {
         let clock = ContinuousClock()
         let deadline = timeout.map { clock.now.advanced(by: $0) }
         while true {
-            let room = min(batch.remainingCapacity, pool.available)
-            let (frames, woken, starved) = waker.state.withLock { state -> ([MemoryWire.Injected], Bool, Bool) in
-                let count = min(room, state.queue.count)
-                let taken = Array(state.queue.prefix(count))
+            let room = batch.remainingCapacity
+            var standardFree = pool.available
+            var largeFree = pool.availableLarge
+            let (frames, woken, starved) = waker.state.withLock {
+                state -> ([(MemoryWire.Injected, Bool)], Bool, Bool) in
+                // In order, while the next frame's buffer size has a free buffer: a TAP with a virtio header reads
+                // into large buffers, every other port into standard ones (as the real engines do).
+                var count = 0
+                var virtio: [Bool] = []
+                while count < min(room, state.queue.count) {
+                    let large = state.ports[state.queue[count].handle]?.hasVirtioHeader ?? false
+                    if large {
+                        guard largeFree > 0 else { break }
+                        largeFree -= 1
+                    } else {
+                        guard standardFree > 0 else { break }
+                        standardFree -= 1
+                    }
+                    virtio.append(large)
+                    count += 1
+                }
+                let taken = Array(zip(state.queue.prefix(count), virtio))
                 state.queue.removeFirst(count)
                 let woken = state.woken
                 state.woken = false
                 return (taken, woken, count == 0 && !state.queue.isEmpty)
             }
             var appended = 0
-            for frame in frames {
-                guard frame.bytes.count <= pool.bufferSize - pool.headroom else {
+            for (frame, virtio) in frames {
+                // A virtio TAP's frame starts with its header, read 12 bytes before the headroom.
+                let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
+                guard frame.bytes.count <= (virtio ? pool.largeBufferSize : pool.bufferSize) - offset else {
                     droppedOversize += 1
                     continue
                 }
-                guard let buffer = pool.take() else { preconditionFailure("pool.available lied") }
+                guard let buffer = virtio ? pool.takeLarge() : pool.take() else {
+                    preconditionFailure("pool.available lied")
+                }
                 outstanding[Int(buffer.index)] = true
                 outstandingCount += 1
-                let target = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: frame.bytes.count)
+                let target = unsafe pool.unsafeBytes(of: buffer, offset: offset, length: frame.bytes.count)
                 unsafe target.copyBytes(from: frame.bytes)
                 batch.append(
-                    ReceivedFrame(source: frame.handle, buffer: buffer, offset: UInt32(pool.headroom),
+                    ReceivedFrame(source: frame.handle, buffer: buffer, offset: UInt32(offset),
                                   length: UInt32(frame.bytes.count), remote: frame.remote))
                 appended += 1
             }

@@ -1,9 +1,19 @@
 // Packet memory for one worker.
 //
-// Every frame a worker handles lives in one fixed pool allocated at start: `count` buffers of `bufferSize`
-// bytes each, in one page-aligned block so the io_uring backend can hand it to the kernel as a provided-buffer
-// ring or as registered buffers. A buffer is named by its `BufferID` (an index), never by a pointer, so batches
-// stay plain values and the pool stays the one owner of the memory (STYLE §7).
+// Every frame a worker handles lives in one fixed pool allocated at start, in one page-aligned block so the
+// io_uring backend can hand it to the kernel as provided-buffer rings. Two sizes share the block:
+//   - `standardCount` standard buffers of `bufferSize` (2 KiB): tunnel datagrams, TAPs without offloads, and
+//     the frames a worker builds itself (TSO segments);
+//   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 128): reads from TAPs with IFF_VNET_HDR and TSO,
+//     which hand over up to 64 KiB of one TCP flow at a time, and the worker's coalescing scratch.
+// Large buffers are few (64 in the daemon: 4 MiB, against 8 MiB for 4096 standard ones), so a TSO read never
+// truncates and a standard-size frame never pins 64 KiB. Pages are touched only as frames are written, so the
+// resident size follows the traffic, not the block.
+//
+// A buffer is named by its `BufferID`, an index into one numbering: standard buffers first
+// (0 ..< standardCount), then large ones (standardCount ..< count). Batches stay plain values and the pool
+// stays the one owner of the memory (STYLE §7). Indices fit 16 bits, so a provided-buffer ring can use them as
+// buffer IDs whatever the group.
 //
 // Each buffer starts with `headroom` bytes that receive paths leave empty: encapsulation writes the outer
 // header there, in place, instead of copying the frame (wireguard-go reads the TUN at an offset for the same
@@ -17,7 +27,7 @@ import Glibc
 import Musl
 #endif
 
-/// Index of one buffer in a `PacketBufferPool`.
+/// Index of one buffer in a `PacketBufferPool` (standard buffers first, then large ones).
 public struct BufferID: Hashable, Sendable {
     public let index: UInt32
 
@@ -27,7 +37,7 @@ public struct BufferID: Hashable, Sendable {
     }
 }
 
-/// A fixed pool of equally sized packet buffers with headroom, allocated once.
+/// A fixed pool of packet buffers with headroom, in two sizes, allocated once. See the file comment.
 @safe
 public final class PacketBufferPool {
     /// Bytes reserved at the front of every buffer for outer headers. 64 covers IPv4+UDP+VXLAN (36),
@@ -35,44 +45,79 @@ public final class PacketBufferPool {
     public static let defaultHeadroom = 64
     /// 64 bytes of headroom + a 1500-byte underlay frame + 802.1Q tag, rounded up to 2 KiB.
     public static let defaultBufferSize = 2048
+    /// The largest frame a TAP with TSO hands over: a 12-byte virtio-net header, Ethernet with one 802.1Q tag (18)
+    /// and an IP packet of at most 65,535 bytes (the IPv4 total length and IPv6 payload length are 16 bits; BIG TCP
+    /// is off unless an administrator raises gso_max_size) = 65,565 bytes; read at `headroom - 12` it ends at
+    /// 65,617. 64 KiB + 128 is the next multiple of 64 with room to spare.
+    public static let defaultLargeBufferSize = 65_536 + 128
+    /// Large buffers in the daemon's pool: a receive batch (64) can be all TAP reads, plus the worker's coalescing
+    /// scratch. 65 × 64 KiB ≈ 4.2 MiB.
+    public static let defaultLargeCount = 65
 
-    /// Total bytes per buffer, headroom included.
+    /// Bytes per standard buffer, headroom included.
     public let bufferSize: Int
+    /// Bytes per large buffer, headroom included.
+    public let largeBufferSize: Int
     /// Bytes at the front of each buffer that receive paths leave free for encapsulation.
     public let headroom: Int
-    /// Number of buffers.
-    public let count: Int
-    /// Start of the block; buffer `i` is at `base + i * bufferSize`.
+    /// Standard buffers: `BufferID`s 0 ..< standardCount.
+    public let standardCount: Int
+    /// Large buffers: `BufferID`s standardCount ..< count.
+    public let largeCount: Int
+    /// All buffers, both sizes: the size of a table indexed by `BufferID.index`.
+    public var count: Int { standardCount + largeCount }
+    /// Start of the block; standard buffer `i` is at `base + i * bufferSize`, large buffer `j` at
+    /// `largeBase + j * largeBufferSize`.
     private let base: UnsafeMutableRawPointer
-    /// Indices of buffers nobody holds. A stack, so recently freed (cache-warm) buffers are reused first.
+    /// Start of the large buffers (`base + standardCount * bufferSize`).
+    private let largeBase: UnsafeMutableRawPointer
+    /// Indices of standard buffers nobody holds. A stack, so recently freed (cache-warm) buffers are reused first.
     private var freeList: [UInt32]
+    /// Indices of large buffers nobody holds, likewise.
+    private var largeFreeList: [UInt32]
 
     /// - Parameters:
-    ///   - count: number of buffers (at most 65,536 so a provided-buffer ring can name them with 16 bits).
-    ///   - bufferSize: bytes per buffer including headroom; a multiple of 64.
+    ///   - count: standard buffers.
+    ///   - bufferSize: bytes per standard buffer including headroom; a multiple of 64.
     ///   - headroom: bytes left free at the front of each buffer.
-    public init(count: Int, bufferSize: Int = defaultBufferSize, headroom: Int = defaultHeadroom) {
-        precondition(count > 0 && count <= 65_536, "buffer count must be 1...65536")
+    ///   - largeCount: large buffers (0: none; TAPs with a virtio header need them).
+    ///   - largeBufferSize: bytes per large buffer including headroom; a multiple of 64.
+    ///   `count + largeCount` is at most 65,536 so a provided-buffer ring can name every buffer with 16 bits.
+    public init(
+        count: Int, bufferSize: Int = defaultBufferSize, headroom: Int = defaultHeadroom, largeCount: Int = 0,
+        largeBufferSize: Int = defaultLargeBufferSize
+    ) {
+        precondition(count > 0 && largeCount >= 0 && count + largeCount <= 65_536, "buffer count must be 1...65536")
         precondition(bufferSize % 64 == 0 && bufferSize > headroom, "buffer size must be a multiple of 64 above headroom")
-        self.count = count
+        precondition(
+            largeBufferSize % 64 == 0 && largeBufferSize >= bufferSize, "large buffer size must be a multiple of 64")
+        self.standardCount = count
+        self.largeCount = largeCount
         self.bufferSize = bufferSize
+        self.largeBufferSize = largeBufferSize
         self.headroom = headroom
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let total = count * bufferSize + largeCount * largeBufferSize
         var memory: UnsafeMutableRawPointer? = nil
-        let status = unsafe posix_memalign(&memory, pageSize, count * bufferSize)
-        precondition(status == 0, "cannot allocate \(count * bufferSize) bytes of packet buffers")
+        let status = unsafe posix_memalign(&memory, pageSize, total)
+        precondition(status == 0, "cannot allocate \(total) bytes of packet buffers")
         unsafe self.base = memory!
+        unsafe self.largeBase = memory! + count * bufferSize
         self.freeList = Array((0..<UInt32(count)).reversed())
+        self.largeFreeList = Array((UInt32(count)..<UInt32(count + largeCount)).reversed())
     }
 
     deinit {
         unsafe free(base)
     }
 
-    /// Buffers currently free.
+    /// Standard buffers currently free.
     public var available: Int { freeList.count }
 
-    /// Takes a free buffer, or nil when all are in use.
+    /// Large buffers currently free.
+    public var availableLarge: Int { largeFreeList.count }
+
+    /// Takes a free standard buffer, or nil when all are in use.
     @inlinable
     public func take() -> BufferID? {
         takeFree()
@@ -84,10 +129,33 @@ public final class PacketBufferPool {
         return BufferID(index)
     }
 
-    /// Returns a buffer taken with `take()`. Giving back a buffer twice is a programmer error.
+    /// Takes a free large buffer, or nil when all are in use (or the pool has none).
+    public func takeLarge() -> BufferID? {
+        guard let index = largeFreeList.popLast() else { return nil }
+        return BufferID(index)
+    }
+
+    /// Returns a buffer taken with `take()` or `takeLarge()` to its free list. Giving back a buffer twice is a
+    /// programmer error.
     public func give(_ buffer: BufferID) {
         precondition(buffer.index < UInt32(count), "buffer \(buffer.index) is not from this pool")
-        freeList.append(buffer.index)
+        if isLarge(buffer) {
+            largeFreeList.append(buffer.index)
+        } else {
+            freeList.append(buffer.index)
+        }
+    }
+
+    /// True for a large buffer.
+    @inlinable
+    public func isLarge(_ buffer: BufferID) -> Bool {
+        Int(buffer.index) >= standardCount
+    }
+
+    /// The size of `buffer`, headroom included: `bufferSize` or `largeBufferSize`.
+    @inlinable
+    public func size(of buffer: BufferID) -> Int {
+        isLarge(buffer) ? largeBufferSize : bufferSize
     }
 
     /// The start of buffer `buffer` (its headroom included).
@@ -95,7 +163,9 @@ public final class PacketBufferPool {
     @unsafe
     @inlinable
     public func unsafeAddress(of buffer: BufferID) -> UnsafeMutableRawPointer {
-        unsafe blockBase.advanced(by: Int(buffer.index) * bufferSize)
+        let index = Int(buffer.index)
+        if index < standardCount { return unsafe blockBase.advanced(by: index * bufferSize) }
+        return unsafe largeBlockBase.advanced(by: (index - standardCount) * largeBufferSize)
     }
 
     /// The start of the whole block, for registering it with the kernel.
@@ -103,17 +173,23 @@ public final class PacketBufferPool {
     @usableFromInline
     var blockBase: UnsafeMutableRawPointer { unsafe base }
 
+    /// The start of the large buffers.
+    @unsafe
+    @usableFromInline
+    var largeBlockBase: UnsafeMutableRawPointer { unsafe largeBase }
+
     /// The bytes `offset ..< offset + length` of `buffer`, for reading and writing in place.
     @unsafe
     @inlinable
     public func unsafeBytes(of buffer: BufferID, offset: Int, length: Int) -> UnsafeMutableRawBufferPointer {
-        precondition(offset >= 0 && length >= 0 && offset + length <= bufferSize, "range outside buffer")
+        precondition(offset >= 0 && length >= 0 && offset + length <= size(of: buffer), "range outside buffer")
         return unsafe UnsafeMutableRawBufferPointer(start: unsafeAddress(of: buffer) + offset, count: length)
     }
 
-    /// The whole block, for registering it with the kernel (io_uring fixed or provided buffers).
+    /// The whole block (both sizes), for registering it with the kernel (io_uring fixed or provided buffers).
     @unsafe
     public var unsafeBlock: UnsafeMutableRawBufferPointer {
-        unsafe UnsafeMutableRawBufferPointer(start: base, count: count * bufferSize)
+        unsafe UnsafeMutableRawBufferPointer(
+            start: base, count: standardCount * bufferSize + largeCount * largeBufferSize)
     }
 }

@@ -21,7 +21,13 @@ import VXPacket
 /// What kind of file descriptor a port is; it decides how the engine reads and writes it.
 public enum PortKind: Sendable, Equatable {
     /// A TAP device (IFF_TAP | IFF_NO_PI): one Ethernet frame per read and per write.
-    /// With `virtioHeader`, every frame is preceded by a 12-byte struct virtio_net_hdr (IFF_VNET_HDR).
+    ///
+    /// With `virtioHeader` (IFF_VNET_HDR, TUNSETVNETHDRSZ 12, normally with TSO and checksum offload), every frame
+    /// read and written is preceded by a 12-byte virtio-net header, and engines pass it through untouched: a
+    /// received frame's bytes start with the header (read at `headroom - 12`, so the Ethernet header still lands at
+    /// `headroom`), into a large buffer, since one read can carry 64 KiB; a transmitted frame's bytes (header
+    /// slot + payload) must start with one. Interpreting it (segmentation, checksums, coalescing) is the worker's
+    /// job (VXOffload). Without it, reads go to standard buffers and frames are plain Ethernet.
     case tap(virtioHeader: Bool)
     /// A UDP socket bound to the VXLAN port: each datagram's payload is VXLAN header + inner frame; the
     /// engine reports the sender's IPv4 address as `ReceivedFrame.remote`. Receive only.
@@ -31,6 +37,19 @@ public enum PortKind: Sendable, Equatable {
     /// A raw IPPROTO_RAW socket (IP_HDRINCL): sends take a complete outer IPv4 header in front of the frame
     /// and go to `FrameTransmit.remote`. Send only.
     case rawIPv4Sender
+}
+
+extension PortKind {
+    /// Bytes of virtio-net header (`struct virtio_net_hdr_v1`) in front of every frame of a
+    /// `.tap(virtioHeader: true)` port.
+    public static let virtioHeaderLength = 12
+
+    /// True for `.tap(virtioHeader: true)`: frames carry a virtio-net header and are read into large buffers.
+    @inlinable
+    public var hasVirtioHeader: Bool {
+        if case .tap(virtioHeader: true) = self { return true }
+        return false
+    }
 }
 
 /// How one `receive` call ended.
@@ -140,6 +159,7 @@ public protocol PacketEngine: AnyObject, SendableMetatype {
     /// Sends every frame of `batch`. Returns when the engine no longer needs the buffers named in it.
     func transmit(_ batch: TxBatch) -> TransmitReport
 
-    /// Gives a received buffer back to the engine.
+    /// Gives a received buffer back to the engine. Buffers the worker took from `pool` itself (`take()`,
+    /// `takeLarge()`) go back with `pool.give(_:)` instead.
     func release(_ buffer: BufferID)
 }

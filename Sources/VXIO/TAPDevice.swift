@@ -35,14 +35,31 @@ public struct TAPDevice: ~Copyable, Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-        /// IFF_VNET_HDR with a 12-byte header (struct virtio_net_hdr_mrg_rxbuf) in front of every frame.
+        /// IFF_VNET_HDR with a 12-byte header (struct virtio_net_hdr_v1) in front of every frame read and written.
         public static let virtioHeader = Options(rawValue: CVX_TAP_VNET_HDR)
         /// IFF_MULTI_QUEUE: this descriptor is one queue of a multi-queue TAP; open the same name again for more.
         public static let multiQueue = Options(rawValue: CVX_TAP_MULTI_QUEUE)
     }
 
-    /// Size of the virtio-net header the engine expects with `.virtioHeader` (set with TUNSETVNETHDRSZ).
-    public static let virtioHeaderLength = 12
+    /// What the kernel may hand over in one read of a TAP opened with `.virtioHeader` (TUNSETOFFLOAD flags).
+    public struct Offloads: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+        /// TUN_F_CSUM: frames may carry a partial L4 checksum (NEEDS_CSUM) for the reader to complete.
+        public static let checksum = Offloads(rawValue: CVX_TUN_F_CSUM)
+        /// TUN_F_TSO4: TCP over IPv4 in bursts up to 64 KiB (gso_type TCPV4) for the reader to segment.
+        public static let tso4 = Offloads(rawValue: CVX_TUN_F_TSO4)
+        /// TUN_F_TSO6: TCP over IPv6 in bursts up to 64 KiB (gso_type TCPV6).
+        public static let tso6 = Offloads(rawValue: CVX_TUN_F_TSO6)
+
+        /// What switch ports use: checksum offload and TSO for both IP versions (VXOffload handles all three).
+        public static let tcp: Offloads = [.checksum, .tso4, .tso6]
+    }
+
+    /// Size of the virtio-net header in front of every frame with `.virtioHeader` (set with TUNSETVNETHDRSZ):
+    /// `struct virtio_net_hdr_v1`, see VXOffload's `VirtioNetHeader`.
+    public static let virtioHeaderLength = PortKind.virtioHeaderLength
 
     /// The interface name the kernel settled on (a `%d` in the requested name is replaced).
     public let name: String
@@ -96,6 +113,22 @@ public struct TAPDevice: ~Copyable, Sendable {
         default:
             nil
         }
+    }
+
+    /// Tells the kernel what it may hand over in one read: with `.tcp` a container's TCP stack sends 64 KiB bursts
+    /// (TSO) with partial checksums, and the reader segments and completes them (VXOffload). Needs
+    /// `.virtioHeader`, which carries the segmentation and checksum instructions. The corresponding ioctl is
+    /// `TUNSETOFFLOAD`; `ethtool -k` on the interface shows the result (tx-checksumming, tcp-segmentation-offload).
+    /// - Parameter offloads: the flags; `[]` turns every offload off.
+    /// - Throws: `IOError` (EINVAL) when the TAP has no virtio header or the kernel does not know a flag.
+    public func setOffloads(_ offloads: Offloads) throws(IOError) {
+        guard options.contains(.virtioHeader) else {
+            throw IOError(
+                errno: EINVAL, operation: "TUNSETOFFLOAD \(name)",
+                hint: "offloads need a TAP opened with a virtio header")
+        }
+        let rc = cvx_tap_set_offload(fileDescriptor.rawValue, offloads.rawValue)
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETOFFLOAD \(name)") }
     }
 
     /// Keeps the interface after the descriptor closes (true) or lets it go with the last descriptor (false).

@@ -2,8 +2,11 @@
 // multishot receives kept armed on every port, and batched sends. Design notes: docs/io-uring.md.
 //
 // Receive flow:
-//   1. init offers every free pool buffer to the kernel's buffer ring (group 0), each at `pool.headroom` with
-//      length `bufferSize - headroom`; a buffer's ID in the ring is its pool index.
+//   1. init offers the pool's free buffers to the kernel in two provided-buffer rings: standard buffers
+//      (group 0) at `pool.headroom` with length `bufferSize - headroom`, for tunnel sockets and plain TAPs;
+//      large buffers (group 1) at `headroom - 12` with length `largeBufferSize - headroom + 12`, for TAPs with a
+//      virtio header, whose reads carry up to 64 KiB and start with the header (so the Ethernet frame lands at
+//      `headroom`). A buffer's ID in either ring is its pool index, so a CQE names the `BufferID` directly.
 //   2. `register` arms one receive per port: multishot recvmsg (tunnel sockets), multishot read (TAP, Linux
 //      6.7+) or a single-shot read re-armed after every frame (TAP, older kernels). user_data = tag + handle.
 //   3. `receive` publishes released buffers, re-arms ended requests, submits and waits once, then harvests
@@ -43,8 +46,10 @@ public final class URingEngine: PacketEngine {
     public static let submissionEntries: UInt32 = 256
     /// CQEs looked at per io_uring_peek_batch_cqe call: a cache-friendly chunk of the batch being filled.
     static let harvestChunk = 64
-    /// The provided-buffer group all receives select from.
+    /// The provided-buffer group of standard buffers: tunnel sockets and TAPs without a virtio header.
     static let bufferGroup: UInt32 = 0
+    /// The provided-buffer group of large buffers: TAPs with a virtio header (TSO reads up to 64 KiB).
+    static let largeBufferGroup: UInt32 = 1
     /// The kernel caps a provided-buffer ring at 32768 entries (ring_entries must be < 65536 and a power of 2).
     static let maxBufferRingEntries = 32_768
 
@@ -70,14 +75,10 @@ public final class URingEngine: PacketEngine {
     private let ring: UnsafeMutablePointer<io_uring>
     /// The ring was created with IORING_SETUP_R_DISABLED and is enabled by the first worker call.
     private var ringDisabled: Bool
-    /// The provided-buffer ring (mmap'd and registered by cvx_uring_buf_ring_create, unmapped in deinit).
-    private let bufferRing: UnsafeMutablePointer<io_uring_buf_ring>
-    /// Slots in `bufferRing` (a power of two).
-    private let bufferRingEntries: Int
-    /// Buffers added to the buffer ring and not yet consumed by a CQE, published or not.
-    private var buffersInRing = 0
-    /// Buffers added since the last publish (the kernel cannot see them yet).
-    private var unpublished: UInt32 = 0
+    /// The provided-buffer ring of standard buffers (group 0).
+    private var standardBuffers: ProvidedBufferRing
+    /// The provided-buffer ring of large buffers (group 1); nil when the pool has none to offer.
+    private var largeBuffers: ProvidedBufferRing?
     /// Pointers filled by io_uring_peek_batch_cqe; `harvestChunk` entries.
     private let cqeBatch: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
 
@@ -122,29 +123,37 @@ public final class URingEngine: PacketEngine {
     /// What the current `transmit` call has counted so far.
     private var transmitReport = TransmitReport()
 
-    /// Creates a ring and a provided-buffer ring over `pool`'s free buffers.
+    /// Creates a ring and provided-buffer rings over `pool`'s free buffers.
     /// - Parameters:
-    ///   - pool: the worker's packet memory. The engine takes its free buffers (minus `poolReserve`) and hands
+    ///   - pool: the worker's packet memory. The engine takes its free buffers (minus the reserves) and hands
     ///     them to the kernel; `release` gives them back to the kernel, not to the pool.
-    ///   - poolReserve: free buffers left in the pool for the worker's own `take()` (frames it builds itself).
+    ///   - poolReserve: free standard buffers left in the pool for the worker's own `take()` (frames it builds
+    ///     itself, such as TSO segments).
+    ///   - largePoolReserve: free large buffers left in the pool for the worker's own `takeLarge()` (its
+    ///     coalescing scratch). The rest serve TAPs with a virtio header; with none left, registering such a TAP
+    ///     fails.
     ///   - transmitCapacity: frames per transmit submission (normally the worker's TxBatch capacity); larger
     ///     batches are sent in several submissions.
-    /// - Throws: `IOError` when the kernel refuses the ring, the buffer ring or the eventfd.
-    public init(pool: PacketBufferPool, poolReserve: Int = 0, transmitCapacity: Int = 128) throws(IOError) {
+    /// - Throws: `IOError` when the kernel refuses the ring, a buffer ring or the eventfd.
+    public init(
+        pool: PacketBufferPool, poolReserve: Int = 0, largePoolReserve: Int = 0, transmitCapacity: Int = 128
+    ) throws(IOError) {
         precondition(transmitCapacity > 0, "transmitCapacity must be positive")
         precondition(poolReserve >= 0 && poolReserve < pool.available, "poolReserve must leave buffers for the ring")
+        precondition(
+            largePoolReserve >= 0 && largePoolReserve <= pool.availableLarge,
+            "largePoolReserve exceeds the large buffers")
         self.pool = pool
         self.transmitCapacity = transmitCapacity
         self.waker = try URingWaker()
 
-        // Every receive CQE consumes one provided buffer, so at most `bufferRingEntries` of them can be
-        // outstanding, plus at most one CQE per SQE (sends, cancels, ended requests): size the CQ for both so
-        // it cannot overflow.
-        var entries = 1
-        while entries < min(pool.count, Self.maxBufferRingEntries) { entries <<= 1 }
-        self.bufferRingEntries = entries
+        // Every receive CQE consumes one provided buffer, so at most as many receive CQEs as both buffer rings
+        // have slots can be outstanding, plus at most one CQE per SQE (sends, cancels, ended requests): size the
+        // CQ for both so it cannot overflow.
+        let entries = ProvidedBufferRing.entries(for: pool.standardCount)
+        let largeEntries = pool.availableLarge > largePoolReserve ? ProvidedBufferRing.entries(for: pool.largeCount) : 0
         var completionEntries = 1
-        while completionEntries < entries + 2 * Int(Self.submissionEntries) { completionEntries <<= 1 }
+        while completionEntries < entries + largeEntries + 2 * Int(Self.submissionEntries) { completionEntries <<= 1 }
 
         unsafe self.ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         unsafe ring.initialize(to: io_uring())
@@ -170,14 +179,34 @@ public final class URingEngine: PacketEngine {
         self.setupDescription = chosen.name
         self.ringDisabled = chosen.flags & UInt32(IORING_SETUP_R_DISABLED) != 0
 
-        var registered: UnsafeMutablePointer<io_uring_buf_ring>? = nil
-        let bufferResult = unsafe cvx_uring_buf_ring_create(ring, UInt32(entries), Self.bufferGroup, &registered)
-        guard bufferResult == 0, let registered = unsafe registered else {
+        let standard: ProvidedBufferRing
+        do {
+            standard = try unsafe ProvidedBufferRing(
+                ring: ring, group: Self.bufferGroup, entries: entries, addressOffset: pool.headroom,
+                length: pool.bufferSize - pool.headroom)
+        } catch {
             unsafe io_uring_queue_exit(ring)
             unsafe ring.deallocate()
-            throw IOError(errno: -bufferResult, operation: "io_uring_register_buf_ring")
+            throw error
         }
-        unsafe self.bufferRing = registered
+        self.standardBuffers = standard
+        if largeEntries > 0 {
+            // Large buffers serve TAPs with a virtio header only: the read starts 12 bytes early so the Ethernet
+            // frame lands at the headroom like every other frame.
+            let offset = pool.headroom - PortKind.virtioHeaderLength
+            do {
+                self.largeBuffers = try unsafe ProvidedBufferRing(
+                    ring: ring, group: Self.largeBufferGroup, entries: largeEntries, addressOffset: offset,
+                    length: pool.largeBufferSize - offset)
+            } catch {
+                unsafe io_uring_queue_exit(ring)
+                unsafe standard.unmap()
+                unsafe ring.deallocate()
+                throw error
+            }
+        } else {
+            self.largeBuffers = nil
+        }
 
         unsafe self.cqeBatch = .allocate(capacity: Self.harvestChunk)
         unsafe self.receiveMessage = .allocate(capacity: 1)
@@ -202,6 +231,11 @@ public final class URingEngine: PacketEngine {
             recycle(buffer)
             offered += 1
         }
+        offered = 0
+        while offered < largeEntries, pool.availableLarge > largePoolReserve, let buffer = pool.takeLarge() {
+            recycle(buffer)
+            offered += 1
+        }
         publishBuffers()
         // Queued only: a disabled ring cannot submit until the worker thread enables it.
         armWaker()
@@ -211,7 +245,8 @@ public final class URingEngine: PacketEngine {
         // io_uring_queue_exit closes the ring; the kernel cancels every request (a cancelled receive writes
         // nothing) and drops the buffer ring registration. Only then is the memory they pointed at freed.
         unsafe io_uring_queue_exit(ring)
-        unsafe cvx_uring_buf_ring_destroy(nil, bufferRing, UInt32(bufferRingEntries), Self.bufferGroup)
+        unsafe standardBuffers.unmap()
+        unsafe largeBuffers?.unmap()
         unsafe ring.deallocate()
         unsafe cqeBatch.deallocate()
         unsafe receiveMessage.deallocate()
@@ -228,10 +263,16 @@ public final class URingEngine: PacketEngine {
     ///   - fd: a TAP fd, a bound UDP socket, a raw GRE socket or a raw IPPROTO_RAW socket. Not owned.
     ///   - kind: how to read or write it.
     /// - Returns: the port's handle.
-    /// - Throws: `IOError` (EBADF) when `fd` is not open, (EMFILE) when 65,536 ports are registered.
+    /// - Throws: `IOError` (EBADF) when `fd` is not open, (EMFILE) when 65,536 ports are registered, (EINVAL) for
+    ///   a TAP with a virtio header when no large buffers were offered to the kernel.
     public func register(fd: Int32, kind: PortKind) throws(IOError) -> PortHandle {
         try enableIfNeeded()
         guard fcntl(fd, F_GETFD) >= 0 else { throw IOError(errno: errno, operation: "register: fcntl(F_GETFD)") }
+        if kind.hasVirtioHeader && largeBuffers == nil {
+            throw IOError(
+                errno: EINVAL, operation: "register TAP fd \(fd)",
+                hint: "a TAP with a virtio header needs large (64 KiB) buffers: create the pool with largeCount")
+        }
         let index: UInt16
         if let reused = freeSlots.popLast() {
             index = reused
@@ -397,27 +438,33 @@ public final class URingEngine: PacketEngine {
 
     // MARK: Buffers
 
-    /// Adds `buffer` to the buffer ring (visible after `publishBuffers`), or to the pool if the ring is full.
+    /// Adds `buffer` to its size's buffer ring (visible after `publishBuffers`), or to the pool if that ring is
+    /// full or absent.
     private func recycle(_ buffer: BufferID) {
-        guard buffersInRing < bufferRingEntries else {
-            pool.give(buffer)
-            return
-        }
         // Safe to hand to the kernel: the pool's block lives as long as `pool`, which this engine holds until
         // after the ring is closed in deinit.
-        let address = unsafe pool.unsafeAddress(of: buffer) + pool.headroom
-        unsafe cvx_uring_buf_ring_add(
-            bufferRing, address, UInt32(pool.bufferSize - pool.headroom), UInt16(truncatingIfNeeded: buffer.index),
-            UInt32(bufferRingEntries - 1), unpublished)
-        unpublished += 1
-        buffersInRing += 1
+        if pool.isLarge(buffer) {
+            guard largeBuffers != nil, unsafe largeBuffers!.add(buffer, at: pool.unsafeAddress(of: buffer)) else {
+                pool.give(buffer)
+                return
+            }
+        } else {
+            guard unsafe standardBuffers.add(buffer, at: pool.unsafeAddress(of: buffer)) else {
+                pool.give(buffer)
+                return
+            }
+        }
     }
 
-    /// Makes recycled buffers visible to the kernel (one store-release of the tail).
+    /// Makes recycled buffers visible to the kernel (one store-release of each ring's tail).
     private func publishBuffers() {
-        guard unpublished > 0 else { return }
-        unsafe cvx_uring_buf_ring_publish(bufferRing, unpublished)
-        unpublished = 0
+        standardBuffers.publish()
+        largeBuffers?.publish()
+    }
+
+    /// Buffers the kernel can pick for `kind`'s reads right now (published or about to be).
+    private func buffersInRing(for kind: PortKind) -> Int {
+        kind.hasVirtioHeader ? largeBuffers?.inRing ?? 0 : standardBuffers.inRing
     }
 
     // MARK: Arming receives
@@ -428,10 +475,10 @@ public final class URingEngine: PacketEngine {
         armQueue.append(index)
     }
 
-    /// Arms every queued port whose request is not in flight. Holds off while the buffer ring is empty: an
-    /// armed request would only end at once with ENOBUFS again.
+    /// Arms every queued port whose request is not in flight. Holds a port off while its buffer ring is empty:
+    /// an armed request would only end at once with ENOBUFS again.
     private func armQueuedPorts() {
-        guard !armQueue.isEmpty, buffersInRing > 0 else { return }
+        guard !armQueue.isEmpty else { return }
         var kept = 0
         for position in armQueue.indices {
             let index = armQueue[position]
@@ -440,7 +487,7 @@ public final class URingEngine: PacketEngine {
                 ports[Int(index)].queuedForArm = false
                 continue
             }
-            guard let sqe = unsafe getSQE() else {
+            guard buffersInRing(for: slot.kind) > 0, let sqe = unsafe getSQE() else {
                 armQueue[kept] = index
                 kept += 1
                 continue
@@ -448,12 +495,12 @@ public final class URingEngine: PacketEngine {
             switch slot.kind {
             case .udpTunnel, .rawGRE:
                 unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, receiveMessage, Self.bufferGroup)
-            case .tap:
+            case .tap(let virtio):
+                let buffers = virtio ? largeBuffers! : standardBuffers  // register refused virtio without large
                 if slot.multishot {
-                    unsafe cvx_uring_prep_read_multishot(sqe, slot.fd, Self.bufferGroup)
+                    unsafe cvx_uring_prep_read_multishot(sqe, slot.fd, buffers.group)
                 } else {
-                    unsafe cvx_uring_prep_read_select(
-                        sqe, slot.fd, UInt32(pool.bufferSize - pool.headroom), Self.bufferGroup)
+                    unsafe cvx_uring_prep_read_select(sqe, slot.fd, UInt32(buffers.length), buffers.group)
                 }
             case .rawIPv4Sender:
                 preconditionFailure("send-only ports are never armed")
@@ -553,8 +600,12 @@ public final class URingEngine: PacketEngine {
         let current = index < ports.count && ports[index].handle == handle && ports[index].state != .free
         var frame: ReceivedFrame? = nil
         if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
-            buffersInRing -= 1
-            let buffer = BufferID(flags >> 16)  // IORING_CQE_BUFFER_SHIFT
+            let buffer = BufferID(flags >> 16)  // IORING_CQE_BUFFER_SHIFT; IDs are pool indices in both groups
+            if pool.isLarge(buffer) {
+                largeBuffers?.inRing -= 1
+            } else {
+                standardBuffers.inRing -= 1
+            }
             if current, ports[index].state == .active, result > 0 {
                 frame = unsafe makeFrame(port: ports[index], handle: handle, buffer: buffer, length: result)
             }
@@ -605,10 +656,12 @@ public final class URingEngine: PacketEngine {
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom) + payloadOffset,
                 length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)))
-        case .tap:
+        case .tap(let virtio):
+            // With a virtio header the read started 12 bytes before the headroom (the large ring's offset).
+            let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
             return ReceivedFrame(
-                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom),
-                length: UInt32(length), remote: .any)
+                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(offset), length: UInt32(length),
+                remote: .any)
         case .rawIPv4Sender:
             return nil
         }
@@ -702,6 +755,73 @@ public final class URingEngine: PacketEngine {
         ports[Int(index)].state = .free
         ports[Int(index)].inFlight = false
         freeSlots.append(index)
+    }
+}
+
+/// One provided-buffer ring (one buffer group): its mapping, and how many of its slots hold buffers.
+@safe
+private struct ProvidedBufferRing {
+    /// The ring (mmap'd and registered by cvx_uring_buf_ring_create, unmapped by `unmap` after the ring exits).
+    let ring: UnsafeMutablePointer<io_uring_buf_ring>
+    /// Slots (a power of two).
+    let entries: Int
+    /// The buffer group receives name in `buf_group`.
+    let group: UInt32
+    /// Where in a pool buffer the kernel writes: the headroom, or 12 bytes before it for virtio TAP reads.
+    let addressOffset: Int
+    /// Bytes the kernel may write from there.
+    let length: Int
+    /// Buffers added and not yet consumed by a CQE, published or not.
+    var inRing = 0
+    /// Buffers added since the last publish (the kernel cannot see them yet).
+    var unpublished: UInt32 = 0
+
+    /// Ring slots for `buffers` buffers: the next power of two, at most the kernel's limit.
+    static func entries(for buffers: Int) -> Int {
+        var entries = 1
+        while entries < min(max(buffers, 1), URingEngine.maxBufferRingEntries) { entries <<= 1 }
+        return entries
+    }
+
+    /// Maps and registers the ring as `group` of `ring`.
+    init(
+        ring owner: UnsafeMutablePointer<io_uring>, group: UInt32, entries: Int, addressOffset: Int, length: Int
+    ) throws(IOError) {
+        var registered: UnsafeMutablePointer<io_uring_buf_ring>? = nil
+        let result = unsafe cvx_uring_buf_ring_create(owner, UInt32(entries), group, &registered)
+        guard result == 0, let registered = unsafe registered else {
+            throw IOError(errno: -result, operation: "io_uring_register_buf_ring (group \(group))")
+        }
+        unsafe self.ring = registered
+        self.entries = entries
+        self.group = group
+        self.addressOffset = addressOffset
+        self.length = length
+    }
+
+    /// Adds the buffer starting at `base` under its pool index. - Returns: false when the ring is full.
+    @unsafe
+    mutating func add(_ buffer: BufferID, at base: UnsafeMutableRawPointer) -> Bool {
+        guard inRing < entries else { return false }
+        unsafe cvx_uring_buf_ring_add(
+            ring, base + addressOffset, UInt32(length), UInt16(truncatingIfNeeded: buffer.index),
+            UInt32(entries - 1), unpublished)
+        unpublished += 1
+        inRing += 1
+        return true
+    }
+
+    /// Makes added buffers visible to the kernel (one store-release of the tail).
+    mutating func publish() {
+        guard unpublished > 0 else { return }
+        unsafe cvx_uring_buf_ring_publish(ring, unpublished)
+        unpublished = 0
+    }
+
+    /// Unmaps the ring; call after io_uring_queue_exit (the registration went with the ring).
+    @unsafe
+    func unmap() {
+        unsafe cvx_uring_buf_ring_destroy(nil, ring, UInt32(entries), group)
     }
 }
 

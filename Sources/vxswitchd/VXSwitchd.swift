@@ -8,6 +8,7 @@ import Logging
 import VXControl
 import VXControlSocket
 import VXDaemon
+import VXDataplane
 import VXIO
 import VXPacket
 
@@ -90,29 +91,31 @@ struct VXSwitchd: ParsableCommand {
         options.dockerSocket = dockerSocket
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 
-        let pool = PacketBufferPool(count: options.bufferCount)
+        // Standard buffers for tunnels and the worker's TSO segments, large ones for TAP reads with TSO (KernelHost
+        // opens TAPs with a virtio header and offloads) and the worker's coalescing scratch.
+        let pool = PacketBufferPool(count: options.bufferCount, largeCount: PacketBufferPool.defaultLargeCount)
+        // io_uring hands free buffers to the kernel; keep what the worker takes itself.
+        let makeURing = { () throws(IOError) -> URingEngine in
+            try URingEngine(
+                pool: pool, poolReserve: DataplaneWorker<URingEngine>.segmentBufferReserve,
+                largePoolReserve: DataplaneWorker<URingEngine>.scratchBufferReserve)
+        }
         switch io {
         case .uring:
             guard URingEngine.isSupported else {
                 throw VXSwitchdError("io_uring is not usable here (\(URingEngine.support)); use --io epoll")
             }
-            try serve(engine: try Self.uringEngine(pool), options: options, path: path, logger: logger)
+            try serve(engine: try makeURing(), options: options, path: path, logger: logger)
         case .epoll:
             try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
         case .auto:
             if URingEngine.isSupported {
-                try serve(engine: try Self.uringEngine(pool), options: options, path: path, logger: logger)
+                try serve(engine: try makeURing(), options: options, path: path, logger: logger)
             } else {
                 logger.notice("falling back to the epoll engine: \(URingEngine.support)")
                 try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
             }
         }
-    }
-
-    /// The io_uring engine, keeping 64 buffers out of the kernel's buffer ring for frames the worker builds itself
-    /// (DHCP and ARP replies from the control plane).
-    static func uringEngine(_ pool: PacketBufferPool) throws -> URingEngine {
-        try URingEngine(pool: pool, poolReserve: 64)
     }
 
     /// Runs the switch on `engine` until SIGINT or SIGTERM.

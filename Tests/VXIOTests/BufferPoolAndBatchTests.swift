@@ -44,6 +44,45 @@ struct BufferPoolTests {
     }
 }
 
+@Suite("PacketBufferPool, large buffers")
+struct LargeBufferPoolTests {
+    @Test func largeBuffersAreNumberedAfterTheStandardOnesAndKeptApart() throws {
+        let pool = PacketBufferPool(count: 4, largeCount: 3)
+        #expect(pool.count == 7 && pool.standardCount == 4 && pool.largeCount == 3)
+        #expect(pool.available == 4 && pool.availableLarge == 3)
+        var large: [BufferID] = []
+        while let buffer = pool.takeLarge() { large.append(buffer) }
+        #expect(Set(large.map(\.index)) == [4, 5, 6])
+        #expect(pool.available == 4, "taking large buffers leaves the standard ones")
+        #expect(large.allSatisfy { pool.isLarge($0) && pool.size(of: $0) == PacketBufferPool.defaultLargeBufferSize })
+        let standard = try #require(pool.take())
+        #expect(!pool.isLarge(standard) && pool.size(of: standard) == pool.bufferSize)
+
+        // A whole large buffer is writable and leaves its neighbours (large and standard) untouched.
+        let size = pool.largeBufferSize
+        unsafe pool.unsafeBytes(of: standard, offset: 0, length: pool.bufferSize)
+            .initializeMemory(as: UInt8.self, repeating: 0x11)
+        unsafe pool.unsafeBytes(of: large[0], offset: 0, length: size).initializeMemory(as: UInt8.self, repeating: 0x22)
+        unsafe pool.unsafeBytes(of: large[2], offset: 0, length: size).initializeMemory(as: UInt8.self, repeating: 0x44)
+        unsafe pool.unsafeBytes(of: large[1], offset: 0, length: size).initializeMemory(as: UInt8.self, repeating: 0x33)
+        #expect(unsafe pool.unsafeBytes(of: standard, offset: 0, length: pool.bufferSize).allSatisfy { $0 == 0x11 })
+        #expect(unsafe pool.unsafeBytes(of: large[0], offset: 0, length: size).allSatisfy { $0 == 0x22 })
+        #expect(unsafe pool.unsafeBytes(of: large[2], offset: 0, length: size).allSatisfy { $0 == 0x44 })
+
+        // Each goes back to its own free list.
+        for buffer in large { pool.give(buffer) }
+        pool.give(standard)
+        #expect(pool.available == 4 && pool.availableLarge == 3)
+    }
+
+    @Test func aLargeBufferHoldsTheLargestTSORead() {
+        // virtio-net header + Ethernet with an 802.1Q tag + the largest IP packet, read at headroom - 12.
+        let largest = 12 + 18 + 65_535
+        #expect(PacketBufferPool.defaultLargeBufferSize - (PacketBufferPool.defaultHeadroom - 12) >= largest)
+        #expect(PacketBufferPool.defaultLargeBufferSize % 64 == 0)
+    }
+}
+
 @Suite("RxBatch and TxBatch")
 struct BatchTests {
     private func frame(_ index: UInt32) -> ReceivedFrame {

@@ -5,6 +5,28 @@ import VXPacket
 
 @Suite("MemoryEngine")
 struct MemoryEngineTests {
+    @Test func virtioTAPFramesLandInLargeBuffersWithTheirHeaderFirst() throws {
+        let engine = MemoryEngine(pool: PacketBufferPool(count: 4, largeCount: 1))
+        let tap = try engine.register(fd: 100, kind: .tap(virtioHeader: true))
+        // A 12-byte virtio-net header (gso NONE) + 60 KB: more than a standard buffer holds.
+        let injected = [UInt8](repeating: 0, count: 12) + (0..<60_000).map { UInt8(truncatingIfNeeded: $0) }
+        #expect(engine.inject(injected, into: tap))
+        #expect(engine.inject(injected, into: tap))
+        var rx = RxBatch(capacity: 8)
+        #expect(try engine.receive(into: &rx, timeout: .zero) == .frames(1), "one large buffer: one frame")
+        let frame = try #require(rx.frames.first)
+        #expect(engine.pool.isLarge(frame.buffer))
+        #expect(Int(frame.offset) == engine.pool.headroom - 12)
+        #expect(bytes(of: frame, in: engine) == injected)
+        engine.release(frame.buffer)
+        rx.reset()
+        #expect(try engine.receive(into: &rx, timeout: .zero) == .frames(1), "the second once the first is released")
+        rx.frames.forEach { engine.release($0.buffer) }
+
+        let plain = MemoryEngine(pool: PacketBufferPool(count: 4))
+        #expect(throws: IOError.self) { try plain.register(fd: 1, kind: .tap(virtioHeader: true)) }
+    }
+
     @Test func injectedFramesRoundTripThroughReceiveAndTransmit() throws {
         let engine = MemoryEngine(pool: PacketBufferPool(count: 16))
         let tap = try engine.register(fd: 100, kind: .tap(virtioHeader: false))

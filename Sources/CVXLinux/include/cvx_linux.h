@@ -39,6 +39,17 @@ int cvx_tap_set_persist(int fd, int persist);
  * of every frame (the kernel's default is 10; 12 is struct virtio_net_hdr_mrg_rxbuf). Returns 0 or -errno. */
 int cvx_tap_set_vnet_header_size(int fd, int size);
 
+/* Offload flags for cvx_tap_set_offload, mirrored from <linux/if_tun.h> (TUN_F_*): what the TAP tells the kernel
+ * it may hand us in one read, behind a virtio-net header. */
+#define CVX_TUN_F_CSUM 0x01u /* TUN_F_CSUM: frames may have a partial L4 checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). */
+#define CVX_TUN_F_TSO4 0x02u /* TUN_F_TSO4: TCP over IPv4 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV4). */
+#define CVX_TUN_F_TSO6 0x04u /* TUN_F_TSO6: TCP over IPv6 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV6). */
+
+/* TUNSETOFFLOAD on an open TAP fd opened with CVX_TAP_VNET_HDR: `flags` is a set of CVX_TUN_F_*; TSO needs CSUM.
+ * The kernel turns the matching netdev features on (ethtool -k shows them). Returns 0 or -errno (EINVAL for
+ * flags the kernel does not know). */
+int cvx_tap_set_offload(int fd, unsigned int flags);
+
 /* Interface ioctls by name (struct ifreq's members are macros over unions, which Swift cannot name).
  * `sock` is any AF_INET socket of the network namespace the interface lives in. All return 0 or -errno. */
 int cvx_if_get_index(int sock, const char *name, int32_t *index_out);   /* SIOCGIFINDEX */

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Throughput between two containers on two vxswitchd hosts, all in network namespaces this script creates and
+# removes on every exit path (vx-<run id>-ul, -h1, -h2, -c1, -c2):
+#
+#   c1 (10.0.0.1) ─ tap1 ─ vxswitchd h1 (192.0.2.11) ─┐
+#                                                    ul: bridge ─ VXLAN/GRE underlay, MTU 1500
+#   c2 (10.0.0.2) ─ tap2 ─ vxswitchd h2 (192.0.2.12) ─┘
+#
+# Prints the offloads the containers see, ping, `iperf3 -t SECS` both ways, a 50 MB SHA-256-checked transfer, and per
+# daemon the CPU seconds used and the peak resident size (VmHWM). Used for the figures in docs/offload.md:
+#
+#   swift build -c release && BIN=.build/release tools/netns-iperf.sh
+#
+# Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
+# gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
+# their RX packets are the writes the switch made, so coalescing shows as bytes per packet).
+set -u
+BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
+IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}
+ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
+UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
+TMP=$(mktemp -d /tmp/vx-$ID.XXXX)
+PIDS=()
+cleanup() {
+    # Only the daemons this script started, by PID; iperf3 servers exit with their namespace's last socket.
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for n in $UL $H1 $H2 $C1 $C2; do
+        for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$n" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+for n in $UL $H1 $H2 $C1 $C2; do ip netns add "$n"; ip -n "$n" link set lo up; done
+ip -n $UL link add br0 type bridge
+ip -n $UL link set br0 up
+for i in 1 2; do
+    H=vx-$ID-h$i
+    ip link add ul$i netns $UL type veth peer name eth0 netns "$H"
+    ip -n $UL link set ul$i master br0 up
+    ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
+    ip -n "$H" link set eth0 up
+    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info \
+        2>"$TMP/h$i.log" &
+    PIDS+=($!)
+done
+for i in 1 2; do for _ in $(seq 50); do [ -S "$TMP/h$i.sock" ] && break; sleep 0.1; done; done
+for i in 1 2; do
+    H=vx-$ID-h$i; C=vx-$ID-c$i; o=$((3 - i))
+    "$BIN/vxctl" --control "$TMP/h$i.sock" add-port tap$i --vni 42 >/dev/null
+    "$BIN/vxctl" --control "$TMP/h$i.sock" add-peer 192.0.2.1$o --vni 42 --encap "$ENCAP" >/dev/null
+    ip -n "$H" link set tap$i netns "$C"
+    ip -n "$C" link set tap$i name eth0
+    ip -n "$C" addr add 10.0.0.$i/24 dev eth0
+    ip -n "$C" link set eth0 up
+done
+
+cstats() {
+    [ -n "${CSTATS:-}" ] || return 0
+    for C in $C1 $C2; do
+        echo "   $C eth0 rx packets/bytes, tx packets/bytes: $(ip -n "$C" -s -j link show eth0 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)[0]["stats64"]
+print(d["rx"]["packets"], d["rx"]["bytes"], d["tx"]["packets"], d["tx"]["bytes"])')"
+    done
+}
+iperf() {  # iperf CLIENT_NS SERVER_NS SERVER_ADDRESS [-6]
+    ip netns exec "$2" iperf3 -s -1 -D >/dev/null 2>&1
+    sleep 0.5
+    timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g | grep -E "sender|receiver"
+    cstats
+}
+
+echo "== offloads on c1 eth0:"
+ip netns exec $C1 ethtool -k eth0 | grep -E "^(tx-checksumming|tcp-segmentation-offload):"
+echo "== ping"; ip netns exec $C1 ping -c 3 -i 0.2 -W 1 10.0.0.2 | tail -2
+echo "== iperf3 c1 -> c2 (${SECS}s)"; iperf $C1 $C2 10.0.0.2
+echo "== iperf3 c2 -> c1 (${SECS}s)"; iperf $C2 $C1 10.0.0.1
+if [ -n "${V6:-}" ]; then
+    ip -n $C1 addr add fd00::1/64 dev eth0 nodad
+    ip -n $C2 addr add fd00::2/64 dev eth0 nodad
+    sleep 0.5
+    echo "== ping -6"; ip netns exec $C1 ping -6 -c 3 -i 0.2 -W 1 fd00::2 | tail -2
+    echo "== iperf3 -6 c1 -> c2 (${SECS}s)"; iperf $C1 $C2 fd00::2 -6
+fi
+
+echo "== 50 MB transfer, SHA-256 checked"
+head -c 50000000 /dev/urandom >"$TMP/blob"
+timeout 30 ip netns exec $C2 python3 -c '
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.0.0.2", 9000)); s.listen(1)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())' >"$TMP/received" &
+receiver=$!
+sleep 0.5
+timeout 30 ip netns exec $C1 python3 -c '
+import socket, sys
+s = socket.create_connection(("10.0.0.2", 9000)); s.sendall(open(sys.argv[1], "rb").read()); s.close()' "$TMP/blob"
+wait $receiver
+sent="50000000 $(sha256sum "$TMP/blob" | cut -d' ' -f1)"
+received=$(cat "$TMP/received")
+echo "sent:     $sent"; echo "received: $received"
+[ "$sent" == "$received" ] && echo "transfer intact" || echo "TRANSFER CORRUPTED OR INCOMPLETE"
+
+for i in 1 2; do
+    P=${PIDS[$((i - 1))]}
+    echo "h$i vxswitchd: cpu $(awk '{printf "%.2f", ($14 + $15) / 100}' /proc/$P/stat)s," \
+        "$(grep -E 'VmHWM' /proc/$P/status | tr -s ' \t' ' ')"
+done
+"$BIN/vxctl" --control "$TMP/h1.sock" stats
