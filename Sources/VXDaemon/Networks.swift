@@ -294,7 +294,7 @@ extension SwitchDaemon {
                 throw ControlError(.alreadyExists, "interface name \"\(ifname)\" is already taken in \(container)")
             }
             do {
-                fd = try namespace.createTAP(named: ifname).fileDescriptor.rawValue
+                fd = try namespace.createTAP(named: ifname, virtioHeader: true).fileDescriptor.rawValue
             } catch {
                 throw ControlError(.systemError, "cannot create \(ifname) in \(container): \(error)")
             }
@@ -305,6 +305,7 @@ extension SwitchDaemon {
                 placedIndex = try InterfacePlacement.configure(
                     interface: ifname, in: namespace, configuration: configuration
                 ).index
+                try TAPDevice.enableVirtioOffloads(descriptor: fd)
                 try TAPDevice.setPersistent(descriptor: fd, store != nil)
             } catch {
                 close(fd)  // not persistent yet: closing removes the interface
@@ -445,10 +446,11 @@ extension SwitchDaemon {
         MACAddress(raw: (UInt64.random(in: 0...0xFFFF_FFFF_FFFF) & 0xFEFF_FFFF_FFFF) | 0x0200_0000_0000)
     }
 
-    /// An owned TAP descriptor: `release` closes it (a persistent TAP stays), `destroy` clears persist first.
+    /// An owned TAP descriptor (opened with a virtio header and offloads): `release` closes it (a persistent TAP
+    /// stays), `destroy` clears persist first.
     static func ownedTAP(fd: Int32, ifindex: Int?) -> OwnedDescriptor {
         OwnedDescriptor(
-            fd: fd, kind: .tap(virtioHeader: false), ifindex: ifindex,
+            fd: fd, kind: .tap(virtioHeader: true), ifindex: ifindex,
             release: { close(fd) },
             destroy: {
                 try? TAPDevice.setPersistent(descriptor: fd, false)
@@ -629,9 +631,15 @@ extension SwitchDaemon {
         }
         let fd: Int32
         do {
-            fd = try namespace.createTAP(named: saved_.ifname).fileDescriptor.rawValue
+            fd = try namespace.createTAP(named: saved_.ifname, virtioHeader: true).fileDescriptor.rawValue
         } catch {
             throw ControlError(.systemError, "cannot reopen \(saved_.ifname) in \(locator): \(error)")
+        }
+        do {
+            try TAPDevice.enableVirtioOffloads(descriptor: fd)
+        } catch {
+            close(fd)  // the TAP is persistent: closing only lets go of it
+            throw ControlError(.systemError, "cannot set up offloads on \(saved_.ifname) in \(locator): \(error)")
         }
         let container: VXControl.ContainerReference
         switch saved_.containerKind {

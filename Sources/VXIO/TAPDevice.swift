@@ -139,6 +139,16 @@ public struct TAPDevice: ~Copyable, Sendable {
         if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETPERSIST \(name)") }
     }
 
+    /// Prepares a TAP descriptor opened elsewhere with IFF_VNET_HDR (e.g. inside a container's namespace) the way
+    /// `init(name:options: [.virtioHeader])` plus `setOffloads(offloads)` prepare their own: the 12-byte header
+    /// size (TUNSETVNETHDRSZ), then the offloads (TUNSETOFFLOAD).
+    public static func enableVirtioOffloads(descriptor: Int32, _ offloads: Offloads = .tcp) throws(IOError) {
+        let sizeRC = cvx_tap_set_vnet_header_size(descriptor, Int32(virtioHeaderLength))
+        if sizeRC < 0 { throw IOError(errno: -sizeRC, operation: "TUNSETVNETHDRSZ fd \(descriptor)") }
+        let rc = cvx_tap_set_offload(descriptor, offloads.rawValue)
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETOFFLOAD fd \(descriptor)") }
+    }
+
     /// `setPersistent` for a TAP descriptor opened elsewhere (e.g. inside another network namespace).
     /// The corresponding ioctl is `TUNSETPERSIST`.
     public static func setPersistent(descriptor: Int32, _ persistent: Bool) throws(IOError) {

@@ -394,7 +394,13 @@ extension SwitchdSystemTests.AttachSystemTests {
             )
             #expect(try await switches[0].ctl("leases", "--json") == leasesBefore)
 
-            // Release: SIGTERM makes udhcpc send DHCPRELEASE and deconfigure.
+            // Release: SIGTERM makes udhcpc send DHCPRELEASE and deconfigure. The release is unicast to the server
+            // address, and udhcpc flushes its address right after sending it: if the container's kernel still has
+            // to resolve 10.0.0.254 then, the queued release can be lost in the container (seen once under a fully
+            // loaded machine). Resolve it first — the switch answers the ARP; the ping itself gets no reply.
+            _ = try await topology.run(["ping", "-c", "1", "-W", "1", "10.0.0.254"], in: a)
+            let resolved = try await topology.run(["ip", "neigh", "show", "10.0.0.254", "dev", "eth0"], in: a)
+            #expect(resolved.stdout.contains("lladdr"), "the switch did not answer ARP for its DHCP server address")
             client.signal(SIGTERM)
             #expect(await client.waitForExit(timeout: .seconds(5)) != nil, "udhcpc did not exit")
             let released = try await waitUntil(timeout: .seconds(3)) { try await switches[0].leases().isEmpty }
