@@ -125,3 +125,22 @@ struct SwitchTopologyTests {
         #expect(seen == [.port(p0), .port(p1)])
     }
 }
+
+@Suite("DomainSet")
+struct DomainSetTests {
+    @Test("insert, remove and contains keep a sorted set without duplicates")
+    func behavesAsASet() {
+        var set: DomainSet = []
+        #expect(set.isEmpty)
+        for raw: UInt16 in [5, 2, 9, 2, 5] { set.insert(BridgeDomain(raw)!) }
+        #expect(set.values == [2, 5, 9])
+        #expect(set.contains(BridgeDomain(9)!) && !set.contains(BridgeDomain(3)!))
+        set.remove(BridgeDomain(5)!)
+        #expect(Array(set).map(\.rawValue) == [2, 9])
+        set.remove(BridgeDomain(2)!)
+        set.remove(BridgeDomain(9)!)
+        #expect(set.isEmpty)
+        let literal: DomainSet = [BridgeDomain(7)!, BridgeDomain(1)!, BridgeDomain(7)!]
+        #expect(literal.values == [1, 7])
+    }
+}
