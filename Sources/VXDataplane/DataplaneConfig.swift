@@ -27,7 +27,7 @@ public struct PeerTunnel: Sendable {
     /// For GRE peers without a key: the one VNI their frames belong to.
     public let unkeyedVNI: VNI?
     /// The outer header for each bridge domain this peer serves (STYLE §4: built once, patched per frame).
-    @usableFromInline let templates: [BridgeDomain: EncapTemplate]
+    let templates: [BridgeDomain: EncapTemplate]
 
     public init(
         peer: PeerID, address: IPv4Address, encapsulation: TunnelEncapsulation, greKeyLayout: GREKeyLayout,
@@ -41,9 +41,6 @@ public struct PeerTunnel: Sendable {
         self.templates = templates
     }
 
-    /// The outer header for frames of `domain`, or nil if this peer does not serve it.
-    @inlinable
-    public func template(for domain: BridgeDomain) -> EncapTemplate? { templates[domain] }
 }
 
 /// What classifying a frame from a peer needs, as a trivial value (copying it costs no reference counting).
@@ -121,19 +118,17 @@ struct FlatMap32: Sendable {
 public final class DataplaneConfig: Sendable {
     /// Ports, peers and flood lists per bridge domain.
     public let topology: SwitchTopology
-    /// Peers by PeerID index (nil where the index is free).
-    @usableFromInline let peers: [PeerTunnel?]
     /// What each port punts to the control plane, by PortID index (nil: nothing).
     @usableFromInline let puntRules: [PuntRule?]
     /// Peer index + 1 by underlay address (`IPv4Address.value`).
     @usableFromInline let peerIndexByAddress: FlatMap32
-    /// `PeerEndpoint` of each peer by PeerID index (nil where the index is free); mirrors `peers`.
+    /// `PeerEndpoint` of each peer by PeerID index (nil where the index is free).
     @usableFromInline let endpoints: [PeerEndpoint?]
     /// Domain index by VNI value; mirrors `topology.domain(for:)`.
     @usableFromInline let domainByVNI: FlatMap32
     /// Every peer's templates in one array, with the peer's address beside each.
     @usableFromInline let outerHeaders: [(address: IPv4Address, template: EncapTemplate)]
-    /// Index + 1 into `outerHeaders` by `peer index << 16 | domain index`; mirrors `PeerTunnel.template(for:)`.
+    /// Index + 1 into `outerHeaders` by `peer index << 16 | domain index`.
     @usableFromInline let outerHeaderIndex: FlatMap32
 
     public init(topology: SwitchTopology, peers: [PeerTunnel], punt: [PortID: PuntRule] = [:]) {
@@ -147,7 +142,6 @@ public final class DataplaneConfig: Sendable {
             byIndex[Int(peer.peer.index)] = peer
             byAddress.append((peer.address.value, UInt32(peer.peer.index) + 1))
         }
-        self.peers = byIndex
         self.peerIndexByAddress = FlatMap32(byAddress)
         self.endpoints = byIndex.map { $0.map(PeerEndpoint.init) }
         self.domainByVNI = FlatMap32(topology.domains.map { (key: $0.vni.value, value: UInt32($0.domain.rawValue)) })
@@ -168,13 +162,6 @@ public final class DataplaneConfig: Sendable {
         self.init(topology: SwitchTopology(), peers: [])
     }
 
-    /// The peer at underlay address `address`, if any.
-    @inlinable
-    public func peer(at address: IPv4Address) -> PeerTunnel? {
-        guard let index = peerIndexByAddress.value(for: address.value) else { return nil }
-        return peers[Int(index) &- 1]
-    }
-
     /// What `port` punts, if anything.
     @inlinable
     public func puntRule(for port: PortID) -> PuntRule? {
@@ -182,17 +169,9 @@ public final class DataplaneConfig: Sendable {
         return index < puntRules.count ? puntRules[index] : nil
     }
 
-    /// The tunnel of `peer`, if it is still that peer (same generation).
-    @inlinable
-    public func tunnel(of peer: PeerID) -> PeerTunnel? {
-        let index = Int(peer.index)
-        guard index < peers.count, let tunnel = peers[index], tunnel.peer == peer else { return nil }
-        return tunnel
-    }
-
     // MARK: Per-frame lookups (flat tables, no hashing through `Hasher`, no reference counting)
 
-    /// What classifying a frame from underlay address `address` needs; `peer(at:)` without the copy.
+    /// What classifying a frame from underlay address `address` needs.
     /// - Parameter address: the outer source address of a received tunnel packet.
     /// - Returns: the peer's endpoint, or nil when no peer has that address.
     @inlinable
@@ -210,8 +189,8 @@ public final class DataplaneConfig: Sendable {
         return BridgeDomain(UInt16(truncatingIfNeeded: domain))
     }
 
-    /// The outer header of frames of `domain` for `peer`, and the peer's address: the same answer as
-    /// `tunnel(of: peer)?.template(for: domain)` with `tunnel.address`.
+    /// The outer header of frames of `domain` for `peer` (the peer's template for that domain), and the peer's
+    /// address.
     /// - Parameters:
     ///   - peer: a destination peer (its generation must match this snapshot's).
     ///   - domain: the frame's domain.
@@ -229,55 +208,15 @@ public final class DataplaneConfig: Sendable {
     }
 }
 
-/// Hands new `DataplaneConfig` snapshots from the control thread to the workers.
-public final class ConfigPublisher: Sendable {
-    /// Bumped by every publish; workers compare it with the generation they hold.
-    @usableFromInline let generation: Atomic<UInt64>
-    private let current: Mutex<(config: DataplaneConfig, generation: UInt64)>
+/// Hands new `DataplaneConfig` snapshots from the control thread to the workers (VXForwarding's
+/// `SnapshotPublisher`: one relaxed load per batch, the lock only after a publish).
+public typealias ConfigPublisher = SnapshotPublisher<DataplaneConfig>
+/// One worker's view of the published config.
+public typealias ConfigReader = SnapshotReader<DataplaneConfig>
 
-    public init(_ initial: DataplaneConfig = DataplaneConfig()) {
-        generation = Atomic(0)
-        current = Mutex((initial, 0))
-    }
-
-    /// Publishes `config` to every worker's next batch. Control thread only.
-    public func publish(_ config: DataplaneConfig) {
-        current.withLock { state in
-            state.generation &+= 1
-            state.config = config
-            // Stored inside the lock: a worker that sees the new generation and then takes the lock gets this
-            // snapshot or a newer one, so relaxed ordering suffices (the snapshot itself is read under the lock).
-            generation.store(state.generation, ordering: .relaxed)
-        }
-    }
-
-    /// The latest snapshot (takes the lock).
-    public var latest: DataplaneConfig { current.withLock { $0.config } }
-
-    func snapshot() -> (config: DataplaneConfig, generation: UInt64) { current.withLock { $0 } }
-}
-
-/// One worker's view of the published config. Worker thread only.
-public struct ConfigReader {
-    @usableFromInline let publisher: ConfigPublisher
-    public private(set) var config: DataplaneConfig
-    @usableFromInline private(set) var generation: UInt64
-
-    public init(publisher: ConfigPublisher) {
-        self.publisher = publisher
-        (config, generation) = publisher.snapshot()
-    }
-
-    /// Picks up a newer snapshot if one was published. Call once per batch.
-    @inlinable
-    @discardableResult
-    public mutating func refresh() -> DataplaneConfig {
-        if publisher.generation.load(ordering: .relaxed) != generation { refreshSlow() }
-        return config
-    }
-
-    @usableFromInline
-    mutating func refreshSlow() {
-        (config, generation) = publisher.snapshot()
+extension SnapshotPublisher where Snapshot == DataplaneConfig {
+    /// A publisher whose first snapshot is an empty switch.
+    public convenience init() {
+        self.init(DataplaneConfig())
     }
 }

@@ -9,7 +9,6 @@
 // still held elsewhere (the forwarding table, an in-flight batch) stop matching: `isLive(_:in:)` and
 // `admits(_:into:)` say no.
 
-public import Synchronization
 public import VXPacket
 
 /// One local port slot of a topology.
@@ -369,83 +368,10 @@ public struct TopologyBuilder: Sendable {
     }
 }
 
-/// Hands topology snapshots from the control thread to the workers.
-///
-/// Who writes what: only the control thread calls `publish(_:)`; it stores the snapshot and bumps `generation`
-/// together under `current`'s lock. Workers hold a `TopologyReader` each and call `refresh()` once per batch: a
-/// relaxed load of `generation` and, only when it moved, the lock to fetch the new snapshot. The lock is taken at
-/// most once per publish per worker, never on the steady-state path.
-public final class TopologyPublisher: Sendable {
-    /// Bumped after every publish; workers compare it with the generation of the snapshot they hold.
-    @usableFromInline let generation: Atomic<UInt64>
-    /// The latest snapshot and its generation.
-    let current: Mutex<(topology: SwitchTopology, generation: UInt64)>
-
-    /// - Parameter initial: the first snapshot (generation 0).
-    public init(_ initial: SwitchTopology = SwitchTopology()) {
-        self.generation = Atomic(0)
-        self.current = Mutex((initial, 0))
-    }
-
-    /// Publishes `topology` to every worker's next `refresh()`. Control thread only.
-    /// - Parameter topology: the new snapshot.
-    public func publish(_ topology: SwitchTopology) {
-        current.withLock { state in
-            state.generation &+= 1
-            state.topology = topology
-            // Inside the lock: a worker that sees the new generation and then takes the lock gets this snapshot
-            // or a newer one. Relaxed is enough because the snapshot itself is read under the lock.
-            generation.store(state.generation, ordering: .relaxed)
-        }
-    }
-
-    /// The latest snapshot and its generation (takes the lock).
-    /// - Returns: the snapshot and its generation.
-    public func snapshot() -> (topology: SwitchTopology, generation: UInt64) {
-        current.withLock { $0 }
-    }
-
-    /// A per-worker reader starting from the current snapshot.
-    /// - Returns: a reader for one worker thread.
-    public func makeReader() -> TopologyReader {
-        TopologyReader(publisher: self)
-    }
-}
-
-/// One worker's view of the published topology. Owned by a single worker thread (not `Sendable`).
-public struct TopologyReader {
-    /// Where snapshots come from.
-    @usableFromInline let publisher: TopologyPublisher
-    /// The snapshot this worker uses for its current batch.
-    public private(set) var topology: SwitchTopology
-    /// Generation of `topology`.
-    public private(set) var generation: UInt64
-
-    /// - Parameter publisher: the switch's publisher.
-    public init(publisher: TopologyPublisher) {
-        self.publisher = publisher
-        (self.topology, self.generation) = publisher.snapshot()
-    }
-
-    /// Picks up a newer snapshot if one was published. Call once per batch, before learning.
-    /// - Returns: the snapshot to use for this batch.
-    @inlinable
-    @discardableResult
-    public mutating func refresh() -> SwitchTopology {
-        if publisher.generation.load(ordering: .relaxed) != generation {
-            refreshSlow()
-        }
-        return topology
-    }
-
-    @usableFromInline
-    mutating func refreshSlow() {
-        (topology, generation) = publisher.snapshot()
-    }
-}
-
-@available(*, unavailable)
-extension TopologyReader: Sendable {}
+/// Hands `SwitchTopology` snapshots from the control thread to the workers (see `SnapshotPublisher`).
+public typealias TopologyPublisher = SnapshotPublisher<SwitchTopology>
+/// One worker's view of the published topology.
+public typealias TopologyReader = SnapshotReader<SwitchTopology>
 
 /// The bridge domains one peer serves: a sorted array, because a peer serves a handful of VNIs and `contains` runs
 /// for every frame from a tunnel (`SwitchTopology.peer(_:serves:)`). A linear scan of a few 16-bit values beats
