@@ -38,6 +38,7 @@
 //
 // Nothing in steps 1-7 allocates: batches, scratch arrays and header slots are sized once at init.
 
+import Dispatch
 import Logging
 import Synchronization
 import VXForwarding
@@ -91,7 +92,7 @@ public final class WorkerMailbox: Sendable {
     @discardableResult
     public func run(_ command: WorkerCommand) throws(IOError) -> PortHandle? {
         let done = Mutex<Result<PortHandle?, IOError>?>(nil)
-        let semaphore = Semaphore()
+        let semaphore = DispatchSemaphore(value: 0)
         post(command) { result in
             done.withLock { $0 = result }
             semaphore.signal()
@@ -109,30 +110,6 @@ public final class WorkerMailbox: Sendable {
             pending.store(false, ordering: .relaxed)
             defer { queue.removeAll() }
             return queue
-        }
-    }
-}
-
-/// A counting semaphore over a pthread mutex/condition pair: the control thread blocks on it while a worker
-/// runs a command. (Dispatch is avoided so VXDataplane keeps to the stdlib, Synchronization and Glibc.)
-final class Semaphore: Sendable {
-    private let count = Mutex<Int>(0)
-
-    func signal() {
-        count.withLock { $0 += 1 }
-    }
-
-    /// Waits by polling with a short sleep: this runs only on control paths (a port being attached), where a
-    /// millisecond does not matter, and it keeps the implementation free of raw pthread condition storage.
-    func wait() {
-        while true {
-            let taken = count.withLock { value -> Bool in
-                guard value > 0 else { return false }
-                value -= 1
-                return true
-            }
-            if taken { return }
-            usleep(200)
         }
     }
 }
