@@ -226,13 +226,14 @@ extension SwitchDaemon {
         } catch {
             throw ControlError(.notFound, "cannot find the network namespace of \(container): \(error.detail ?? "\(error)")")
         }
-        try checkMTU(mtu ?? options.defaultMTU)
+        if let mtu { try checkMTU(mtu) }
         let watch = NamespaceWatch(namespace)
         let portName = Self.portName(identity: watch.identity, ifname: ifname)
         let owner = LeaseOwner.named(portName)
 
         // 1. Check and reserve.
-        let reservation = try state.withLock { state throws(ControlError) -> (VNI, InterfaceAddress?, IPv4Address?) in
+        let reservation = try state.withLock {
+            state throws(ControlError) -> (VNI, InterfaceAddress?, IPv4Address?, Int) in
             try requireRunning(state)
             guard var network = state.networks[networkName] else {
                 throw ControlError(.notFound, "no network named \"\(networkName)\"")
@@ -268,10 +269,10 @@ extension SwitchDaemon {
             // this switch only (an explicit --gateway is always honoured, and fails clearly if one exists).
             let alreadyAttached = state.ports.values.contains { $0.attachment?.watch.identity == watch.identity }
             let networkGateway = interfaceAddress != nil && !alreadyAttached ? network.gateway : nil
-            return (network.vni, interfaceAddress, gateway ?? networkGateway)
+            // The same default as add-port: what every peer of the VNI carries.
+            return (network.vni, interfaceAddress, gateway ?? networkGateway, mtu ?? defaultMTU(for: network.vni, in: state))
         }
-        let (vni, interfaceAddress, effectiveGateway) = reservation
-        let effectiveMTU = mtu ?? options.defaultMTU
+        let (vni, interfaceAddress, effectiveGateway, effectiveMTU) = reservation
         let chosenMAC = mac ?? Self.randomMAC()
         let releaseReservation = { [self] in
             state.withLock { state in _ = state.networks[networkName]?.leases.release(owner) }
