@@ -30,16 +30,38 @@ struct NetworkState {
     var subnet: IPv4Subnet
     var range: ClosedRange<IPv4Address>
     var gateway: IPv4Address?
-    /// The DHCP server, which then owns the lease table; nil without `--dhcp`.
-    var dhcp: DHCPServer?
-    /// The lease table of a network without DHCP.
-    var plainLeases: LeaseTable
+    /// Where the network's one lease table lives: in its DHCP server (`--dhcp`), or on its own.
+    var addresses: Addresses
 
-    /// The network's one lease table, wherever it lives.
+    enum Addresses {
+        case leases(LeaseTable)
+        case dhcp(DHCPServer)
+    }
+
+    /// The DHCP server, if the network has one.
+    var dhcp: DHCPServer? {
+        get {
+            if case .dhcp(let server) = addresses { return server }
+            return nil
+        }
+        set { if let newValue { addresses = .dhcp(newValue) } }
+    }
+
+    /// The network's lease table, wherever it lives.
     var leases: LeaseTable {
-        get { dhcp?.leases ?? plainLeases }
+        get {
+            switch addresses {
+            case .leases(let table): table
+            case .dhcp(let server): server.leases
+            }
+        }
         set {
-            if dhcp != nil { dhcp!.leases = newValue } else { plainLeases = newValue }
+            switch addresses {
+            case .leases: addresses = .leases(newValue)
+            case .dhcp(var server):
+                server.leases = newValue
+                addresses = .dhcp(server)
+            }
         }
     }
 
@@ -143,23 +165,18 @@ extension SwitchDaemon {
         }
         let excluded = gateway.map { [$0] } ?? []
         do {
+            let addresses: NetworkState.Addresses
             if dhcp {
                 let configuration = try DHCPServerConfiguration(
                     subnet: subnet, range: effective, gateway: gateway, serverMAC: serverMAC)
-                var server = DHCPServer(configuration: configuration)
-                if let leases {
-                    server = try DHCPServer(configuration: configuration, leases: leases)
-                }
-                let plain = try LeaseTable(subnet: subnet, range: effective, excluding: excluded)
-                return NetworkState(
-                    name: name, vni: vni, subnet: subnet, range: effective, gateway: gateway, dhcp: server,
-                    plainLeases: plain)
+                addresses = .dhcp(
+                    try leases.map { try DHCPServer(configuration: configuration, leases: $0) }
+                        ?? DHCPServer(configuration: configuration))
+            } else {
+                addresses = .leases(try leases ?? LeaseTable(subnet: subnet, range: effective, excluding: excluded))
             }
-            let table = try leases ?? LeaseTable(subnet: subnet, range: effective, excluding: excluded)
             return NetworkState(
-                name: name, vni: vni, subnet: subnet, range: effective, gateway: gateway, dhcp: nil, plainLeases: table)
-        } catch let error as DHCPConfigurationError {
-            throw ControlError(.invalidArgument, "network \(name): \(error)")
+                name: name, vni: vni, subnet: subnet, range: effective, gateway: gateway, addresses: addresses)
         } catch {
             throw ControlError(.invalidArgument, "network \(name): \(error)")
         }
@@ -183,9 +200,10 @@ extension SwitchDaemon {
                     .resourceBusy, "network \"\(name)\" is in use by port(s) \(users.joined(separator: ", ")); detach them first")
             }
             var next = state
-            next.networks[name] = nil
+            let vni = next.networks.removeValue(forKey: name)!.vni
             try save(next)
             state = next
+            releaseDomainIfUnused(vni, in: &state)
             publish(state)
             logger.info("network \(name) removed")
         }
@@ -411,9 +429,7 @@ extension SwitchDaemon {
     func resolve(_ container: VXControl.ContainerReference) throws(ControlError) -> NamespaceLocator {
         switch container {
         case .netns(let name):
-            guard !name.isEmpty, !name.contains("/") else {
-                throw ControlError(.invalidArgument, "\"\(name)\" is not a network namespace name")
-            }
+            // Checked when the request was decoded (ControlValidation.namespaceName).
             return .name(name)
         case .pid(let pid):
             guard pid > 0 else { throw ControlError(.invalidArgument, "\(pid) is not a process id") }
@@ -537,15 +553,19 @@ extension SwitchDaemon {
 
     /// Removes ports whose container namespace is gone (maintenance thread, once a second).
     func checkAttachedNamespaces() {
-        let gone = state.withLock { state in
-            state.ports.compactMap { name, port -> (String, String)? in
-                guard let attachment = port.attachment, case .gone(let reason) = attachment.watch.status() else { return nil }
-                return (name, "\(attachment.container) is gone (\(reason))")
-            }
+        // Checked outside the state lock: a watch with a cookie opens the namespace on a helper thread, and control
+        // requests and DHCP answers must not wait for that once per port every second.
+        let watched = state.withLock { state in
+            state.ports.compactMap { name, port in port.attachment.map { (name, $0.watch, $0.container) } }
         }
-        for (name, why) in gone {
+        let gone = watched.compactMap { name, watch, container -> (String, NamespaceIdentity, String)? in
+            guard case .gone(let reason) = watch.status() else { return nil }
+            return (name, watch.identity, "\(container) is gone (\(reason))")
+        }
+        for (name, identity, why) in gone {
             state.withLock { state in
-                guard state.ports[name] != nil else { return }
+                // Still the same attachment (not detached and re-attached while we looked).
+                guard state.ports[name]?.attachment?.watch.identity == identity else { return }
                 do throws(ControlError) {
                     let summary = attachmentSummary(port: name, in: state)
                     try removePort(named: name, state: &state)
@@ -559,8 +579,6 @@ extension SwitchDaemon {
     }
 }
 
-/// A raw descriptor number.
-typealias FileDescriptorValue = Int32
 
 // MARK: Persistence of networks and attachments
 

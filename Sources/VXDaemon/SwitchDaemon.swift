@@ -148,6 +148,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             do {
                 try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
             } catch {
+                // Stop the threads before closing descriptors the worker's engine may already be reading.
+                stopMaintenance.store(true, ordering: .relaxed)
+                _ = try? worker.mailbox.run(.stop)
                 for tunnel in tunnels { tunnel.release() }
                 throw ControlError(.systemError, "cannot attach tunnel socket to the worker: \(error)", cause: error)
             }
@@ -205,11 +208,10 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             "restored \(saved.networks.count) network(s), \(restoredPorts) port(s) and \(restoredPeers) peer(s) from \(path)")
         // Leases of ports that could not be restored are released by this save.
         try state.withLock { state throws(ControlError) in
-            for (name, network) in state.networks {
-                for lease in network.leases.leases {
-                    if case .named(let owner) = lease.owner, state.ports[owner] == nil {
-                        _ = state.networks[name]?.leases.release(.named(owner))
-                    }
+            for port in saved.ports where state.ports[port.name] == nil {
+                guard let network = port.network else { continue }
+                for owner in Self.leaseOwners(ofPort: port.name, mac: port.attachment.flatMap { MACAddress($0.mac) }) {
+                    _ = state.networks[network]?.leases.release(owner)
                 }
             }
             try save(state)
@@ -238,8 +240,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             for port in ports { _ = try? worker.mailbox.run(.detachPort(port.id)) }
             _ = try? worker.mailbox.run(.stop)
         }
-        // Give the threads a moment to leave their loops; they hold no resources we are about to close except
-        // through the engine, which the worker stopped using when it acknowledged `.stop`.
+        // The worker stopped using the engine (and so every descriptor) when it acknowledged `.stop`.
         for tunnel in tunnels { tunnel.release() }
         if store == nil {
             for port in ports { port.descriptor.destroy() }
@@ -621,8 +622,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     /// interface, a DHCP client on it — identified by its MAC, or by the client identifier most clients send
     /// (type 1, Ethernet, followed by the MAC; RFC 2132 §9.14).
     static func leaseOwners(ofPort name: String, attachment: AttachmentState?) -> [LeaseOwner] {
+        leaseOwners(ofPort: name, mac: attachment?.mac)
+    }
+
+    static func leaseOwners(ofPort name: String, mac: MACAddress?) -> [LeaseOwner] {
         var owners: [LeaseOwner] = [.named(name)]
-        if let mac = attachment?.mac {
+        if let mac {
             owners.append(.hardwareAddress(mac))
             owners.append(.clientIdentifier([1] + (0..<6).map { mac[octet: $0] }))
         }

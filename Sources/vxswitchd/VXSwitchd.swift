@@ -121,7 +121,13 @@ struct VXSwitchd: ParsableCommand {
     /// Runs the switch on `engine` until SIGINT or SIGTERM.
     private func serve<Engine: PacketEngine>(engine: Engine, options: DaemonOptions, path: String, logger: Logger) throws {
         let daemon = SwitchDaemon(options: options, engine: engine, host: KernelHost(), logger: logger)
-        try daemon.start()
+        do {
+            try daemon.start()
+        } catch {
+            // start() may fail after its threads are running (a tunnel socket, the state file's restore).
+            daemon.shutdown()
+            throw error
+        }
         let server: ControlServer
         do {
             var serverOptions = ControlServer.Options()
