@@ -548,7 +548,7 @@ public final class EpollEngine: PacketEngine {
                 report.lastErrno = EAGAIN
             }
         } catch {
-            Self.count(error, into: &report)
+            report.count(errno: error.rawValue)
         }
     }
 
@@ -579,23 +579,15 @@ public final class EpollEngine: PacketEngine {
                         next += sent
                     }
                 case .wouldBlock:
-                    report.droppedNoBuffer += 1
-                    report.lastErrno = EAGAIN
-                    next += 1
+                    // The send buffer is full: retrying message by message would cost one failing syscall per
+                    // message exactly when the machine is overloaded. Drop the rest of the run.
+                    report.count(errno: EAGAIN, frames: total - next)
+                    next = total
                 }
             } catch {
-                Self.count(error, into: &report)  // sendmmsg fails only for the first message of the call
+                report.count(errno: error.rawValue)  // sendmmsg fails only for the first message of the call
                 next += 1
             }
-        }
-    }
-
-    private static func count(_ error: Errno, into report: inout TransmitReport) {
-        report.lastErrno = error.rawValue
-        if error == .noBufferSpace || error == .noMemory {
-            report.droppedNoBuffer += 1
-        } else {
-            report.droppedError += 1
         }
     }
 

@@ -75,6 +75,17 @@ public struct TransmitReport: Sendable, Equatable {
     public var lastErrno: Int32 = 0
 
     public init() {}
+
+    /// Counts `frames` frames refused with `errno`: no room (EAGAIN, ENOBUFS, ENOMEM) or an error (anything else).
+    /// Every engine classifies its send failures here, so `vxctl stats` means the same whichever engine runs.
+    public mutating func count(errno: Int32, frames: Int = 1) {
+        lastErrno = errno
+        if errno == EAGAIN || errno == ENOBUFS || errno == ENOMEM {
+            droppedNoBuffer += frames
+        } else {
+            droppedError += frames
+        }
+    }
 }
 
 /// An I/O error from setting up or polling an engine (never from a single frame's send; see TransmitReport).

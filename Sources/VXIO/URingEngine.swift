@@ -575,12 +575,7 @@ public final class URingEngine: PacketEngine {
             transmitPending -= 1
             switch result {
             case 0...: transmitReport.sent += 1
-            case -EAGAIN, -ENOBUFS:
-                transmitReport.droppedNoBuffer += 1
-                transmitReport.lastErrno = -result
-            default:
-                transmitReport.droppedError += 1
-                transmitReport.lastErrno = -result
+            default: transmitReport.count(errno: -result)
             }
             return nil
         case UserData.wakeTag:
