@@ -159,6 +159,10 @@ struct DaemonTests {
         let stats = try await sw.result("stats")
         let portStats = try #require((stats["ports"] as? [[String: Any]])?.first)
         #expect(portStats["name"] as? String == "tap1")
+        // tap1 received the ARP reply and was sent the peer's ARP request; the peer the other way round.
+        #expect(portStats["rxFrames"] as? Int == 1 && portStats["txFrames"] as? Int == 1, "\(portStats)")
+        let peerStats = try #require((stats["peers"] as? [[String: Any]])?.first)
+        #expect(peerStats["rxFrames"] as? Int == 1 && peerStats["txFrames"] as? Int == 1, "\(peerStats)")
     }
 
     @Test("del-port releases the descriptor, flushes its MAC entries and removes it from show")
@@ -306,10 +310,11 @@ struct DaemonStateTests {
 @Suite("vxswitchd life cycle")
 struct DaemonLifeCycleTests {
     @Test("shutdown twice returns (the second call must not wait for a worker that has already stopped)")
-    func shutdownIsIdempotent() throws {
+    func shutdownIsIdempotent() async throws {
         let sw = try InProcessSwitch()
         sw.daemon.shutdown()
         sw.daemon.shutdown()
+        #expect(try await sw.errorMessage("add-port", #"{"name":"tap1","vni":42}"#).contains("not running"))
     }
 }
 
@@ -364,5 +369,15 @@ struct DefaultMTUTests {
         #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre""#]) == 1458)
         #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre","greKey":"none""#]) == 1462)
         #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre""#, ""]) == 1450)
+        #expect(try await mtu(ofNewPortWithPeers: [#","encap":"gre""#, #","encap":"gre","greKey":"none""#]) == 1458)
+    }
+
+    @Test("only the peers of the port's own VNI count")
+    func defaultMTUIgnoresOtherVNIs() async throws {
+        let sw = try InProcessSwitch()
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.20","vni":42,"encap":"gre","greKey":"none"}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.21","vni":43}"#)
+        let port = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        #expect(port["mtu"] as? Int == 1462)
     }
 }
