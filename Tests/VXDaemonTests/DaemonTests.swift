@@ -381,3 +381,29 @@ struct DefaultMTUTests {
         #expect(port["mtu"] as? Int == 1462)
     }
 }
+
+@Suite("ARP answers for the DHCP server address")
+struct ARPReplyTests {
+    let server = IPv4Address(10, 0, 0, 254)
+    let serverMAC = MACAddress(0x02, 0, 0, 0, 0xFE, 0xFE)
+
+    @Test("a request for the address gets a reply from the server MAC, addressed back to the asker")
+    func repliesToRequestsForTheAddress() throws {
+        let request = PacketBuilder.arpRequest(senderMAC: containerA, senderIP: IPv4Address(10, 0, 0, 1), targetIP: server)
+        let reply = try #require(SwitchDaemon<MemoryEngine>.arpReply(to: request, for: server, mac: serverMAC))
+        let expected = PacketBuilder.arpReply(
+            senderMAC: serverMAC, senderIP: server, targetMAC: containerA, targetIP: IPv4Address(10, 0, 0, 1))
+        #expect(reply == expected)
+    }
+
+    @Test("no reply for another address, for a reply, or for garbage")
+    func ignoresEverythingElse() {
+        let other = PacketBuilder.arpRequest(
+            senderMAC: containerA, senderIP: IPv4Address(10, 0, 0, 1), targetIP: IPv4Address(10, 0, 0, 2))
+        let answer = PacketBuilder.arpReply(
+            senderMAC: containerA, senderIP: IPv4Address(10, 0, 0, 1), targetMAC: serverMAC, targetIP: server)
+        #expect(SwitchDaemon<MemoryEngine>.arpReply(to: other, for: server, mac: serverMAC) == nil)
+        #expect(SwitchDaemon<MemoryEngine>.arpReply(to: answer, for: server, mac: serverMAC) == nil)
+        #expect(SwitchDaemon<MemoryEngine>.arpReply(to: [1, 2, 3], for: server, mac: serverMAC) == nil)
+    }
+}

@@ -44,10 +44,12 @@ final class Harness {
     var tunnelHandle: PortHandle!
     var senderHandle: PortHandle!
 
-    init(encap: EncapCase) throws {
+    /// - Parameters:
+    ///   - punt: where the worker punts; `puntRule` applies to port 0.
+    init(encap: EncapCase, punt: PuntQueue? = nil, puntRule: PuntRule? = nil) throws {
         self.encap = encap
         engine = MemoryEngine(pool: PacketBufferPool(count: 256))
-        worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters)
+        worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters, punt: punt)
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: Harness.vni)!
         let other = builder.addDomain(vni: Harness.otherVNI)!
@@ -59,7 +61,9 @@ final class Harness {
         let tunnel = PeerTunnel(
             peer: peer, address: Harness.peerAddress, encapsulation: encap.encapsulation, greKeyLayout: encap.layout,
             unkeyedVNI: encap.layout == .none ? Harness.vni : nil, templates: [domain: template])
-        publisher.publish(DataplaneConfig(topology: builder.build(), peers: [tunnel]))
+        publisher.publish(
+            DataplaneConfig(
+                topology: builder.build(), peers: [tunnel], punt: puntRule.map { [ports[0]: $0] } ?? [:]))
         // Fake descriptors: the MemoryEngine only numbers them.
         for (index, port) in ports.enumerated() {
             portHandles.append(try attach(.attachPort(port, fd: Int32(100 + index), kind: .tap(virtioHeader: false))))
@@ -333,5 +337,69 @@ struct WorkerTests {
         #expect(Set(names).count == DropCode.count)
         #expect(names.contains("vxlanIFlagClear") && names.contains("splitHorizon") && names.contains("unknownPeer"))
         #expect(DropCode.all.allSatisfy { !$0.description.isEmpty })
+    }
+}
+
+@Suite("Dataplane worker: punting to the control plane")
+struct WorkerPuntTests {
+    static let server = IPv4Address(10, 0, 0, 254)
+
+    func dhcpDiscover(from mac: MACAddress) -> [UInt8] {
+        PacketBuilder.ethernetIPv4UDP(
+            destination: .broadcast, source: mac, sourceIP: .any, destinationIP: IPv4Address(255, 255, 255, 255),
+            sourcePort: 68, destinationPort: 67, payload: [UInt8](repeating: 0, count: 240))
+    }
+
+    @Test("DHCP and ARP for the switch's address are punted, not switched; a full queue counts; other ARP floods")
+    func puntsDHCPAndARPForTheSwitch() throws {
+        let queue = PuntQueue(capacity: 1) {}
+        let harness = try Harness(
+            encap: EncapCase(encapsulation: .vxlan, layout: .vni), punt: queue,
+            puntRule: PuntRule(dhcp: true, arpTarget: Self.server))
+
+        try harness.fromPort(0, dhcpDiscover(from: macA))
+        #expect(harness.sentToPort(1).isEmpty)
+        #expect(try harness.sentToPeer().isEmpty, "a DHCP request must not flood")
+        let punted = queue.drain()
+        #expect(punted.count == 1 && punted.first?.port == harness.ports[0])
+        #expect(punted.first?.bytes == dhcpDiscover(from: macA))
+
+        let arpForSwitch = PacketBuilder.arpRequest(senderMAC: macA, senderIP: IPv4Address(10, 0, 0, 1), targetIP: Self.server)
+        try harness.fromPort(0, arpForSwitch)
+        #expect(harness.sentToPort(1).isEmpty, "ARP for the switch's own address must not flood")
+        // The queue now holds that ARP request; one more punted frame does not fit.
+        try harness.fromPort(0, dhcpDiscover(from: macA))
+        #expect(queue.drain().map(\.bytes) == [arpForSwitch])
+        #expect(harness.drops(.port(index: 0), DropCode(DataplaneDropReason.puntQueueFull)) == 1)
+
+        let arpForSomeoneElse = PacketBuilder.arpRequest(
+            senderMAC: macA, senderIP: IPv4Address(10, 0, 0, 1), targetIP: IPv4Address(10, 0, 0, 2))
+        try harness.fromPort(0, arpForSomeoneElse)
+        #expect(harness.sentToPort(1) == [arpForSomeoneElse], "ordinary ARP is switched as usual")
+        #expect(queue.drain().isEmpty)
+    }
+
+    @Test("a port without a rule switches DHCP like any frame")
+    func portsWithoutARuleDoNotPunt() throws {
+        let queue = PuntQueue(capacity: 4) {}
+        let harness = try Harness(
+            encap: EncapCase(encapsulation: .vxlan, layout: .vni), punt: queue,
+            puntRule: PuntRule(dhcp: true, arpTarget: nil))
+        try harness.fromPort(1, dhcpDiscover(from: macB))
+        #expect(harness.sentToPort(0) == [dhcpDiscover(from: macB)])
+        #expect(queue.drain().isEmpty)
+    }
+
+    @Test("control-plane frames go out of the port they are meant for")
+    func transmitFrameSendsOutOfThePort() throws {
+        let harness = try Harness(encap: EncapCase(encapsulation: .vxlan, layout: .vni))
+        let reply = PacketBuilder.arpReply(
+            senderMAC: macB, senderIP: Self.server, targetMAC: macA, targetIP: IPv4Address(10, 0, 0, 1))
+        let done = Mutex<Result<PortHandle?, IOError>?>(nil)
+        harness.worker.mailbox.post(.transmitFrame(harness.ports[1], bytes: reply)) { result in done.withLock { $0 = result } }
+        try harness.worker.runOnce(timeout: .zero)
+        #expect(done.withLock { $0 } != nil)
+        #expect(harness.sentToPort(1) == [reply])
+        #expect(harness.sentToPort(0).isEmpty)
     }
 }
