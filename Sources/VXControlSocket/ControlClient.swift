@@ -88,32 +88,46 @@ public final class ControlConnection: Sendable {
                 throw ControlError(.protocolError, "the connection to vxswitchd at \(path) is closed")
             }
             let deadline = ContinuousClock.now + timeout
-            try send(fd, line + [UInt8(ascii: "\n")])
-            var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-            while true {
-                switch state.framer.next() {
-                case .line(let response)?: return response
-                case .lineTooLong(let error)?:
-                    throw ControlError(.protocolError, "vxswitchd sent an over-long response", cause: error)
-                case nil: break
-                }
-                switch Posix.waitReadable(fd, until: deadline) {
-                case .success(true): break
-                case .success(false): throw timedOut()
-                case .failure(let errno):
-                    throw ControlError(.protocolError, "cannot wait for vxswitchd at \(path)", cause: errno)
-                }
-                let count: Int
-                switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
-                case .success(let value): count = value
-                case .failure(let errno):
-                    throw ControlError(.protocolError, "lost the connection to vxswitchd at \(path)", cause: errno)
-                }
-                if count == 0 {
-                    throw ControlError(.protocolError, "vxswitchd at \(path) closed the connection before answering")
-                }
-                state.framer.append(buffer[0..<count])
+            // Any failure from here on closes the connection: a late or partial answer left in the socket would
+            // otherwise be read as the answer to the next request.
+            do throws(ControlError) {
+                return try exchange(fd, line, deadline: deadline, framer: &state.framer)
+            } catch {
+                try? fd.close()
+                state.fd = nil
+                throw error
             }
+        }
+    }
+
+    private func exchange(
+        _ fd: FileDescriptor, _ line: [UInt8], deadline: ContinuousClock.Instant, framer: inout LineFramer
+    ) throws(ControlError) -> [UInt8] {
+        try send(fd, line + [UInt8(ascii: "\n")])
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            switch framer.next() {
+            case .line(let response)?: return response
+            case .lineTooLong(let error)?:
+                throw ControlError(.protocolError, "vxswitchd sent an over-long response", cause: error)
+            case nil: break
+            }
+            switch Posix.waitReadable(fd, until: deadline) {
+            case .success(true): break
+            case .success(false): throw timedOut()
+            case .failure(let errno):
+                throw ControlError(.protocolError, "cannot wait for vxswitchd at \(path)", cause: errno)
+            }
+            let count: Int
+            switch buffer.withUnsafeMutableBytes({ Posix.receive(fd, into: $0) }) {
+            case .success(let value): count = value
+            case .failure(let errno):
+                throw ControlError(.protocolError, "lost the connection to vxswitchd at \(path)", cause: errno)
+            }
+            if count == 0 {
+                throw ControlError(.protocolError, "vxswitchd at \(path) closed the connection before answering")
+            }
+            framer.append(buffer[0..<count])
         }
     }
 
@@ -145,10 +159,12 @@ public final class ControlConnection: Sendable {
             throw ControlError(.protocolError, "vxswitchd at \(path) sent something that is not a response",
                                cause: error)
         }
-        if case .failure(let error) = response.outcome { throw error }
-        guard response.id == id else {
+        // The id first: an answer to another request must not pass for this one's (a parse-error answer has a
+        // null id).
+        guard response.id == id || response.id == .null else {
             throw ControlError(.protocolError, "vxswitchd answered request \(response.id) instead of \(id)")
         }
+        if case .failure(let error) = response.outcome { throw error }
         return try response.outcome.get()
     }
 

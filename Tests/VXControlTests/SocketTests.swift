@@ -354,3 +354,43 @@ private func mode(of path: String) -> mode_t? {
         #expect(server.connectionCount == 0)
     }
 }
+
+@Suite("ControlConnection after a failed exchange")
+struct ControlConnectionFailureTests {
+    /// A listening socket that never answers (the kernel completes connections from its backlog).
+    func silentServer(at path: String) throws -> Int32 {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 4) == 0 else { throw SocketError(value: errno) }
+        return fd
+    }
+
+    @Test("a timed-out request closes the connection, so its late answer can never pass for the next one's")
+    func aTimeoutClosesTheConnection() async throws {
+        let directory = TempDirectory()
+        defer { directory.remove() }
+        let listener = try silentServer(at: directory.socketPath)
+        defer { close(listener) }
+        let connection = try await ControlConnection.connect(path: directory.socketPath, timeout: .milliseconds(100))
+        defer { connection.close() }
+        do throws(ControlError) {
+            _ = try await connection.roundTrip(Array(#"{"jsonrpc":"2.0","id":1,"method":"show"}"#.utf8))
+            Issue.record("a silent server answered")
+        } catch {
+            #expect(error.code == .timeout)
+        }
+        do throws(ControlError) {
+            _ = try await connection.roundTrip(Array(#"{"jsonrpc":"2.0","id":2,"method":"show"}"#.utf8))
+            Issue.record("the connection was still used after a timeout")
+        } catch {
+            #expect(error.code == .protocolError && error.message.contains("closed"), "\(error)")
+        }
+    }
+}
