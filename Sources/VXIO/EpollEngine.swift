@@ -126,8 +126,7 @@ public final class EpollEngine: PacketEngine {
     private var generations: [UInt16] = []
     private var freeSlots: [Int] = []
     /// Buffers handed out by `receive` and not yet released; catches double release.
-    private var outstanding: [Bool]
-    private var outstandingCount = 0
+    private var ledger: BufferLedger
     /// epoll_wait's output, `maxEvents` entries.
     private let events: UnsafeMutablePointer<epoll_event>
     private let maxEvents: Int32
@@ -151,7 +150,7 @@ public final class EpollEngine: PacketEngine {
         precondition(maxBatch > 0 && maxBatch <= 1024, "maxBatch must be 1...1024")
         self.pool = pool
         self.maxBatch = maxBatch
-        self.outstanding = Array(repeating: false, count: pool.count)
+        self.ledger = BufferLedger(capacity: pool.count)
         let epollFD: Int32
         do {
             epollFD = Int32(try Syscall.blocking { Int(epoll_create1(Int32(EPOLL_CLOEXEC))) })
@@ -299,27 +298,24 @@ public final class EpollEngine: PacketEngine {
     @inline(__always)
     private func takeBuffer(large: Bool = false) -> BufferID? {
         guard let buffer = large ? pool.takeLarge() : pool.take() else { return nil }
-        outstanding[Int(buffer.index)] = true
-        outstandingCount += 1
+        ledger.handOut(buffer)
         return buffer
     }
 
     @inline(__always)
     private func giveBack(_ buffer: BufferID) {
-        outstanding[Int(buffer.index)] = false
-        outstandingCount -= 1
+        ledger.takeBack(buffer)
         pool.give(buffer)
     }
 
     /// Gives a received buffer back to the pool. Releasing a buffer that is not out is a programmer error.
     /// - Parameter buffer: a buffer named by a frame `receive` returned.
     public func release(_ buffer: BufferID) {
-        precondition(Int(buffer.index) < outstanding.count && outstanding[Int(buffer.index)], "buffer \(buffer.index) released but not held")
         giveBack(buffer)
     }
 
     /// Buffers handed out by `receive` and not yet released.
-    public var buffersOutstanding: Int { outstandingCount }
+    public var buffersOutstanding: Int { ledger.count }
 
     // MARK: - Receive
 

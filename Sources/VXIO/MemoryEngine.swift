@@ -121,14 +121,13 @@ public final class MemoryEngine: PacketEngine {
     public private(set) var poolExhausted = 0
 
     private var nextHandle: UInt32 = 1
-    private var outstanding: [Bool]
-    private var outstandingCount = 0
+    private var ledger: BufferLedger
 
     /// - Parameter pool: the buffers received frames are copied into.
     public init(pool: PacketBufferPool) {
         self.pool = pool
         self.waker = MemoryWire()
-        self.outstanding = Array(repeating: false, count: pool.count)
+        self.ledger = BufferLedger(capacity: pool.count)
     }
 
     /// Registers a fake port; `fd` is only a label and is never touched.
@@ -169,7 +168,7 @@ public final class MemoryEngine: PacketEngine {
     }
 
     /// Buffers handed out by `receive` and not yet released.
-    public var buffersOutstanding: Int { outstandingCount }
+    public var buffersOutstanding: Int { ledger.count }
 
     /// Moves queued frames into pool buffers, waiting up to `timeout` for the first.
     public func receive(into batch: inout RxBatch, timeout: Duration?) throws(IOError) -> ReceiveOutcome {
@@ -215,8 +214,7 @@ public final class MemoryEngine: PacketEngine {
                 guard let buffer = virtio ? pool.takeLarge() : pool.take() else {
                     preconditionFailure("pool.available lied")
                 }
-                outstanding[Int(buffer.index)] = true
-                outstandingCount += 1
+                ledger.handOut(buffer)
                 let target = unsafe pool.unsafeBytes(of: buffer, offset: offset, length: frame.bytes.count)
                 unsafe target.copyBytes(from: frame.bytes)
                 batch.append(
@@ -277,9 +275,7 @@ public final class MemoryEngine: PacketEngine {
 
     /// Gives a received buffer back; releasing one that is not out traps.
     public func release(_ buffer: BufferID) {
-        precondition(Int(buffer.index) < outstanding.count && outstanding[Int(buffer.index)], "buffer \(buffer.index) released but not held")
-        outstanding[Int(buffer.index)] = false
-        outstandingCount -= 1
+        ledger.takeBack(buffer)
         pool.give(buffer)
     }
 }

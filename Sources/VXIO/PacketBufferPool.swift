@@ -193,3 +193,33 @@ public final class PacketBufferPool {
             start: base, count: standardCount * bufferSize + largeCount * largeBufferSize)
     }
 }
+
+/// Which buffers an engine has handed to its worker and not had back: the one check that a buffer is released once
+/// and only once. Every engine keeps one; a double release would otherwise put one buffer in two places (for
+/// io_uring, twice into the kernel's buffer ring, where two receives could then write into it).
+struct BufferLedger {
+    /// By buffer index: handed out and not yet released.
+    private var held: [Bool]
+    /// Buffers handed out and not yet released.
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        held = Array(repeating: false, count: capacity)
+    }
+
+    /// Records that `buffer` went to the worker.
+    @inline(__always)
+    mutating func handOut(_ buffer: BufferID) {
+        held[Int(buffer.index)] = true
+        count += 1
+    }
+
+    /// Records that `buffer` came back. Releasing a buffer that is not out is a programmer error and traps.
+    @inline(__always)
+    mutating func takeBack(_ buffer: BufferID) {
+        let index = Int(buffer.index)
+        precondition(index < held.count && held[index], "buffer \(buffer.index) released but not held")
+        held[index] = false
+        count -= 1
+    }
+}

@@ -68,6 +68,8 @@ public final class URingEngine: PacketEngine {
     public private(set) var multishotRead: Bool
     /// Counters of this engine (worker-local, plain stores; read them on the worker thread).
     public private(set) var stats = URingStats()
+    /// Buffers handed to the worker and not yet released (the double-release check).
+    private var ledger: BufferLedger
 
     // MARK: Ring state (worker thread only)
 
@@ -144,6 +146,7 @@ public final class URingEngine: PacketEngine {
             largePoolReserve >= 0 && largePoolReserve <= pool.availableLarge,
             "largePoolReserve exceeds the large buffers")
         self.pool = pool
+        self.ledger = BufferLedger(capacity: pool.count)
         self.transmitCapacity = transmitCapacity
         self.waker = try URingWaker()
 
@@ -380,6 +383,7 @@ public final class URingEngine: PacketEngine {
     /// buffers the worker took from the pool itself).
     public func release(_ buffer: BufferID) {
         precondition(buffer.index < UInt32(pool.count), "buffer \(buffer.index) is not from this engine's pool")
+        ledger.takeBack(buffer)
         recycle(buffer)
     }
 
@@ -648,12 +652,14 @@ public final class URingEngine: PacketEngine {
                 stats.truncatedDrops &+= 1
                 return nil
             }
+            ledger.handOut(buffer)
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom) + payloadOffset,
                 length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)))
         case .tap(let virtio):
             // With a virtio header the read started 12 bytes before the headroom (the large ring's offset).
             let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
+            ledger.handOut(buffer)
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(offset), length: UInt32(length),
                 remote: .any)

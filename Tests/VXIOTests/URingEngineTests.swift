@@ -65,7 +65,7 @@ struct URingEngineTests {
 
         let payload = Array("through io_uring sendmsg".utf8)
         let buffer = try #require(engine.pool.take())
-        defer { engine.release(buffer) }
+        defer { engine.pool.give(buffer) }  // taken from the pool, not received: it goes back to the pool
         let offset = engine.pool.headroom
         let bytes = engine.pool.unsafeBytes(of: buffer, offset: offset, length: payload.count)
         bytes.copyBytes(from: payload)
@@ -118,7 +118,7 @@ struct URingEngineTests {
         // A send to 127.0.0.1:9 (nobody listens; the datagram is simply dropped by the kernel): while the engine
         // waits for its completion, the five receive completions come in too.
         let buffer = try #require(engine.pool.take())
-        defer { engine.release(buffer) }
+        defer { engine.pool.give(buffer) }  // taken from the pool, not received: it goes back to the pool
         let tx = TxBatch(capacity: 1)
         tx.append(target: rawHandle, remote: IPv4Address(127, 0, 0, 1), buffer: buffer, offset: 0, length: 0) { slot in
             let header: [UInt8] = [
@@ -162,7 +162,7 @@ struct URingEngineTests {
         // (pool buffer), i.e. a two-iovec writev.
         let before = try #require(tap.kernelReceivedPackets())
         let buffer = try #require(engine.pool.take())
-        defer { engine.release(buffer) }
+        defer { engine.pool.give(buffer) }  // taken from the pool, not received: it goes back to the pool
         let body: [UInt8] = [
             0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,  // Ethernet/IPv4, request
             0x02, 0x00, 0x00, 0x76, 0x78, 0x75, 10, 213, tap.subnet, 2,  // sender MAC, IP
