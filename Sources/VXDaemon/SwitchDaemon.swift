@@ -55,6 +55,10 @@ public struct DaemonOptions: Sendable {
     public var statePath: String? = nil
     /// The Docker engine's API socket, for `attach --docker`.
     public var dockerSocket = DockerEngineClient.defaultSocketPath
+    /// How long a worker keeps polling after traffic before it sleeps (`DataplaneWorker.busyPollWindow`).
+    public var busyPoll: Duration = .microseconds(defaultBusyPollMicroseconds)
+    /// See docs/performance.md (ping latency) for how it was chosen.
+    public static let defaultBusyPollMicroseconds = 0
 
     public init(local: IPv4Address) {
         self.local = local
@@ -124,6 +128,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             engine: engine, table: table, publisher: publisher,
             counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
             punt: PuntQueue { puntSignal.signal() }, logger: logger)
+        worker.busyPollWindow = options.busyPoll
     }
 
     /// The worker's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.

@@ -60,6 +60,13 @@ struct VXSwitchd: ParsableCommand {
     @Option(name: .customLong("aging"), help: ArgumentHelp("Seconds before an unrefreshed MAC entry ages out.", valueName: "seconds"))
     var agingSeconds: Int = 300
 
+    @Option(
+        name: .customLong("busy-poll"),
+        help: ArgumentHelp(
+            "Microseconds a worker keeps polling after traffic before it sleeps (0: never poll). Trades a little CPU per burst for round-trip latency.",
+            valueName: "us"))
+    var busyPollMicroseconds: Int = DaemonOptions.defaultBusyPollMicroseconds
+
     mutating func validate() throws {
         guard let address = IPv4Address(local), !address.isUnspecified, !address.isMulticast else {
             throw ValidationError("--local must be this host's unicast IPv4 address, not \"\(local)\"")
@@ -72,6 +79,9 @@ struct VXSwitchd: ParsableCommand {
             throw ValidationError("--table-size must be 1024-16777216 entries")
         }
         guard (1...65_000).contains(agingSeconds) else { throw ValidationError("--aging must be 1-65000 seconds") }
+        guard (0...10_000).contains(busyPollMicroseconds) else {
+            throw ValidationError("--busy-poll must be 0-10000 microseconds, not \(busyPollMicroseconds)")
+        }
         guard !state.isEmpty else { throw ValidationError("--state needs a path, or none") }
     }
 
@@ -87,6 +97,7 @@ struct VXSwitchd: ParsableCommand {
         options.udpPort = UInt16(udpPort)
         options.tableCapacity = tableSize
         options.agingSeconds = agingSeconds
+        options.busyPoll = .microseconds(busyPollMicroseconds)
         options.statePath = state == "none" ? nil : state
         options.dockerSocket = dockerSocket
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
