@@ -28,6 +28,19 @@ struct SwitchdSystemTests {
     /// The daemon's default port MTU, and what containers get.
     static let overlayMTU = 1450
 
+    /// Turns the container interface's transmit offloads off (`ethtool -K <if> tx off tso off gso off`): its
+    /// stack then checksums every segment itself and hands the switch MTU-sized frames, never 64 KiB TSO frames
+    /// with partial checksums. The per-packet path, as OVS userspace needs it.
+    static func turnOffloadsOff(_ topology: NetnsTopology, _ interface: NetnsTopology.ContainerInterface) async throws {
+        let ethtool = try #require(
+            ProcessRunner.findExecutable("ethtool", candidates: ["/usr/sbin/ethtool", "/sbin/ethtool"]),
+            "ethtool is needed (tools/install-deps.sh installs it)"
+        )
+        try await topology.check([ethtool, "-K", interface.name, "tx", "off", "tso", "off", "gso", "off"], in: interface)
+        let features = try await topology.check([ethtool, "-k", interface.name], in: interface)
+        #expect(features.contains("tcp-segmentation-offload: off"), "\(interface.name): \(features)")
+    }
+
     /// Moves 50 MiB from `source` to `destination`, prints the rate under `label`, and expects it intact.
     static func expectTransfer(
         _ topology: NetnsTopology,
@@ -105,17 +118,24 @@ extension SwitchdSystemTests {
             }
         }
 
-        @Test(arguments: IOBackend.allCases)
-        func fiftyMebibytesCrossEachWayIntact(io: IOBackend) async throws {
+        /// With the containers' offloads on (64 KiB TSO frames, segmented by the switch) and off (MTU-sized
+        /// frames with complete checksums, one per read).
+        @Test(arguments: IOBackend.allCases, [true, false])
+        func fiftyMebibytesCrossEachWayIntact(io: IOBackend, containerOffloads: Bool) async throws {
             try await withNetnsTopology(hosts: 2) { topology in
                 let switches = try await SwitchNode.startMesh(in: topology, io: io)
                 let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
                 let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                if !containerOffloads {
+                    try await SwitchdSystemTests.turnOffloadsOff(topology, a)
+                    try await SwitchdSystemTests.turnOffloadsOff(topology, b)
+                }
+                let label = "vxlan \(io.rawValue), container offloads \(containerOffloads ? "on" : "off")"
                 let udpBefore = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
-                try await SwitchdSystemTests.expectTransfer(topology, "vxlan \(io.rawValue)", from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(topology, label, from: a, to: b)
                 try await SwitchdSystemTests.expectTransfer(
                     topology,
-                    "vxlan \(io.rawValue)",
+                    label,
                     from: b,
                     to: a,
                     port: 5202
@@ -258,7 +278,11 @@ extension SwitchdSystemTests {
         /// no such mark, and forwards the frame as it is: the container drops every SYN-ACK with "incorrect cksum"
         /// (pings pass, since ICMP is checksummed in software). On a physical underlay the NIC completes the
         /// checksum, which `tx off` reproduces here.
-        @Test func pingAndFiftyMebibytesEachWayWithAKernelVXLANHost() async throws {
+        ///
+        /// With the containers' offloads on and off: on, vxswitchd segments its container's TSO frames and the
+        /// kernel's container sends it frames the kernel segmented; off, both sides send MTU-sized frames.
+        @Test(arguments: [true, false])
+        func pingAndFiftyMebibytesEachWayWithAKernelVXLANHost(containerOffloads: Bool) async throws {
             let ethtool = try #require(
                 ProcessRunner.findExecutable("ethtool", candidates: ["/usr/sbin/ethtool", "/sbin/ethtool"]),
                 "ethtool is needed (tools/install-deps.sh installs it)"
@@ -280,6 +304,11 @@ extension SwitchdSystemTests {
                     bridge: vxlan.bridge
                 )
 
+                if !containerOffloads {
+                    try await SwitchdSystemTests.turnOffloadsOff(topology, a)
+                    try await SwitchdSystemTests.turnOffloadsOff(topology, b)
+                }
+
                 try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
                 try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
                 let fdb = try await node.destinations(vni: 42)
@@ -294,10 +323,11 @@ extension SwitchdSystemTests {
                     "kernel fdb: \(kernelFDB)"
                 )
 
-                try await SwitchdSystemTests.expectTransfer(topology, "vxlan uring -> kernel", from: a, to: b)
+                let offloads = "container offloads \(containerOffloads ? "on" : "off")"
+                try await SwitchdSystemTests.expectTransfer(topology, "vxlan uring -> kernel, \(offloads)", from: a, to: b)
                 try await SwitchdSystemTests.expectTransfer(
                     topology,
-                    "kernel -> vxlan uring",
+                    "kernel -> vxlan uring, \(offloads)",
                     from: b,
                     to: a,
                     port: 5202
