@@ -324,14 +324,40 @@ public struct StatsResult: Codable, Sendable, Hashable {
     public var peers: [PeerStats]
     /// Drops not attributable to a port or peer (e.g. a tunnel packet from an unknown source), by reason.
     public var drops: [String: UInt64]
+    /// What each dataplane worker carried (the rows above are sums over all workers); nil from a switch that
+    /// does not report it.
+    public var workers: [WorkerStats]?
 
     /// - Parameters:
     ///   - ports: per-port counters.
     ///   - peers: per-peer counters.
     ///   - drops: switch-wide drops by reason.
-    public init(ports: [PortStats], peers: [PeerStats], drops: [String: UInt64]) {
+    ///   - workers: per-worker totals.
+    public init(ports: [PortStats], peers: [PeerStats], drops: [String: UInt64], workers: [WorkerStats]? = nil) {
         self.ports = ports
         self.peers = peers
         self.drops = drops
+        self.workers = workers
+    }
+}
+
+/// One dataplane worker's share of the traffic: `{"worker": 0, "rxFrames": 10, "txFrames": 12}`. Frames are
+/// counted as in the port and peer rows (a frame received on a port and sent to a peer is one rx and one tx).
+public struct WorkerStats: Codable, Sendable, Hashable {
+    /// The worker's index (its thread is `vxswitch-worker-<index>`).
+    public var worker: Int
+    /// Frames this worker received, over all ports and peers.
+    public var rxFrames: UInt64
+    /// Frames this worker sent, over all ports and peers.
+    public var txFrames: UInt64
+
+    /// - Parameters:
+    ///   - worker: the worker's index.
+    ///   - rxFrames: frames received.
+    ///   - txFrames: frames sent.
+    public init(worker: Int, rxFrames: UInt64, txFrames: UInt64) {
+        self.worker = worker
+        self.rxFrames = rxFrames
+        self.txFrames = txFrames
     }
 }

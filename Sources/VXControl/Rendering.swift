@@ -109,7 +109,8 @@ public enum ControlRendering {
         return table.lines().joined(separator: "\n") + "\n"
     }
 
-    /// `stats`: a counter table for ports and one for peers, then every non-zero drop reason.
+    /// `stats`: a counter table for ports and one for peers, then every non-zero drop reason, then what each
+    /// dataplane worker carried (when the switch reports it).
     /// - Parameter result: the `stats` result.
     /// - Returns: the text, ending in a newline.
     public static func stats(_ result: StatsResult) -> String {
@@ -150,6 +151,13 @@ public enum ControlRendering {
             out += drops.lines(indent: 2)
         } else {
             out.append("drops: none")
+        }
+        if let workers = result.workers, !workers.isEmpty {
+            var table = TextTable([("WORKER", .left), ("RX-FRAMES", .right), ("TX-FRAMES", .right)])
+            for worker in workers { table.append(["\(worker.worker)", "\(worker.rxFrames)", "\(worker.txFrames)"]) }
+            out.append("")
+            out.append("workers:")
+            out += table.lines(indent: 2)
         }
         return out.joined(separator: "\n") + "\n"
     }

@@ -299,7 +299,7 @@ extension SwitchDaemon {
         // 2. Create the TAP inside the namespace (no interface move: the move is the slow part), configure it, and
         //    only then make it persistent, so a failure leaves nothing behind when the descriptor closes.
         let placedIndex: Int32
-        let fd: Int32
+        let fds: [Int32]
         do throws(ControlError) {
             let existing: Int32?
             do {
@@ -313,7 +313,7 @@ extension SwitchDaemon {
                 throw ControlError(.alreadyExists, "interface name \"\(ifname)\" is already taken in \(container)")
             }
             do {
-                fd = try namespace.createTAP(named: ifname, virtioHeader: true).fileDescriptor.rawValue
+                fds = try Self.openTAPQueues(named: ifname, in: namespace, count: workers.count).queues
             } catch {
                 throw ControlError(.systemError, "cannot create \(ifname) in \(container): \(error)")
             }
@@ -324,10 +324,10 @@ extension SwitchDaemon {
                 placedIndex = try InterfacePlacement.configure(
                     interface: ifname, in: namespace, configuration: configuration
                 ).index
-                try TAPDevice.enableVirtioOffloads(descriptor: fd)
-                try TAPDevice.setPersistent(descriptor: fd, store != nil)
+                for fd in fds { try TAPDevice.enableVirtioOffloads(descriptor: fd) }
+                try TAPDevice.setPersistent(descriptor: fds[0], store != nil)
             } catch {
-                close(fd)  // not persistent yet: closing removes the interface
+                for fd in fds { close(fd) }  // not persistent yet: closing the last queue removes the interface
                 throw ControlError(.systemError, "cannot configure \(ifname) in \(container): \(error)")
             }
         } catch {
@@ -339,7 +339,7 @@ extension SwitchDaemon {
         let attachment = AttachmentState(
             container: container, namespace: locator, watch: watch, ifname: ifname, address: interfaceAddress,
             mac: chosenMAC, gateway: effectiveGateway)
-        let descriptor = Self.ownedTAP(fd: fd, ifindex: Int(placedIndex))
+        let descriptor = Self.ownedTAP(fds: fds, ifindex: Int(placedIndex))
         return try state.withLock { state throws(ControlError) -> AttachmentSummary in
             do throws(ControlError) {
                 try requireRunning(state)
@@ -463,22 +463,36 @@ extension SwitchDaemon {
         MACAddress(raw: (UInt64.random(in: 0...0xFFFF_FFFF_FFFF) & 0xFEFF_FFFF_FFFF) | 0x0200_0000_0000)
     }
 
-    /// An owned TAP descriptor (opened with a virtio header and offloads): `release` closes it (a persistent TAP
-    /// stays), `destroy` clears persist first.
-    static func ownedTAP(fd: Int32, ifindex: Int?) -> OwnedDescriptor {
+    /// An owned TAP (its queues opened with a virtio header and offloads): `release` closes them (a persistent
+    /// TAP stays), `destroy` clears persist first, so the interface goes with the last queue.
+    static func ownedTAP(fds: [Int32], ifindex: Int?) -> OwnedDescriptor {
         OwnedDescriptor(
-            fd: fd, kind: .tap(virtioHeader: true), ifindex: ifindex,
-            release: { close(fd) },
+            fds: fds, kind: .tap(virtioHeader: true), ifindex: ifindex,
+            release: { for fd in fds { close(fd) } },
             destroy: {
-                try? TAPDevice.setPersistent(descriptor: fd, false)
-                close(fd)
+                try? TAPDevice.setPersistent(descriptor: fds[0], false)
+                for fd in fds { close(fd) }
             })
+    }
+
+    /// Opens `count` queues of TAP `name` inside `namespace` (creating it multi-queue), with a virtio header; one
+    /// queue when the TAP exists without IFF_MULTI_QUEUE (TAPQueues.swift).
+    static func openTAPQueues(named name: String, in namespace: borrowing NetworkNamespace, count: Int) throws(NetlinkError)
+        -> TAPQueueSet<Int32>
+    {
+        try TAPQueues.open(
+            name: name, count: count, isFlagMismatch: { $0.errno?.rawValue == EINVAL }, discard: { close($0) }
+        ) { name, multiQueue throws(NetlinkError) in
+            let opened = try namespace.createTAP(named: name, virtioHeader: true, multiQueue: multiQueue)
+            return (opened.fileDescriptor.rawValue, opened.name)
+        }
     }
 
     // MARK: The punt service (DHCP and ARP for the switch)
 
     /// Answers punted frames until the daemon stops. Runs on its own thread.
     func runPuntService() {
+        // Every worker pushes into the same queue (see init).
         guard let queue = worker.punt else { return }
         while !stopMaintenance.load(ordering: .relaxed) {
             _ = puntSignal.wait(timeout: .now() + .milliseconds(500))
@@ -514,6 +528,7 @@ extension SwitchDaemon {
             return reply
         }
         if let reply {
+            // Worker 0 sends it: it has the port attached (its own queue, or the shared one), like every worker.
             worker.mailbox.post(.transmitFrame(punted.port, bytes: reply)) { _ in }
         }
     }
@@ -648,16 +663,16 @@ extension SwitchDaemon {
         guard let ifindex = exists else {
             throw ControlError(.notFound, "\(saved_.ifname) no longer exists in \(locator)")
         }
-        let fd: Int32
+        let fds: [Int32]
         do {
-            fd = try namespace.createTAP(named: saved_.ifname, virtioHeader: true).fileDescriptor.rawValue
+            fds = try Self.openTAPQueues(named: saved_.ifname, in: namespace, count: workers.count).queues
         } catch {
             throw ControlError(.systemError, "cannot reopen \(saved_.ifname) in \(locator): \(error)")
         }
         do {
-            try TAPDevice.enableVirtioOffloads(descriptor: fd)
+            for fd in fds { try TAPDevice.enableVirtioOffloads(descriptor: fd) }
         } catch {
-            close(fd)  // the TAP is persistent: closing only lets go of it
+            for fd in fds { close(fd) }  // the TAP is persistent: closing only lets go of it
             throw ControlError(.systemError, "cannot set up offloads on \(saved_.ifname) in \(locator): \(error)")
         }
         let container: VXControl.ContainerReference
@@ -672,7 +687,7 @@ extension SwitchDaemon {
             mac: MACAddress(saved_.mac) ?? Self.randomMAC(), gateway: saved_.gateway.flatMap { IPv4Address($0) })
         try state.withLock { state throws(ControlError) in
             try installPort(
-                name: saved.name, vni: vni, mtu: saved.mtu, descriptor: Self.ownedTAP(fd: fd, ifindex: Int(ifindex)),
+                name: saved.name, vni: vni, mtu: saved.mtu, descriptor: Self.ownedTAP(fds: fds, ifindex: Int(ifindex)),
                 network: network, attachment: attachment, persist: false, state: &state)
         }
         logger.info("re-attached port \(saved.name) (\(saved_.ifname) in \(locator))")

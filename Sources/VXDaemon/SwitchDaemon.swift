@@ -4,15 +4,18 @@
 //   - control   the control server's connection threads call the `ControlService` methods. All mutable state is
 //               in `state` behind one Mutex, so requests from several connections are serialized (wireguard-go's
 //               ipcMutex does the same for its UAPI).
-//   - worker    one `DataplaneWorker` on its own thread, owning the engine. Control requests that involve file
-//               descriptors are posted to its mailbox and acknowledged before the request is answered, so a port
-//               is live when `add-port` returns.
+//   - workers   N `DataplaneWorker`s (`--workers`), each on its own thread with its own engine and buffer pool;
+//               all share the MAC table and the published config. Each has its own queue of every TAP and its own
+//               VXLAN socket (SO_REUSEPORT), so the kernel keeps one flow on one worker; worker 0 also receives
+//               GRE and sends the control plane's frames (DHCP and ARP replies). Control requests that involve
+//               file descriptors are posted to every worker's mailbox and acknowledged before the request is
+//               answered, so a port is live on every worker when `add-port` returns.
 //   - maintenance   advances the MAC table's clock once a second and expires old entries (bulk aging).
 //
 // Order of a change, chosen so a worker never forwards to something that is not there:
-//   add:    create the descriptor → publish the config with it → attach it on the worker (until then floods
-//           skip it, and unicast to it is counted as `portNotAttached`);
-//   remove: publish the config without it → detach on the worker → flush the table → close the descriptor.
+//   add:    create the descriptor → publish the config with it → attach it on every worker (until then a
+//           worker's floods skip it, and its unicast to it is counted as `portNotAttached`);
+//   remove: publish the config without it → detach on every worker → flush the table → close the descriptor.
 
 import Foundation
 import Logging
@@ -48,8 +51,11 @@ public struct DaemonOptions: Sendable {
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
     public var maxPorts = 1024
     public var maxPeers = 1024
-    /// Packet buffers in the worker's pool (2 KiB each).
+    /// Packet buffers in each worker's pool (2 KiB each).
     public var bufferCount = 4096
+    /// The most workers a switch runs (`--workers`): a TAP takes at most 256 queues, and past the core count
+    /// more workers only add context switches.
+    public static let maxWorkers = 64
     /// Where the configuration is kept across restarts; nil runs without one (nothing persisted, and the TAPs
     /// are removed when the switch stops).
     public var statePath: String? = nil
@@ -86,13 +92,16 @@ struct PeerState {
 
 /// One switch. Generic over the engine type so the worker loop is specialized for it.
 public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecked Sendable {
-    // @unchecked: the mutable control state is in `state` (a Mutex); `worker` is used only through its
-    // thread-safe mailbox and counters once its thread runs; everything else is immutable or itself Sendable.
+    // @unchecked: the mutable control state is in `state` (a Mutex); the workers are used only through their
+    // thread-safe mailboxes and counters once their threads run; everything else is immutable or itself Sendable.
 
     public let options: DaemonOptions
     public let table: ForwardingTable
     let publisher = ConfigPublisher()
-    let worker: DataplaneWorker<Engine>
+    /// The dataplane workers; worker `k` runs on thread `vxswitch-worker-k`.
+    let workers: [DataplaneWorker<Engine>]
+    /// Worker 0: it receives GRE and sends the control plane's frames.
+    var worker: DataplaneWorker<Engine> { workers[0] }
     let host: any SwitchHost
     let logger: Logger
     let state = Mutex(State())
@@ -111,11 +120,23 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         var stopped = false
     }
 
+    /// A switch with one worker.
     /// - Parameters:
     ///   - options: addresses and sizes.
     ///   - engine: the worker's engine; from here on only the worker thread uses it.
     ///   - host: where TAPs and sockets come from.
-    public init(options: DaemonOptions, engine: Engine, host: any SwitchHost, logger: Logger) {
+    public convenience init(options: DaemonOptions, engine: Engine, host: any SwitchHost, logger: Logger) {
+        self.init(options: options, engines: [engine], host: host, logger: logger)
+    }
+
+    /// A switch with one worker per engine.
+    /// - Parameters:
+    ///   - options: addresses and sizes.
+    ///   - engines: one engine per worker (1 ... `DaemonOptions.maxWorkers`), each with its own pool; from here on
+    ///     only its worker's thread uses it.
+    ///   - host: where TAPs and sockets come from.
+    public init(options: DaemonOptions, engines: [Engine], host: any SwitchHost, logger: Logger) {
+        precondition((1...DaemonOptions.maxWorkers).contains(engines.count), "a switch runs 1-64 workers")
         self.options = options
         self.host = host
         self.logger = logger
@@ -124,40 +145,68 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
         let puntSignal = DispatchSemaphore(value: 0)
         self.puntSignal = puntSignal
-        self.worker = DataplaneWorker(
-            engine: engine, table: table, publisher: publisher,
-            counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
-            punt: PuntQueue { puntSignal.signal() }, logger: logger)
-        worker.busyPollWindow = options.busyPoll
+        // One punt queue for all workers: it is a Mutex-guarded array, so several producers are safe, and the
+        // one consumer (the DHCP thread) drains them all at once.
+        let punt = PuntQueue { puntSignal.signal() }
+        // Locals: the closure must not capture `self` before every stored property is set.
+        let (table, publisher) = (self.table, self.publisher)
+        self.workers = engines.enumerated().map { index, engine in
+            var workerLogger = logger
+            workerLogger[metadataKey: "worker"] = "\(index)"
+            return DataplaneWorker(
+                engine: engine, table: table, publisher: publisher,
+                counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
+                punt: punt, logger: workerLogger)
+        }
+        for worker in workers { worker.busyPollWindow = options.busyPoll }
     }
 
-    /// The worker's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.
+    /// Worker 0's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.
     public var engine: Engine { worker.engine }
+
+    /// Every worker's engine, in worker order.
+    public var engines: [Engine] { workers.map(\.engine) }
 
     // MARK: Life cycle
 
     /// Opens the tunnel sockets and starts the worker and maintenance threads.
     public func start() throws(ControlError) {
-        let tunnels = try host.openTunnels(local: options.local, udpPort: options.udpPort)
-        let handoff = WorkerHandoff(worker: worker)
-        let workerThread = Thread { handoff.worker.run() }
-        workerThread.name = "vxswitch-worker-0"
-        workerThread.start()
+        // Every worker's sockets first: SO_REUSEPORT spreads datagrams only over sockets already bound.
+        var tunnels: [OwnedDescriptor] = []
+        var tunnelsByWorker: [[OwnedDescriptor]] = []
+        do throws(ControlError) {
+            for index in workers.indices {
+                let opened = try host.openTunnels(local: options.local, udpPort: options.udpPort, worker: index)
+                tunnelsByWorker.append(opened)
+                tunnels += opened
+            }
+        } catch {
+            for tunnel in tunnels { tunnel.release() }
+            throw error
+        }
+        for (index, worker) in workers.enumerated() {
+            let handoff = WorkerHandoff(worker: worker)
+            let workerThread = Thread { handoff.worker.run() }
+            workerThread.name = "vxswitch-worker-\(index)"
+            workerThread.start()
+        }
         let maintenance = Thread { [self] in runMaintenance() }
         maintenance.name = "vxswitch-maintenance"
         maintenance.start()
         let puntService = Thread { [self] in runPuntService() }
         puntService.name = "vxswitch-dhcp"
         puntService.start()
-        for tunnel in tunnels {
-            do {
-                try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
-            } catch {
-                // Stop the threads before closing descriptors the worker's engine may already be reading.
-                stopMaintenance.store(true, ordering: .relaxed)
-                _ = try? worker.mailbox.run(.stop)
-                for tunnel in tunnels { tunnel.release() }
-                throw ControlError(.systemError, "cannot attach tunnel socket to the worker: \(error)", cause: error)
+        for (worker, opened) in zip(workers, tunnelsByWorker) {
+            for tunnel in opened {
+                do {
+                    try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
+                } catch {
+                    // Stop the threads before closing descriptors the engines may already be reading.
+                    stopMaintenance.store(true, ordering: .relaxed)
+                    for worker in workers { _ = try? worker.mailbox.run(.stop) }
+                    for tunnel in tunnels { tunnel.release() }
+                    throw ControlError(.systemError, "cannot attach tunnel socket to a worker: \(error)", cause: error)
+                }
             }
         }
         state.withLock {
@@ -165,7 +214,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             $0.started = true
         }
         logger.info(
-            "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self)")
+            "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self), \(workers.count) worker(s)")
         if let store {
             try restore(from: store.load(), path: store.path)
         }
@@ -242,10 +291,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             // in-flight io_uring read does), and a TAP is removed only when the last reference goes. Without
             // this, the ring's references outlived the process by up to ~100 ms (the kernel tears a ring down
             // asynchronously), so the TAPs were still there when vxswitchd had already exited.
-            for port in ports { _ = try? worker.mailbox.run(.detachPort(port.id)) }
-            _ = try? worker.mailbox.run(.stop)
+            for worker in workers {
+                for port in ports { _ = try? worker.mailbox.run(.detachPort(port.id)) }
+                _ = try? worker.mailbox.run(.stop)
+            }
         }
-        // The worker stopped using the engine (and so every descriptor) when it acknowledged `.stop`.
+        // Each worker stopped using its engine (and so every descriptor) when it acknowledged `.stop`.
         for tunnel in tunnels { tunnel.release() }
         if store == nil {
             for port in ports { port.descriptor.destroy() }
@@ -336,7 +387,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 throw ControlError(.alreadyExists, "port \"\(name)\" already exists")
             }
             try checkMTU(mtu)
-            let descriptor = try host.createPort(name: name, mtu: mtu, persistent: store != nil)
+            let descriptor = try host.createPort(
+                name: name, mtu: mtu, persistent: store != nil, queues: workers.count)
             try installPort(
                 name: name, vni: vni, mtu: mtu, descriptor: descriptor, network: nil, attachment: nil, persist: persist,
                 state: &state)
@@ -362,28 +414,40 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             descriptor.destroy()
             throw ControlError(.resourceBusy, "no free port index for \"\(name)\"")
         }
-        worker.counters.reset(.port(index: Int(port.index)))
+        for worker in workers { worker.counters.reset(.port(index: Int(port.index))) }
         // Publish before attaching: the port's first frames (an IPv6 router solicitation as the link comes
-        // up) then find it in the worker's config; until it is attached, floods skip it.
+        // up) then find it in the workers' config; until a worker has attached it, that worker's floods skip it.
         let previous = state
         state.builder = builder
         state.ports[name] = PortState(
             id: port, vni: vni, mtu: mtu, descriptor: descriptor, network: network, attachment: attachment)
         publish(state)
         do throws(ControlError) {
-            do {
-                try worker.mailbox.run(.attachPort(port, fd: descriptor.fd, kind: descriptor.kind))
-            } catch {
-                throw ControlError(.systemError, "cannot attach \"\(name)\" to the dataplane: \(error)", cause: error)
+            for (index, worker) in workers.enumerated() {
+                do {
+                    try worker.mailbox.run(.attachPort(port, fd: descriptor.fd(forWorker: index), kind: descriptor.kind))
+                } catch {
+                    throw ControlError(
+                        .systemError, "cannot attach \"\(name)\" to dataplane worker \(index): \(error)", cause: error)
+                }
             }
             if persist { try save(state) }
         } catch {
             state = previous
             publish(state)
-            _ = try? worker.mailbox.run(.detachPort(port))
+            detachEverywhere(port)
             descriptor.destroy()
             throw error
         }
+        if descriptor.sharesQueues(amongWorkers: workers.count) {
+            logger.warning(
+                "\(TAPQueues.singleQueueWarning(port: name, interface: attachment?.ifname ?? name, workers: workers.count))")
+        }
+    }
+
+    /// Detaches port `port` from every worker (a worker that never attached it does nothing).
+    func detachEverywhere(_ port: PortID) {
+        for worker in workers { _ = try? worker.mailbox.run(.detachPort(port)) }
     }
 
     /// Removes port `name`: saved first (once the TAP is deleted there is no going back), then taken out of the
@@ -403,7 +467,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         state = next
         state.builder.removePort(port.id)
         publish(state)
-        _ = try? worker.mailbox.run(.detachPort(port.id))
+        detachEverywhere(port.id)
         table.flush(port: port.id, includingStatic: true)
         releaseDomainIfUnused(port.vni, in: &state)
         publish(state)
@@ -465,7 +529,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             next.builder = builder
             next.peers[address, default: PeerState(id: peer, encapsulation: encapsulation, vnis: [])].vnis.insert(vni)
             if persist { try save(next) }
-            if state.peers[address] == nil { worker.counters.reset(.peer(index: Int(peer.index))) }
+            if state.peers[address] == nil {
+                for worker in workers { worker.counters.reset(.peer(index: Int(peer.index))) }
+            }
             state = next
             publish(state)
             let vnis = state.peers[address]!.vnis.sorted()
@@ -569,19 +635,36 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let (ports, peers) = state.withLock { state in
             (state.ports.map { ($0.key, $0.value.id) }, state.peers.map { ($0.key, $0.value.id) })
         }
-        let counters = worker.counters
+        // Sums over workers; each worker's share is kept for `workers`.
+        var shares = [WorkerStats]()
+        func summed(_ entity: CounterEntity) -> CounterRow {
+            var row = CounterRow()
+            for worker in workers { row += worker.counters.snapshot(of: entity) }
+            return row
+        }
         var total = CounterRow()
         let portStats = ports.map { name, id -> PortStats in
-            let row = counters.snapshot(of: .port(index: Int(id.index)))
+            let row = summed(.port(index: Int(id.index)))
             total += row
             return PortStats(name: interfaceName(name), counters: TrafficCounters(row))
         }.sorted { $0.name < $1.name }
         let peerStats = peers.map { address, id -> PeerStats in
-            let row = counters.snapshot(of: .peer(index: Int(id.index)))
+            let row = summed(.peer(index: Int(id.index)))
             total += row
             return PeerStats(ip: address, counters: TrafficCounters(row))
         }.sorted { $0.ip < $1.ip }
-        total += counters.snapshot(of: .unattributed)
+        total += summed(.unattributed)
+        let entities = ports.map { CounterEntity.port(index: Int($0.1.index)) }
+            + peers.map { CounterEntity.peer(index: Int($0.1.index)) } + [.unattributed]
+        for (index, worker) in workers.enumerated() {
+            var carried = CounterRow()
+            for entity in entities {
+                let row = worker.counters.snapshot(of: entity)
+                carried.rxFrames &+= row.rxFrames
+                carried.txFrames &+= row.txFrames
+            }
+            shares.append(WorkerStats(worker: index, rxFrames: carried.rxFrames, txFrames: carried.txFrames))
+        }
         var drops = TrafficCounters(total).drops
         let tunnels = state.withLock { $0.tunnels }
         var kernelDrops: UInt64 = 0
@@ -593,7 +676,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             }
         }
         if kernelDrops > 0 { drops[Self.kernelReceiveQueueDrops] = kernelDrops }
-        return StatsResult(ports: portStats, peers: peerStats, drops: drops)
+        return StatsResult(ports: portStats, peers: peerStats, drops: drops, workers: shares)
     }
 
     // MARK: Persistence

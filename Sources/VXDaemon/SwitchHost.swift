@@ -9,14 +9,23 @@ import VXControl
 import VXIO
 import VXPacket
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A descriptor the daemon owns: a TAP port or a tunnel socket.
 ///
 /// Two ways to let go of it: `destroy()` removes what it stands for (deletes the TAP interface, as `del-port`
 /// must), `release()` only closes the descriptor (a persistent TAP stays, for the next vxswitchd to attach to).
 /// Whichever comes first wins; later calls do nothing.
 public final class OwnedDescriptor: Sendable {
-    /// The descriptor to register with the engine.
-    public let fd: Int32
+    /// The descriptors to register with the engines: a multi-queue TAP has one queue per worker; a socket, or a
+    /// TAP that exists without IFF_MULTI_QUEUE, has one, which every worker that needs it shares.
+    public let fds: [Int32]
+    /// The first descriptor (worker 0's).
+    public var fd: Int32 { fds[0] }
     /// How the engine reads and writes it.
     public let kind: PortKind
     /// The interface index, for TAPs.
@@ -24,24 +33,43 @@ public final class OwnedDescriptor: Sendable {
     private let actions: Mutex<(release: @Sendable () -> Void, destroy: @Sendable () -> Void)?>
 
     /// - Parameters:
-    ///   - fd: the descriptor.
-    ///   - kind: its port kind.
+    ///   - fds: the descriptors (TAP queues), at least one.
+    ///   - kind: their port kind.
     ///   - ifindex: the interface index, for TAPs.
-    ///   - release: closes the descriptor only.
+    ///   - release: closes the descriptors only.
     ///   - destroy: removes the interface (or, for a socket, just closes it).
     public init(
-        fd: Int32, kind: PortKind, ifindex: Int? = nil, release: @escaping @Sendable () -> Void,
+        fds: [Int32], kind: PortKind, ifindex: Int? = nil, release: @escaping @Sendable () -> Void,
         destroy: @escaping @Sendable () -> Void
     ) {
-        self.fd = fd
+        precondition(!fds.isEmpty, "an OwnedDescriptor needs a descriptor")
+        self.fds = fds
         self.kind = kind
         self.ifindex = ifindex
         self.actions = Mutex((release, destroy))
     }
 
+    /// One descriptor.
+    public convenience init(
+        fd: Int32, kind: PortKind, ifindex: Int? = nil, release: @escaping @Sendable () -> Void,
+        destroy: @escaping @Sendable () -> Void
+    ) {
+        self.init(fds: [fd], kind: kind, ifindex: ifindex, release: release, destroy: destroy)
+    }
+
     /// A descriptor for which closing is all there is (sockets).
     public convenience init(fd: Int32, kind: PortKind, close: @escaping @Sendable () -> Void) {
         self.init(fd: fd, kind: kind, release: close, destroy: close)
+    }
+
+    /// The descriptor worker `worker` registers: its own queue, or the shared one of a single-queue TAP.
+    public func fd(forWorker worker: Int) -> Int32 {
+        fds[worker % fds.count]
+    }
+
+    /// A TAP with fewer queues than there are workers: some workers share a queue (see TAPQueues.swift).
+    public func sharesQueues(amongWorkers workers: Int) -> Bool {
+        fds.count < workers
     }
 
     /// Closes the descriptor; a persistent TAP stays.
@@ -69,14 +97,18 @@ public final class OwnedDescriptor: Sendable {
 /// The descriptors a switch needs from its host.
 public protocol SwitchHost: Sendable {
     /// Creates (or attaches to) TAP interface `name`, sets its MTU and brings it up.
-    /// - Parameter persistent: keep the interface when the descriptor closes (so a restarted vxswitchd can
-    ///   attach to it again); `OwnedDescriptor.destroy()` still removes it.
+    /// - Parameters:
+    ///   - persistent: keep the interface when the descriptors close (so a restarted vxswitchd can attach to it
+    ///     again); `OwnedDescriptor.destroy()` still removes it.
+    ///   - queues: how many queues to open (one per worker); a TAP that exists without IFF_MULTI_QUEUE has one.
     /// - Throws: `ControlError` with a message a person understands (name taken by another kind of interface...).
-    func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor
+    func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor
 
-    /// Opens the tunnel sockets: a UDP socket bound to `local:udpPort` for VXLAN, a raw GRE socket, and the raw
-    /// IPv4 sender, in that order.
-    func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor]
+    /// Opens worker `worker`'s tunnel sockets: a UDP socket bound to `local:udpPort` with SO_REUSEPORT for VXLAN
+    /// (every worker has one; the kernel spreads datagrams over them by 4-tuple hash), a raw GRE socket (worker 0
+    /// only: every raw socket gets a copy of every GRE packet, so a second one would switch each packet twice),
+    /// and the raw IPv4 sender, in that order.
+    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
 }
 
 /// Real TAP devices and sockets.
@@ -84,35 +116,58 @@ public struct KernelHost: SwitchHost {
     public init() {}
 
     /// Creates the TAP with a virtio-net header and TCP offloads (checksum, TSO4, TSO6), so the container's TCP
-    /// stack hands the switch up to 64 KiB at a time and takes coalesced frames back (docs/offload.md).
-    public func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor {
+    /// stack hands the switch up to 64 KiB at a time and takes coalesced frames back (docs/offload.md), and with
+    /// IFF_MULTI_QUEUE, one queue per worker (TAPQueues.swift; an existing single-queue TAP gets one queue).
+    public func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError)
+        -> OwnedDescriptor
+    {
         do throws(IOError) {
-            let tap = try TAPDevice(name: name, options: [.virtioHeader])
-            try tap.setOffloads(.tcp)
-            try tap.setPersistent(persistent)
-            try tap.setMTU(mtu)
-            try tap.setUp(true)
-            let ifindex = try tap.interfaceIndex()
-            let kind = tap.portKind
-            let box = TAPBox(tap)
+            let set = try TAPQueues.open(
+                name: name, count: queues, isFlagMismatch: { $0.errno == EINVAL }, discard: { $0.close() }
+            ) { name, multiQueue throws(IOError) in
+                let tap = try TAPDevice(name: name, options: multiQueue ? [.virtioHeader, .multiQueue] : [.virtioHeader])
+                // Per queue: the offload flags are the device's, but TUNSETOFFLOAD is accepted on any queue and
+                // setting them on each keeps every descriptor's view the same.
+                try tap.setOffloads(.tcp)
+                let settled = tap.name
+                return (TAPBox(tap), settled)
+            }
+            let boxes = set.queues
+            let (ifindex, kind) = try boxes[0].configure(persistent: persistent, mtu: mtu)
             return OwnedDescriptor(
-                fd: box.fd, kind: kind, ifindex: Int(ifindex), release: { box.close() }, destroy: { box.delete() })
+                fds: boxes.map(\.fd), kind: kind, ifindex: Int(ifindex),
+                release: { for box in boxes { box.close() } },
+                destroy: {
+                    // Clearing persist on one queue is enough: the interface goes with the last descriptor.
+                    boxes[0].delete()
+                    for box in boxes.dropFirst() { box.close() }
+                })
         } catch {
             throw ControlError(.systemError, "cannot create TAP interface \"\(name)\": \(error)", cause: error)
         }
     }
 
-    public func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor] {
+    public func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError)
+        -> [OwnedDescriptor]
+    {
         var sockets: [OwnedDescriptor] = []
         do throws(IOError) {
-            sockets.append(SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort)).owned(kind: .udpTunnel))
-            sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
+            // Port 0 would bind each worker's socket to a different kernel-chosen port.
+            guard worker == 0 || udpPort != 0 else {
+                throw IOError(errno: EINVAL, operation: "bind", hint: "several workers need a fixed VXLAN port")
+            }
+            sockets.append(
+                SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort, reusePort: true)).owned(kind: .udpTunnel))
+            if worker == 0 {
+                sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
+            }
             sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
             return sockets
         } catch {
             for socket in sockets { socket.release() }
             throw ControlError(
-                .systemError, "cannot open the tunnel sockets on \(local) (UDP port \(udpPort)): \(error)",
+                .systemError,
+                "cannot open the tunnel sockets of worker \(worker) on \(local) (UDP port \(udpPort)): \(error)",
                 cause: error)
         }
     }
@@ -126,6 +181,30 @@ private final class TAPBox: Sendable {
     init(_ tap: consuming TAPDevice) {
         fd = tap.fileDescriptor.rawValue
         device = Mutex(tap)
+    }
+
+    /// Sets persistence and the MTU, brings the interface up; returns its ifindex and the port kind.
+    func configure(persistent: Bool, mtu: Int) throws(IOError) -> (ifindex: Int32, kind: PortKind) {
+        try device.withLock { device throws(IOError) -> (ifindex: Int32, kind: PortKind) in
+            guard let tap = device.take() else { throw IOError(errno: EBADF, operation: "configure a closed TAP") }
+            let outcome: Result<(ifindex: Int32, kind: PortKind), IOError>
+            do throws(IOError) {
+                outcome = .success(try Self.configure(tap, persistent: persistent, mtu: mtu))
+            } catch {
+                outcome = .failure(error)
+            }
+            device = consume tap
+            return try outcome.get()
+        }
+    }
+
+    private static func configure(_ tap: borrowing TAPDevice, persistent: Bool, mtu: Int) throws(IOError)
+        -> (ifindex: Int32, kind: PortKind)
+    {
+        try tap.setPersistent(persistent)
+        try tap.setMTU(mtu)
+        try tap.setUp(true)
+        return (try tap.interfaceIndex(), tap.portKind)
     }
 
     func delete() {

@@ -66,15 +66,19 @@ public enum TunnelSockets {
     ///   - local: the underlay address to bind (`.any` for all).
     ///   - port: the UDP port; 0 lets the kernel pick (tests).
     ///   - bufferBytes: receive and send buffer size to ask for.
+    ///   - reusePort: set SO_REUSEPORT before binding, so one socket per worker can bind the same address and port
+    ///     and the kernel spreads datagrams over them by a hash of the 4-tuple (one flow stays on one socket).
+    ///     Every socket of the group must set it, and all must belong to the same user.
     /// - Returns: the socket, with SO_RXQ_OVFL on.
     /// - Throws: `IOError` naming the failed step (EADDRINUSE when the port is taken).
     public static func openUDP(
-        local: IPv4Address, port: UInt16 = vxlanPort, bufferBytes: Int = defaultBufferBytes
+        local: IPv4Address, port: UInt16 = vxlanPort, bufferBytes: Int = defaultBufferBytes, reusePort: Bool = false
     ) throws(IOError) -> TunnelSocket {
         let fd = try openSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP")
         do {
             try enlargeBuffers(fd, bytes: bufferBytes)
             try setOption(fd, SOL_SOCKET, CVX_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
+            if reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)") }
             try bindSocket(fd, local, port)
             let bound = try boundAddress(fd)
             return TunnelSocket(

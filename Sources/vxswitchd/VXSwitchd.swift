@@ -67,6 +67,18 @@ struct VXSwitchd: ParsableCommand {
             valueName: "us"))
     var busyPollMicroseconds: Int = DaemonOptions.defaultBusyPollMicroseconds
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Dataplane worker threads, 1-\(DaemonOptions.maxWorkers) (default: the number of online cores). Each has "
+                + "its own engine, its own queue of every TAP and its own VXLAN socket.", valueName: "count"))
+    var workers: Int?
+
+    /// The default `--workers`: one per online core, within 1 ... maxWorkers.
+    static var onlineCores: Int {
+        min(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1), DaemonOptions.maxWorkers)
+    }
+
     mutating func validate() throws {
         guard let address = IPv4Address(local), !address.isUnspecified, !address.isMulticast else {
             throw ValidationError("--local must be this host's unicast IPv4 address, not \"\(local)\"")
@@ -83,6 +95,9 @@ struct VXSwitchd: ParsableCommand {
             throw ValidationError("--busy-poll must be 0-10000 microseconds, not \(busyPollMicroseconds)")
         }
         guard !state.isEmpty else { throw ValidationError("--state needs a path, or none") }
+        if let workers, !(1...DaemonOptions.maxWorkers).contains(workers) {
+            throw ValidationError("--workers must be 1-\(DaemonOptions.maxWorkers), not \(workers)")
+        }
     }
 
     func run() throws {
@@ -102,36 +117,47 @@ struct VXSwitchd: ParsableCommand {
         options.dockerSocket = dockerSocket
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 
-        // Standard buffers for tunnels and the worker's TSO segments, large ones for TAP reads with TSO (KernelHost
-        // opens TAPs with a virtio header and offloads) and the worker's coalescing scratch.
-        let pool = PacketBufferPool(count: options.bufferCount, largeCount: PacketBufferPool.defaultLargeCount)
+        let workerCount = workers ?? Self.onlineCores
+
+        // One pool per worker (a pool belongs to one engine). Standard buffers for tunnels and the worker's TSO
+        // segments, large ones for TAP reads with TSO (KernelHost opens TAPs with a virtio header and offloads)
+        // and the worker's coalescing scratch.
+        let makePool = { PacketBufferPool(count: options.bufferCount, largeCount: PacketBufferPool.defaultLargeCount) }
         // io_uring hands free buffers to the kernel; keep what the worker takes itself.
         let makeURing = { () throws(IOError) -> URingEngine in
             try URingEngine(
-                pool: pool, poolReserve: DataplaneWorker<URingEngine>.segmentBufferReserve,
+                pool: makePool(), poolReserve: DataplaneWorker<URingEngine>.segmentBufferReserve,
                 largePoolReserve: DataplaneWorker<URingEngine>.scratchBufferReserve)
+        }
+        let makeEpoll = { () throws(IOError) -> EpollEngine in try EpollEngine(pool: makePool()) }
+        func engines<Engine>(_ make: () throws(IOError) -> Engine) throws(IOError) -> [Engine] {
+            var engines: [Engine] = []
+            for _ in 0..<workerCount { engines.append(try make()) }
+            return engines
         }
         switch io {
         case .uring:
             guard URingEngine.isSupported else {
                 throw VXSwitchdError("io_uring is not usable here (\(URingEngine.support)); use --io epoll")
             }
-            try serve(engine: try makeURing(), options: options, path: path, logger: logger)
+            try serve(engines: try engines(makeURing), options: options, path: path, logger: logger)
         case .epoll:
-            try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
+            try serve(engines: try engines(makeEpoll), options: options, path: path, logger: logger)
         case .auto:
             if URingEngine.isSupported {
-                try serve(engine: try makeURing(), options: options, path: path, logger: logger)
+                try serve(engines: try engines(makeURing), options: options, path: path, logger: logger)
             } else {
                 logger.notice("falling back to the epoll engine: \(URingEngine.support)")
-                try serve(engine: try EpollEngine(pool: pool), options: options, path: path, logger: logger)
+                try serve(engines: try engines(makeEpoll), options: options, path: path, logger: logger)
             }
         }
     }
 
-    /// Runs the switch on `engine` until SIGINT or SIGTERM.
-    private func serve<Engine: PacketEngine>(engine: Engine, options: DaemonOptions, path: String, logger: Logger) throws {
-        let daemon = SwitchDaemon(options: options, engine: engine, host: KernelHost(), logger: logger)
+    /// Runs the switch with one worker per engine until SIGINT or SIGTERM.
+    private func serve<Engine: PacketEngine>(engines: [Engine], options: DaemonOptions, path: String, logger: Logger)
+        throws
+    {
+        let daemon = SwitchDaemon(options: options, engines: engines, host: KernelHost(), logger: logger)
         do {
             try daemon.start()
         } catch {
@@ -148,7 +174,7 @@ struct VXSwitchd: ParsableCommand {
             daemon.shutdown()
             throw error
         }
-        logger.info("ready: control socket \(path), engine \(Engine.self)")
+        logger.info("ready: control socket \(path), engine \(Engine.self), \(engines.count) worker(s)")
 
         let stop = DispatchSemaphore(value: 0)
         var sources: [DispatchSourceSignal] = []

@@ -122,6 +122,19 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         #expect(try decoded(StatsResult.self, json) == result)
     }
 
+    @Test func statsResultCarriesEachWorkersShareAndDecodesWithoutIt() throws {
+        let result = StatsResult(
+            ports: [], peers: [], drops: [:],
+            workers: [WorkerStats(worker: 0, rxFrames: 600, txFrames: 3), WorkerStats(worker: 1, rxFrames: 410, txFrames: 2)])
+        let json =
+            #"{"drops":{},"peers":[],"ports":[],"#
+            + #""workers":[{"rxFrames":600,"txFrames":3,"worker":0},{"rxFrames":410,"txFrames":2,"worker":1}]}"#
+        #expect(try encoded(result) == json)
+        #expect(try decoded(StatsResult.self, json) == result)
+        // From a switch that does not report workers.
+        #expect(try decoded(StatsResult.self, #"{"drops":{},"peers":[],"ports":[]}"#).workers == nil)
+    }
+
     @Test func requestAndResponseEnvelopes() throws {
         let request = try ControlRequest(ControlMethods.DeletePort.self, DeletePortParams(name: name("tap0")),
                                          id: .number(3))

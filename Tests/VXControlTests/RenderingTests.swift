@@ -70,6 +70,27 @@ import VXControl
         )
     }
 
+    @Test func statsListsWhatEachWorkerCarried() {
+        let result = StatsResult(
+            ports: [], peers: [], drops: [:],
+            workers: [WorkerStats(worker: 0, rxFrames: 120, txFrames: 7), WorkerStats(worker: 1, rxFrames: 3, txFrames: 0)])
+        #expect(
+            ControlRendering.stats(result) == """
+                ports: none
+
+                peers: none
+
+                drops: none
+
+                workers:
+                  WORKER  RX-FRAMES  TX-FRAMES
+                  0             120          7
+                  1               3          0
+
+                """
+        )
+    }
+
     @Test func statsWithoutDrops() {
         #expect(ControlRendering.stats(StatsResult(ports: [], peers: [], drops: [:])) == "ports: none\n\npeers: none\n\ndrops: none\n")
     }

@@ -19,26 +19,38 @@ final class FakeHost: SwitchHost {
     /// Descriptors whose interface was removed (`destroy`), and those only closed (`release`).
     let destroyed = Mutex<Set<Int32>>([])
     let released = Mutex<Set<Int32>>([])
+    /// Each port's first queue, and all its queues.
     let created = Mutex<[String: Int32]>([:])
+    let createdQueues = Mutex<[String: [Int32]]>([:])
+    /// Names that behave like a TAP made without IFF_MULTI_QUEUE: one queue, whatever was asked for.
+    let singleQueueNames = Mutex<Set<String>>([])
+    /// The workers whose tunnel sockets were asked for.
+    let tunnelWorkers = Mutex<[Int]>([])
 
-    func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor {
-        let fd = next.withLock { value -> Int32 in
-            value += 1
-            return value
+    func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor {
+        let count = singleQueueNames.withLock { $0.contains(name) } ? 1 : queues
+        let fds = next.withLock { value -> [Int32] in
+            (0..<count).map { _ in
+                value += 1
+                return value
+            }
         }
-        created.withLock { $0[name] = fd }
+        created.withLock { $0[name] = fds[0] }
+        createdQueues.withLock { $0[name] = fds }
         return OwnedDescriptor(
-            fd: fd, kind: .tap(virtioHeader: false), ifindex: Int(fd),
-            release: { [self] in _ = released.withLock { $0.insert(fd) } },
-            destroy: { [self] in _ = destroyed.withLock { $0.insert(fd) } })
+            fds: fds, kind: .tap(virtioHeader: false), ifindex: Int(fds[0]),
+            release: { [self] in released.withLock { $0.formUnion(fds) } },
+            destroy: { [self] in destroyed.withLock { $0.formUnion(fds) } })
     }
 
-    func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor] {
-        [
-            OwnedDescriptor(fd: 10, kind: .udpTunnel) {},
-            OwnedDescriptor(fd: 11, kind: .rawGRE) {},
-            OwnedDescriptor(fd: 12, kind: .rawIPv4Sender) {},
-        ]
+    /// Worker k's VXLAN socket is fd 10 + 10k and its sender 12 + 10k; worker 0 alone has GRE (fd 11).
+    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
+        tunnelWorkers.withLock { $0.append(worker) }
+        let base = Int32(10 * worker)
+        var sockets = [OwnedDescriptor(fd: 10 + base, kind: .udpTunnel) {}]
+        if worker == 0 { sockets.append(OwnedDescriptor(fd: 11, kind: .rawGRE) {}) }
+        sockets.append(OwnedDescriptor(fd: 12 + base, kind: .rawIPv4Sender) {})
+        return sockets
     }
 }
 
@@ -48,12 +60,17 @@ final class InProcessSwitch {
     let daemon: SwitchDaemon<MemoryEngine>
     let dispatcher: ControlDispatcher
 
-    init(statePath: String? = nil) throws {
+    /// - Parameters:
+    ///   - statePath: the state file, or nil for none.
+    ///   - workers: dataplane workers, each on its own MemoryEngine.
+    ///   - configure: runs before the switch starts (e.g. to mark TAP names single-queue).
+    init(statePath: String? = nil, workers: Int = 1, configure: (FakeHost) -> Void = { _ in }) throws {
         var options = DaemonOptions(local: InProcessSwitch.local)
         options.statePath = statePath
+        configure(host)
         daemon = SwitchDaemon(
-            options: options, engine: MemoryEngine(pool: PacketBufferPool(count: 512)), host: host,
-            logger: Logger(label: "test"))
+            options: options, engines: (0..<workers).map { _ in MemoryEngine(pool: PacketBufferPool(count: 512)) },
+            host: host, logger: Logger(label: "test"))
         try daemon.start()
         dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
     }
@@ -94,6 +111,19 @@ final class InProcessSwitch {
 
     var tunnelHandle: PortHandle { daemon.engine.wire.handle(forDescriptor: 10)! }
     var senderHandle: PortHandle { daemon.engine.wire.handle(forDescriptor: 12)! }
+
+    /// Worker `worker`'s engine.
+    func engine(_ worker: Int) -> MemoryEngine { daemon.engines[worker] }
+
+    /// Worker `worker`'s handle for port `name`: its own queue (or the shared one of a single-queue TAP).
+    func handle(ofPort name: String, worker: Int) throws -> PortHandle {
+        let queues = try #require(host.createdQueues.withLock { $0[name] })
+        return try #require(engine(worker).wire.handle(forDescriptor: queues[worker % queues.count]))
+    }
+
+    /// Worker `worker`'s VXLAN socket and raw sender.
+    func tunnelHandle(worker: Int) -> PortHandle? { engine(worker).wire.handle(forDescriptor: Int32(10 + 10 * worker)) }
+    func senderHandle(worker: Int) -> PortHandle? { engine(worker).wire.handle(forDescriptor: Int32(12 + 10 * worker)) }
 
     /// Waits (bounded) until `body` returns a non-empty array.
     func eventually<T>(_ body: () -> [T]) async throws -> [T] {

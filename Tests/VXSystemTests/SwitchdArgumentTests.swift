@@ -30,6 +30,9 @@ struct SwitchdArgumentTests {
         Refusal(arguments: ["--busy-poll=-1"], message: "--busy-poll must be 0-10000 microseconds, not -1"),
         Refusal(arguments: ["--busy-poll", "10001"], message: "--busy-poll must be 0-10000 microseconds, not 10001"),
         Refusal(arguments: ["--io", "fast"], message: "fast"),
+        Refusal(arguments: ["--workers", "0"], message: "--workers must be 1-64, not 0"),
+        Refusal(arguments: ["--workers", "65"], message: "--workers must be 1-64, not 65"),
+        Refusal(arguments: ["--workers", "many"], message: "The value 'many' is invalid for '--workers <count>'"),
         Refusal(arguments: ["--state", ""], message: "--state needs a path, or none"),
     ]
 
