@@ -176,7 +176,8 @@ let package = Package(
         .testTarget(name: "VXIOTests", dependencies: ["VXIO", "VXPacket", "VXTestSupport"]),
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXOffload", "VXTestSupport"]),
         .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
-        .testTarget(name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXTestSupport"]),
+        .testTarget(
+            name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXDocker", "VXTestSupport"]),
         .testTarget(
             name: "VXNetlinkTests",
             dependencies: ["VXNetlink", "VXPacket", "VXIO", "VXTestSupport"],

@@ -12,9 +12,10 @@ extension ControlValidation {
     /// The longest network namespace name in bytes: a file name under `/run/netns` (`NAME_MAX`).
     public static let maxNamespaceNameByteCount = 255
 
-    /// The longest Docker container reference accepted, in characters (an id is 64 hex digits; names are shorter
-    /// in practice, and Docker sets no limit of its own).
-    public static let maxDockerReferenceLength = 255
+    /// The longest Docker container reference accepted, in bytes after a leading `/`: the same limit as VXDocker's
+    /// `ContainerReference.maxLength` (VXControl cannot import VXDocker; ContainerReferenceAgreementTests in
+    /// VXDaemonTests hold the two checks to one answer). A full id is 64 bytes; Docker sets no limit on names.
+    public static let maxDockerReferenceByteCount = 1024
 
     /// Checks a network name: 1 to 32 characters from `A-Z a-z 0-9 _ . -`, not starting with `-` (it would read as
     /// an option on vxctl's command line), and not `.` or `..`.
@@ -80,27 +81,31 @@ extension ControlValidation {
         return try pid(value)
     }
 
-    /// Checks a Docker container name or id the way Docker checks names: `[A-Za-z0-9][A-Za-z0-9_.-]*` (an id is
-    /// hex digits, so it passes too), at most 255 characters.
-    /// - Parameter reference: the name or id.
-    /// - Returns: `reference`.
+    /// Checks a Docker container name, id or id prefix with the rule vxswitchd's Docker client applies before the
+    /// reference goes into a request path (VXDocker's `ContainerReference`): an optional leading `/` (as
+    /// `docker inspect` shows names), then 1 to 1024 bytes of `[A-Za-z0-9][A-Za-z0-9_.-]*`. The two checks accept
+    /// exactly the same set, so nothing the switch could look up is refused here and nothing refused there passes.
+    /// - Parameter reference: the name or id as given.
+    /// - Returns: the reference without the leading `/` (`/web` and `web` name the same container, so `detach`
+    ///   matches either).
     /// - Throws: `invalidParams` naming the rule it breaks.
     public static func dockerContainer(_ reference: String) throws(ControlError) -> String {
-        guard !reference.isEmpty else { throw .invalidParams("Docker container name must not be empty") }
-        guard reference.count <= maxDockerReferenceLength else {
+        let trimmed = reference.hasPrefix("/") ? String(reference.dropFirst()) : reference
+        guard !trimmed.isEmpty else { throw .invalidParams("Docker container name must not be empty") }
+        guard trimmed.utf8.count <= maxDockerReferenceByteCount else {
             throw .invalidParams(
-                "Docker container name is too long (\(reference.count) characters, at most \(maxDockerReferenceLength))"
+                "Docker container name is too long (\(trimmed.utf8.count) bytes, at most \(maxDockerReferenceByteCount))"
             )
         }
-        guard reference.unicodeScalars.allSatisfy(isNameScalar),
-            let first = reference.unicodeScalars.first, isLetter(first) || isDigit(first)
+        guard trimmed.unicodeScalars.allSatisfy(isNameScalar),
+            let first = trimmed.unicodeScalars.first, isLetter(first) || isDigit(first)
         else {
             throw .invalidParams(
                 "Docker container \(reference.debugDescription) is not a container name or id "
-                    + "([A-Za-z0-9][A-Za-z0-9_.-]*)"
+                    + "(/?[A-Za-z0-9][A-Za-z0-9_.-]*)"
             )
         }
-        return reference
+        return trimmed
     }
 
     /// Checks the MAC address to give an interface: unicast (the group bit clear) and not all zeros.

@@ -4,6 +4,9 @@
 // `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (the `*` rather than `+` admits one-digit prefixes), so that one pattern is the check.
 // Anything else cannot name a container, so it is refused before a byte is sent: no path traversal (`..`, `/`),
 // no query (`?`), no header injection (CR, LF).
+//
+// VXControl's `ControlValidation.dockerContainer` checks attach and detach requests by the same rule (it cannot
+// import this module); ContainerReferenceAgreementTests in VXDaemonTests keep the two in step.
 
 /// A container name, id or id prefix that Docker could have given out, checked before it goes into a request path.
 public struct ContainerReference: Hashable, Sendable, CustomStringConvertible {

@@ -110,9 +110,9 @@ import VXControl
         Case(method: "attach", params: #"{\#(attach),"pid":"42"}"#, message: #"parameter "pid" must be an integer"#),
         Case(method: "attach", params: #"{\#(attach),"docker":""}"#, message: "Docker container name must not be empty"),
         Case(method: "attach", params: #"{\#(attach),"docker":"-web"}"#,
-             message: #"Docker container "-web" is not a container name or id ([A-Za-z0-9][A-Za-z0-9_.-]*)"#),
+             message: #"Docker container "-web" is not a container name or id (/?[A-Za-z0-9][A-Za-z0-9_.-]*)"#),
         Case(method: "attach", params: #"{\#(attach),"docker":"web; reboot"}"#,
-             message: #"Docker container "web; reboot" is not a container name or id ([A-Za-z0-9][A-Za-z0-9_.-]*)"#),
+             message: #"Docker container "web; reboot" is not a container name or id (/?[A-Za-z0-9][A-Za-z0-9_.-]*)"#),
         // ifname
         Case(method: "attach", params: #"{\#(attach),"netns":"c1","ifname":"eth0:1"}"#,
              message: #"interface name "eth0:1" must not contain ':'"#),
