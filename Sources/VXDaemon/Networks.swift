@@ -83,41 +83,6 @@ struct AttachmentState {
     var gateway: IPv4Address?
 }
 
-/// A summary of one attachment, for replies and logs.
-public struct AttachmentSummary: Sendable, Hashable {
-    public var port: String
-    public var network: String
-    public var vni: VNI
-    public var container: VXControl.ContainerReference
-    public var namespacePath: String
-    public var ifname: String
-    public var address: String?
-    public var mac: MACAddress
-    public var mtu: Int
-    public var gateway: IPv4Address?
-}
-
-/// A summary of one network, for replies.
-public struct NetworkSummary: Sendable, Hashable {
-    public var name: String
-    public var vni: VNI
-    public var subnet: IPv4Subnet
-    public var range: ClosedRange<IPv4Address>
-    public var gateway: IPv4Address?
-    public var dhcp: Bool
-    public var ports: [String]
-    public var leases: Int
-}
-
-/// One lease, for replies.
-public struct LeaseSummary: Sendable, Hashable {
-    public var network: String
-    public var address: IPv4Address
-    public var owner: String
-    public var isDHCP: Bool
-    public var expires: Int64?
-}
-
 extension SwitchDaemon {
     /// Wall-clock seconds for lease times (leases are persisted, so a monotonic clock would not do).
     static var now: LeaseInstant { LeaseInstant(seconds: Int64(Date().timeIntervalSince1970)) }
@@ -128,8 +93,8 @@ extension SwitchDaemon {
     func createNetwork(
         named name: String, vni: VNI, subnet: IPv4Subnet, range: ClosedRange<IPv4Address>?, gateway: IPv4Address?,
         dhcp: Bool
-    ) throws(ControlError) -> NetworkSummary {
-        try state.withLock { state throws(ControlError) -> NetworkSummary in
+    ) throws(ControlError) -> NetworkInfo {
+        try state.withLock { state throws(ControlError) -> NetworkInfo in
             try requireRunning(state)
             guard state.networks[name] == nil else { throw ControlError(.alreadyExists, "network \"\(name)\" already exists") }
             if let other = state.networks.values.first(where: { $0.vni == vni }) {
@@ -143,7 +108,7 @@ extension SwitchDaemon {
             try save(next)
             state = next
             logger.info("network \(name) created: VNI \(vni), \(subnet), range \(network.range.lowerBound)-\(network.range.upperBound)\(dhcp ? ", DHCP" : "")")
-            return summary(of: network, in: state)
+            return try info(of: network, in: state)
         }
     }
 
@@ -183,9 +148,13 @@ extension SwitchDaemon {
     }
 
     /// `network ls`.
-    func networkSummaries() -> [NetworkSummary] {
-        state.withLock { state in
-            state.networks.values.map { summary(of: $0, in: state) }.sorted { $0.name < $1.name }
+    func networkInfos() throws(ControlError) -> [NetworkInfo] {
+        try state.withLock { state throws(ControlError) -> [NetworkInfo] in
+            var infos: [NetworkInfo] = []
+            for network in state.networks.values.sorted(by: { $0.name < $1.name }) {
+                infos.append(try info(of: network, in: state))
+            }
+            return infos
         }
     }
 
@@ -209,12 +178,15 @@ extension SwitchDaemon {
         }
     }
 
-    func summary(of network: NetworkState, in state: State) -> NetworkSummary {
+    /// A network as `network-create` and `network-ls` report it.
+    func info(of network: NetworkState, in state: State) throws(ControlError) -> NetworkInfo {
         let now = Self.now
-        return NetworkSummary(
-            name: network.name, vni: network.vni, subnet: network.subnet, range: network.range,
+        return NetworkInfo(
+            name: network.name, vni: network.vni,
+            subnet: try IPv4CIDR(address: network.subnet.network, prefixLength: network.subnet.prefixLength),
+            range: try IPv4Range(first: network.range.lowerBound, last: network.range.upperBound),
             gateway: network.gateway, dhcp: network.dhcp != nil,
-            ports: state.ports.filter { $0.value.network == network.name }.keys.sorted(),
+            ports: state.ports.filter { $0.value.network == network.name }.keys.sorted().map(interfaceName),
             leases: network.leases.leases.filter { $0.isActive(at: now) }.count)
     }
 
@@ -236,7 +208,7 @@ extension SwitchDaemon {
     func attachContainer(
         network networkName: String, container: VXControl.ContainerReference, ifname: String, address: VXControl.AttachAddress?,
         mac: MACAddress?, mtu: Int?, gateway: IPv4Address?
-    ) throws(ControlError) -> AttachmentSummary {
+    ) throws(ControlError) -> AttachmentInfo {
         let locator = try resolve(container)
         let namespace: NetworkNamespace
         do {
@@ -340,7 +312,7 @@ extension SwitchDaemon {
             container: container, namespace: locator, watch: watch, ifname: ifname, address: interfaceAddress,
             mac: chosenMAC, gateway: effectiveGateway)
         let descriptor = Self.ownedTAP(fds: fds, ifindex: Int(placedIndex))
-        return try state.withLock { state throws(ControlError) -> AttachmentSummary in
+        return try state.withLock { state throws(ControlError) -> AttachmentInfo in
             do throws(ControlError) {
                 try requireRunning(state)
                 try installPort(
@@ -353,18 +325,18 @@ extension SwitchDaemon {
             }
             logger.info(
                 "attached \(ifname) (port \(portName)) to \(networkName) in \(container): \(interfaceAddress?.description ?? "no address"), mac \(chosenMAC)")
-            return attachmentSummary(port: portName, in: state)!
+            return attachmentInfo(port: portName, in: state)!
         }
     }
 
     /// `detach`: removes the ports this switch attached to `container` (only `ifname`, if given).
-    func detachContainer(_ container: VXControl.ContainerReference, ifname: String?) throws(ControlError) -> [AttachmentSummary] {
+    func detachContainer(_ container: VXControl.ContainerReference, ifname: String?) throws(ControlError) -> [AttachmentInfo] {
         // The namespace may already be gone; then match the reference as the user gave it at attach time.
         var identity: NamespaceIdentity? = nil
         if let locator = try? resolve(container), let namespace = try? NetworkNamespace(locator) {
             identity = namespace.identity
         }
-        return try state.withLock { state throws(ControlError) -> [AttachmentSummary] in
+        return try state.withLock { state throws(ControlError) -> [AttachmentInfo] in
             try requireRunning(state)
             let matching = state.ports.filter { _, port in
                 guard let attachment = port.attachment else { return false }
@@ -375,9 +347,9 @@ extension SwitchDaemon {
                 throw ControlError(
                     .notFound, "\(container) has no interface\(ifname.map { " \($0)" } ?? "") attached by this switch")
             }
-            var removed: [AttachmentSummary] = []
+            var removed: [AttachmentInfo] = []
             for name in matching {
-                if let summary = attachmentSummary(port: name, in: state) { removed.append(summary) }
+                if let info = attachmentInfo(port: name, in: state) { removed.append(info) }
                 try removePort(named: name, state: &state)
             }
             return removed
@@ -385,17 +357,17 @@ extension SwitchDaemon {
     }
 
     /// `leases`.
-    func leaseSummaries(network: String?) throws(ControlError) -> [LeaseSummary] {
-        try state.withLock { state throws(ControlError) -> [LeaseSummary] in
+    func leaseInfos(network: String?) throws(ControlError) -> [LeaseInfo] {
+        try state.withLock { state throws(ControlError) -> [LeaseInfo] in
             if let network, state.networks[network] == nil { throw ControlError(.notFound, "no network named \"\(network)\"") }
             let now = Self.now
             return state.networks.values.filter { network == nil || $0.name == network }.flatMap { net in
                 net.leases.leases.filter { $0.isActive(at: now) }.map { lease in
-                    LeaseSummary(
-                        network: net.name, address: lease.address, owner: Self.ownerText(lease.owner),
-                        isDHCP: lease.expires != nil, expires: lease.expires?.seconds)
+                    LeaseInfo(
+                        network: net.name, ip: lease.address, owner: Self.ownerText(lease.owner),
+                        kind: lease.expires != nil ? .dhcp : .static, expires: lease.expires.map { Int($0.seconds) })
                 }
-            }.sorted { ($0.network, $0.address) < ($1.network, $1.address) }
+            }.sorted { ($0.network, $0.ip) < ($1.network, $1.ip) }
         }
     }
 
@@ -417,12 +389,13 @@ extension SwitchDaemon {
         }
     }
 
-    func attachmentSummary(port name: String, in state: State) -> AttachmentSummary? {
+    /// An attached port as `attach` and `detach` report it, or nil when `name` is not an attached port.
+    func attachmentInfo(port name: String, in state: State) -> AttachmentInfo? {
         guard let port = state.ports[name], let attachment = port.attachment, let network = port.network else { return nil }
-        return AttachmentSummary(
-            port: name, network: network, vni: port.vni, container: attachment.container,
-            namespacePath: attachment.namespace.path, ifname: attachment.ifname,
-            address: attachment.address?.description, mac: attachment.mac, mtu: port.mtu, gateway: attachment.gateway)
+        return AttachmentInfo(
+            port: interfaceName(name), network: network, vni: port.vni, container: attachment.container,
+            namespace: attachment.namespace.path, ifname: interfaceName(attachment.ifname),
+            ip: attachment.address?.description, mac: attachment.mac, mtu: port.mtu, gateway: attachment.gateway)
     }
 
     /// Resolves what the user named to a namespace locator (asking the Docker engine for a container's PID).
@@ -582,10 +555,10 @@ extension SwitchDaemon {
                 // Still the same attachment (not detached and re-attached while we looked).
                 guard state.ports[name]?.attachment?.watch.identity == identity else { return }
                 do throws(ControlError) {
-                    let summary = attachmentSummary(port: name, in: state)
+                    let info = attachmentInfo(port: name, in: state)
                     try removePort(named: name, state: &state)
                     logger.notice(
-                        "\(why): removed port \(name) (\(summary?.ifname ?? "?"))\(summary?.address.map { " and its lease \($0)" } ?? "")")
+                        "\(why): removed port \(name) (\(info.map { "\($0.ifname)" } ?? "?"))\(info?.ip.map { " and its lease \($0)" } ?? "")")
                 } catch {
                     logger.error("\(why), but removing port \(name) failed: \(error.message)")
                 }
@@ -701,16 +674,13 @@ extension SwitchDaemon: NetworkControlService {
         guard let subnet = IPv4Subnet(params.subnet.address, prefixLength: params.subnet.prefixLength) else {
             throw ControlError(.invalidArgument, "\(params.subnet) is not a subnet")
         }
-        let summary = try createNetwork(
+        return try createNetwork(
             named: params.name, vni: params.vni, subnet: subnet, range: params.range?.addresses,
             gateway: params.gateway, dhcp: params.dhcp)
-        return try networkInfo(summary)
     }
 
     public func listNetworks() async throws(ControlError) -> NetworkListResult {
-        var infos: [NetworkInfo] = []
-        for summary in networkSummaries() { infos.append(try networkInfo(summary)) }
-        return NetworkListResult(networks: infos)
+        NetworkListResult(networks: try networkInfos())
     }
 
     public func removeNetwork(_ params: NetworkRemoveParams) async throws(ControlError) -> EmptyResult {
@@ -719,37 +689,16 @@ extension SwitchDaemon: NetworkControlService {
     }
 
     public func attach(_ params: AttachParams) async throws(ControlError) -> AttachmentInfo {
-        let summary = try attachContainer(
+        try attachContainer(
             network: params.network, container: params.container, ifname: params.ifname.value, address: params.ip,
             mac: params.mac, mtu: params.mtu, gateway: params.gateway)
-        return attachmentInfo(summary)
     }
 
     public func detach(_ params: DetachParams) async throws(ControlError) -> DetachResult {
-        DetachResult(detached: try detachContainer(params.container, ifname: params.ifname?.value).map(attachmentInfo))
+        DetachResult(detached: try detachContainer(params.container, ifname: params.ifname?.value))
     }
 
     public func leases(_ params: LeasesParams) async throws(ControlError) -> LeasesResult {
-        LeasesResult(
-            leases: try leaseSummaries(network: params.network).map { lease in
-                LeaseInfo(
-                    network: lease.network, ip: lease.address, owner: lease.owner, kind: lease.isDHCP ? .dhcp : .static,
-                    expires: lease.expires.map { Int($0) })
-            })
-    }
-
-    private func networkInfo(_ summary: NetworkSummary) throws(ControlError) -> NetworkInfo {
-        try NetworkInfo(
-            name: summary.name, vni: summary.vni,
-            subnet: IPv4CIDR(address: summary.subnet.network, prefixLength: summary.subnet.prefixLength),
-            range: IPv4Range(first: summary.range.lowerBound, last: summary.range.upperBound), gateway: summary.gateway,
-            dhcp: summary.dhcp, ports: summary.ports.map(interfaceName), leases: summary.leases)
-    }
-
-    private func attachmentInfo(_ summary: AttachmentSummary) -> AttachmentInfo {
-        AttachmentInfo(
-            port: interfaceName(summary.port), network: summary.network, vni: summary.vni, container: summary.container,
-            namespace: summary.namespacePath, ifname: interfaceName(summary.ifname), ip: summary.address,
-            mac: summary.mac, mtu: summary.mtu, gateway: summary.gateway)
+        LeasesResult(leases: try leaseInfos(network: params.network))
     }
 }
