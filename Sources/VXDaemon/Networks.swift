@@ -291,7 +291,7 @@ extension SwitchDaemon {
             }
             let configuration = PlacementConfiguration(
                 name: ifname, mac: chosenMAC, mtu: UInt32(effectiveMTU), address: interfaceAddress,
-                gateway: effectiveGateway, onFailure: .delete)
+                gateway: effectiveGateway)
             do {
                 placedIndex = try InterfacePlacement.configure(
                     interface: ifname, in: namespace, configuration: configuration

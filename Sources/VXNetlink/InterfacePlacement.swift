@@ -1,45 +1,32 @@
-// Moves an interface (the TAP the daemon just created) into a container's network namespace and configures it
-// there, in-process, the way `ovs-docker add-port` and `pipework` do with `ip` commands:
+// Configures an interface that lives in a container's network namespace (the TAP the daemon created there,
+// NetworkNamespace.createTAP) the way `ovs-docker add-port` and `pipework` do with `ip` commands:
 //
-//   origin namespace (the daemon's)            target namespace (the container's)
-//   1. get link NAME -> ifindex, MAC, MTU
-//   2. move ifindex to target (IFLA_NET_NS_FD) ─────▶ 3. get link NAME -> ifindex there (it may change)
-//                                                     4. set down (moving already did; a no-op made explicit)
-//                                                     5. rename to eth0 (EEXIST if taken; old kernels
-//                                                        want it down)
-//                                                     6. set MAC   7. set MTU   8. add A/N (brd +)
-//                                                     9. set up   10. default via GW dev eth0
+//   target namespace (the container's)
+//   1. get link NAME -> ifindex
+//   2. set down (a fresh TAP is down already; made explicit so a rename cannot hit EBUSY)
+//   3. rename to eth0 (EEXIST if taken)
+//   4. set MAC   5. set MTU   6. add A/N (brd +)   7. set up   8. default via GW dev eth0
 //
-// Steps 3-10 go through a socket opened inside the target namespace (KernelNetlinkSocket.open(inNamespace:)),
+// Every step goes through a socket opened inside the target namespace (KernelNetlinkSocket.open(inNamespace:)),
 // so no thread of the caller ever changes namespace. Each step is one request with an ACK.
 //
 // Nothing is left half-configured. The configuration is checked before anything changes (name, MAC, MTU,
-// address, gateway in the subnet). If a step after the move fails, the interface is put back: down, renamed to
-// its original name, moved back into the origin namespace, and its original MAC and MTU restored there
-// (`.moveBack`, the default); if moving back fails, or with `.delete`, the interface is deleted. The error
-// says which happened (`PlacementError.cleanup`). Addresses and routes need no undo: they do not survive a move
-// between namespaces.
+// address, gateway in the subnet). If a later step fails, the interface is deleted (`PlacementError.cleanup`
+// says whether that worked).
 //
-// Cost: steps 1 and 3-10 take tens to hundreds of microseconds each. The move (step 2) is the kernel's
-// dev_change_net_namespace, which waits for RCU grace periods: 12-40 ms on this shared 2-core machine, the
-// same as `ip link set DEV netns NS`. A TAP created directly inside the namespace (NetworkNamespace.createTAP)
-// skips it: `configure(interface:in:configuration:)` runs steps 3-10 only.
+// There is deliberately no "create here, move into the namespace" path: the move (IFLA_NET_NS_FD, the kernel's
+// dev_change_net_namespace) waits for RCU grace periods, 12-40 ms on this shared 2-core machine against well
+// under a millisecond for the other steps, and creating the TAP inside the namespace avoids it. An earlier move
+// path with a move-back-on-failure policy was removed because nothing used it (NetlinkSession.setLinkNamespace
+// remains for anyone who needs a move).
 //
-// Thread-safety: a placement uses its sessions exclusively while it runs; run one placement per interface.
+// Thread-safety: a placement uses its session exclusively while it runs; run one placement per interface.
 
 import SystemPackage
 import VXPacket
 
 /// What the interface should look like inside the target namespace.
 public struct PlacementConfiguration: Hashable, Sendable {
-    /// What to do with the interface when a step after the move fails.
-    public enum FailurePolicy: Hashable, Sendable {
-        /// Rename it back, move it back to the origin namespace, restore MAC and MTU; delete it if that fails.
-        case moveBack
-        /// Delete it.
-        case delete
-    }
-
     /// The name inside the namespace (eth0, eth1, ...).
     public var name: String
     /// The hardware address to set, or nil to keep the TAP's.
@@ -50,8 +37,6 @@ public struct PlacementConfiguration: Hashable, Sendable {
     public var address: InterfaceAddress?
     /// The default gateway to add (needs `address`, and must be inside its subnet), or nil for none.
     public var gateway: IPv4Address?
-    /// The failure policy.
-    public var onFailure: FailurePolicy
 
     /// - Parameters:
     ///   - name: the interface name inside the namespace.
@@ -59,21 +44,18 @@ public struct PlacementConfiguration: Hashable, Sendable {
     ///   - mtu: the MTU to set.
     ///   - address: the IPv4 address/prefix to add.
     ///   - gateway: the default gateway.
-    ///   - onFailure: what to do with the interface when a later step fails.
     public init(
         name: String,
         mac: MACAddress? = nil,
         mtu: UInt32? = nil,
         address: InterfaceAddress? = nil,
-        gateway: IPv4Address? = nil,
-        onFailure: FailurePolicy = .moveBack
+        gateway: IPv4Address? = nil
     ) {
         self.name = name
         self.mac = mac
         self.mtu = mtu
         self.address = address
         self.gateway = gateway
-        self.onFailure = onFailure
     }
 
     /// The smallest MTU an IPv4 interface may have (RFC 791: every host must handle 68-byte datagrams).
@@ -117,8 +99,6 @@ public struct PlacementConfiguration: Hashable, Sendable {
 public enum PlacementStep: String, Hashable, Sendable, CustomStringConvertible {
     case validate = "check the configuration"
     case openNamespace = "open the target namespace"
-    case lookup = "find the interface"
-    case move = "move it into the target namespace"
     case lookupInTarget = "find it in the target namespace"
     case setDown = "set it down"
     case rename = "rename it"
@@ -135,9 +115,6 @@ public enum PlacementStep: String, Hashable, Sendable, CustomStringConvertible {
 public enum PlacementCleanup: Hashable, Sendable, CustomStringConvertible {
     /// Nothing had changed yet.
     case notNeeded
-    /// It is back in the origin namespace under `name`. `restored` is false when its MAC or MTU could not be
-    /// put back.
-    case movedBack(name: String, restored: Bool)
     /// It was deleted.
     case deleted
     /// Cleanup failed: the interface is left as the error says, in the target namespace.
@@ -146,9 +123,6 @@ public enum PlacementCleanup: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notNeeded: return "nothing was changed"
-        case .movedBack(let name, let restored):
-            return "the interface was moved back to the origin namespace as \(name)"
-                + (restored ? "" : " (its MAC/MTU could not be restored)")
         case .deleted: return "the interface was deleted"
         case .failed(let error): return "cleanup failed, the interface may be left in the target namespace: \(error)"
         }
@@ -170,9 +144,9 @@ public struct PlacementError: Error, Hashable, Sendable, CustomStringConvertible
         public static let invalidConfiguration = Code(.invalidConfiguration)
         /// The target namespace does not exist.
         public static let namespaceNotFound = Code(.namespaceNotFound)
-        /// The interface to place does not exist in the origin namespace.
+        /// The interface to configure does not exist in the namespace.
         public static let interfaceNotFound = Code(.interfaceNotFound)
-        /// The requested name (or, while moving, the interface's current name) is taken in the target namespace.
+        /// The requested name is taken in the target namespace.
         public static let nameTaken = Code(.nameTaken)
         /// The address is already on the interface.
         public static let addressExists = Code(.addressExists)
@@ -240,8 +214,8 @@ public struct PlacedInterface: Hashable, Sendable, CustomStringConvertible {
     public var mac: MACAddress?
     /// The MTU it has now.
     public var mtu: UInt32
-    /// How long the placement took, from the first request to the last ACK (sockets included when
-    /// `place(interface:into:configuration:)` opened them).
+    /// How long the placement took, from the first request to the last ACK (the socket included when
+    /// `configure(interface:in:configuration:)` opened it).
     public var elapsed: Duration
     /// How long each step took, in order (`.openNamespace` covers opening the namespace and the sockets).
     public var timings: [PlacementTiming]
@@ -261,101 +235,10 @@ public struct PlacementTiming: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(step): \(duration)" }
 }
 
-/// Moves an interface into a network namespace and configures it there (see the file's header).
+/// Configures an interface inside a network namespace (see the file's header).
 public enum InterfacePlacement {
-    /// Runs the placement over two sessions the caller opened: `origin` in the namespace the interface is in
-    /// now, `target` inside the target namespace. The namespaces themselves are named by `LinkNamespaceTarget`s
-    /// (descriptors the caller keeps open for the duration). Tests drive this with mock sockets.
-    /// - Parameters:
-    ///   - interface: the interface's current name in the origin namespace.
-    ///   - configuration: what it should look like in the target namespace.
-    ///   - origin: a session in the origin namespace.
-    ///   - originNamespace: how to send the interface back there (`.moveBack`).
-    ///   - target: a session inside the target namespace.
-    ///   - targetNamespace: where to move the interface.
-    /// - Returns: the interface's index, name, MAC and MTU in the target namespace.
-    /// - Throws: `PlacementError`, with the step, the cause and what became of the interface.
-    public static func place(
-        interface: String,
-        configuration: PlacementConfiguration,
-        origin: NetlinkSession,
-        originNamespace: LinkNamespaceTarget,
-        target: NetlinkSession,
-        targetNamespace: LinkNamespaceTarget
-    ) throws(PlacementError) -> PlacedInterface {
-        var clock = StepClock()
-        if let problem = configuration.problem {
-            throw PlacementError(code: .invalidConfiguration, step: .validate, message: problem)
-        }
-        if let problem = NetlinkSession.interfaceNameProblem(interface) {
-            throw PlacementError(code: .invalidConfiguration, step: .validate, message: "\"\(interface)\" \(problem)")
-        }
-
-        // 1. The interface as it is now: its index, and the MAC and MTU to restore if we have to put it back.
-        let original: LinkInfo
-        do {
-            original = try origin.link(named: interface)
-            clock.finished(.lookup)
-        } catch {
-            let missing = error.errno == .operationNotSupportedByDevice  // ENODEV
-            throw PlacementError(
-                code: missing ? .interfaceNotFound : .failed,
-                step: .lookup,
-                message: missing
-                    ? "no interface \(interface) in the origin namespace" : "lookup of \(interface) failed",
-                cause: error
-            )
-        }
-
-        // 2. Move. On failure nothing has changed: the kernel checks the name in the target before moving.
-        do {
-            try origin.setLinkNamespace(index: original.index, to: targetNamespace)
-            clock.finished(.move)
-        } catch {
-            let taken = error.errno == .fileExists
-            throw PlacementError(
-                code: taken ? .nameTaken : .failed,
-                step: .move,
-                message: taken
-                    ? "an interface named \(interface) already exists in the target namespace"
-                    : "moving \(interface) (ifindex \(original.index)) failed",
-                cause: error
-            )
-        }
-
-        // 3-10. Configure it there; from here on every failure undoes the move.
-        var placed = Placed(index: original.index, name: interface)
-        if let (step, error) = configureSteps(&placed, configuration, target, &clock) {
-            let cleanup: PlacementCleanup
-            if step == .lookupInTarget {
-                // Without its index in the target we cannot address the interface there; say so.
-                cleanup = .failed(error)
-            } else {
-                cleanup = undo(
-                    placed,
-                    original: original,
-                    policy: configuration.onFailure,
-                    origin: origin,
-                    originNamespace: originNamespace,
-                    target: target
-                )
-            }
-            throw failure(error, at: step, configuration, interface: interface, cleanup: cleanup)
-        }
-        return PlacedInterface(
-            index: placed.index,
-            name: placed.name,
-            mac: configuration.mac ?? original.mac,
-            mtu: configuration.mtu ?? original.mtu,
-            elapsed: clock.elapsed,
-            timings: clock.timings
-        )
-    }
-
-    /// Configures an interface that already lives in the target namespace: steps 3-10 without the move. This is
-    /// the fast path for a TAP created directly inside the namespace (`NetworkNamespace.createTAP`), which skips
-    /// the kernel's slow IFLA_NET_NS_FD move. There is nowhere to move it back to, so a failed step deletes it
-    /// (`PlacementCleanup.deleted`), whatever `configuration.onFailure` says.
+    /// Configures an interface that lives in the target namespace, typically a TAP created there
+    /// (`NetworkNamespace.createTAP`). A failed step deletes it (`PlacementCleanup.deleted`).
     /// - Parameters:
     ///   - interface: its current name in the namespace.
     ///   - configuration: what it should look like.
@@ -389,7 +272,7 @@ public enum InterfacePlacement {
             } catch {
                 cleanup = .failed(error)
             }
-            throw failure(error, at: step, configuration, interface: interface, cleanup: cleanup)
+            throw failure(error, at: step, configuration, cleanup: cleanup)
         }
         let link = try? target.link(index: placed.index)
         return PlacedInterface(
@@ -402,7 +285,7 @@ public enum InterfacePlacement {
         )
     }
 
-    /// Steps 3-10 on an interface inside the target namespace: find it by name, set it down, rename, MAC, MTU,
+    /// Steps 1-8 on an interface inside the target namespace: find it by name, set it down, rename, MAC, MTU,
     /// address, up, default route. Each is one request; each one done is recorded on `clock`.
     /// - Returns: nil when every step succeeded, else the failed step and its error; `placed` says where the
     ///   interface is by then.
@@ -457,52 +340,6 @@ public enum InterfacePlacement {
     }
 
     #if os(Linux)
-    /// Places `interface`, which lives in the calling thread's namespace, into `namespace`: opens a session
-    /// here, one inside `namespace`, and the calling thread's own namespace for the way back, then runs
-    /// `place(interface:configuration:origin:originNamespace:target:targetNamespace:)`. The sockets are closed
-    /// before returning, so nothing keeps the target namespace alive.
-    /// - Returns: the placed interface; `elapsed` includes opening the sockets.
-    public static func place(
-        interface: String,
-        into namespace: borrowing NetworkNamespace,
-        configuration: PlacementConfiguration
-    ) throws(PlacementError) -> PlacedInterface {
-        let clock = ContinuousClock()
-        let start = clock.now
-        if let problem = configuration.problem {
-            throw PlacementError(code: .invalidConfiguration, step: .validate, message: problem)
-        }
-        func opening<T: ~Copyable>(_ body: () throws(NetlinkError) -> T) throws(PlacementError) -> T {
-            do {
-                return try body()
-            } catch {
-                throw PlacementError(
-                    code: .failed,
-                    step: .openNamespace,
-                    message: "cannot open netlink sockets for \(namespace.locator)",
-                    cause: error
-                )
-            }
-        }
-        let here = try opening { () throws(NetlinkError) in try NetworkNamespace.current() }
-        let origin = try opening { () throws(NetlinkError) in NetlinkSession(socket: try KernelNetlinkSocket()) }
-        let target = try opening { () throws(NetlinkError) in
-            NetlinkSession(socket: try KernelNetlinkSocket.open(inNamespace: namespace))
-        }
-        let opened = clock.now - start
-        var placed = try place(
-            interface: interface,
-            configuration: configuration,
-            origin: origin,
-            originNamespace: here.linkTarget,
-            target: target,
-            targetNamespace: namespace.linkTarget
-        )
-        placed.elapsed = clock.now - start
-        placed.timings.insert(PlacementTiming(step: .openNamespace, duration: opened), at: 0)
-        return placed
-    }
-
     /// Configures `interface`, which already lives inside `namespace` (see
     /// `configure(interface:configuration:target:)`), through a session opened inside it and closed afterwards.
     /// - Returns: the configured interface; `elapsed` includes opening the socket.
@@ -531,26 +368,6 @@ public enum InterfacePlacement {
         return placed
     }
 
-    /// Opens the namespace `locator` leads to and places `interface` into it.
-    /// - Throws: `PlacementError` with `.namespaceNotFound` when the namespace does not exist.
-    public static func place(
-        interface: String,
-        into locator: NamespaceLocator,
-        configuration: PlacementConfiguration
-    ) throws(PlacementError) -> PlacedInterface {
-        let namespace: NetworkNamespace
-        do {
-            namespace = try NetworkNamespace(locator)
-        } catch {
-            throw PlacementError(
-                code: error.code == .namespaceNotFound ? .namespaceNotFound : .failed,
-                step: .openNamespace,
-                message: error.detail ?? "cannot open \(locator)",
-                cause: error
-            )
-        }
-        return try place(interface: interface, into: namespace, configuration: configuration)
-    }
     #endif
 
     // MARK: Failure handling
@@ -584,24 +401,17 @@ public enum InterfacePlacement {
         var elapsed: Duration { clock.now - start }
     }
 
-    /// The error for a failed step 3-10.
+    /// The error for a failed step.
     private static func failure(
         _ error: NetlinkError,
         at step: PlacementStep,
         _ configuration: PlacementConfiguration,
-        interface: String,
         cleanup: PlacementCleanup
     ) -> PlacementError {
-        let message: String
-        if step == .lookupInTarget {
-            message = "\(interface) was moved but cannot be found in the target namespace"
-        } else {
-            message = self.message(for: error, at: step, configuration)
-        }
-        return PlacementError(
+        PlacementError(
             code: code(for: error, at: step),
             step: step,
-            message: message,
+            message: message(for: error, at: step, configuration),
             cause: error,
             cleanup: cleanup
         )
@@ -630,45 +440,6 @@ public enum InterfacePlacement {
         case .gatewayUnreachable:
             return "no route to the gateway \(configuration.gateway.map(\.description) ?? "")"
         default: return "the kernel refused the request"
-        }
-    }
-
-    /// Puts the interface back (or deletes it) after a failed step. Errors during cleanup are reported, not
-    /// thrown: the caller's error is the step that failed.
-    private static func undo(
-        _ placed: Placed,
-        original: LinkInfo,
-        policy: PlacementConfiguration.FailurePolicy,
-        origin: NetlinkSession,
-        originNamespace: LinkNamespaceTarget,
-        target: NetlinkSession
-    ) -> PlacementCleanup {
-        if policy == .moveBack {
-            do {
-                // Down first: a rename needs it, and the move would do it anyway.
-                try target.setLinkUp(index: placed.index, false)
-                if placed.name != original.name { try target.renameLink(index: placed.index, to: original.name) }
-                try target.setLinkNamespace(index: placed.index, to: originNamespace)
-                // Back home: its index may have changed again; MAC and MTU moved with it and are put back.
-                var restored = true
-                do {
-                    let home = try origin.link(named: original.name)
-                    if let mac = original.mac, home.mac != mac { try origin.setLinkAddress(index: home.index, mac) }
-                    if home.mtu != original.mtu { try origin.setLinkMTU(index: home.index, original.mtu) }
-                } catch {
-                    restored = false
-                }
-                return .movedBack(name: original.name, restored: restored)
-            } catch {
-                // Fall through to deleting it in the target namespace (it has not left: a failed move changes
-                // nothing, and the steps before it only touch it where it is).
-            }
-        }
-        do {
-            try target.deleteLink(index: placed.index)
-            return .deleted
-        } catch {
-            return .failed(error)
         }
     }
 }

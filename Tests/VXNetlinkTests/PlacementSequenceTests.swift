@@ -1,7 +1,7 @@
-// InterfacePlacement's sequence and its cleanup, without a kernel: two fake namespaces, each behind a mock socket,
-// keep a table of links and answer rtnetlink requests the way the kernel does (lookups, moves between the two by
-// IFLA_NET_NS_FD, renames with EEXIST, MAC/MTU/up/down, addresses, routes, deletes). A test makes exactly one
-// request fail and checks the error and where the interface ends up.
+// InterfacePlacement's sequence and its cleanup, without a kernel: a fake namespace behind a mock socket keeps a
+// table of links and answers rtnetlink requests the way the kernel does (lookups, renames with EEXIST,
+// MAC/MTU/up/down, addresses, routes, deletes). A test makes exactly one request fail and checks the error and
+// what is left of the interface.
 
 import SystemPackage
 import Testing
@@ -18,14 +18,10 @@ final class FakeNamespace {
     var addresses: [Int32: [InterfaceAddress]] = [:]
     /// Default routes added.
     var defaultRoutes: [IPv4Address] = []
-    /// Namespaces reachable by IFLA_NET_NS_FD value.
-    var peers: [Int32: FakeNamespace] = [:]
     /// Fails the first request for which this returns an errno.
     var failure: ((NetlinkMessage) -> Int32?)?
-    private var nextIndex: Int32
 
-    init(firstIndex: Int32) {
-        nextIndex = firstIndex
+    init() {
         socket.responder = { [unowned self] request in [self.answer(request)] }
     }
 
@@ -52,15 +48,7 @@ final class FakeNamespace {
             let change = reader.host(UInt32.self, at: 12)!
             guard var link = links[index] else { return KernelReply.error(19, to: request) }
             let attributes = NetlinkAttribute.decodeAll(request.payload, in: 16..<request.payload.count) ?? []
-            if let fd = attributes.attribute(LinkAttribute.netnsFD)?.uint32Value {
-                let peer = peers[Int32(bitPattern: fd)]!
-                if peer.named(link.name) != nil { return KernelReply.error(17, to: request) }
-                links[index] = nil
-                link.flags.remove(.up)  // a move brings the link down
-                link.index = peer.links[link.index] == nil ? link.index : peer.allocateIndex()
-                peer.add(link)
-                return KernelReply.ack(to: request)
-            }
+            if attributes.attribute(LinkAttribute.netnsFD) != nil { return KernelReply.error(95, to: request) }
             if let name = attributes.attribute(LinkAttribute.name)?.stringValue {
                 if link.isUp { return KernelReply.error(16, to: request) }  // EBUSY
                 if let other = named(name), other.index != index { return KernelReply.error(17, to: request) }
@@ -94,17 +82,10 @@ final class FakeNamespace {
             return KernelReply.error(95, to: request)  // EOPNOTSUPP
         }
     }
-
-    func allocateIndex() -> Int32 {
-        defer { nextIndex += 1 }
-        return nextIndex
-    }
 }
 
 @Suite("Placement sequence and cleanup (mock kernel)")
 struct PlacementSequenceTests {
-    static let originFD: Int32 = 40
-    static let targetFD: Int32 = 41
     static let tapMAC = MACAddress(0x02, 0x00, 0x00, 0x00, 0x00, 0x05)
     static let configuration = PlacementConfiguration(
         name: "eth0",
@@ -114,202 +95,124 @@ struct PlacementSequenceTests {
         gateway: IPv4Address(172, 17, 0, 1)
     )
 
-    /// An origin namespace holding TAP vxt5 (ifindex 5) and an empty target namespace whose index 5 is taken by
-    /// lo's neighbour, so the move renumbers the TAP (as the kernel does on a clash).
-    static func world() -> (origin: FakeNamespace, target: FakeNamespace) {
-        let origin = FakeNamespace(firstIndex: 100)
-        let target = FakeNamespace(firstIndex: 2)
-        origin.add(LinkInfo(index: 5, name: "vxt5", mac: tapMAC, mtu: 1500, flags: [.broadcast, .multicast]))
-        target.add(LinkInfo(index: 1, name: "lo", mac: .zero, mtu: 65536, flags: [.up, .loopback]))
-        target.add(LinkInfo(index: 5, name: "blocker", mac: nil, mtu: 1500, flags: []))
-        origin.peers[targetFD] = target
-        target.peers[originFD] = origin
-        return (origin, target)
+    /// A container namespace holding lo and the TAP vxt7 (ifindex 7) that the daemon just created there.
+    static func world() -> FakeNamespace {
+        let namespace = FakeNamespace()
+        namespace.add(LinkInfo(index: 1, name: "lo", mac: .zero, mtu: 65536, flags: [.up, .loopback]))
+        namespace.add(LinkInfo(index: 7, name: "vxt7", mac: tapMAC, mtu: 1500, flags: []))
+        return namespace
     }
 
-    static func place(
-        _ world: (origin: FakeNamespace, target: FakeNamespace),
+    static func configure(
+        _ namespace: FakeNamespace,
         _ configuration: PlacementConfiguration = configuration
     ) throws(PlacementError) -> PlacedInterface {
-        try InterfacePlacement.place(
-            interface: "vxt5",
-            configuration: configuration,
-            origin: NetlinkSession(socket: world.origin.socket),
-            originNamespace: .fileDescriptor(originFD),
-            target: NetlinkSession(socket: world.target.socket),
-            targetNamespace: .fileDescriptor(targetFD)
-        )
+        try InterfacePlacement.configure(
+            interface: "vxt7", configuration: configuration, target: NetlinkSession(socket: namespace.socket))
     }
 
-    @Test func sendsEachStepAsOneRequestInOrder() throws {
-        let world = Self.world()
-        let placed = try Self.place(world)
-        #expect(placed.index == 2 && placed.name == "eth0" && placed.mtu == 1400)
+    @Test func sendsEachStepAsOneRequestInOrderWithoutAMove() throws {
+        let namespace = Self.world()
+        let placed = try Self.configure(namespace)
+        #expect(placed.index == 7 && placed.name == "eth0" && placed.mtu == 1400)
         #expect(placed.mac == Self.configuration.mac)
-
-        let origin = world.origin.socket
+        let expected: [NetlinkRequest] = [
+            RouteRequest.getLink(name: "vxt7"),
+            RouteRequest.setLinkUp(index: 7, false),
+            RouteRequest.renameLink(index: 7, to: "eth0"),
+            RouteRequest.setLinkAddress(index: 7, Self.configuration.mac!),
+            RouteRequest.setLinkMTU(index: 7, 1400),
+            RouteRequest.addAddress(index: 7, Self.configuration.address!),
+            RouteRequest.setLinkUp(index: 7, true),
+            RouteRequest.addDefaultRoute(via: IPv4Address(172, 17, 0, 1), index: 7),
+            RouteRequest.getLink(index: 7),
+        ]
+        let socket = namespace.socket
+        #expect(socket.sent == expected.enumerated().map { $1.encoded(sequence: UInt32($0 + 1), portID: socket.portID) })
         #expect(
-            origin.sent == [
-                RouteRequest.getLink(name: "vxt5").encoded(sequence: 1, portID: origin.portID),
-                RouteRequest.setLinkNamespace(index: 5, to: .fileDescriptor(Self.targetFD))
-                    .encoded(sequence: 2, portID: origin.portID),
+            placed.timings.map(\.step) == [
+                .lookupInTarget, .setDown, .rename, .setMAC, .setMTU, .addAddress, .setUp, .addRoute,
             ]
         )
-        let target = world.target.socket
-        let expected: [NetlinkRequest] = [
-            RouteRequest.getLink(name: "vxt5"),
-            RouteRequest.setLinkUp(index: 2, false),
-            RouteRequest.renameLink(index: 2, to: "eth0"),
-            RouteRequest.setLinkAddress(index: 2, Self.configuration.mac!),
-            RouteRequest.setLinkMTU(index: 2, 1400),
-            RouteRequest.addAddress(index: 2, Self.configuration.address!),
-            RouteRequest.setLinkUp(index: 2, true),
-            RouteRequest.addDefaultRoute(via: IPv4Address(172, 17, 0, 1), index: 2),
-        ]
-        #expect(
-            target.sent == expected.enumerated().map { $1.encoded(sequence: UInt32($0 + 1), portID: target.portID) }
-        )
-
-        let eth0 = try #require(world.target.named("eth0"))
+        let eth0 = try #require(namespace.named("eth0"))
         #expect(eth0.isUp && eth0.mtu == 1400 && eth0.mac == Self.configuration.mac)
-        #expect(world.target.addresses[2] == [InterfaceAddress("172.17.0.2/16")!])
-        #expect(world.target.defaultRoutes == [IPv4Address(172, 17, 0, 1)])
-        #expect(world.origin.links.isEmpty)
+        #expect(namespace.addresses[7] == [InterfaceAddress("172.17.0.2/16")!])
+        #expect(namespace.defaultRoutes == [IPv4Address(172, 17, 0, 1)])
     }
 
-    @Test func renameCollisionMovesTheInterfaceBackUnderItsOwnName() {
-        let world = Self.world()
-        world.target.add(LinkInfo(index: 3, name: "eth0", mac: nil, mtu: 1500, flags: []))
+    @Test func renameCollisionDeletesTheInterface() {
+        let namespace = Self.world()
+        namespace.add(LinkInfo(index: 3, name: "eth0", mac: nil, mtu: 1500, flags: []))
         do {
-            _ = try Self.place(world)
-            Issue.record("placement succeeded")
+            _ = try Self.configure(namespace)
+            Issue.record("configuration succeeded")
         } catch {
             #expect(error.code == .nameTaken && error.step == .rename)
             #expect(error.cause?.errno == .fileExists)
-            #expect(error.cleanup == .movedBack(name: "vxt5", restored: true))
-            #expect(error.description.contains("eth0 already exists"))
-            #expect(error.description.contains("moved back"))
-        }
-        #expect(world.target.named("vxt5") == nil, "no stray interface in the target")
-        #expect(world.target.links.count == 3)
-        let home = world.origin.named("vxt5")
-        #expect(home?.mac == Self.tapMAC && home?.mtu == 1500 && home?.isUp == false)
-    }
-
-    @Test func failureAfterConfiguringRestoresNameMACAndMTUAtHome() {
-        let world = Self.world()
-        world.target.failure = { $0.type == .newRoute ? 17 : nil }  // a default route already exists
-        do {
-            _ = try Self.place(world)
-            Issue.record("placement succeeded")
-        } catch {
-            #expect(error.code == .defaultRouteExists && error.step == .addRoute)
-            #expect(error.cleanup == .movedBack(name: "vxt5", restored: true))
-        }
-        #expect(world.target.links.count == 2)
-        let home = world.origin.named("vxt5")
-        #expect(home?.mac == Self.tapMAC && home?.mtu == 1500)
-        // Home again: down, renamed back, moved, then looked up and restored through the origin session.
-        let targetTail = world.target.socket.requests.suffix(3).map(\.type)
-        #expect(targetTail == [.newLink, .newLink, .newLink])
-        #expect(world.origin.socket.requests.map(\.type) == [.getLink, .newLink, .getLink, .newLink, .newLink])
-    }
-
-    @Test func deletesTheInterfaceWhenItCannotGoBack() {
-        let world = Self.world()
-        world.target.failure = { request in
-            guard request.type == .newAddress else { return nil }
-            // Meanwhile another vxt5 appeared at home, so the way back is blocked (EEXIST).
-            world.origin.add(LinkInfo(index: 9, name: "vxt5", mac: nil, mtu: 1500, flags: []))
-            return 17
-        }
-        do {
-            _ = try Self.place(world)
-            Issue.record("placement succeeded")
-        } catch {
-            #expect(error.code == .addressExists && error.step == .addAddress)
             #expect(error.cleanup == .deleted)
+            #expect(error.description.contains("eth0 already exists"))
+            #expect(error.description.contains("deleted"))
         }
-        #expect(world.target.links.count == 2, "only lo and blocker remain")
+        #expect(namespace.named("vxt7") == nil, "no stray interface")
+        #expect(namespace.links.keys.sorted() == [1, 3])
     }
 
-    @Test func deletePolicyDeletes() {
-        let world = Self.world()
-        world.target.failure = { $0.type == .newRoute ? 101 : nil }  // ENETUNREACH
-        var configuration = Self.configuration
-        configuration.onFailure = .delete
+    @Test func failedStepDeletesTheInterface() {
+        let namespace = Self.world()
+        namespace.failure = { $0.type == .newAddress ? 17 : nil }
         do {
-            _ = try Self.place(world, configuration)
-            Issue.record("placement succeeded")
-        } catch {
-            #expect(error.code == .gatewayUnreachable && error.cleanup == .deleted)
-        }
-        #expect(world.target.links.count == 2 && world.origin.links.isEmpty)
-    }
-
-    @Test func moveCollisionChangesNothing() {
-        let world = Self.world()
-        world.target.add(LinkInfo(index: 3, name: "vxt5", mac: nil, mtu: 1500, flags: []))
-        do {
-            _ = try Self.place(world)
-            Issue.record("placement succeeded")
-        } catch {
-            #expect(error.code == .nameTaken && error.step == .move && error.cleanup == .notNeeded)
-        }
-        #expect(world.origin.named("vxt5") != nil)
-        #expect(world.target.socket.sent.isEmpty)
-    }
-
-    @Test func missingInterfaceIsReportedBeforeAnythingMoves() {
-        let world = Self.world()
-        world.origin.links = [:]
-        do {
-            _ = try Self.place(world)
-            Issue.record("placement succeeded")
-        } catch {
-            #expect(error.code == .interfaceNotFound && error.step == .lookup && error.cleanup == .notNeeded)
-        }
-        #expect(world.origin.socket.sent.count == 1 && world.target.socket.sent.isEmpty)
-    }
-
-    @Test func configuringInPlaceSkipsTheMove() throws {
-        let world = Self.world()
-        world.target.add(LinkInfo(index: 7, name: "eth0", mac: Self.tapMAC, mtu: 1500, flags: []))
-        let placed = try InterfacePlacement.configure(
-            interface: "eth0",
-            configuration: Self.configuration,
-            target: NetlinkSession(socket: world.target.socket)
-        )
-        #expect(placed.index == 7 && placed.name == "eth0" && placed.mtu == 1400)
-        #expect(
-            !world.target.socket.requests.contains { request in
-                NetlinkAttribute.decodeAll(request.payload, in: 16..<request.payload.count)?
-                    .attribute(LinkAttribute.netnsFD) != nil
-            }
-        )
-        #expect(world.target.named("eth0")?.isUp == true && world.target.defaultRoutes.count == 1)
-        #expect(
-            placed.timings.map(\.step) == [
-                .lookupInTarget, .setDown, .setMAC, .setMTU, .addAddress, .setUp, .addRoute,
-            ]
-        )
-    }
-
-    @Test func configuringInPlaceDeletesOnFailure() {
-        let world = Self.world()
-        world.target.add(LinkInfo(index: 7, name: "eth0", mac: Self.tapMAC, mtu: 1500, flags: []))
-        world.target.failure = { $0.type == .newAddress ? 17 : nil }
-        do {
-            _ = try InterfacePlacement.configure(
-                interface: "eth0",
-                configuration: Self.configuration,
-                target: NetlinkSession(socket: world.target.socket)
-            )
+            _ = try Self.configure(namespace)
             Issue.record("configuration succeeded")
         } catch {
             #expect(error.code == .addressExists && error.cleanup == .deleted)
         }
-        #expect(world.target.named("eth0") == nil)
+        #expect(namespace.named("eth0") == nil && namespace.links.keys.sorted() == [1])
+    }
+
+    @Test func unreachableGatewayIsNamedAndTheInterfaceDeleted() {
+        let namespace = Self.world()
+        namespace.failure = { $0.type == .newRoute ? 101 : nil }  // ENETUNREACH
+        do {
+            _ = try Self.configure(namespace)
+            Issue.record("configuration succeeded")
+        } catch {
+            #expect(error.code == .gatewayUnreachable && error.step == .addRoute && error.cleanup == .deleted)
+            #expect(error.description.contains("no route to the gateway 172.17.0.1"))
+        }
+        #expect(namespace.links.keys.sorted() == [1])
+    }
+
+    @Test func failedDeleteIsReported() {
+        let namespace = Self.world()
+        namespace.failure = { request in
+            guard request.type == .newLink, namespace.named("eth0") != nil else { return nil }
+            // The MAC is refused; then the delete finds the link gone already (someone else removed it).
+            namespace.links[7] = nil
+            return 99  // EADDRNOTAVAIL
+        }
+        do {
+            _ = try Self.configure(namespace)
+            Issue.record("configuration succeeded")
+        } catch {
+            #expect(error.step == .setMAC && error.code == .failed)
+            guard case .failed(let cleanupError) = error.cleanup else {
+                Issue.record("cleanup should have failed: \(error.cleanup)")
+                return
+            }
+            #expect(cleanupError.errno == .operationNotSupportedByDevice)  // ENODEV
+        }
+    }
+
+    @Test func missingInterfaceIsReportedAndNothingChanges() {
+        let namespace = Self.world()
+        namespace.links[7] = nil
+        do {
+            _ = try Self.configure(namespace)
+            Issue.record("configuration succeeded")
+        } catch {
+            #expect(error.code == .interfaceNotFound && error.step == .lookupInTarget && error.cleanup == .notNeeded)
+        }
+        #expect(namespace.socket.sent.count == 1)
     }
 
     static let invalidConfigurations: [(String, PlacementConfiguration)] = [
@@ -343,13 +246,13 @@ struct PlacementSequenceTests {
 
     @Test(arguments: invalidConfigurations)
     func invalidConfigurationChangesNothing(_ label: String, _ configuration: PlacementConfiguration) {
-        let world = Self.world()
+        let namespace = Self.world()
         do {
-            _ = try Self.place(world, configuration)
+            _ = try Self.configure(namespace, configuration)
             Issue.record("\(label) accepted")
         } catch {
             #expect(error.code == .invalidConfiguration && error.step == .validate, "\(label)")
         }
-        #expect(world.origin.socket.sent.isEmpty && world.target.socket.sent.isEmpty)
+        #expect(namespace.socket.sent.isEmpty)
     }
 }
