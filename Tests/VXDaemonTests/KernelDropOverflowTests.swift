@@ -1,0 +1,185 @@
+// A tunnel socket's receive queue really overflowing, on loopback, and the count arriving where `vxctl stats`
+// reads it (`kernelReceiveQueueOverflow`, from the drops column of /proc/net/udp via KernelSocketDrops) and where
+// the epoll engine reads it (SO_RXQ_OVFL). The parser tests next to KernelSocketDrops only ever see a count of 0
+// on a real socket; these see a non-zero one and check every reader agrees with the kernel.
+//
+// Bounded: 2,000 datagrams of 200 bytes to 127.0.0.1, a receive buffer of the kernel's minimum, a few receives
+// with short timeouts. No root needed.
+
+import Foundation
+import Logging
+import Testing
+import VXControl
+import VXIO
+import VXPacket
+
+@testable import VXDaemon
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loopback tunnel socket whose receive queue overflows, and the kernel's own account of it.
+struct OverflowingSocket: ~Copyable {
+    static let burst = 2000
+    let socket: TunnelSocket
+
+    init() throws {
+        // The smallest buffer the kernel allows (it raises 1 KiB to SOCK_MIN_RCVBUF): about ten datagrams.
+        socket = try TunnelSockets.openUDP(local: IPv4Address(127, 0, 0, 1), port: 0, bufferBytes: 1024)
+    }
+
+    /// Sends `count` datagrams (the burst by default) from a separate socket. - Returns: how many sends succeeded.
+    func overflow(count: Int = burst) throws -> Int {
+        let sender = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(sender >= 0)
+        defer { close(sender) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = socket.localPort.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let payload = [UInt8](repeating: 0xC3, count: 200)
+        var sent = 0
+        for _ in 0..<count {
+            let result = payload.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(sender, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            if result == payload.count { sent += 1 }
+        }
+        return sent
+    }
+
+    /// The drops column of /proc/self/net/udp for this socket, found by its local port rather than by inode (as
+    /// KernelSocketDrops does), so the test does not check the product's parser against itself.
+    var procDrops: UInt64? {
+        let port = String(socket.localPort, radix: 16, uppercase: true)
+        let local = "0100007F:" + String(repeating: "0", count: 4 - port.count) + port
+        let table = (try? String(contentsOfFile: "/proc/self/net/udp", encoding: .utf8)) ?? ""
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 13, fields[1] == local { return UInt64(fields[fields.count - 1]) }
+        }
+        return nil
+    }
+}
+
+/// A host whose VXLAN socket is a real one (the rest are FakeHost's fake descriptors): the MemoryEngine never
+/// reads it, so whatever arrives stays queued in the kernel, and `stats` reads its drops from /proc.
+final class RealTunnelHost: SwitchHost {
+    let fake = FakeHost()
+    let tunnelFD: Int32
+
+    init(tunnelFD: Int32) { self.tunnelFD = tunnelFD }
+
+    func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor {
+        try fake.createPort(name: name, mtu: mtu, persistent: persistent, queues: queues)
+    }
+
+    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
+        var sockets = try fake.openTunnels(local: local, udpPort: udpPort, worker: worker)
+        sockets[0] = OwnedDescriptor(fd: tunnelFD, kind: .udpTunnel) {}
+        return sockets
+    }
+}
+
+@Suite("kernel receive-queue overflow, counted for real")
+struct KernelDropOverflowTests {
+    @Test("epoll: SO_RXQ_OVFL, KernelSocketDrops and /proc/net/udp report the same non-zero count")
+    func epollEngineSeesTheKernelsCount() throws {
+        let overflowing = try OverflowingSocket()
+        let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
+        let handle = try engine.register(fd: overflowing.socket.fileDescriptor.rawValue, kind: .udpTunnel)
+        let sent = try overflowing.overflow()
+        try #require(sent == OverflowingSocket.burst)
+
+        // Read what the queue held; the count rides on those datagrams.
+        var received = 0
+        var rx = RxBatch(capacity: 64)
+        for _ in 0..<20 {
+            rx.reset()
+            guard case .frames = try engine.receive(into: &rx, timeout: .milliseconds(50)) else { break }
+            received += rx.count
+            for frame in rx.frames { engine.release(frame.buffer) }
+        }
+        // The kernel stamps the drop count on datagrams queued after a drop, so what was queued before the burst
+        // overflowed carries none: one more datagram brings it.
+        try #require(try overflowing.overflow(count: 1) == 1)
+        rx.reset()
+        _ = try engine.receive(into: &rx, timeout: .milliseconds(500))
+        #expect(rx.count == 1)
+        for frame in rx.frames { engine.release(frame.buffer) }
+        let counted = overflowing.procDrops
+        let proc = try #require(counted)
+        print("kernel receive-queue overflow: \(sent) sent, \(received) received, \(proc) dropped (/proc/net/udp)")
+        #expect(proc > 0)
+        #expect(received > 0 && received < sent)
+        #expect(engine.receiveQueueDrops(for: handle) == proc)
+        #expect(KernelSocketDrops.count(fd: overflowing.socket.fileDescriptor.rawValue, table: "udp") == proc)
+        // Loopback loses nothing between the two sockets: every datagram was either queued or counted.
+        #expect(UInt64(received) + proc == UInt64(sent))
+    }
+
+    @Test(
+        "io_uring: the /proc count (all the daemon reports for this engine) is non-zero and matches",
+        .enabled(if: URingEngine.isSupported)
+    )
+    func uringEngineSocketIsCounted() throws {
+        let overflowing = try OverflowingSocket()
+        // Fewer provided buffers than datagrams: the ring stops taking them and the queue overflows behind it.
+        let engine = try URingEngine(pool: PacketBufferPool(count: 64))
+        _ = try engine.register(fd: overflowing.socket.fileDescriptor.rawValue, kind: .udpTunnel)
+        var rx = RxBatch(capacity: 64)
+        _ = try engine.receive(into: &rx, timeout: .milliseconds(10))  // arm the receive
+        for frame in rx.frames { engine.release(frame.buffer) }
+        let sent = try overflowing.overflow()
+        try #require(sent == OverflowingSocket.burst)
+        var received = 0
+        for _ in 0..<20 {
+            rx.reset()
+            guard case .frames = try engine.receive(into: &rx, timeout: .milliseconds(50)) else { break }
+            received += rx.count
+            for frame in rx.frames { engine.release(frame.buffer) }
+        }
+        let counted = overflowing.procDrops
+        let proc = try #require(counted)
+        print("kernel receive-queue overflow (io_uring): \(sent) sent, \(received) received, \(proc) dropped")
+        #expect(proc > 0)
+        #expect(KernelSocketDrops.count(fd: overflowing.socket.fileDescriptor.rawValue, table: "udp") == proc)
+        #expect(UInt64(received) + proc == UInt64(sent))
+    }
+
+    @Test("vxctl stats reports the tunnel socket's drops as kernelReceiveQueueOverflow")
+    func statsReportTheOverflow() async throws {
+        let overflowing = try OverflowingSocket()
+        // Far above the fake descriptors (10-12, 1001+) the MemoryEngine also keys its ports by.
+        let tunnelFD = fcntl(overflowing.socket.fileDescriptor.rawValue, F_DUPFD_CLOEXEC, 5000)
+        try #require(tunnelFD >= 5000)
+        defer { close(tunnelFD) }
+        let host = RealTunnelHost(tunnelFD: tunnelFD)
+        let daemon = SwitchDaemon(
+            options: DaemonOptions(local: InProcessSwitch.local), engines: [MemoryEngine(pool: PacketBufferPool(count: 64))],
+            host: host, logger: Logger(label: "test"))
+        try daemon.start()
+        defer { daemon.shutdown() }
+        let dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
+        func stats() async throws -> [String: Any] {
+            let line = #"{"jsonrpc":"2.0","id":1,"method":"stats","params":{}}"#
+            let reply = try #require(await dispatcher.respond(toLine: Array(line.utf8)))
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any])
+            return try #require(object["result"] as? [String: Any], "\(object)")
+        }
+
+        #expect((try await stats()["drops"] as? [String: Any])?[SwitchDaemon<MemoryEngine>.kernelReceiveQueueDrops] == nil)
+        let sent = try overflowing.overflow()
+        try #require(sent == OverflowingSocket.burst)
+        let counted = overflowing.procDrops
+        let proc = try #require(counted)
+        #expect(proc > 0)
+        let drops = try #require(try await stats()["drops"] as? [String: Any])
+        #expect((drops["kernelReceiveQueueOverflow"] as? NSNumber)?.uint64Value == proc, "\(drops)")
+    }
+}
