@@ -222,11 +222,17 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     /// Re-creates the saved ports (attaching to their persistent TAPs) and peers.
     private func restore(from saved: PersistedState, path: String) throws(ControlError) {
+        // A network that cannot be restored stops the start: skipping it would lose it, its leases and its ports
+        // for good with the save at the end of the restore. (Ports are different: one whose container went away
+        // while the switch was down is meant to be dropped.)
         for network in saved.networks {
             do throws(ControlError) {
                 try restoreNetwork(network)
             } catch {
-                logger.error("state \(path): cannot restore network \(network.name): \(error.message)")
+                throw ControlError(
+                    error.code,
+                    "state file \(path): cannot restore network \"\(network.name)\": \(error.message); "
+                        + "fix or remove that record, or move the file away to start empty")
             }
         }
         var restoredPorts = 0

@@ -63,13 +63,18 @@ final class InProcessSwitch {
     /// - Parameters:
     ///   - statePath: the state file, or nil for none.
     ///   - workers: dataplane workers, each on its own MemoryEngine.
+    ///   - largeBuffers: 64 KiB pool buffers per worker, which TAPs with a virtio header (attach) need.
     ///   - configure: runs before the switch starts (e.g. to mark TAP names single-queue).
-    init(statePath: String? = nil, workers: Int = 1, configure: (FakeHost) -> Void = { _ in }) throws {
+    init(
+        statePath: String? = nil, workers: Int = 1, largeBuffers: Int = 0, configure: (FakeHost) -> Void = { _ in }
+    ) throws {
         var options = DaemonOptions(local: InProcessSwitch.local)
         options.statePath = statePath
         configure(host)
         daemon = SwitchDaemon(
-            options: options, engines: (0..<workers).map { _ in MemoryEngine(pool: PacketBufferPool(count: 512)) },
+            options: options, engines: (0..<workers).map { _ in
+                MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: largeBuffers))
+            },
             host: host, logger: Logger(label: "test"))
         try daemon.start()
         dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
