@@ -74,8 +74,9 @@ public protocol SwitchHost: Sendable {
     /// - Throws: `ControlError` with a message a person understands (name taken by another kind of interface...).
     func createPort(name: String, mtu: Int, persistent: Bool) throws(ControlError) -> OwnedDescriptor
 
-    /// Opens the tunnel sockets: a UDP socket bound to `local:udpPort` for VXLAN, a raw GRE socket, and the raw
-    /// IPv4 sender, in that order.
+    /// Opens the tunnel sockets: a UDP socket bound to `local:udpPort` for receiving VXLAN, a raw GRE socket, the
+    /// raw IPv4 sender (GRE), and the UDP senders VXLAN leaves through (`.udpSender`, any number, none for VXLAN
+    /// through the raw sender), in that order.
     func openTunnels(local: IPv4Address, udpPort: UInt16) throws(ControlError) -> [OwnedDescriptor]
 }
 
@@ -108,6 +109,10 @@ public struct KernelHost: SwitchHost {
             sockets.append(SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort)).owned(kind: .udpTunnel))
             sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
             sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
+            // Several sockets, one per group of flows: each pins its UDP source port (docs/offload.md).
+            for _ in 0..<TunnelSockets.defaultUDPSenderCount {
+                sockets.append(SocketBox(try TunnelSockets.openUDPSender(local: local)).owned(kind: .udpSender))
+            }
             return sockets
         } catch {
             for socket in sockets { socket.release() }

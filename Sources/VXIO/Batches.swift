@@ -98,6 +98,9 @@ public struct RxBatch {
 /// the kernel cuts header + payload into datagrams of `segmentSize` bytes (the last may be shorter), all to
 /// `remote:remotePort` from the same socket, in one system call.
 public struct FrameTransmit: Sendable {
+    /// The most datagrams one GSO send may make (the kernel's UDP_MAX_SEGMENTS: 64 before Linux 6.9, 128 since).
+    public static let maximumSegments = 64
+
     /// The TAP or sender to write to.
     public var target: PortHandle
     /// Underlay destination for tunnel sends (the kernel routes by it); ignored for TAP ports.
