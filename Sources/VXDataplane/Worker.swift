@@ -906,9 +906,10 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         }
         counters.transmitted(row: row, bytes: route.outerLength + Int(item.length))
         let source = (buffer: rx.frames[item.rxIndex].buffer, offset: item.offset, length: item.length)
+        // `used` is 0 while the first frame is still a datagram of its own: count its piece then.
         if var current = pack, current.route == route, current.entry == tx.count - 1, !current.closed,
             piece <= current.pieceLength, current.count < FrameTransmit.maximumSegments,
-            current.used + piece <= gsoPayloadLimit
+            max(current.used, current.pieceLength) + piece <= gsoPayloadLimit
         {
             let pool = engine.pool
             if current.buffer == nil, let buffer = pool.takeLarge() {
@@ -920,8 +921,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             }
             if let buffer = current.buffer {
                 current.used += packPiece(source, vni: route.vni, into: buffer, at: current.used)
-            current.count += 1
-            if piece < current.pieceLength { current.closed = true }  // only the last piece may be shorter
+                current.count += 1
+                if piece < current.pieceLength { current.closed = true }  // only the last piece may be shorter
                 tx.replaceLast(
                     FrameTransmit(
                         target: route.target, remote: route.remote, remotePort: route.port,
