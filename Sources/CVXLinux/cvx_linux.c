@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <netinet/udp.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -23,6 +24,11 @@ _Static_assert(CVX_SO_RXQ_OVFL == SO_RXQ_OVFL, "SO_RXQ_OVFL");
 _Static_assert(CVX_SO_RCVBUFFORCE == SO_RCVBUFFORCE, "SO_RCVBUFFORCE");
 _Static_assert(CVX_SO_SNDBUFFORCE == SO_SNDBUFFORCE, "SO_SNDBUFFORCE");
 _Static_assert(CVX_IFF_UP == IFF_UP, "IFF_UP");
+_Static_assert(CVX_SOL_UDP == SOL_UDP && CVX_UDP_SEGMENT == UDP_SEGMENT && CVX_UDP_GRO == UDP_GRO, "UDP GSO/GRO");
+_Static_assert(CVX_IP_PMTUDISC_DONT == IP_PMTUDISC_DONT, "IP_PMTUDISC_DONT");
+_Static_assert(CVX_UDP_SEGMENT_CONTROL_SPACE == CMSG_SPACE(sizeof(uint16_t)), "UDP_SEGMENT control space");
+_Static_assert(CVX_TUNNEL_CONTROL_SPACE >= CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(int)),
+               "tunnel control space");
 _Static_assert(CVX_TUN_F_CSUM == TUN_F_CSUM && CVX_TUN_F_TSO4 == TUN_F_TSO4 && CVX_TUN_F_TSO6 == TUN_F_TSO6,
                "TUN_F_* offload flags");
 
@@ -209,6 +215,35 @@ cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out)
             && cmsg->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
             memcpy(drops_out, CMSG_DATA(cmsg), sizeof(uint32_t));
             return 1;
+        }
+    }
+    return 0;
+}
+
+unsigned
+cvx_cmsg_put_udp_segment(void *control, uint16_t segment_size)
+{
+    struct cmsghdr *cmsg = control;
+
+    memset(control, 0, CMSG_SPACE(sizeof segment_size));
+    cmsg->cmsg_level = SOL_UDP;
+    cmsg->cmsg_type = UDP_SEGMENT;
+    cmsg->cmsg_len = CMSG_LEN(sizeof segment_size);
+    memcpy(CMSG_DATA(cmsg), &segment_size, sizeof segment_size);
+    return CMSG_SPACE(sizeof segment_size);
+}
+
+uint32_t
+cvx_cmsg_udp_gro(const struct msghdr *msg)
+{
+    struct cmsghdr *cmsg;
+    int size;
+
+    for (cmsg = CMSG_FIRSTHDR((struct msghdr *) msg); cmsg != NULL;
+         cmsg = CMSG_NXTHDR((struct msghdr *) msg, cmsg)) {
+        if (cmsg->cmsg_level == SOL_UDP && cmsg->cmsg_type == UDP_GRO && cmsg->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            memcpy(&size, CMSG_DATA(cmsg), sizeof size);
+            return size > 0 ? (uint32_t) size : 0;
         }
     }
     return 0;

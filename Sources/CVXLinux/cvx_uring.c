@@ -7,6 +7,7 @@
 #ifdef __linux__
 #include <errno.h>
 #include <liburing.h>
+#include <netinet/udp.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
@@ -107,7 +108,7 @@ cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, unsig
 
 int
 cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset, uint32_t *payload_length,
-                        uint32_t *sender_be)
+                        uint32_t *sender_be, uint32_t *segment_size)
 {
     struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, res, msg);
     unsigned char *payload;
@@ -123,6 +124,19 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
     *payload_offset = (uint32_t)(payload - (unsigned char *)buf);
     *payload_length = io_uring_recvmsg_payload_length(o, res, msg);
     *sender_be = 0;
+    *segment_size = 0;
+    if (msg->msg_controllen > 0) {
+        struct cmsghdr *cmsg;
+        int size;
+
+        for (cmsg = io_uring_recvmsg_cmsg_firsthdr(o, msg); cmsg != NULL;
+             cmsg = io_uring_recvmsg_cmsg_nexthdr(o, msg, cmsg)) {
+            if (cmsg->cmsg_level == SOL_UDP && cmsg->cmsg_type == UDP_GRO && cmsg->cmsg_len >= CMSG_LEN(sizeof size)) {
+                memcpy(&size, CMSG_DATA(cmsg), sizeof size);
+                *segment_size = size > 0 ? (uint32_t) size : 0;
+            }
+        }
+    }
     if (o->namelen >= sizeof sin) {
         memcpy(&sin, io_uring_recvmsg_name(o), sizeof sin);
         if (sin.sin_family == AF_INET) {

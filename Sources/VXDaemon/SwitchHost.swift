@@ -104,10 +104,11 @@ public protocol SwitchHost: Sendable {
     /// - Throws: `ControlError` with a message a person understands (name taken by another kind of interface...).
     func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor
 
-    /// Opens worker `worker`'s tunnel sockets: a UDP socket bound to `local:udpPort` with SO_REUSEPORT for VXLAN
-    /// (every worker has one; the kernel spreads datagrams over them by 4-tuple hash), a raw GRE socket (worker 0
-    /// only: every raw socket gets a copy of every GRE packet, so a second one would switch each packet twice),
-    /// and the raw IPv4 sender, in that order.
+    /// Opens worker `worker`'s tunnel sockets, in this order: a UDP socket bound to `local:udpPort` with
+    /// SO_REUSEPORT and UDP_GRO for receiving VXLAN (every worker has one; the kernel spreads datagrams over them
+    /// by 4-tuple hash), a raw GRE socket (worker 0 only: every raw socket gets a copy of every GRE packet, so a
+    /// second one would switch each packet twice), the raw IPv4 sender (GRE), and the UDP senders VXLAN leaves
+    /// through (`.udpSender`, any number, none for VXLAN through the raw sender).
     func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
 }
 
@@ -162,6 +163,10 @@ public struct KernelHost: SwitchHost {
                 sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
             }
             sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
+            // Several sockets, one per group of flows: each pins its UDP source port (docs/offload.md).
+            for _ in 0..<TunnelSockets.defaultUDPSenderCount {
+                sockets.append(SocketBox(try TunnelSockets.openUDPSender(local: local)).owned(kind: .udpSender))
+            }
             return sockets
         } catch {
             for socket in sockets { socket.release() }

@@ -31,6 +31,23 @@
 // Nothing on these paths allocates: the coalescer, the deferred list and the segment-buffer list are sized at
 // init (the deferred list holds one entry per frame per virtio TAP it goes to, so a wide flood may grow it once).
 //
+// VXLAN with UDP segmentation offload (docs/offload.md). When the daemon attached UDP sender sockets (`.udpSender`,
+// a small pool, one picked per flow hash so the UDP source port still follows the flow), VXLAN leaves through them
+// and the kernel builds the outer IPv4 + UDP headers:
+//   - a TSO frame for a VXLAN peer is segmented straight into one large buffer laid out as [VXLAN][segment]
+//     [VXLAN][segment]…, every piece but the last the same length, and sent as ONE entry with
+//     `segmentSize` = 8 + segment length (a UDP GSO send; at most 64 pieces and 65,507 bytes each, so a TSO
+//     frame may take a few);
+//   - consecutive plain frames for the same peer, VNI and flow hash, all of one length (the last may be shorter),
+//     are packed into one GSO send the same way (`VXLANPack`): the first goes out as a single datagram with its
+//     8-byte VXLAN header in the header slot, and only when a second one matches are both copied into a large
+//     buffer and the entry rewritten in place;
+//   - GRE, and VXLAN when no UDP sender is attached, take the raw sender and the prebuilt outer header as before.
+// On receive the UDP tunnel socket has UDP_GRO: one rx frame may be many datagrams (`ReceivedFrame.segmentSize`).
+// Classification splits it; each datagram is decapsulated, learnt and switched on its own, all sharing the one rx
+// buffer (released once). `classified` holds `classifiedCapacity` frames; a batch with more (many GRO reads) is
+// switched in parts of that size, each learnt before it is forwarded.
+//
 // Locking, producers and consumers: the worker thread alone touches `engine`, `rx`, `tx`, and the handle maps.
 // The MAC table is shared with other workers and the control thread (lock-free, see ForwardingTable). The config
 // snapshot is published by the control thread and picked up once per batch (ConfigReader). Control requests
@@ -128,8 +145,17 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Standard buffers a URingEngine should leave in the pool (`poolReserve`) for TSO segments: one TxBatch
     /// worth, so segmenting never has to flush early for want of buffers.
     public static var segmentBufferReserve: Int { defaultTransmitCapacity }
-    /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch.
-    public static var scratchBufferReserve: Int { 1 }
+    /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch plus
+    /// `gsoBufferReserve`.
+    public static var scratchBufferReserve: Int { 1 + gsoBufferReserve }
+    /// Large buffers for UDP GSO sends kept out of the kernel's buffer ring: a TxBatch whose sends need more is
+    /// flushed early and the buffers reused (32 GSO sends of up to 64 KiB ≈ 2 MiB in flight per flush).
+    public static var gsoBufferReserve: Int { 32 }
+    /// Classified frames one switching pass holds, per frame of the receive batch: a GRO read carries up to 64
+    /// datagrams, but 4 per frame on average is plenty; beyond that the batch is switched in parts.
+    public static var classifiedPerReceivedFrame: Int { 4 }
+    /// The largest UDP payload of one IPv4 datagram (65,535 - 20 - 8): the cap on a GSO send.
+    static var maximumUDPPayload: Int { 65_507 }
 
     public let engine: Engine
     public let table: ForwardingTable
@@ -148,8 +174,12 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var handleByPortIndex: [PortHandle?] = []
     private var tunnelBySlot: [(handle: PortHandle, encapsulation: TunnelEncapsulation)?] = []
     private var sender: PortHandle?
+    /// UDP sender sockets for VXLAN, picked by flow hash; empty: VXLAN goes through the raw `sender`.
+    private var udpSenders: [PortHandle] = []
     /// Per-batch scratch: the frames that survived classification, in rx order.
     private var classified: [ClassifiedFrame]
+    /// Most frames `classified` holds before the batch is switched in parts (allocated once).
+    private let classifiedCapacity: Int
     private var stopping = false
 
     // Offload state (see the file comment), worker thread only.
@@ -166,6 +196,17 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var scratchUsed = 0
     /// Standard buffers holding TSO segments named by `tx`; given back to the pool by `flushTransmit`.
     private var segmentBuffers: [BufferID]
+    /// Large buffers holding UDP GSO sends named by `tx`; given back to the pool by `flushTransmit`.
+    private var gsoBuffers: [BufferID]
+    /// Most bytes of one UDP GSO send: the UDP limit, or less when large buffers are smaller; 0 when the pool has
+    /// no large buffers (VXLAN then goes one datagram per send).
+    private let gsoPayloadLimit: Int
+    /// The largest datagram a GSO send may cut: VXLAN + untagged Ethernet + `overlayMTU`, so with the outer 28
+    /// bytes it fits the 1500-byte underlay the MTU was chosen for (the kernel refuses a larger gso_size with
+    /// EMSGSIZE, where a single datagram would only be fragmented).
+    private let gsoSegmentLimit: Int
+    /// The plain-frame GSO send being built at the end of `tx`, if any.
+    private var pack: VXLANPack?
     /// Frames for virtio TAPs, in switching order, sent by `sendDeferred` once the batch is switched.
     private var deferred: [DeferredTransmit]
     /// The coalescer's frame numbers in the current run → indices into `classified`.
@@ -210,21 +251,27 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.reader = ConfigReader(publisher: publisher)
         self.rx = RxBatch(capacity: batchSize)
         self.tx = TxBatch(capacity: transmitCapacity)
+        self.classifiedCapacity = batchSize * Self.classifiedPerReceivedFrame
         self.classified = []
-        self.classified.reserveCapacity(batchSize)
+        self.classified.reserveCapacity(classifiedCapacity)
         self.logger = logger
         self.overlayMTU = overlayMTU
         // Taken now, before the worker runs, and kept for good: the engine hands out the rest.
         self.coalesceScratch = pool.takeLarge()
         self.coalescer = TCPCoalescer(
-            capacity: batchSize,
+            capacity: batchSize * Self.classifiedPerReceivedFrame,
             scratchCapacity: coalesceScratch == nil ? TCPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
         self.segmentBuffers = []
         self.segmentBuffers.reserveCapacity(transmitCapacity)
+        self.gsoBuffers = []
+        self.gsoBuffers.reserveCapacity(transmitCapacity)
+        self.gsoPayloadLimit = pool.largeCount > 0 ? min(Self.maximumUDPPayload, pool.largeBufferSize - pool.headroom) : 0
+        self.gsoSegmentLimit = VXLANHeader.size + 14 + overlayMTU
+        self.udpSenders.reserveCapacity(64)
         self.deferred = []
         self.deferred.reserveCapacity(transmitCapacity)
         self.runFrames = []
-        self.runFrames.reserveCapacity(batchSize)
+        self.runFrames.reserveCapacity(batchSize * Self.classifiedPerReceivedFrame)
         if pool.largeCount > 0 && coalesceScratch == nil {
             logger.warning("no large buffer left for the coalescing scratch: frames to TAPs go out uncoalesced")
         }
@@ -308,6 +355,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 case .udpTunnel: setSlot(&tunnelBySlot, handle.slot, (handle, .vxlan))
                 case .rawGRE: setSlot(&tunnelBySlot, handle.slot, (handle, .gre))
                 case .rawIPv4Sender: sender = handle
+                case .udpSender: udpSenders.append(handle)
                 case .tap: break
                 }
                 return .success(handle)
@@ -336,22 +384,58 @@ public final class DataplaneWorker<Engine: PacketEngine> {
 
     private func processBatch() {
         let config = reader.refresh()
-        let topology = config.topology
         classified.removeAll(keepingCapacity: true)
 
         // Stages 2 and 3: classify and learn.
         for index in 0..<rx.count {
             let frame = rx.frames[index]
-            guard let item = classify(frame, rxIndex: index, config: config) else { continue }
-            if let reason = SwitchDecision.learn(
-                domain: item.domain, ingress: item.ingress, source: item.source, table: table, topology: topology)
-            {
-                counters.dropped(row: counters.row(item.ingress.destination), DropCode(reason))
+            if frame.segmentSize > 0 {
+                classifyGRO(frame, rxIndex: index, config: config)
                 continue
             }
-            classified.append(item.frame)
+            guard let item = classify(frame, rxIndex: index, config: config) else { continue }
+            learnAndKeep(item, config: config)
         }
+        forwardClassified(config: config)
 
+        // Stages 6 and 7.
+        flushTransmit()
+        // Indexed, not `for frame in rx.frames`: an unspecialized (debug) array iterator allocates a coroutine frame
+        // per element, which would hide real per-frame allocations from OffloadAllocationTests.
+        for index in 0..<rx.count { engine.release(rx.frames[index].buffer) }
+    }
+
+    /// Learns `item`'s source and keeps it for forwarding; switches what is kept first when `classified` is full.
+    private func learnAndKeep(_ item: Classification, config: DataplaneConfig) {
+        if let reason = SwitchDecision.learn(
+            domain: item.domain, ingress: item.ingress, source: item.source, table: table, topology: config.topology)
+        {
+            counters.dropped(row: counters.row(item.ingress.destination), DropCode(reason))
+            return
+        }
+        if classified.count >= classifiedCapacity { forwardClassified(config: config) }
+        classified.append(item.frame)
+    }
+
+    /// Splits a GRO read (datagrams of `segmentSize` bytes, the last maybe shorter) and classifies and learns
+    /// each datagram on its own; a bad one is dropped and counted, the others go on.
+    private func classifyGRO(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) {
+        offloadStatistics.groFramesReceived &+= 1
+        let size = Int(frame.segmentSize)
+        var start = 0
+        while start < Int(frame.length) {
+            let length = min(size, Int(frame.length) - start)
+            offloadStatistics.groDatagrams &+= 1
+            if let item = classifyTunnel(frame, rxIndex: rxIndex, config: config, start: start, length: length) {
+                learnAndKeep(item, config: config)
+            }
+            start += length
+        }
+    }
+
+    /// Stages 4 and 5 for the frames in `classified`, then the deferred frames for virtio TAPs; empties it.
+    private func forwardClassified(config: DataplaneConfig) {
+        let topology = config.topology
         // Stages 4 and 5: forward on the end state of the table, encapsulate into the tx batch.
         for position in classified.indices {
             let item = classified[position]
@@ -379,12 +463,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         }
         // Frames for TAPs with a virtio header, coalesced per TAP.
         sendDeferred()
-
-        // Stages 6 and 7.
-        flushTransmit()
-        // Indexed, not `for frame in rx.frames`: an unspecialized (debug) array iterator allocates a coroutine frame
-        // per element, which would hide real per-frame allocations from OffloadAllocationTests.
-        for index in 0..<rx.count { engine.release(rx.frames[index].buffer) }
+        classified.removeAll(keepingCapacity: true)
     }
 
     /// What classification yields: the frame plus its source MAC for learning.
@@ -438,6 +517,15 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             classification?.frame.gso = gso
             return classification
         }
+        return classifyTunnel(frame, rxIndex: rxIndex, config: config, start: 0, length: Int(frame.length))
+    }
+
+    /// Classifies the datagram at `start ..< start + length` of a frame from a tunnel socket (the whole frame, or
+    /// one datagram of a GRO read).
+    private func classifyTunnel(
+        _ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig, start: Int, length: Int
+    ) -> Classification? {
+        let slot = frame.source.slot
         guard slot < tunnelBySlot.count, let tunnel = tunnelBySlot[slot], tunnel.handle == frame.source else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPort))
             return nil
@@ -448,12 +536,13 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             return nil
         }
         let row = counters.row(peer: peer.peer)
-        counters.received(row: row, bytes: Int(frame.length))
+        counters.received(row: row, bytes: length)
         guard peer.encapsulation == encapsulation else {
             counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
             return nil
         }
-        let decoded = withFrameBytes(frame) { bytes -> Result<(VNI, Int, Int), PacketDropReason> in
+        let decoded = withFrameBytes(frame) { whole -> Result<(VNI, Int, Int), PacketDropReason> in
+            let bytes = whole.extracting(start..<(start + length))
             switch encapsulation {
             case .vxlan:
                 return TunnelDecap.vxlanDatagram(bytes).map { ($0.vni, $0.innerOffset, $0.innerLength) }
@@ -478,7 +567,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 return nil
             }
             return ethernet(
-                frame, rxIndex: rxIndex, innerOffset: innerOffset, innerLength: innerLength, domain: domain,
+                frame, rxIndex: rxIndex, innerOffset: start + innerOffset, innerLength: innerLength, domain: domain,
                 ingress: .tunnel(peer.peer), row: row)
         }
     }
@@ -615,14 +704,28 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             counters.transmitted(row: row, bytes: Int(item.length))
         case .peer(let peer):
             let row = counters.row(peer: peer)
-            guard let sender else {
-                counters.dropped(row: row, DropCode(DataplaneDropReason.noTunnelSender))
-                return
-            }
             guard let (remote, template) = config.outerHeader(to: peer, in: item.domain) else {
                 // The decision checked the peer is live in this domain with the same topology snapshot, and the
                 // control plane builds the templates with it, so this is a config-building bug; count, don't trap.
                 counters.dropped(row: row, DropCode(DataplaneDropReason.unknownPeer))
+                return
+            }
+            if template.encapsulation == .vxlan, !udpSenders.isEmpty {
+                let hash = flowHash ?? self.flowHash(of: item)
+                // One socket per flow: its port is the flow's UDP source port (RFC 7348 §5).
+                let route = VXLANRoute(
+                    target: udpSenders[Int(hash % UInt32(udpSenders.count))], remote: remote,
+                    port: template.udpDestinationPort, vni: template.vni, flowHash: hash,
+                    outerLength: template.headerLength)
+                if let gso = item.gso {
+                    transmitSegmentsUDP(of: item, header: gso, route: route, row: row)
+                } else {
+                    appendVXLANDatagram(item, route: route, row: row)
+                }
+                return
+            }
+            guard let sender else {
+                counters.dropped(row: row, DropCode(DataplaneDropReason.noTunnelSender))
                 return
             }
             if let gso = item.gso {
@@ -667,11 +770,14 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     }
 
     private func flushTransmit() {
+        pack = nil
         guard tx.count > 0 else { return }
         let report = engine.transmit(tx)
         // The engine is done with every buffer `tx` named: segments go back to the pool, the scratch is free.
         for index in 0..<segmentBuffers.count { engine.pool.give(segmentBuffers[index]) }
         segmentBuffers.removeAll(keepingCapacity: true)
+        for index in 0..<gsoBuffers.count { engine.pool.give(gsoBuffers[index]) }
+        gsoBuffers.removeAll(keepingCapacity: true)
         scratchUsed = 0
         if report.droppedNoBuffer > 0 {
             counters.add(
@@ -734,6 +840,154 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             assert(appended, "a TxBatch with room refused a segment")
             offloadStatistics.segments &+= 1
         }
+    }
+
+    /// Segments the TSO frame `item` for a VXLAN peer into UDP GSO sends: each a buffer of
+    /// [VXLAN][segment][VXLAN][segment]…, all pieces but the last of one length, sent as one `tx` entry. Without
+    /// large buffers (or with pieces the underlay cannot take whole) every segment is its own send.
+    private func transmitSegmentsUDP(of item: ClassifiedFrame, header: VirtioNetHeader, route: VXLANRoute, row: Int) {
+        let pool = engine.pool
+        let plan: TCPSegmenter
+        switch withItemBytes(item, { segmentationPlan($0, header) }) {
+        case .failure(let reason):
+            counters.dropped(row: row, DropCode(reason))
+            return
+        case .success(let made):
+            plan = made
+        }
+        let piece = VXLANHeader.size + plan.maximumSegmentLength
+        guard piece <= pool.bufferSize - pool.headroom, plan.headerLength - plan.networkOffset <= overlayMTU / 2 else {
+            // See transmitSegments: segments that are mostly headers, or larger than a buffer.
+            counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
+            return
+        }
+        offloadStatistics.tsoFramesSegmented &+= 1
+        let segmented = gsoPayloadLimit > 0 && piece <= gsoSegmentLimit
+        let perSend = segmented ? min(FrameTransmit.maximumSegments, gsoPayloadLimit / piece) : 1
+        let vxlan = VXLANHeader(vni: route.vni)
+        var first = 0
+        while first < plan.segmentCount {
+            let count = min(perSend, plan.segmentCount - first)
+            // Room first: a flush gives the buffers back, so it must not come between write and append.
+            if tx.isFull { flushTransmit() }
+            guard let buffer = segmented ? takeGSOBuffer() : takeSegmentBuffer() else {
+                counters.add(
+                    row: row,
+                    column: CounterColumn.firstDrop + DropCode(DataplaneDropReason.segmentBufferExhausted).rawValue,
+                    UInt64(plan.segmentCount - first))
+                return
+            }
+            if segmented { gsoBuffers.append(buffer) } else { segmentBuffers.append(buffer) }
+            // Safe: the buffer is this worker's until the flush that sends it; the span lives for the call.
+            let destination = unsafe pool.unsafeBytes(
+                of: buffer, offset: pool.headroom, length: segmented ? gsoPayloadLimit : piece)
+            var span = unsafe MutableRawSpan(_unsafeBytes: destination)
+            var used = 0
+            for index in first..<(first + count) {
+                vxlan.write(into: &span, at: used)
+                let length = withItemBytes(item) { plan.writeSegment(index, of: $0, into: &span, at: used + VXLANHeader.size) }
+                used += VXLANHeader.size + length
+                counters.transmitted(row: row, bytes: route.outerLength + length)
+            }
+            let appended = tx.appendSegmented(
+                target: route.target, remote: route.remote, remotePort: route.port, buffer: buffer,
+                offset: UInt32(pool.headroom), length: UInt32(used), segmentSize: UInt16(count > 1 ? piece : 0))
+            assert(appended, "a TxBatch with room refused a GSO send")
+            offloadStatistics.segments &+= UInt64(count)
+            if count > 1 {
+                offloadStatistics.udpGSOSends &+= 1
+                offloadStatistics.udpGSODatagrams &+= UInt64(count)
+            }
+            first += count
+        }
+    }
+
+    /// A free large buffer for a GSO send: from the pool, or after a flush gave the previous ones back.
+    private func takeGSOBuffer() -> BufferID? {
+        if let buffer = engine.pool.takeLarge() { return buffer }
+        guard !gsoBuffers.isEmpty else { return nil }
+        flushTransmit()
+        return engine.pool.takeLarge()
+    }
+
+    /// Sends a plain frame to a VXLAN peer through its flow's UDP sender: packed into the GSO send at the end of
+    /// `tx` when it continues it (same route, not longer than its pieces, room left), else as a datagram of its
+    /// own that the next frame may continue (see the file comment).
+    private func appendVXLANDatagram(_ item: ClassifiedFrame, route: VXLANRoute, row: Int) {
+        let piece = VXLANHeader.size + Int(item.length)
+        guard piece <= Self.maximumUDPPayload else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
+            return
+        }
+        counters.transmitted(row: row, bytes: route.outerLength + Int(item.length))
+        let source = (buffer: rx.frames[item.rxIndex].buffer, offset: item.offset, length: item.length)
+        // `used` is 0 while the first frame is still a datagram of its own: count its piece then.
+        if var current = pack, current.route == route, current.entry == tx.count - 1, !current.closed,
+            piece <= current.pieceLength, current.count < FrameTransmit.maximumSegments,
+            max(current.used, current.pieceLength) + piece <= gsoPayloadLimit
+        {
+            let pool = engine.pool
+            if current.buffer == nil, let buffer = pool.takeLarge() {
+                // The first frame went out as a datagram of its own; move it into a GSO buffer. Only a free buffer
+                // will do: a flush here would send that entry and end the pack.
+                gsoBuffers.append(buffer)
+                current.buffer = buffer
+                current.used = packPiece(current.first, vni: route.vni, into: buffer, at: 0)
+            }
+            if let buffer = current.buffer {
+                current.used += packPiece(source, vni: route.vni, into: buffer, at: current.used)
+                current.count += 1
+                if piece < current.pieceLength { current.closed = true }  // only the last piece may be shorter
+                tx.replaceLast(
+                    FrameTransmit(
+                        target: route.target, remote: route.remote, remotePort: route.port,
+                        segmentSize: UInt16(current.pieceLength), headerLength: 0, buffer: buffer,
+                        offset: UInt32(pool.headroom), length: UInt32(current.used)))
+                if current.count == 2 {
+                    offloadStatistics.udpGSOSends &+= 1
+                    offloadStatistics.udpGSODatagrams &+= 1
+                }
+                offloadStatistics.udpGSODatagrams &+= 1
+                pack = current
+                return
+            }
+        }
+        let vxlan = VXLANHeader(vni: route.vni)
+        appendTransmit { tx in
+            unsafe tx.append(
+                target: route.target, remote: route.remote, remotePort: route.port, buffer: source.buffer,
+                offset: source.offset, length: source.length
+            ) { slot in
+                var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+                return vxlan.write(into: &span)
+            }
+        }
+        // Packing needs large buffers and pieces the underlay takes whole (see gsoSegmentLimit).
+        if gsoPayloadLimit > 0 && piece <= gsoSegmentLimit {
+            pack = VXLANPack(
+                route: route, entry: tx.count - 1, first: source, pieceLength: piece, count: 1, used: 0, buffer: nil,
+                closed: false)
+        } else {
+            pack = nil
+        }
+    }
+
+    /// Writes VXLAN header + the frame `source` names at `offset` past the headroom of GSO buffer `buffer`.
+    /// - Returns: bytes written.
+    private func packPiece(
+        _ source: (buffer: BufferID, offset: UInt32, length: UInt32), vni: VNI, into buffer: BufferID, at offset: Int
+    ) -> Int {
+        let pool = engine.pool
+        let length = VXLANHeader.size + Int(source.length)
+        // Safe: the GSO buffer is this worker's until the flush; the rx buffer until the end of the batch (a pack
+        // never outlives the batch: the flush at its end ends it).
+        let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom + offset, length: length)
+        var span = unsafe MutableRawSpan(_unsafeBytes: destination)
+        VXLANHeader(vni: vni).write(into: &span)
+        let frame = unsafe pool.unsafeBytes(of: source.buffer, offset: Int(source.offset), length: Int(source.length))
+        unsafe (destination.baseAddress! + VXLANHeader.size).copyMemory(
+            from: UnsafeRawPointer(frame.baseAddress!), byteCount: frame.count)
+        return length
     }
 
     /// Plans segments of at most `overlayMTU` bytes of IP packet: `min(gso_size, MTU - IP and TCP headers)`.
@@ -866,6 +1120,14 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
     public var coalescedWrites: UInt64 = 0
     /// Frames merged into those writes.
     public var coalescedFrames: UInt64 = 0
+    /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
+    public var udpGSOSends: UInt64 = 0
+    /// VXLAN datagrams in those sends.
+    public var udpGSODatagrams: UInt64 = 0
+    /// GRO reads (several VXLAN datagrams in one frame) received from the UDP tunnel socket.
+    public var groFramesReceived: UInt64 = 0
+    /// Datagrams in those reads.
+    public var groDatagrams: UInt64 = 0
 
     public init() {}
 }
@@ -877,6 +1139,28 @@ private struct DeferredTransmit {
     var item: Int  // index into the worker's `classified`
     var target: PortHandle  // the TAP
     var pending: Bool  // not sent yet
+}
+
+/// Where a VXLAN datagram goes through a UDP sender, and what its VXLAN header says.
+private struct VXLANRoute: Equatable {
+    var target: PortHandle  // the UDP sender socket picked by the flow hash
+    var remote: IPv4Address  // the peer's underlay address
+    var port: UInt16  // the peer's VXLAN UDP port
+    var vni: VNI  // the VNI in the VXLAN header
+    var flowHash: UInt32  // the inner flow's hash (frames of one pack share it)
+    var outerLength: Int  // outer header bytes on the wire (IPv4 + UDP + VXLAN), for the counters
+}
+
+/// A plain-frame UDP GSO send being built at the end of the TxBatch (see the worker's file comment).
+private struct VXLANPack {
+    var route: VXLANRoute  // every piece's route
+    var entry: Int  // its index in the TxBatch; packing goes on only while it is the last entry
+    var first: (buffer: BufferID, offset: UInt32, length: UInt32)  // the first frame, sent alone until a second comes
+    var pieceLength: Int  // VXLAN + frame bytes of each piece: the GSO segment size
+    var count: Int  // pieces so far
+    var used: Int  // bytes of `buffer` used (0 while `buffer` is nil)
+    var buffer: BufferID?  // the large buffer, once a second frame came
+    var closed: Bool  // a shorter piece was added: it must stay the last
 }
 
 /// What the virtio-net header in front of a frame from a virtio TAP says.

@@ -390,7 +390,13 @@ struct DomainSet: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral {
 
     @inlinable
     func contains(_ domain: BridgeDomain) -> Bool {
-        for value in values where value == domain.rawValue { return true }
+        // Indexed, not `for value in values`: an unspecialized (debug) array iterator allocates per call, and this
+        // runs per frame (learning, decisions); OffloadAllocationTests under heaptrack counts it.
+        var index = 0
+        while index < values.count {
+            if values[index] == domain.rawValue { return true }
+            index += 1
+        }
         return false
     }
 

@@ -41,14 +41,22 @@ public struct ReceivedFrame: Sendable {
     public var length: UInt32
     /// The underlay sender for tunnel sockets; `.any` for TAP ports.
     public var remote: IPv4Address
+    /// For a UDP tunnel socket with UDP_GRO: the size of every datagram the kernel merged into this read but the
+    /// last (which may be shorter), so the data is `ceil(length / segmentSize)` datagrams back to back. 0: the
+    /// data is one datagram (or not a datagram at all).
+    public var segmentSize: UInt32
 
     @inlinable
-    public init(source: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32, remote: IPv4Address) {
+    public init(
+        source: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32, remote: IPv4Address,
+        segmentSize: UInt32 = 0
+    ) {
         self.source = source
         self.buffer = buffer
         self.offset = offset
         self.length = length
         self.remote = remote
+        self.segmentSize = segmentSize
     }
 }
 
@@ -85,11 +93,22 @@ public struct RxBatch {
 
 /// One frame to send: an optional header of up to `TxBatch.maxHeaderLength` bytes, held in the batch itself,
 /// followed by `length` bytes of a pool buffer. Engines send the two pieces with one scatter-gather write.
+///
+/// For a `.udpSender` the two pieces are the UDP payload, and with `segmentSize` > 0 the entry is a UDP GSO send:
+/// the kernel cuts header + payload into datagrams of `segmentSize` bytes (the last may be shorter), all to
+/// `remote:remotePort` from the same socket, in one system call.
 public struct FrameTransmit: Sendable {
+    /// The most datagrams one GSO send may make (the kernel's UDP_MAX_SEGMENTS: 64 before Linux 6.9, 128 since).
+    public static let maximumSegments = 64
+
     /// The TAP or sender to write to.
     public var target: PortHandle
     /// Underlay destination for tunnel sends (the kernel routes by it); ignored for TAP ports.
     public var remote: IPv4Address
+    /// UDP destination port for `.udpSender` targets; ignored otherwise.
+    public var remotePort: UInt16
+    /// Bytes of each datagram of a UDP GSO send (UDP_SEGMENT, gso_size); 0: one datagram. `.udpSender` only.
+    public var segmentSize: UInt16
     /// Bytes of header in this entry's slot of the batch's header area (0 = none).
     public var headerLength: UInt8
     /// The payload buffer.
@@ -100,13 +119,26 @@ public struct FrameTransmit: Sendable {
     public var length: UInt32
 
     @inlinable
-    public init(target: PortHandle, remote: IPv4Address, headerLength: UInt8, buffer: BufferID, offset: UInt32, length: UInt32) {
+    public init(
+        target: PortHandle, remote: IPv4Address, remotePort: UInt16 = 0, segmentSize: UInt16 = 0, headerLength: UInt8,
+        buffer: BufferID, offset: UInt32, length: UInt32
+    ) {
         self.target = target
         self.remote = remote
+        self.remotePort = remotePort
+        self.segmentSize = segmentSize
         self.headerLength = headerLength
         self.buffer = buffer
         self.offset = offset
         self.length = length
+    }
+
+    /// Datagrams this entry becomes on the wire: 1, or for a GSO send `ceil((header + payload) / segmentSize)`.
+    @inlinable
+    public var datagramCount: Int {
+        guard segmentSize > 0 else { return 1 }
+        let total = Int(headerLength) + Int(length)
+        return max(1, (total + Int(segmentSize) - 1) / Int(segmentSize))
     }
 }
 
@@ -146,6 +178,7 @@ public final class TxBatch {
     public func append(
         target: PortHandle,
         remote: IPv4Address,
+        remotePort: UInt16 = 0,
         buffer: BufferID,
         offset: UInt32,
         length: UInt32,
@@ -156,9 +189,32 @@ public final class TxBatch {
         let written = unsafe writeHeader(slot)
         precondition(written >= 0 && written <= Self.maxHeaderLength, "header longer than its slot")
         storage.append(
-            FrameTransmit(target: target, remote: remote, headerLength: UInt8(written), buffer: buffer,
-                          offset: offset, length: length))
+            FrameTransmit(target: target, remote: remote, remotePort: remotePort, headerLength: UInt8(written),
+                          buffer: buffer, offset: offset, length: length))
         return true
+    }
+
+    /// Adds a UDP GSO send: `length` bytes of `buffer` (no header slot), cut by the kernel into datagrams of
+    /// `segmentSize` bytes to `remote:remotePort`.
+    /// - Returns: false (and adds nothing) when the batch is full.
+    @inlinable
+    @discardableResult
+    public func appendSegmented(
+        target: PortHandle, remote: IPv4Address, remotePort: UInt16, buffer: BufferID, offset: UInt32, length: UInt32,
+        segmentSize: UInt16
+    ) -> Bool {
+        guard storage.count < capacity else { return false }
+        storage.append(
+            FrameTransmit(target: target, remote: remote, remotePort: remotePort, segmentSize: segmentSize,
+                          headerLength: 0, buffer: buffer, offset: offset, length: length))
+        return true
+    }
+
+    /// Replaces the last entry (a worker growing a GSO send it has just added). Traps on an empty batch.
+    @inlinable
+    public func replaceLast(_ frame: FrameTransmit) {
+        precondition(!storage.isEmpty, "replaceLast on an empty TxBatch")
+        storage[storage.count - 1] = frame
     }
 
     /// Adds a frame with no header.

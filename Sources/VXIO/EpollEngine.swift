@@ -7,7 +7,8 @@
 //      so one busy port cannot starve the others within a call, and room a quiet port leaves is handed on.
 //      TAPs are read with read(2) one frame at a time until EAGAIN or the share is used; sockets with
 //      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's sockaddr_in and the
-//      SO_RXQ_OVFL control message.
+//      SO_RXQ_OVFL and UDP_GRO control messages. A UDP tunnel socket is read into large buffers when the pool
+//      has them: with UDP_GRO one read carries up to 64 KiB of datagrams (`ReceivedFrame.segmentSize`).
 //   4. Every frame lands in a pool buffer at `pool.headroom`: a standard buffer, or for a TAP with a virtio
 //      header a large one, read at `headroom - 12` so the header comes first and the Ethernet frame still starts
 //      at `headroom` (a TSO read carries up to 64 KiB). If the pool runs dry, reading stops for this call,
@@ -16,8 +17,10 @@
 // Transmit flow, one `transmit` call, in batch order:
 //   - TAP: writev(header slot, payload), one frame per call (the TAP has no batch write). For a TAP with a
 //     virtio header, the worker puts it at the start of the header slot or of the payload.
-//   - raw IPv4 sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls of up to
-//     `maxBatch` messages, each message two iovecs (header slot + payload) and its own sockaddr_in.
+//   - raw IPv4 sender, UDP sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls
+//     of up to `maxBatch` messages, each message two iovecs (header slot + payload) and its own sockaddr_in; a
+//     UDP sender's entry with a segment size also carries a UDP_SEGMENT cmsg, so one message is a GSO send of
+//     many datagrams.
 //   - Per-frame failures are counted in the TransmitReport, never thrown (STYLE §8).
 //
 // Why level-triggered: a port that still has frames when its fair share is used up must be served again on
@@ -221,7 +224,7 @@ public final class EpollEngine: PacketEngine {
             generations.append(0)
         }
         let handle = PortHandle(raw: UInt32(generations[slot]) << 16 | UInt32(slot))
-        let receives = kind != .rawIPv4Sender
+        let receives = !kind.isSendOnly
         if receives {
             do {
                 try Self.epollAdd(epollFD, fd: fd, token: UInt64(handle.raw))
@@ -362,9 +365,12 @@ public final class EpollEngine: PacketEngine {
             switch port.kind {
             case .tap(let virtio):
                 exhausted = readTAP(slot: slot, fd: port.fd, handle: handle, virtio: virtio, share: share, into: &batch)
-            case .udpTunnel, .rawGRE:
-                exhausted = readDatagrams(slot: slot, fd: port.fd, handle: handle, share: share, into: &batch)
-            case .rawIPv4Sender:
+            case .udpTunnel:
+                exhausted = readDatagrams(
+                    slot: slot, fd: port.fd, handle: handle, large: pool.largeCount > 0, share: share, into: &batch)
+            case .rawGRE:
+                exhausted = readDatagrams(slot: slot, fd: port.fd, handle: handle, large: false, share: share, into: &batch)
+            case .rawIPv4Sender, .udpSender:
                 exhausted = false
             }
             if exhausted {
@@ -417,18 +423,19 @@ public final class EpollEngine: PacketEngine {
         return false
     }
 
-    /// Reads up to `share` datagrams from a tunnel socket with recvmmsg. - Returns: true when the pool ran dry.
-    private func readDatagrams(slot: Int, fd: Int32, handle: PortHandle, share: Int, into batch: inout RxBatch)
-        -> Bool
-    {
-        let capacity = pool.bufferSize - pool.headroom
+    /// Reads up to `share` datagrams (or GRO reads) from a tunnel socket with recvmmsg, into large buffers when
+    /// `large`. - Returns: true when the pool ran dry.
+    private func readDatagrams(
+        slot: Int, fd: Int32, handle: PortHandle, large: Bool, share: Int, into batch: inout RxBatch
+    ) -> Bool {
+        let capacity = (large ? pool.largeBufferSize : pool.bufferSize) - pool.headroom
         var taken = 0
         while taken < share {
             let want = min(share - taken, vectors.capacity)
             var prepared = 0
             var exhausted = false
             while prepared < want {
-                guard let buffer = takeBuffer() else {
+                guard let buffer = takeBuffer(large: large) else {
                     exhausted = true
                     break
                 }
@@ -466,9 +473,11 @@ public final class EpollEngine: PacketEngine {
                     statistics.truncated &+= 1
                     continue
                 }
+                let segmentSize = unsafe cvx_cmsg_udp_gro(vectors.header(index))
+                let length = unsafe message.msg_len
                 batch.append(
-                    ReceivedFrame(source: handle, buffer: buffer, offset: UInt32(pool.headroom),
-                                  length: unsafe message.msg_len, remote: vectors.sender(index)))
+                    ReceivedFrame(source: handle, buffer: buffer, offset: UInt32(pool.headroom), length: length,
+                                  remote: vectors.sender(index), segmentSize: segmentSize < length ? segmentSize : 0))
                 taken += 1
             }
             for index in received..<prepared { giveBack(vectors.buffers[index]) }
@@ -511,10 +520,10 @@ public final class EpollEngine: PacketEngine {
                     unsafe writeTAP(fd: port.fd, frame: frame, header: batch.headerSlot(index), into: &report)
                 }
                 index += 1
-            case .rawIPv4Sender:
+            case .rawIPv4Sender, .udpSender:
                 var end = index + 1
                 while end < frames.count, end - index < vectors.capacity, frames[end].target == frame.target { end += 1 }
-                sendRun(fd: port.fd, batch: batch, range: index..<end, into: &report)
+                sendRun(fd: port.fd, udp: port.kind == .udpSender, batch: batch, range: index..<end, into: &report)
                 index = end
             case .udpTunnel, .rawGRE:
                 report.droppedError += 1  // receive-only kinds: nothing sends through them
@@ -548,8 +557,9 @@ public final class EpollEngine: PacketEngine {
         }
     }
 
-    /// Sends `range` of `batch` (all for one raw sender) with as few sendmmsg calls as the kernel allows.
-    private func sendRun(fd: Int32, batch: TxBatch, range: Range<Int>, into report: inout TransmitReport) {
+    /// Sends `range` of `batch` (all for one sender) with as few sendmmsg calls as the kernel allows. Counts
+    /// datagrams: a GSO message that fails drops all of its datagrams.
+    private func sendRun(fd: Int32, udp: Bool, batch: TxBatch, range: Range<Int>, into report: inout TransmitReport) {
         let frames = batch.frames
         for (message, index) in range.enumerated() {
             let frame = frames[index]
@@ -557,7 +567,14 @@ public final class EpollEngine: PacketEngine {
             let payload = unsafe pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
             unsafe vectors.prepareSend(
                 message, header: header.baseAddress!, headerLength: Int(frame.headerLength),
-                payload: payload.baseAddress!, payloadLength: payload.count, to: frame.remote)
+                payload: payload.baseAddress!, payloadLength: payload.count, to: frame.remote,
+                port: udp ? frame.remotePort : 0, segmentSize: udp ? frame.segmentSize : 0)
+        }
+        /// Datagrams of messages `from ..< to` of the run.
+        func datagrams(_ from: Int, _ to: Int) -> Int {
+            var total = 0
+            for message in from..<to { total += frames[range.lowerBound + message].datagramCount }
+            return total
         }
         var next = 0
         let total = range.count
@@ -568,20 +585,21 @@ public final class EpollEngine: PacketEngine {
                 }) {
                 case .processed(let sent):
                     if sent == 0 {  // not documented to happen; drop one so the loop ends
-                        report.droppedError += 1
+                        report.droppedError += datagrams(next, next + 1)
                         next += 1
                     } else {
-                        report.sent += sent
+                        report.sent += datagrams(next, next + sent)
                         next += sent
                     }
                 case .wouldBlock:
                     // The send buffer is full: retrying message by message would cost one failing syscall per
                     // message exactly when the machine is overloaded. Drop the rest of the run.
-                    report.count(errno: EAGAIN, frames: total - next)
+                    report.count(errno: EAGAIN, frames: datagrams(next, total))
                     next = total
                 }
             } catch {
-                report.count(errno: error.rawValue)  // sendmmsg fails only for the first message of the call
+                // sendmmsg fails only for the first message of the call
+                report.count(errno: error.rawValue, frames: datagrams(next, next + 1))
                 next += 1
             }
         }
@@ -599,7 +617,7 @@ public final class EpollEngine: PacketEngine {
 }
 
 /// The recvmmsg/sendmmsg vectors of one engine: `capacity` mmsghdrs, two iovecs, one sockaddr_in and one
-/// control buffer each, allocated together in init and freed together in deinit (STYLE §7; swift-nio's
+/// control buffer (`CVX_TUNNEL_CONTROL_SPACE`: room for SO_RXQ_OVFL + UDP_GRO, or UDP_SEGMENT) each, allocated together in init and freed together in deinit (STYLE §7; swift-nio's
 /// DatagramVectorReadManager). Message i always points at iovecs 2i...2i+1, sockaddr i and control slot i;
 /// those pointers are set once and stay valid until deinit.
 @safe
@@ -617,7 +635,7 @@ final class DatagramVectors {
         unsafe messages = .allocate(capacity: capacity)
         unsafe iovecs = .allocate(capacity: capacity * 2)
         unsafe addresses = .allocate(capacity: capacity)
-        unsafe control = .allocate(byteCount: capacity * Int(CVX_RXQ_OVFL_CONTROL_SPACE), alignment: 8)
+        unsafe control = .allocate(byteCount: capacity * Int(CVX_TUNNEL_CONTROL_SPACE), alignment: 8)
         buffers = Array(repeating: BufferID(0), count: capacity)
         for index in 0..<capacity {
             unsafe (messages + index).initialize(to: cvx_mmsghdr())
@@ -642,25 +660,32 @@ final class DatagramVectors {
         unsafe iovecs[2 * index] = iovec(iov_base: start, iov_len: bytes)
         unsafe messages[index].msg_hdr.msg_iovlen = 1
         unsafe messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        unsafe messages[index].msg_hdr.msg_control = control + index * Int(CVX_RXQ_OVFL_CONTROL_SPACE)
-        unsafe messages[index].msg_hdr.msg_controllen = Int(CVX_RXQ_OVFL_CONTROL_SPACE)
+        unsafe messages[index].msg_hdr.msg_control = control + index * Int(CVX_TUNNEL_CONTROL_SPACE)
+        unsafe messages[index].msg_hdr.msg_controllen = Int(CVX_TUNNEL_CONTROL_SPACE)
         unsafe messages[index].msg_hdr.msg_flags = 0
         unsafe messages[index].msg_len = 0
     }
 
-    /// Points message `index` at header + payload, addressed to `remote`.
+    /// Points message `index` at header + payload, addressed to `remote:port`, with a UDP_SEGMENT cmsg when
+    /// `segmentSize` > 0.
     @unsafe
     func prepareSend(
         _ index: Int, header: UnsafeMutableRawPointer, headerLength: Int, payload: UnsafeMutableRawPointer,
-        payloadLength: Int, to remote: IPv4Address
+        payloadLength: Int, to remote: IPv4Address, port: UInt16 = 0, segmentSize: UInt16 = 0
     ) {
         unsafe iovecs[2 * index] = iovec(iov_base: header, iov_len: headerLength)
         unsafe iovecs[2 * index + 1] = iovec(iov_base: payload, iov_len: payloadLength)
-        unsafe addresses[index] = SocketAddressIPv4.make(remote, port: 0)
+        unsafe addresses[index] = SocketAddressIPv4.make(remote, port: port)
         unsafe messages[index].msg_hdr.msg_iovlen = 2
         unsafe messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        unsafe messages[index].msg_hdr.msg_control = nil
-        unsafe messages[index].msg_hdr.msg_controllen = 0
+        if segmentSize > 0 {
+            let slot = unsafe control + index * Int(CVX_TUNNEL_CONTROL_SPACE)
+            unsafe messages[index].msg_hdr.msg_control = slot
+            unsafe messages[index].msg_hdr.msg_controllen = Int(unsafe cvx_cmsg_put_udp_segment(slot, segmentSize))
+        } else {
+            unsafe messages[index].msg_hdr.msg_control = nil
+            unsafe messages[index].msg_hdr.msg_controllen = 0
+        }
         unsafe messages[index].msg_hdr.msg_flags = 0
         unsafe messages[index].msg_len = 0
     }

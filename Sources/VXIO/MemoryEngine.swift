@@ -10,7 +10,9 @@
 // bytes being header + frame, as EpollEngine and URingEngine read them) and the worker must `release` it
 // (double release traps, `buffersOutstanding` shows leaks); when the pool is empty frames stay queued and
 // `receive` returns at once; transmits to unknown handles or to receive-only kinds are counted as dropped,
-// exactly as EpollEngine counts them.
+// exactly as EpollEngine counts them. A UDP GSO send to a `.udpSender` is logged as the datagrams the kernel would
+// cut it into, and a GRO read is injected with its segment size (into a large buffer), so worker tests see both
+// sides of UDP segmentation offload.
 //
 // Locking: everything other threads touch (the injected queue, the transmit log, the registered ports, the
 // woken flag) is in one `Mutex<State>` inside `MemoryWire`, the Sendable half handed to tests. `receive`
@@ -33,13 +35,22 @@ public struct TransmittedFrame: Sendable, Equatable {
     public var bytes: [UInt8]
     /// `FrameTransmit.remote` (the underlay destination for senders, `.any` for TAPs).
     public var remote: IPv4Address
+    /// `FrameTransmit.remotePort` for a `.udpSender`, 0 otherwise.
+    public var remotePort: UInt16
+    /// For a `.udpSender`: which GSO send this datagram was cut from (numbered per engine from 1), and 0 for a
+    /// datagram sent on its own; lets tests check that datagrams left in one send.
+    public var send: Int
 
     /// - Parameters:
     ///   - bytes: header + payload.
     ///   - remote: the underlay destination.
-    public init(bytes: [UInt8], remote: IPv4Address) {
+    ///   - remotePort: the UDP destination port (`.udpSender` only).
+    ///   - send: the GSO send it came from (0: none).
+    public init(bytes: [UInt8], remote: IPv4Address, remotePort: UInt16 = 0, send: Int = 0) {
         self.bytes = bytes
         self.remote = remote
+        self.remotePort = remotePort
+        self.send = send
     }
 }
 
@@ -50,6 +61,7 @@ public final class MemoryWire: EngineWaker {
         var handle: PortHandle  // the port it arrives on
         var bytes: [UInt8]  // the frame
         var remote: IPv4Address  // reported as ReceivedFrame.remote
+        var segmentSize: UInt32  // reported as ReceivedFrame.segmentSize (a GRO read)
     }
 
     struct State {
@@ -71,12 +83,16 @@ public final class MemoryWire: EngineWaker {
     ///   - bytes: the frame (or datagram payload, for tunnel kinds).
     ///   - handle: a registered port.
     ///   - remote: the underlay sender to report.
+    ///   - segmentSize: for a UDP tunnel port, the GRO segment size: `bytes` are datagrams of that size back to
+    ///     back (the last may be shorter), received as one frame in a large buffer. 0: one datagram.
     /// - Returns: false (and queues nothing) when `handle` is not registered.
     @discardableResult
-    public func inject(_ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any) -> Bool {
+    public func inject(
+        _ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0
+    ) -> Bool {
         let queued = state.withLock { state -> Bool in
             guard state.ports[handle] != nil else { return false }
-            state.queue.append(Injected(handle: handle, bytes: bytes, remote: remote))
+            state.queue.append(Injected(handle: handle, bytes: bytes, remote: remote, segmentSize: segmentSize))
             return true
         }
         if queued { signal.signal() }
@@ -121,6 +137,8 @@ public final class MemoryEngine: PacketEngine {
     public private(set) var poolExhausted = 0
 
     private var nextHandle: UInt32 = 1
+    /// Number of the last GSO send logged (`TransmittedFrame.send`).
+    private var gsoSends = 0
     private var ledger: BufferLedger
 
     /// - Parameter pool: the buffers received frames are copied into.
@@ -158,8 +176,10 @@ public final class MemoryEngine: PacketEngine {
 
     /// Queues a frame as if received; see `MemoryWire.inject`.
     @discardableResult
-    public func inject(_ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any) -> Bool {
-        waker.inject(bytes, into: handle, remote: remote)
+    public func inject(
+        _ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0
+    ) -> Bool {
+        waker.inject(bytes, into: handle, remote: remote, segmentSize: segmentSize)
     }
 
     /// Removes and returns what was transmitted to `handle`; see `MemoryWire.drainTransmitted`.
@@ -182,11 +202,12 @@ public final class MemoryEngine: PacketEngine {
             let (frames, woken, starved) = waker.state.withLock {
                 state -> ([(MemoryWire.Injected, Bool)], Bool, Bool) in
                 // In order, while the next frame's buffer size has a free buffer: a TAP with a virtio header reads
-                // into large buffers, every other port into standard ones (as the real engines do).
+                // into large buffers, every other port into standard ones (as the real engines do), but a GRO read.
                 var count = 0
                 var virtio: [Bool] = []
                 while count < min(room, state.queue.count) {
                     let large = state.ports[state.queue[count].handle]?.hasVirtioHeader ?? false
+                        || state.queue[count].segmentSize > 0
                     if large {
                         guard largeFree > 0 else { break }
                         largeFree -= 1
@@ -204,14 +225,15 @@ public final class MemoryEngine: PacketEngine {
                 return (taken, woken, count == 0 && !state.queue.isEmpty)
             }
             var appended = 0
-            for (frame, virtio) in frames {
+            for (frame, large) in frames {
                 // A virtio TAP's frame starts with its header, read 12 bytes before the headroom.
+                let virtio = large && frame.segmentSize == 0
                 let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
-                guard frame.bytes.count <= (virtio ? pool.largeBufferSize : pool.bufferSize) - offset else {
+                guard frame.bytes.count <= (large ? pool.largeBufferSize : pool.bufferSize) - offset else {
                     droppedOversize += 1
                     continue
                 }
-                guard let buffer = virtio ? pool.takeLarge() : pool.take() else {
+                guard let buffer = large ? pool.takeLarge() : pool.take() else {
                     preconditionFailure("pool.available lied")
                 }
                 ledger.handOut(buffer)
@@ -219,7 +241,8 @@ public final class MemoryEngine: PacketEngine {
                 unsafe target.copyBytes(from: frame.bytes)
                 batch.append(
                     ReceivedFrame(source: frame.handle, buffer: buffer, offset: UInt32(offset),
-                                  length: UInt32(frame.bytes.count), remote: frame.remote))
+                                  length: UInt32(frame.bytes.count), remote: frame.remote,
+                                  segmentSize: frame.segmentSize))
                 appended += 1
             }
             if woken { return .woken(frames: appended) }
@@ -254,6 +277,29 @@ public final class MemoryEngine: PacketEngine {
             case .udpTunnel?, .rawGRE?:
                 report.droppedError += 1
                 report.lastErrno = EOPNOTSUPP
+            case .udpSender?:
+                // What the kernel would put on the wire: header + payload cut into segmentSize-byte datagrams.
+                var bytes = [UInt8]()
+                let header = unsafe batch.headerSlot(index)
+                unsafe bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: header[0..<Int(frame.headerLength)]))
+                let payload = unsafe pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
+                unsafe bytes.append(contentsOf: payload)
+                let size = frame.segmentSize > 0 ? Int(frame.segmentSize) : max(bytes.count, 1)
+                var send = 0
+                if frame.segmentSize > 0 {
+                    gsoSends += 1
+                    send = gsoSends
+                }
+                var start = 0
+                repeat {
+                    let end = min(start + size, bytes.count)
+                    records.append(
+                        (frame.target,
+                         TransmittedFrame(bytes: Array(bytes[start..<end]), remote: frame.remote,
+                                          remotePort: frame.remotePort, send: send)))
+                    report.sent += 1
+                    start = end
+                } while start < bytes.count
             case .tap?, .rawIPv4Sender?:
                 var bytes = [UInt8]()
                 bytes.reserveCapacity(Int(frame.headerLength) + Int(frame.length))

@@ -5,8 +5,9 @@
 //   - `standardCount` standard buffers of `bufferSize` (2 KiB): tunnel datagrams, TAPs without offloads, and
 //     the frames a worker builds itself (TSO segments);
 //   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 128): reads from TAPs with IFF_VNET_HDR and TSO,
-//     which hand over up to 64 KiB of one TCP flow at a time, and the worker's coalescing scratch.
-// Large buffers are few (64 in the daemon: 4 MiB, against 8 MiB for 4096 standard ones), so a TSO read never
+//     which hand over up to 64 KiB of one TCP flow at a time, GRO reads from the VXLAN UDP socket (up to 64
+//     datagrams at once), the worker's coalescing scratch and its UDP GSO sends.
+// Large buffers are few (192 in the daemon: 12 MiB, against 8 MiB for 4096 standard ones), so a TSO read never
 // truncates and a standard-size frame never pins 64 KiB. Pages are touched only as frames are written, so the
 // resident size follows the traffic, not the block.
 //
@@ -50,9 +51,11 @@ public final class PacketBufferPool {
     /// is off unless an administrator raises gso_max_size) = 65,565 bytes; read at `headroom - 12` it ends at
     /// 65,617. 64 KiB + 128 is the next multiple of 64 with room to spare.
     public static let defaultLargeBufferSize = 65_536 + 128
-    /// Large buffers in the daemon's pool: a receive batch (64) can be all TAP reads, plus the worker's coalescing
-    /// scratch. 65 × 64 KiB ≈ 4.2 MiB.
-    public static let defaultLargeCount = 65
+    /// Large buffers in the daemon's pool: a receive batch (64) can be all TAP reads or all GRO reads from the UDP
+    /// tunnel socket, with as many more waiting in io_uring's buffer ring, plus the worker's coalescing scratch
+    /// and its UDP GSO send buffers (DataplaneWorker.scratchBufferReserve: 33). 192 × 64 KiB = 12 MiB of address
+    /// space; pages are touched only as traffic fills them.
+    public static let defaultLargeCount = 192
 
     /// Bytes per standard buffer, headroom included.
     public let bufferSize: Int

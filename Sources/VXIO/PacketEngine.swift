@@ -35,8 +35,13 @@ public enum PortKind: Sendable, Equatable {
     /// A raw IPPROTO_GRE socket: each datagram starts with the outer IPv4 header. Receive only.
     case rawGRE
     /// A raw IPPROTO_RAW socket (IP_HDRINCL): sends take a complete outer IPv4 header in front of the frame
-    /// and go to `FrameTransmit.remote`. Send only.
+    /// and go to `FrameTransmit.remote`. Send only. GRE leaves through it (raw sockets have no GSO).
     case rawIPv4Sender
+    /// A UDP socket bound to the local underlay address and a kernel-chosen port, for sending VXLAN: each send
+    /// is a UDP payload (VXLAN header + inner frame) to `FrameTransmit.remote:remotePort`, and with
+    /// `FrameTransmit.segmentSize` > 0 a UDP GSO send (sendmsg with a UDP_SEGMENT cmsg) of many datagrams at once.
+    /// The kernel builds the outer IPv4 and UDP headers; the socket's port is the UDP source port. Send only.
+    case udpSender
 }
 
 extension PortKind {
@@ -49,6 +54,12 @@ extension PortKind {
     public var hasVirtioHeader: Bool {
         if case .tap(virtioHeader: true) = self { return true }
         return false
+    }
+
+    /// True for the kinds nothing is read from (`.rawIPv4Sender`, `.udpSender`).
+    @inlinable
+    public var isSendOnly: Bool {
+        self == .rawIPv4Sender || self == .udpSender
     }
 }
 

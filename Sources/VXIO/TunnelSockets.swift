@@ -1,7 +1,14 @@
 // Underlay sockets: where tunnel traffic enters and leaves the switch.
 //
 //   UDP (VXLAN)   bound to local IPv4:4789, receive only: each datagram is VXLAN header + inner frame; the
-//                 engine reports the sender's address as `ReceivedFrame.remote`.
+//                 engine reports the sender's address as `ReceivedFrame.remote`. With UDP_GRO on, the kernel
+//                 hands over a run of same-flow, same-size datagrams as one read of up to 64 KiB, with their
+//                 size in a cmsg (`ReceivedFrame.segmentSize`), so engines read it into large buffers.
+//   UDP senders   bound to local IPv4 and a kernel-chosen port, send only: VXLAN leaves through a small pool of
+//                 them, picked by the inner flow hash, so the UDP source port still follows the flow (RFC 7348
+//                 §5) while every send can be a UDP GSO send (UDP_SEGMENT) of up to 64 datagrams. DF clear
+//                 (IP_PMTUDISC_DONT) and TTL 64, like the raw sender's header; the UDP checksum stays on
+//                 (the kernel refuses UDP_SEGMENT with SO_NO_CHECK; veth and most NICs offload it).
 //   raw GRE       socket(AF_INET, SOCK_RAW, IPPROTO_GRE), receive only: each datagram starts with the outer
 //                 IPv4 header (raw IPv4 sockets always deliver it), then GRE.
 //   raw sender    socket(AF_INET, SOCK_RAW, IPPROTO_RAW), send only: IP_HDRINCL is implied, so every send
@@ -57,6 +64,9 @@ public struct TunnelSocket: ~Copyable, Sendable {
 public enum TunnelSockets {
     /// The IANA VXLAN port (RFC 7348 §5).
     public static let vxlanPort: UInt16 = 4789
+    /// UDP sender sockets the daemon opens: 8 source ports spread flows over 8 underlay paths (ECMP hashes
+    /// rarely have more), and each is one more descriptor only.
+    public static let defaultUDPSenderCount = 8
     /// Socket buffer size asked for by default: 4 MiB holds ~2,700 full-size datagrams, enough to ride out a
     /// worker stall of a few milliseconds at 10 Gbit/s.
     public static let defaultBufferBytes = 4 << 20
@@ -69,16 +79,20 @@ public enum TunnelSockets {
     ///   - reusePort: set SO_REUSEPORT before binding, so one socket per worker can bind the same address and port
     ///     and the kernel spreads datagrams over them by a hash of the 4-tuple (one flow stays on one socket).
     ///     Every socket of the group must set it, and all must belong to the same user.
+    ///   - gro: turn UDP_GRO on (reads of up to 64 KiB carrying many datagrams; engines read such sockets into
+    ///     large buffers when the pool has them).
     /// - Returns: the socket, with SO_RXQ_OVFL on.
     /// - Throws: `IOError` naming the failed step (EADDRINUSE when the port is taken).
     public static func openUDP(
-        local: IPv4Address, port: UInt16 = vxlanPort, bufferBytes: Int = defaultBufferBytes, reusePort: Bool = false
+        local: IPv4Address, port: UInt16 = vxlanPort, bufferBytes: Int = defaultBufferBytes, reusePort: Bool = false,
+        gro: Bool = true
     ) throws(IOError) -> TunnelSocket {
         let fd = try openSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP")
         do {
             try enlargeBuffers(fd, bytes: bufferBytes)
             try setOption(fd, SOL_SOCKET, CVX_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
             if reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)") }
+            if gro { try setOption(fd, CVX_SOL_UDP, CVX_UDP_GRO, 1, "setsockopt(UDP_GRO)") }
             try bindSocket(fd, local, port)
             let bound = try boundAddress(fd)
             return TunnelSocket(
@@ -123,6 +137,33 @@ public enum TunnelSockets {
             try enlargeBuffers(fd, bytes: bufferBytes)
             return TunnelSocket(
                 fd: fd, kind: .rawIPv4Sender, localAddress: .any, localPort: 0,
+                receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    /// Opens a non-blocking UDP socket for sending VXLAN, bound to `local` and a port the kernel picks.
+    /// - Parameters:
+    ///   - local: the underlay address datagrams leave from (`.any`: the route's source address).
+    ///   - bufferBytes: send buffer size to ask for (a GSO send of 64 KiB needs room for it at once).
+    /// - Returns: the socket (kind `.udpSender`); `localPort` is its UDP source port.
+    /// - Throws: `IOError` naming the failed step.
+    public static func openUDPSender(local: IPv4Address, bufferBytes: Int = defaultBufferBytes) throws(IOError)
+        -> TunnelSocket
+    {
+        let fd = try openSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP sender")
+        do {
+            try enlargeBuffers(fd, bytes: bufferBytes)
+            // DF clear and TTL 64, as EncapTemplate writes them for the raw sender: the inner MTU keeps outer
+            // packets within the underlay, and if it does not, fragments beat silent loss.
+            try setOption(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, CVX_IP_PMTUDISC_DONT, "setsockopt(IP_MTU_DISCOVER)")
+            try setOption(fd, Int32(IPPROTO_IP), IP_TTL, Int32(EncapTemplate.timeToLive), "setsockopt(IP_TTL)")
+            try bindSocket(fd, local, 0)
+            let bound = try boundAddress(fd)
+            return TunnelSocket(
+                fd: fd, kind: .udpSender, localAddress: bound.address, localPort: bound.port,
                 receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
         } catch {
             closeDescriptor(fd)

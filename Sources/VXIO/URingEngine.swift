@@ -9,6 +9,8 @@
 //      `headroom`). A buffer's ID in either ring is its pool index, so a CQE names the `BufferID` directly.
 //   2. `register` arms one receive per port: multishot recvmsg (tunnel sockets), multishot read (TAP, Linux
 //      6.7+) or a single-shot read re-armed after every frame (TAP, older kernels). user_data = tag + handle.
+//      The UDP tunnel socket takes its buffers from the large group when there is one (with UDP_GRO one read
+//      carries up to 64 KiB of datagrams) and asks for control data, to learn the GRO segment size.
 //   3. `receive` publishes released buffers, re-arms ended requests, submits and waits once, then harvests
 //      up to the batch's room in CQE batches; each CQE with IORING_CQE_F_BUFFER names the pool buffer filled.
 //   4. `release` puts the buffer back into the buffer ring (published at the next receive or transmit).
@@ -16,7 +18,9 @@
 //   the port is then queued and re-armed once the buffer ring has buffers again.
 //
 // Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw IPv4 sender: sendmsg with
-// MSG_DONTWAIT to a sockaddr_in), one io_uring_submit per batch, then wait until every send has completed.
+// MSG_DONTWAIT to a sockaddr_in; UDP sender: the same to address and port, plus a UDP_SEGMENT cmsg for a GSO
+// send), one io_uring_submit per batch, then wait until every send has completed. The msghdr, iovecs, address
+// and cmsg of an entry live in per-slot arrays that stay untouched until its CQE.
 // Receive completions seen while waiting are stashed and handed out first by the next `receive`.
 //
 // Locking: none. The ring, the buffer ring, the port table and the stash belong to the one worker thread that
@@ -95,6 +99,8 @@ public final class URingEngine: PacketEngine {
     /// Template for multishot recvmsg: asks for a sockaddr_in name and no control data. One for all sockets;
     /// the kernel copies it when a request is issued.
     private let receiveMessage: UnsafeMutablePointer<msghdr>
+    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in name and room for the UDP_GRO cmsg.
+    private let tunnelReceiveMessage: UnsafeMutablePointer<msghdr>
 
     // MARK: Stash of receive completions harvested during transmit
 
@@ -120,6 +126,8 @@ public final class URingEngine: PacketEngine {
     private let transmitIOVecs: UnsafeMutablePointer<iovec>
     private let transmitMessages: UnsafeMutablePointer<msghdr>
     private let transmitAddresses: UnsafeMutablePointer<sockaddr_in>
+    /// One UDP_SEGMENT cmsg per slot (`CVX_UDP_SEGMENT_CONTROL_SPACE` bytes each).
+    private let transmitControl: UnsafeMutableRawPointer
     /// Sends submitted whose CQE has not been harvested yet.
     private var transmitPending = 0
     /// What the current `transmit` call has counted so far.
@@ -215,6 +223,11 @@ public final class URingEngine: PacketEngine {
         unsafe self.receiveMessage = .allocate(capacity: 1)
         unsafe receiveMessage.initialize(to: msghdr())
         unsafe receiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        unsafe self.tunnelReceiveMessage = .allocate(capacity: 1)
+        unsafe tunnelReceiveMessage.initialize(to: msghdr())
+        unsafe tunnelReceiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        // Only the length matters: with buffer select the kernel writes the cmsgs into the picked buffer.
+        unsafe tunnelReceiveMessage.pointee.msg_controllen = Int(CVX_UDP_SEGMENT_CONTROL_SPACE)
         unsafe self.wakeCounter = .allocate(capacity: 1)
         unsafe wakeCounter.initialize(to: 0)
         unsafe self.transmitIOVecs = .allocate(capacity: 2 * transmitCapacity)
@@ -223,6 +236,8 @@ public final class URingEngine: PacketEngine {
         unsafe transmitMessages.initialize(repeating: msghdr(), count: transmitCapacity)
         unsafe self.transmitAddresses = .allocate(capacity: transmitCapacity)
         unsafe transmitAddresses.initialize(repeating: sockaddr_in(), count: transmitCapacity)
+        unsafe self.transmitControl = .allocate(
+            byteCount: transmitCapacity * Int(CVX_UDP_SEGMENT_CONTROL_SPACE), alignment: 8)
         self.stash = Array(
             repeating: ReceivedFrame(source: PortHandle(raw: 0), buffer: BufferID(0), offset: 0, length: 0, remote: .any),
             count: pool.count)
@@ -253,6 +268,8 @@ public final class URingEngine: PacketEngine {
         unsafe ring.deallocate()
         unsafe cqeBatch.deallocate()
         unsafe receiveMessage.deallocate()
+        unsafe tunnelReceiveMessage.deallocate()
+        unsafe transmitControl.deallocate()
         unsafe wakeCounter.deallocate()
         unsafe transmitIOVecs.deallocate()
         unsafe transmitMessages.deallocate()
@@ -289,7 +306,7 @@ public final class URingEngine: PacketEngine {
         ports[Int(index)] = PortSlot(
             handle: handle, fd: fd, kind: kind, state: .active, inFlight: false, queuedForArm: false,
             multishot: multishotRead, failure: 0)
-        if kind != .rawIPv4Sender {
+        if !kind.isSendOnly {
             queueArm(index)
             armQueuedPorts()
         }
@@ -468,7 +485,12 @@ public final class URingEngine: PacketEngine {
 
     /// Buffers the kernel can pick for `kind`'s reads right now (published or about to be).
     private func buffersInRing(for kind: PortKind) -> Int {
-        kind.hasVirtioHeader ? largeBuffers?.inRing ?? 0 : standardBuffers.inRing
+        usesLargeBuffers(kind) ? largeBuffers?.inRing ?? 0 : standardBuffers.inRing
+    }
+
+    /// Virtio TAPs (TSO reads) and the UDP tunnel socket (GRO reads) read into large buffers when there are any.
+    private func usesLargeBuffers(_ kind: PortKind) -> Bool {
+        kind.hasVirtioHeader || (kind == .udpTunnel && largeBuffers != nil)
     }
 
     // MARK: Arming receives
@@ -497,7 +519,10 @@ public final class URingEngine: PacketEngine {
                 continue
             }
             switch slot.kind {
-            case .udpTunnel, .rawGRE:
+            case .udpTunnel:
+                let group = usesLargeBuffers(slot.kind) ? Self.largeBufferGroup : Self.bufferGroup
+                unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, tunnelReceiveMessage, group)
+            case .rawGRE:
                 unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, receiveMessage, Self.bufferGroup)
             case .tap(let virtio):
                 let buffers = virtio ? largeBuffers! : standardBuffers  // register refused virtio without large
@@ -506,7 +531,7 @@ public final class URingEngine: PacketEngine {
                 } else {
                     unsafe cvx_uring_prep_read_select(sqe, slot.fd, UInt32(buffers.length), buffers.group)
                 }
-            case .rawIPv4Sender:
+            case .rawIPv4Sender, .udpSender:
                 preconditionFailure("send-only ports are never armed")
             }
             unsafe io_uring_sqe_set_data64(sqe, UserData.receive(slot.handle))
@@ -577,9 +602,10 @@ public final class URingEngine: PacketEngine {
         switch UserData.tag(userData) {
         case UserData.sendTag:
             transmitPending -= 1
+            let datagrams = UserData.datagrams(userData)
             switch result {
-            case 0...: transmitReport.sent += 1
-            default: transmitReport.count(errno: -result)
+            case 0...: transmitReport.sent += datagrams
+            default: transmitReport.count(errno: -result, frames: datagrams)
             }
             return nil
         case UserData.wakeTag:
@@ -640,22 +666,27 @@ public final class URingEngine: PacketEngine {
     /// The frame a receive CQE delivered into `buffer`, or nil when it has to be dropped (truncated datagram).
     @unsafe
     private func makeFrame(port: PortSlot, handle: UInt32, buffer: BufferID, length: Int32) -> ReceivedFrame? {
-        let start = unsafe pool.unsafeAddress(of: buffer) + pool.headroom
         switch port.kind {
         case .udpTunnel, .rawGRE:
+            // Where the kernel wrote: the headroom in a standard buffer, 12 bytes before it in a large one.
+            let readOffset = pool.isLarge(buffer) ? largeBuffers?.addressOffset ?? pool.headroom : pool.headroom
+            let start = unsafe pool.unsafeAddress(of: buffer) + readOffset
             var payloadOffset: UInt32 = 0
             var payloadLength: UInt32 = 0
             var sender: UInt32 = 0
+            var segmentSize: UInt32 = 0
+            let message = unsafe port.kind == .udpTunnel ? tunnelReceiveMessage : receiveMessage
             let parsed = unsafe cvx_uring_recvmsg_parse(
-                start, length, receiveMessage, &payloadOffset, &payloadLength, &sender)
+                start, length, message, &payloadOffset, &payloadLength, &sender, &segmentSize)
             guard parsed == 0 else {
                 stats.truncatedDrops &+= 1
                 return nil
             }
             ledger.handOut(buffer)
             return ReceivedFrame(
-                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(pool.headroom) + payloadOffset,
-                length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)))
+                source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(readOffset) + payloadOffset,
+                length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)),
+                segmentSize: segmentSize < payloadLength ? segmentSize : 0)
         case .tap(let virtio):
             // With a virtio header the read started 12 bytes before the headroom (the large ring's offset).
             let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
@@ -663,7 +694,7 @@ public final class URingEngine: PacketEngine {
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(offset), length: UInt32(length),
                 remote: .any)
-        case .rawIPv4Sender:
+        case .rawIPv4Sender, .udpSender:
             return nil
         }
     }
@@ -674,19 +705,20 @@ public final class URingEngine: PacketEngine {
     /// entry `position` of `batch` (whose header slot has the same index).
     @unsafe
     private func prepareSend(_ frame: FrameTransmit, position: Int, slot: Int, batch: TxBatch) {
+        let datagrams = frame.datagramCount
         guard let index = liveIndex(frame.target.raw), ports[Int(index)].state == .active else {
-            transmitReport.droppedError += 1
+            transmitReport.droppedError += datagrams
             transmitReport.lastErrno = EBADF
             return
         }
         let port = ports[Int(index)]
-        guard port.kind == .rawIPv4Sender || port.kind.isTAP else {
-            transmitReport.droppedError += 1
+        guard port.kind.isSendOnly || port.kind.isTAP else {
+            transmitReport.droppedError += datagrams
             transmitReport.lastErrno = EOPNOTSUPP
             return
         }
         guard let sqe = unsafe getSQE() else {
-            transmitReport.droppedNoBuffer += 1
+            transmitReport.droppedNoBuffer += datagrams
             transmitReport.lastErrno = EBUSY
             return
         }
@@ -716,10 +748,20 @@ public final class URingEngine: PacketEngine {
             unsafe message.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
             unsafe message.pointee.msg_iov = vectors
             unsafe message.pointee.msg_iovlen = count
+            if port.kind == .udpSender {
+                unsafe address.pointee.sin_port = frame.remotePort.bigEndian
+                if frame.segmentSize > 0 {
+                    // Stable until the CQE like the rest of the slot: the kernel reads the cmsg when it issues.
+                    let control = unsafe transmitControl + slot * Int(CVX_UDP_SEGMENT_CONTROL_SPACE)
+                    unsafe message.pointee.msg_control = control
+                    unsafe message.pointee.msg_controllen = Int(
+                        unsafe cvx_cmsg_put_udp_segment(control, frame.segmentSize))
+                }
+            }
             // MSG_DONTWAIT: a full socket buffer completes with EAGAIN (counted) instead of parking the send.
             unsafe io_uring_prep_sendmsg(sqe, port.fd, message, UInt32(MSG_DONTWAIT))
         }
-        unsafe io_uring_sqe_set_data64(sqe, UserData.send)
+        unsafe io_uring_sqe_set_data64(sqe, UserData.send(datagrams: datagrams))
         transmitPending += 1
     }
 
@@ -884,7 +926,10 @@ private enum UserData {
     static func receive(_ handle: UInt32) -> UInt64 { receiveTag << 56 | UInt64(handle) }
     static func cancel(_ handle: UInt32) -> UInt64 { cancelTag << 56 | UInt64(handle) }
     static let wake: UInt64 = wakeTag << 56
-    static let send: UInt64 = sendTag << 56
+    /// A send; the low 32 bits carry how many datagrams it is (more than 1 for a UDP GSO send), so its CQE
+    /// counts them all.
+    static func send(datagrams: Int) -> UInt64 { sendTag << 56 | UInt64(UInt32(truncatingIfNeeded: datagrams)) }
+    static func datagrams(_ userData: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: userData)) }
 
     static func tag(_ userData: UInt64) -> UInt64 { userData >> 56 }
     static func handle(_ userData: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: userData) }

@@ -2,7 +2,9 @@
 //
 // Flow: the dataplane reads an inner frame into a buffer with headroom, picks the destination tunnel, then calls
 // `EncapTemplate.write(into:at:innerLength:flowHash:)` to place the outer header just before the frame, and
-// sends header + frame through a raw IPv4 socket with IP_HDRINCL (so there is no outer Ethernet header). Per
+// sends header + frame through a raw IPv4 socket with IP_HDRINCL (so there is no outer Ethernet header). That is
+// GRE's path; VXLAN normally leaves through UDP sender sockets with GSO, where the kernel builds IPv4 + UDP and the
+// worker writes only the VXLAN header (docs/offload.md), and takes this path only when no UDP sender exists. Per
 // packet this writes the precomputed bytes with a few 8-byte stores and patches the IPv4 total length and header
 // checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
 // `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).

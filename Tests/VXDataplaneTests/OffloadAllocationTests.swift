@@ -31,8 +31,8 @@ final class ReplayEngine: PacketEngine {
     let pool: PacketBufferPool
     let waker = NullWaker()
     private var kinds: [PortKind] = []
-    /// The frames, in delivery order: the port, the bytes, the tunnel sender.
-    private var script: [(handle: PortHandle, bytes: [UInt8], remote: IPv4Address)] = []
+    /// The frames, in delivery order: the port, the bytes, the tunnel sender, the GRO segment size.
+    private var script: [(handle: PortHandle, bytes: [UInt8], remote: IPv4Address, segmentSize: UInt32)] = []
     /// The next script entry `receive` delivers.
     var position = 0
     /// Frames `receive` may still deliver before it reports a timeout.
@@ -40,6 +40,8 @@ final class ReplayEngine: PacketEngine {
     /// Frames and bytes sent, per target handle slot (sized at registration).
     private(set) var sentFrames: [Int] = []
     private(set) var sentBytes: [Int] = []
+    /// Transmit entries (a GSO send is one entry of many datagrams).
+    private(set) var sentEntries = 0
 
     init(pool: PacketBufferPool) {
         self.pool = pool
@@ -55,8 +57,8 @@ final class ReplayEngine: PacketEngine {
     func unregister(_ handle: PortHandle) {}
 
     /// Adds a frame to the script (setup only: this allocates).
-    func stage(_ bytes: [UInt8], on handle: PortHandle, remote: IPv4Address = .any) {
-        script.append((handle, bytes, remote))
+    func stage(_ bytes: [UInt8], on handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0) {
+        script.append((handle, bytes, remote, segmentSize))
     }
 
     var scriptCount: Int { script.count }
@@ -65,14 +67,15 @@ final class ReplayEngine: PacketEngine {
         var delivered = 0
         while budget > 0, position < script.count, batch.remainingCapacity > 0 {
             let virtio = kinds[script[position].handle.slot].hasVirtioHeader
+            let large = virtio || script[position].segmentSize > 0  // TSO reads and GRO reads
             let offset = virtio ? pool.headroom - PortKind.virtioHeaderLength : pool.headroom
-            guard let buffer = virtio ? pool.takeLarge() : pool.take() else { break }
+            guard let buffer = large ? pool.takeLarge() : pool.take() else { break }
             let count = script[position].bytes.count
             unsafe pool.unsafeBytes(of: buffer, offset: offset, length: count).copyBytes(from: script[position].bytes)
             batch.append(
                 ReceivedFrame(
                     source: script[position].handle, buffer: buffer, offset: UInt32(offset), length: UInt32(count),
-                    remote: script[position].remote))
+                    remote: script[position].remote, segmentSize: script[position].segmentSize))
             position += 1
             budget -= 1
             delivered += 1
@@ -84,9 +87,10 @@ final class ReplayEngine: PacketEngine {
         var report = TransmitReport()
         for index in 0..<batch.count {
             let slot = batch.frames[index].target.slot
-            sentFrames[slot] += 1
+            sentFrames[slot] += batch.frames[index].datagramCount
             sentBytes[slot] += Int(batch.frames[index].headerLength) + Int(batch.frames[index].length)
-            report.sent += 1
+            report.sent += batch.frames[index].datagramCount
+            sentEntries += 1
         }
         return report
     }
@@ -165,5 +169,83 @@ struct OffloadAllocationTests {
         #expect(engine.sentFrames[tap.slot] == 1 + loops, "the peer's broadcast, then one write per ten segments")
         #expect(worker.offloadStatistics.coalescedFrames == UInt64(loops * 10))
         #expect(engine.pool.available == 512 && engine.pool.availableLarge == 7, "all but the scratch returned")
+    }
+
+    /// The same with VXLAN through a UDP sender: the TSO burst becomes one GSO send, the peer's ten segments come as
+    /// one GRO read, and four plain frames of one flow are packed into one GSO send.
+    @Test func udpOffloadPathsAllocateNothingPerFrame() throws {
+        let loops = getenv("VXDATAPLANE_LOOPS").flatMap { Int(String(cString: $0)) } ?? 1
+        let engine = ReplayEngine(pool: PacketBufferPool(count: 512, largeCount: 16))
+        let publisher = ConfigPublisher()
+        let worker = DataplaneWorker(
+            engine: engine, table: ForwardingTable(capacity: 1024), publisher: publisher,
+            counters: WorkerCounters(maxPorts: 4, maxPeers: 4))
+        var builder = TopologyBuilder()
+        let domain = builder.addDomain(vni: OffloadHarness.vni)!
+        let port = builder.addPort(domain: domain)!
+        let peer = builder.addPeer(OffloadHarness.peerAddress, to: domain)!
+        let template = EncapTemplate(
+            encapsulation: .vxlan, local: OffloadHarness.local, remote: OffloadHarness.peerAddress,
+            vni: OffloadHarness.vni, greKeyLayout: .vni)
+        publisher.publish(
+            DataplaneConfig(
+                topology: builder.build(),
+                peers: [
+                    PeerTunnel(
+                        peer: peer, address: OffloadHarness.peerAddress, encapsulation: .vxlan, greKeyLayout: .vni,
+                        unkeyedVNI: nil, templates: [domain: template])
+                ]))
+        for command in [
+            WorkerCommand.attachPort(port, fd: 10, kind: .tap(virtioHeader: true)),
+            .attachTunnel(fd: 11, kind: .udpTunnel), .attachTunnel(fd: 12, kind: .udpSender),
+        ] {
+            worker.mailbox.post(command) { _ in }
+        }
+        let tap = PortHandle(raw: 0)
+        let tunnel = PortHandle(raw: 1)
+        let sender = PortHandle(raw: 2)
+
+        engine.stage(virtioBytes(.plain(dataValid: false)) + udpFrame(from: macA, to: .broadcast), on: tap)
+        engine.stage(
+            PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: udpFrame(from: macRemote, to: .broadcast)),
+            on: tunnel, remote: OffloadHarness.peerAddress)
+        let loopStart = engine.scriptCount
+        // Per loop: a 30 KB TSO burst (22 segments, one GSO send), four plain frames (one packed GSO send), then
+        // the peer's ten segments in one GRO read (one coalesced write).
+        let burst = tcpFrame(
+            from: macA, to: macRemote, sequence: 0, identification: 0,
+            payload: (0..<30_000).map { UInt8(truncatingIfNeeded: $0) }, checksum: .partial)
+        engine.stage(virtioBytes(tsoHeader(gsoSize: 1448)) + burst, on: tap)
+        for _ in 0..<4 {
+            engine.stage(virtioBytes(.plain(dataValid: false)) + udpFrame(from: macA, to: macRemote, size: 500), on: tap)
+        }
+        var gro: [UInt8] = []
+        var size = 0
+        for index in 0..<10 {
+            let datagram = PacketBuilder.vxlanDatagram(
+                vni: OffloadHarness.vni,
+                inner: tcpFrame(
+                    from: macRemote, to: macA, sequence: UInt32(index * 1400), identification: UInt16(index),
+                    payload: [UInt8](repeating: UInt8(index), count: 1400)))
+            size = datagram.count
+            gro += datagram
+        }
+        engine.stage(gro, on: tunnel, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size))
+        let perLoop = engine.scriptCount - loopStart
+        engine.budget = loopStart
+        try worker.runOnce(timeout: .zero)
+
+        let entriesBefore = engine.sentEntries
+        for _ in 0..<loops {
+            engine.position = loopStart
+            engine.budget = perLoop
+            try worker.runOnce(timeout: .zero)
+        }
+        #expect(engine.sentFrames[sender.slot] == 1 + loops * (22 + 4), "the flood, then segments and frames")
+        #expect(engine.sentEntries - entriesBefore == loops * 3, "a GSO send, a packed send, a coalesced write")
+        #expect(engine.sentFrames[tap.slot] == 1 + loops)
+        #expect(worker.offloadStatistics.groDatagrams == UInt64(loops * 10))
+        #expect(worker.offloadStatistics.udpGSODatagrams == UInt64(loops * 26))
+        #expect(engine.pool.available == 512 && engine.pool.availableLarge == 15, "all but the scratch returned")
     }
 }

@@ -26,10 +26,15 @@ final class OffloadHarness {
     var portHandles: [PortHandle] = []
     var tunnelHandle: PortHandle!
     var senderHandle: PortHandle!
+    /// UDP sender sockets (VXLAN then leaves through them, with GSO); empty unless asked for.
+    var udpSenderHandles: [PortHandle] = []
 
-    init() throws {
+    /// - Parameters:
+    ///   - udpSenders: `.udpSender` ports to attach (0: VXLAN goes through the raw sender).
+    ///   - largeCount: large buffers in the pool (the coalescing scratch, TAP and GRO reads, GSO sends).
+    init(udpSenders: Int = 0, largeCount: Int = 8) throws {
         // 512 standard buffers, 8 large ones: one is the worker's coalescing scratch, the rest take TAP reads.
-        engine = MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: 8))
+        engine = MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: largeCount))
         worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters)
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: OffloadHarness.vni)!
@@ -48,6 +53,9 @@ final class OffloadHarness {
         }
         tunnelHandle = try attach(.attachTunnel(fd: 200, kind: .udpTunnel))
         senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawIPv4Sender))
+        for index in 0..<udpSenders {
+            udpSenderHandles.append(try attach(.attachTunnel(fd: Int32(300 + index), kind: .udpSender)))
+        }
     }
 
     func attach(_ command: WorkerCommand) throws -> PortHandle {

@@ -82,6 +82,32 @@ typedef struct cvx_mmsghdr {
 int cvx_recvmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags, struct timespec *timeout);
 int cvx_sendmmsg(int fd, cvx_mmsghdr *msgvec, unsigned int vlen, int flags);
 
+/* UDP GSO and GRO (<linux/udp.h>, which the Glibc module does not export): SOL_UDP is IPPROTO_UDP (17).
+ * UDP_SEGMENT on a send (a uint16_t cmsg, or the socket option) makes the kernel cut the payload into datagrams of
+ * that many bytes (the last may be shorter); UDP_GRO on a socket lets it hand over a run of same-flow, same-size
+ * datagrams as one read, with a cmsg (an int) giving the size each was. UDP_MAX_SEGMENTS is the most datagrams one
+ * UDP_SEGMENT send may make (64 until Linux 6.9, 128 after; 64 is safe on both). */
+#define CVX_SOL_UDP 17
+#define CVX_UDP_SEGMENT 103
+#define CVX_UDP_GRO 104
+#define CVX_UDP_MAX_SEGMENTS 64
+/* IP_MTU_DISCOVER values (<linux/in.h>): DONT leaves DF clear and lets the kernel fragment. */
+#define CVX_IP_PMTUDISC_DONT 0
+
+/* Control space of one tunnel datagram: SO_RXQ_OVFL (uint32_t) + UDP_GRO (int) on receive, UDP_SEGMENT
+ * (uint16_t) on send. CMSG_SPACE of each is 24. */
+#define CVX_TUNNEL_CONTROL_SPACE 48
+/* Control space of a UDP_SEGMENT cmsg alone: CMSG_SPACE(sizeof(uint16_t)). */
+#define CVX_UDP_SEGMENT_CONTROL_SPACE 24
+
+/* Writes one SOL_UDP/UDP_SEGMENT cmsg carrying `segment_size` at `control`, which must hold
+ * CVX_UDP_SEGMENT_CONTROL_SPACE bytes (8-byte aligned). Returns the bytes to put in msg_controllen. */
+unsigned cvx_cmsg_put_udp_segment(void *control, uint16_t segment_size);
+
+/* Walks the control messages of `msg` for SOL_UDP/UDP_GRO. Returns the segment size (the size of every datagram
+ * of a GRO read but the last), or 0 when the read is a single datagram. */
+uint32_t cvx_cmsg_udp_gro(const struct msghdr *msg);
+
 /* Walks the control messages of `msg` (CMSG_FIRSTHDR/CMSG_NXTHDR are macros) for SOL_SOCKET/SO_RXQ_OVFL.
  * Returns 1 and stores the cumulative drop count when present, 0 otherwise. */
 int cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out);

@@ -62,11 +62,12 @@ void cvx_uring_prep_read_multishot(struct io_uring_sqe *sqe, int fd, unsigned bg
 void cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, unsigned bgid);
 
 /* Splits a buffer filled by cvx_uring_prep_recvmsg_multishot (`res` bytes at `buf`, `msg` as submitted):
- * stores the payload's offset from `buf` and its length, and the sender's IPv4 address in network byte order
- * (0 when the name is not AF_INET). Returns 0, -EINVAL when the buffer is shorter than its header, or
- * -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer). */
+ * stores the payload's offset from `buf` and its length, the sender's IPv4 address in network byte order
+ * (0 when the name is not AF_INET), and the UDP_GRO segment size from the control data (0 when the read is one
+ * datagram or `msg` asked for no control data). Returns 0, -EINVAL when the buffer is shorter than its header,
+ * or -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer). */
 int cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset,
-                            uint32_t *payload_length, uint32_t *sender_be);
+                            uint32_t *payload_length, uint32_t *sender_be, uint32_t *segment_size);
 
 /* Enables a ring created with IORING_SETUP_R_DISABLED; with IORING_SETUP_SINGLE_ISSUER the calling thread
  * becomes the ring's one submitter. liburing 2.3 declares io_uring_enable_rings but its shared library does not

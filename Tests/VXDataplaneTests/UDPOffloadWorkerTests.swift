@@ -1,0 +1,233 @@
+// The worker with UDP sender sockets (VXLAN out through UDP GSO) and GRO reads from the tunnel socket, on the
+// MemoryEngine, which logs a GSO send as the datagrams the kernel would cut it into (`TransmittedFrame.send` tells
+// which send each came from) and delivers an injected GRO read as one frame with its segment size.
+
+import Testing
+import VXDataplane
+import VXForwarding
+import VXIO
+import VXOffload
+import VXPacket
+import VXTestSupport
+
+extension OffloadHarness {
+    /// Everything the UDP senders sent, in order, with the sender each went through.
+    func sentThroughUDP() -> [(sender: Int, frame: TransmittedFrame)] {
+        var all: [(Int, TransmittedFrame)] = []
+        for (index, handle) in udpSenderHandles.enumerated() {
+            all += engine.drainTransmitted(from: handle).map { (index, $0) }
+        }
+        return all
+    }
+
+    /// The inner frame of a VXLAN datagram (UDP payload), checking its VNI.
+    static func inner(of datagram: [UInt8]) throws -> [UInt8] {
+        let decap = try TunnelDecap.vxlanDatagram(datagram.span.bytes).get()
+        #expect(decap.vni == OffloadHarness.vni)
+        return Array(datagram[decap.innerOffset..<(decap.innerOffset + decap.innerLength)])
+    }
+}
+
+/// A UDP frame from `source` to `destination` whose flow is told apart by `sourcePort`.
+func flowFrame(from source: MACAddress, to destination: MACAddress, sourcePort: UInt16, size: Int, fill: UInt8)
+    -> [UInt8]
+{
+    PacketBuilder.ethernetIPv4UDP(
+        destination: destination, source: source, sourceIP: IPv4Address(10, 0, 0, 1),
+        destinationIP: IPv4Address(10, 0, 0, 2), sourcePort: sourcePort, destinationPort: 5678,
+        payload: [UInt8](repeating: fill, count: size))
+}
+
+@Suite("Dataplane worker, VXLAN with UDP GSO and GRO")
+struct UDPOffloadWorkerTests {
+    @Test("a 64 KB TSO frame for a VXLAN peer leaves as GSO sends whose datagrams are the MTU-sized segments")
+    func tsoFrameBecomesGSOSends() throws {
+        let harness = try OffloadHarness(udpSenders: 4, largeCount: 16)
+        try harness.learnRemote(macRemote)
+        _ = harness.sentThroughUDP()
+        let freeLarge = harness.engine.pool.availableLarge
+        let freeStandard = harness.engine.pool.available
+        let payload = (0..<65_495).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
+        let frame = tcpFrame(
+            from: macA, to: macRemote, sequence: 1000, identification: 100, flags: [.ack, .psh], payload: payload,
+            checksum: .partial)
+        harness.inject(frame, port: 0, header: tsoHeader(gsoSize: 1448))
+        try harness.step()
+
+        #expect(try harness.sentToPeer().isEmpty, "nothing through the raw sender")
+        let sent = harness.sentThroughUDP()
+        #expect(sent.count == 47)  // ceil(65,495 / 1410)
+        #expect(Set(sent.map(\.sender)).count == 1, "one flow, one socket (one UDP source port)")
+        // 44 datagrams of 8 + 1464 bytes fit 65,507; the other 3 go in a second send.
+        let sends = sent.map(\.frame.send)
+        #expect(sends.allSatisfy { $0 != 0 })
+        #expect(Set(sends).count == 2)
+        #expect(sends.prefix(44).allSatisfy { $0 == sends[0] } && sends.suffix(3).allSatisfy { $0 == sends[44] })
+        var reassembled: [UInt8] = []
+        for (index, entry) in sent.enumerated() {
+            #expect(entry.frame.remote == OffloadHarness.peerAddress)
+            #expect(entry.frame.remotePort == VXLANHeader.udpPort)
+            #expect(entry.frame.bytes.count <= 1472, "with outer IPv4 + UDP it fits a 1500-byte underlay")
+            let segment = try CheckedTCPFrame(try OffloadHarness.inner(of: entry.frame.bytes))
+            #expect(segment.identification == 100 &+ UInt16(index))
+            #expect(segment.sequence == 1000 &+ UInt32(reassembled.count))
+            #expect(segment.flags.contains(.psh) == (index == 46))
+            reassembled += segment.payload
+        }
+        #expect(reassembled == payload)
+        #expect(harness.worker.offloadStatistics.udpGSOSends == 2)
+        #expect(harness.worker.offloadStatistics.udpGSODatagrams == 47)
+        #expect(harness.counters.snapshot(of: .peer(index: 0)).txFrames == 47)
+        #expect(harness.engine.pool.availableLarge == freeLarge, "GSO buffers go back to the pool")
+        #expect(harness.engine.pool.available == freeStandard)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
+    @Test("flows spread over the UDP senders, and each flow keeps to one")
+    func flowsSpreadOverSenders() throws {
+        let harness = try OffloadHarness(udpSenders: 4, largeCount: 16)
+        try harness.learnRemote(macRemote)
+        _ = harness.sentThroughUDP()
+        // 32 flows, two frames each, interleaved so no two frames of a flow are consecutive (no packing).
+        for round in 0..<2 {
+            for flow in 0..<32 {
+                harness.inject(
+                    flowFrame(from: macA, to: macRemote, sourcePort: UInt16(2000 + flow), size: 100, fill: UInt8(round)),
+                    port: 2)
+            }
+        }
+        try harness.step()
+        let sent = harness.sentThroughUDP()
+        #expect(sent.count == 64)
+        var senderOfFlow: [UInt16: Int] = [:]
+        for entry in sent {
+            #expect(entry.frame.send == 0, "no two consecutive frames of one flow: single datagrams")
+            let inner = try OffloadHarness.inner(of: entry.frame.bytes)
+            let port = UInt16(inner[34]) << 8 | UInt16(inner[35])
+            if let previous = senderOfFlow[port] { #expect(previous == entry.sender, "flow \(port) moved") }
+            senderOfFlow[port] = entry.sender
+        }
+        #expect(Set(senderOfFlow.values).count > 1, "32 flows over 4 sockets use more than one")
+    }
+
+    @Test("consecutive plain frames of one flow and length are packed into one GSO send; the last may be shorter")
+    func plainFramesArePacked() throws {
+        // One sender, so the two flows' datagrams come back in the order they were sent.
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learnRemote(macRemote)
+        _ = harness.sentThroughUDP()
+        let frames =
+            (0..<5).map { flowFrame(from: macA, to: macRemote, sourcePort: 7000, size: 1000, fill: UInt8($0)) }
+            + [flowFrame(from: macA, to: macRemote, sourcePort: 7000, size: 300, fill: 9)]  // shorter: ends the pack
+            + [flowFrame(from: macA, to: macRemote, sourcePort: 7000, size: 1000, fill: 10)]  // after a short one
+            + [flowFrame(from: macA, to: macRemote, sourcePort: 7001, size: 1000, fill: 11)]  // another flow
+        for frame in frames { harness.inject(frame, port: 2) }
+        try harness.step()
+
+        let sent = harness.sentThroughUDP()
+        #expect(try sent.map { try OffloadHarness.inner(of: $0.frame.bytes) } == frames, "byte-exact, in order")
+        let sends = sent.map(\.frame.send)
+        #expect(sends[0] != 0 && sends[0..<6].allSatisfy { $0 == sends[0] }, "six frames, one send: \(sends)")
+        // The frame after the short one starts a new pack, which the other flow's frame does not continue: both
+        // leave as datagrams on their own.
+        #expect(sends[6] == 0 && sends[7] == 0, "\(sends)")
+        #expect(harness.worker.offloadStatistics.udpGSOSends == 1)
+        #expect(harness.worker.offloadStatistics.udpGSODatagrams == 6)
+        #expect(harness.counters.snapshot(of: .peer(index: 0)).txFrames == 8)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
+    @Test("a GRO read of VXLAN datagrams is switched as its datagrams; a malformed one is dropped, not the others")
+    func groReadIsSplit() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macB, onPort: 2)
+        // Six datagrams of one size; the third has its VXLAN I flag clear.
+        let inners = (0..<6).map { index -> [UInt8] in
+            var frame = udpFrame(from: macRemote, to: macB, size: 200)
+            frame[frame.count - 1] = UInt8(index)
+            return frame
+        }
+        var datagrams = inners.map { PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: $0) }
+        datagrams[2][0] = 0  // flags: I clear
+        let size = datagrams[0].count
+        #expect(harness.engine.inject(
+            datagrams.flatMap { $0 }, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress,
+            segmentSize: UInt32(size)))
+        try harness.step()
+
+        let written = harness.sentToPort(2)
+        #expect(written == [inners[0], inners[1], inners[3], inners[4], inners[5]], "five switched, in order")
+        let peer = harness.counters.snapshot(of: .peer(index: 0))
+        #expect(peer.rxFrames == 6, "every datagram counted as received")
+        #expect(peer.totalDrops == 1, "the malformed one dropped and counted: \(peer.drops)")
+        #expect(harness.worker.offloadStatistics.groFramesReceived == 1)
+        #expect(harness.worker.offloadStatistics.groDatagrams == 6)
+        #expect(harness.engine.buffersOutstanding == 0, "the shared rx buffer released once")
+    }
+
+    @Test("TCP segments arriving as one GRO read reach a virtio TAP as one coalesced write")
+    func groReadOfTCPSegmentsIsCoalesced() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macA, onPort: 0)
+        var payload: [UInt8] = []
+        var datagrams: [UInt8] = []
+        var size = 0
+        for index in 0..<40 {
+            let chunk = (0..<1400).map { UInt8(truncatingIfNeeded: $0 + index * 31) }
+            payload += chunk
+            let datagram = PacketBuilder.vxlanDatagram(
+                vni: OffloadHarness.vni,
+                inner: tcpFrame(
+                    from: macRemote, to: macA, sequence: UInt32(index * 1400), identification: UInt16(index),
+                    payload: chunk))
+            size = datagram.count
+            datagrams += datagram
+        }
+        #expect(harness.engine.inject(
+            datagrams, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        try harness.step()
+        let written = harness.sentToPort(0)
+        #expect(written.count == 1, "forty datagrams, one TAP write")
+        let bytes = try #require(written.first)
+        let parsed = VirtioNetHeader.parse(bytes.span.bytes)
+        let header = try #require(parsed)
+        #expect(header.gsoType == .tcpv4 && header.gsoSize == 1400)
+        var merged = Array(bytes[VirtioNetHeader.size...])
+        do {
+            // The checksum field holds the pseudo-header sum (NEEDS_CSUM); completing it must give a valid one.
+            var mutable = merged.mutableSpan
+            var raw = MutableRawSpan(_elements: &mutable)
+            #expect(ChecksumCompletion.complete(&raw, header: header) == nil)
+        }
+        let frame = try CheckedTCPFrame(merged)
+        #expect(frame.payload == payload)
+        #expect(harness.worker.offloadStatistics.coalescedFrames == 40)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
+    @Test("a batch of GRO reads with more datagrams than the switching scratch holds is switched in parts")
+    func manyGROReadsAreSwitchedInParts() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 80)
+        try harness.learn(macB, onPort: 2)
+        // 64 reads × 10 datagrams = 640 frames, above the 256 one pass holds.
+        var expected: [[UInt8]] = []
+        for read in 0..<64 {
+            var bytes: [UInt8] = []
+            var size = 0
+            for index in 0..<10 {
+                var inner = udpFrame(from: macRemote, to: macB, size: 100)
+                inner[inner.count - 1] = UInt8(index)
+                inner[inner.count - 2] = UInt8(read)
+                expected.append(inner)
+                let datagram = PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: inner)
+                size = datagram.count
+                bytes += datagram
+            }
+            #expect(harness.engine.inject(
+                bytes, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        }
+        try harness.step()
+        #expect(harness.sentToPort(2) == expected)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+}
