@@ -599,7 +599,22 @@ public final class EpollEngine: PacketEngine {
                 }
             } catch {
                 // sendmmsg fails only for the first message of the call
-                report.count(errno: error.rawValue, frames: datagrams(next, next + 1))
+                let frame = frames[range.lowerBound + next]
+                if udp, frame.segmentSize > 0, SegmentedSendFallback.isOversizeRefusal(error.rawValue) {
+                    let position = range.lowerBound + next
+                    let header = unsafe batch.headerSlot(position)
+                    let payload = unsafe pool.unsafeBytes(
+                        of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
+                    let each = unsafe SegmentedSendFallback.sendEach(
+                        fd: fd,
+                        header: UnsafeRawBufferPointer(
+                            start: header.baseAddress, count: Int(frame.headerLength)),
+                        payload: UnsafeRawBufferPointer(payload), segmentSize: Int(frame.segmentSize),
+                        to: frame.remote, port: frame.remotePort)
+                    report.merge(each)
+                } else {
+                    report.count(errno: error.rawValue, frames: datagrams(next, next + 1))
+                }
                 next += 1
             }
         }

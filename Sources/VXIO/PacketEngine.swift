@@ -87,6 +87,14 @@ public struct TransmitReport: Sendable, Equatable {
 
     public init() {}
 
+    /// Adds `other`'s counts (its errno, when it saw one, becomes the last).
+    public mutating func merge(_ other: TransmitReport) {
+        sent += other.sent
+        droppedNoBuffer += other.droppedNoBuffer
+        droppedError += other.droppedError
+        if other.lastErrno != 0 { lastErrno = other.lastErrno }
+    }
+
     /// Counts `frames` frames refused with `errno`: no room (EAGAIN, ENOBUFS, ENOMEM) or an error (anything else).
     /// Every engine classifies its send failures here, so `vxctl stats` means the same whichever engine runs.
     public mutating func count(errno: Int32, frames: Int = 1) {

@@ -128,6 +128,9 @@ public final class URingEngine: PacketEngine {
     private let transmitAddresses: UnsafeMutablePointer<sockaddr_in>
     /// One UDP_SEGMENT cmsg per slot (`CVX_UDP_SEGMENT_CONTROL_SPACE` bytes each).
     private let transmitControl: UnsafeMutableRawPointer
+    /// Per slot: the sender descriptor and segment size of a UDP GSO send, for the fallback when the kernel
+    /// refuses it (SegmentedSendFallback). Sized at init.
+    private var transmitGSOSlots: [(fd: Int32, segmentSize: Int)]
     /// Sends submitted whose CQE has not been harvested yet.
     private var transmitPending = 0
     /// What the current `transmit` call has counted so far.
@@ -238,6 +241,7 @@ public final class URingEngine: PacketEngine {
         unsafe transmitAddresses.initialize(repeating: sockaddr_in(), count: transmitCapacity)
         unsafe self.transmitControl = .allocate(
             byteCount: transmitCapacity * Int(CVX_UDP_SEGMENT_CONTROL_SPACE), alignment: 8)
+        self.transmitGSOSlots = Array(repeating: (fd: -1, segmentSize: 0), count: transmitCapacity)
         self.stash = Array(
             repeating: ReceivedFrame(source: PortHandle(raw: 0), buffer: BufferID(0), offset: 0, length: 0, remote: .any),
             count: pool.count)
@@ -605,6 +609,8 @@ public final class URingEngine: PacketEngine {
             let datagrams = UserData.datagrams(userData)
             switch result {
             case 0...: transmitReport.sent += datagrams
+            case _ where datagrams > 1 && SegmentedSendFallback.isOversizeRefusal(-result):
+                unsafe resendEach(slot: UserData.slot(userData))
             default: transmitReport.count(errno: -result, frames: datagrams)
             }
             return nil
@@ -756,13 +762,34 @@ public final class URingEngine: PacketEngine {
                     unsafe message.pointee.msg_control = control
                     unsafe message.pointee.msg_controllen = Int(
                         unsafe cvx_cmsg_put_udp_segment(control, frame.segmentSize))
+                    transmitGSOSlots[slot] = (fd: port.fd, segmentSize: Int(frame.segmentSize))
                 }
             }
             // MSG_DONTWAIT: a full socket buffer completes with EAGAIN (counted) instead of parking the send.
             unsafe io_uring_prep_sendmsg(sqe, port.fd, message, UInt32(MSG_DONTWAIT))
         }
-        unsafe io_uring_sqe_set_data64(sqe, UserData.send(datagrams: datagrams))
+        unsafe io_uring_sqe_set_data64(sqe, UserData.send(datagrams: datagrams, slot: slot))
         transmitPending += 1
+    }
+
+    /// Sends the datagrams of the refused GSO send in transmit slot `slot` one by one (SegmentedSendFallback).
+    /// The slot's msghdr, iovecs and buffers are intact: the slot is not reused before every send of the current
+    /// chunk has completed, and this runs while its CQE is harvested.
+    @unsafe
+    private func resendEach(slot: Int) {
+        let gso = transmitGSOSlots[slot]
+        let message = unsafe transmitMessages + slot
+        let vectors = unsafe message.pointee.msg_iov!
+        let count = unsafe message.pointee.msg_iovlen
+        let header = unsafe count > 1
+            ? UnsafeRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len)
+            : UnsafeRawBufferPointer(start: nil, count: 0)
+        let payload = unsafe UnsafeRawBufferPointer(start: vectors[count - 1].iov_base, count: vectors[count - 1].iov_len)
+        let address = unsafe transmitAddresses[slot]
+        let report = unsafe SegmentedSendFallback.sendEach(
+            fd: gso.fd, header: header, payload: payload, segmentSize: gso.segmentSize,
+            to: SocketAddressIPv4.address(of: address), port: UInt16(bigEndian: address.sin_port))
+        transmitReport.merge(report)
     }
 
     /// Submits the queued sends and harvests until every one has completed; receive completions go to the stash.
@@ -928,8 +955,12 @@ private enum UserData {
     static let wake: UInt64 = wakeTag << 56
     /// A send; the low 32 bits carry how many datagrams it is (more than 1 for a UDP GSO send), so its CQE
     /// counts them all.
-    static func send(datagrams: Int) -> UInt64 { sendTag << 56 | UInt64(UInt32(truncatingIfNeeded: datagrams)) }
+    /// Bits 32-47 carry its transmit slot, for the fallback of a refused GSO send.
+    static func send(datagrams: Int, slot: Int) -> UInt64 {
+        sendTag << 56 | UInt64(UInt16(truncatingIfNeeded: slot)) << 32 | UInt64(UInt32(truncatingIfNeeded: datagrams))
+    }
     static func datagrams(_ userData: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: userData)) }
+    static func slot(_ userData: UInt64) -> Int { Int(UInt16(truncatingIfNeeded: userData >> 32)) }
 
     static func tag(_ userData: UInt64) -> UInt64 { userData >> 56 }
     static func handle(_ userData: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: userData) }

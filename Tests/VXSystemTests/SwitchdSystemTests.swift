@@ -273,6 +273,30 @@ extension SwitchdSystemTests {
 // MARK: - Interoperability with the kernel's VXLAN
 
 extension SwitchdSystemTests {
+    @Suite("VXLAN over an underlay smaller than the overlay needs")
+    struct SmallUnderlay {
+        /// Ports keep the default MTU 1450, but the underlay is 1400: full-size VXLAN datagrams (1500 bytes) do not
+        /// fit it. A GSO send of such datagrams is refused by the kernel (GSO never fragments), so the engines send
+        /// them one by one and the kernel fragments each, as it would a single large datagram (DF is clear), and
+        /// the far host reassembles them. Before the fallback, every full-size TCP segment was dropped and the
+        /// transfer stalled; pings (small) passed.
+        @Test(arguments: IOBackend.allCases)
+        func fiftyMebibytesCrossIntactWhenDatagramsMustBeFragmented(io: IOBackend) async throws {
+            try await withNetnsTopology(hosts: 2, underlayMTU: 1400) { topology in
+                let switches = try await SwitchNode.startMesh(in: topology, io: io)
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 3)
+                let label = "vxlan \(io.rawValue), underlay MTU 1400"
+                let fragmentsBefore = try await topology.snmpCounter("Ip", "FragCreates", in: topology.hosts[0])
+                try await SwitchdSystemTests.expectTransfer(topology, label, from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(topology, label, from: b, to: a, port: 5202)
+                let fragments = try await topology.snmpCounter("Ip", "FragCreates", in: topology.hosts[0])
+                #expect(fragments - fragmentsBefore > 10_000, "host 0 made \(fragments - fragmentsBefore) fragments")
+            }
+        }
+    }
+
     @Suite("vxswitchd with the Linux kernel's VXLAN")
     struct KernelInterop {
         /// Host 0 runs vxswitchd; host 1 runs the kernel's vxlan42 (dstport 4789, remote = host 0) on a bridge.
