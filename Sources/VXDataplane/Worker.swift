@@ -803,14 +803,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         of item: ClassifiedFrame, header: VirtioNetHeader, row: Int, _ append: (BufferID, Int) -> Bool
     ) {
         let pool = engine.pool
-        let plan: TCPSegmenter
-        switch withItemBytes(item, { segmentationPlan($0, header) }) {
-        case .failure(let reason):
-            counters.dropped(row: row, DropCode(reason))
-            return
-        case .success(let made):
-            plan = made
-        }
+        guard let plan = plannedSegments(of: item, header: header, row: row) else { return }
         guard plan.maximumSegmentLength <= pool.bufferSize - pool.headroom,
             plan.headerLength - plan.networkOffset <= overlayMTU / 2
         else {
@@ -847,14 +840,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// large buffers (or with pieces the underlay cannot take whole) every segment is its own send.
     private func transmitSegmentsUDP(of item: ClassifiedFrame, header: VirtioNetHeader, route: VXLANRoute, row: Int) {
         let pool = engine.pool
-        let plan: TCPSegmenter
-        switch withItemBytes(item, { segmentationPlan($0, header) }) {
-        case .failure(let reason):
-            counters.dropped(row: row, DropCode(reason))
-            return
-        case .success(let made):
-            plan = made
-        }
+        guard let plan = plannedSegments(of: item, header: header, row: row) else { return }
         let piece = VXLANHeader.size + plan.maximumSegmentLength
         guard piece <= pool.bufferSize - pool.headroom, plan.headerLength - plan.networkOffset <= overlayMTU / 2 else {
             // See transmitSegments: segments that are mostly headers, or larger than a buffer.
@@ -988,6 +974,17 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         unsafe (destination.baseAddress! + VXLANHeader.size).copyMemory(
             from: UnsafeRawPointer(frame.baseAddress!), byteCount: frame.count)
         return length
+    }
+
+    /// The segmentation plan for TSO frame `item`, or nil when its headers are refused (counted as a drop).
+    private func plannedSegments(of item: ClassifiedFrame, header: VirtioNetHeader, row: Int) -> TCPSegmenter? {
+        switch withItemBytes(item, { segmentationPlan($0, header) }) {
+        case .failure(let reason):
+            counters.dropped(row: row, DropCode(reason))
+            return nil
+        case .success(let plan):
+            return plan
+        }
     }
 
     /// Plans segments of at most `overlayMTU` bytes of IP packet: `min(gso_size, MTU - IP and TCP headers)`.

@@ -102,13 +102,13 @@ final class ReplayEngine: PacketEngine {
 
 @Suite("Dataplane worker, offload allocations")
 struct OffloadAllocationTests {
-    @Test func offloadPathsAllocateNothingPerFrame() throws {
-        let loops = getenv("VXDATAPLANE_LOOPS").flatMap { Int(String(cString: $0)) } ?? 1
-        let engine = ReplayEngine(pool: PacketBufferPool(count: 512, largeCount: 8))
+    /// A worker on `engine` with a virtio TAP (handle 0), a VXLAN socket (1) and a sender of kind `sender` (2), in
+    /// one VNI with the VXLAN peer; the attach commands are queued and run at the first step.
+    func vxlanWorker(on engine: ReplayEngine, sender: PortKind) -> DataplaneWorker<ReplayEngine> {
         let publisher = ConfigPublisher()
-        let counters = WorkerCounters(maxPorts: 4, maxPeers: 4)
         let worker = DataplaneWorker(
-            engine: engine, table: ForwardingTable(capacity: 1024), publisher: publisher, counters: counters)
+            engine: engine, table: ForwardingTable(capacity: 1024), publisher: publisher,
+            counters: WorkerCounters(maxPorts: 4, maxPeers: 4))
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: OffloadHarness.vni)!
         let port = builder.addPort(domain: domain)!
@@ -126,10 +126,17 @@ struct OffloadAllocationTests {
                 ]))
         for command in [
             WorkerCommand.attachPort(port, fd: 10, kind: .tap(virtioHeader: true)),
-            .attachTunnel(fd: 11, kind: .udpTunnel), .attachTunnel(fd: 12, kind: .rawIPv4Sender),
+            .attachTunnel(fd: 11, kind: .udpTunnel), .attachTunnel(fd: 12, kind: sender),
         ] {
             worker.mailbox.post(command) { _ in }
         }
+        return worker
+    }
+
+    @Test func offloadPathsAllocateNothingPerFrame() throws {
+        let loops = getenv("VXDATAPLANE_LOOPS").flatMap { Int(String(cString: $0)) } ?? 1
+        let engine = ReplayEngine(pool: PacketBufferPool(count: 512, largeCount: 8))
+        let worker = vxlanWorker(on: engine, sender: .rawIPv4Sender)
         let tap = PortHandle(raw: 0)
         let tunnel = PortHandle(raw: 1)
         let sender = PortHandle(raw: 2)
@@ -176,31 +183,7 @@ struct OffloadAllocationTests {
     @Test func udpOffloadPathsAllocateNothingPerFrame() throws {
         let loops = getenv("VXDATAPLANE_LOOPS").flatMap { Int(String(cString: $0)) } ?? 1
         let engine = ReplayEngine(pool: PacketBufferPool(count: 512, largeCount: 16))
-        let publisher = ConfigPublisher()
-        let worker = DataplaneWorker(
-            engine: engine, table: ForwardingTable(capacity: 1024), publisher: publisher,
-            counters: WorkerCounters(maxPorts: 4, maxPeers: 4))
-        var builder = TopologyBuilder()
-        let domain = builder.addDomain(vni: OffloadHarness.vni)!
-        let port = builder.addPort(domain: domain)!
-        let peer = builder.addPeer(OffloadHarness.peerAddress, to: domain)!
-        let template = EncapTemplate(
-            encapsulation: .vxlan, local: OffloadHarness.local, remote: OffloadHarness.peerAddress,
-            vni: OffloadHarness.vni, greKeyLayout: .vni)
-        publisher.publish(
-            DataplaneConfig(
-                topology: builder.build(),
-                peers: [
-                    PeerTunnel(
-                        peer: peer, address: OffloadHarness.peerAddress, encapsulation: .vxlan, greKeyLayout: .vni,
-                        unkeyedVNI: nil, templates: [domain: template])
-                ]))
-        for command in [
-            WorkerCommand.attachPort(port, fd: 10, kind: .tap(virtioHeader: true)),
-            .attachTunnel(fd: 11, kind: .udpTunnel), .attachTunnel(fd: 12, kind: .udpSender),
-        ] {
-            worker.mailbox.post(command) { _ in }
-        }
+        let worker = vxlanWorker(on: engine, sender: .udpSender)
         let tap = PortHandle(raw: 0)
         let tunnel = PortHandle(raw: 1)
         let sender = PortHandle(raw: 2)
