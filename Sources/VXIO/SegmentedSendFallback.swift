@@ -17,6 +17,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+internal import CVXLinux
 import SystemPackage
 import VXPacket
 
