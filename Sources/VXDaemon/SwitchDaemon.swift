@@ -641,35 +641,25 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let (ports, peers) = state.withLock { state in
             (state.ports.map { ($0.key, $0.value.id) }, state.peers.map { ($0.key, $0.value.id) })
         }
-        // Sums over workers; each worker's share is kept for `workers`.
-        var shares = [WorkerStats]()
-        func summed(_ entity: CounterEntity) -> CounterRow {
-            var row = CounterRow()
-            for worker in workers { row += worker.counters.snapshot(of: entity) }
-            return row
-        }
-        var total = CounterRow()
-        let portStats = ports.map { name, id -> PortStats in
-            let row = summed(.port(index: Int(id.index)))
-            total += row
-            return PortStats(name: interfaceName(name), counters: TrafficCounters(row))
-        }.sorted { $0.name < $1.name }
-        let peerStats = peers.map { address, id -> PeerStats in
-            let row = summed(.peer(index: Int(id.index)))
-            total += row
-            return PeerStats(ip: address, counters: TrafficCounters(row))
-        }.sorted { $0.ip < $1.ip }
-        total += summed(.unattributed)
+        // One snapshot per worker and counter row, so the sums and each worker's share (`workers`) come from the
+        // same reading and add up exactly.
         let entities = ports.map { CounterEntity.port(index: Int($0.1.index)) }
             + peers.map { CounterEntity.peer(index: Int($0.1.index)) } + [.unattributed]
-        for (index, worker) in workers.enumerated() {
-            var carried = CounterRow()
-            for entity in entities {
-                let row = worker.counters.snapshot(of: entity)
-                carried.rxFrames &+= row.rxFrames
-                carried.txFrames &+= row.txFrames
-            }
-            shares.append(WorkerStats(worker: index, rxFrames: carried.rxFrames, txFrames: carried.txFrames))
+        let rows = workers.map { worker in entities.map { worker.counters.snapshot(of: $0) } }
+        func summed(_ position: Int) -> CounterRow {
+            rows.reduce(into: CounterRow()) { $0 += $1[position] }
+        }
+        let portStats = ports.enumerated().map { position, port in
+            PortStats(name: interfaceName(port.0), counters: TrafficCounters(summed(position)))
+        }.sorted { $0.name < $1.name }
+        let peerStats = peers.enumerated().map { position, peer in
+            PeerStats(ip: peer.0, counters: TrafficCounters(summed(ports.count + position)))
+        }.sorted { $0.ip < $1.ip }
+        let total = entities.indices.reduce(into: CounterRow()) { $0 += summed($1) }
+        let shares = rows.enumerated().map { index, workerRows in
+            WorkerStats(
+                worker: index, rxFrames: workerRows.reduce(0) { $0 &+ $1.rxFrames },
+                txFrames: workerRows.reduce(0) { $0 &+ $1.txFrames })
         }
         var drops = TrafficCounters(total).drops
         let tunnels = state.withLock { $0.tunnels }
