@@ -87,20 +87,13 @@ public enum TunnelSockets {
         local: IPv4Address, port: UInt16 = vxlanPort, bufferBytes: Int = defaultBufferBytes, reusePort: Bool = false,
         gro: Bool = true
     ) throws(IOError) -> TunnelSocket {
-        let fd = try openSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP")
-        do {
+        try makeSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP", kind: .udpTunnel) { fd throws(IOError) in
             try enlargeBuffers(fd, bytes: bufferBytes)
             try setOption(fd, SOL_SOCKET, CVX_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
             if reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)") }
             if gro { try setOption(fd, CVX_SOL_UDP, CVX_UDP_GRO, 1, "setsockopt(UDP_GRO)") }
             try bindSocket(fd, local, port)
-            let bound = try boundAddress(fd)
-            return TunnelSocket(
-                fd: fd, kind: .udpTunnel, localAddress: bound.address, localPort: bound.port,
-                receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
-        } catch {
-            closeDescriptor(fd)
-            throw error
+            return try boundAddress(fd)
         }
     }
 
@@ -113,17 +106,11 @@ public enum TunnelSockets {
     public static func openRawGRE(local: IPv4Address? = nil, bufferBytes: Int = defaultBufferBytes) throws(IOError)
         -> TunnelSocket
     {
-        let fd = try openSocket(type: SOCK_RAW, protocol: Int32(IPPROTO_GRE), what: "raw GRE")
-        do {
+        try makeSocket(type: SOCK_RAW, protocol: Int32(IPPROTO_GRE), what: "raw GRE", kind: .rawGRE) { fd throws(IOError) in
             try enlargeBuffers(fd, bytes: bufferBytes)
             try setOption(fd, SOL_SOCKET, CVX_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
             if let local { try bindSocket(fd, local, 0) }
-            return TunnelSocket(
-                fd: fd, kind: .rawGRE, localAddress: local ?? .any, localPort: 0,
-                receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
-        } catch {
-            closeDescriptor(fd)
-            throw error
+            return (local ?? .any, 0)
         }
     }
 
@@ -132,15 +119,10 @@ public enum TunnelSockets {
     /// - Returns: the socket (kind `.rawIPv4Sender`).
     /// - Throws: `IOError` (EPERM without CAP_NET_RAW).
     public static func openRawSender(bufferBytes: Int = defaultBufferBytes) throws(IOError) -> TunnelSocket {
-        let fd = try openSocket(type: SOCK_RAW, protocol: Int32(IPPROTO_RAW), what: "raw IPv4 sender")
-        do {
+        try makeSocket(type: SOCK_RAW, protocol: Int32(IPPROTO_RAW), what: "raw IPv4 sender", kind: .rawIPv4Sender) {
+            fd throws(IOError) in
             try enlargeBuffers(fd, bytes: bufferBytes)
-            return TunnelSocket(
-                fd: fd, kind: .rawIPv4Sender, localAddress: .any, localPort: 0,
-                receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
-        } catch {
-            closeDescriptor(fd)
-            throw error
+            return (.any, 0)
         }
     }
 
@@ -153,25 +135,37 @@ public enum TunnelSockets {
     public static func openUDPSender(local: IPv4Address, bufferBytes: Int = defaultBufferBytes) throws(IOError)
         -> TunnelSocket
     {
-        let fd = try openSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP sender")
-        do {
+        try makeSocket(type: SOCK_DGRAM, protocol: Int32(IPPROTO_UDP), what: "UDP sender", kind: .udpSender) {
+            fd throws(IOError) in
             try enlargeBuffers(fd, bytes: bufferBytes)
             // DF clear and TTL 64, as EncapTemplate writes them for the raw sender: the inner MTU keeps outer
             // packets within the underlay, and if it does not, fragments beat silent loss.
             try setOption(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, CVX_IP_PMTUDISC_DONT, "setsockopt(IP_MTU_DISCOVER)")
             try setOption(fd, Int32(IPPROTO_IP), IP_TTL, Int32(EncapTemplate.timeToLive), "setsockopt(IP_TTL)")
             try bindSocket(fd, local, 0)
-            let bound = try boundAddress(fd)
+            return try boundAddress(fd)
+        }
+    }
+
+    // MARK: - Setup helpers (control path)
+
+    /// Opens a socket, runs `configure` on it (which returns the bound address and port), and wraps it; closes it
+    /// if any step fails, so no opener can leak a descriptor on its error path.
+    private static func makeSocket(
+        type: __socket_type, protocol proto: Int32, what: String, kind: PortKind,
+        configure: (Int32) throws(IOError) -> (address: IPv4Address, port: UInt16)
+    ) throws(IOError) -> TunnelSocket {
+        let fd = try openSocket(type: type, protocol: proto, what: what)
+        do {
+            let bound = try configure(fd)
             return TunnelSocket(
-                fd: fd, kind: .udpSender, localAddress: bound.address, localPort: bound.port,
+                fd: fd, kind: kind, localAddress: bound.address, localPort: bound.port,
                 receiveBufferBytes: try getOption(fd, SOL_SOCKET, SO_RCVBUF, "getsockopt(SO_RCVBUF)"))
         } catch {
             closeDescriptor(fd)
             throw error
         }
     }
-
-    // MARK: - Setup helpers (control path)
 
     private static func openSocket(type: __socket_type, protocol proto: Int32, what: String) throws(IOError) -> Int32 {
         let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
