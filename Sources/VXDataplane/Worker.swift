@@ -214,17 +214,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// What the offload paths did.
     public private(set) var offloadStatistics = WorkerOffloadStatistics()
 
-    /// A frame that passed classification and learning.
-    private struct ClassifiedFrame {
-        var rxIndex: Int  // index into rx.frames (for the buffer)
-        var domain: BridgeDomain
-        var ingress: Ingress
-        var offset: UInt32  // inner Ethernet frame within the buffer
-        var length: UInt32
-        var destination: MACAddress
-        var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
-    }
-
     /// - Parameters:
     ///   - engine: this worker's engine (used from the worker thread only once `run` starts). Its pool should have
     ///     free standard buffers for TSO segments and a free large buffer for the coalescing scratch (a
@@ -464,14 +453,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         // Frames for TAPs with a virtio header, coalesced per TAP.
         sendDeferred()
         classified.removeAll(keepingCapacity: true)
-    }
-
-    /// What classification yields: the frame plus its source MAC for learning.
-    private struct Classification {
-        var frame: ClassifiedFrame
-        var source: MACAddress
-        var domain: BridgeDomain { frame.domain }
-        var ingress: Ingress { frame.ingress }
     }
 
     private func classify(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) -> Classification? {
@@ -1130,6 +1111,25 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
 }
 
 // File-level rather than nested in the generic worker, so that using them needs no generic metadata at run time.
+
+/// A frame that passed classification and learning.
+private struct ClassifiedFrame {
+    var rxIndex: Int  // index into rx.frames (for the buffer)
+    var domain: BridgeDomain
+    var ingress: Ingress
+    var offset: UInt32  // inner Ethernet frame within the buffer
+    var length: UInt32
+    var destination: MACAddress
+    var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
+}
+
+/// A classified frame and the source MAC address to learn from it.
+private struct Classification {
+    var frame: ClassifiedFrame
+    var source: MACAddress
+    var domain: BridgeDomain { frame.domain }
+    var ingress: Ingress { frame.ingress }
+}
 
 /// One frame for one TAP with a virtio header, waiting for `DataplaneWorker.sendDeferred`.
 private struct DeferredTransmit {

@@ -24,6 +24,20 @@ struct PropertyTests {
         }
     }
 
+    /// The largest frames the offload paths sum: the accumulator must not lose a carry, even when every word is
+    /// 0xFFFF, and the vectorised loop's tail must handle every length.
+    @Test(arguments: [0xFF, 0x00, 0x80] as [UInt8])
+    func checksumSumOfLargeFramesMatchesNaiveReference(fill: UInt8) {
+        var bytes = [UInt8](repeating: fill, count: 65_535)
+        #expect(InternetChecksum.sum(bytes.span.bytes) == naiveSum(bytes))
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<8 {
+            let count = Int.random(in: 9_000...65_535, using: &generator)
+            bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(InternetChecksum.sum(bytes.span.bytes) == naiveSum(bytes), "\(count) random bytes")
+        }
+    }
+
     @Test func rfc1071Example() {
         let bytes: [UInt8] = [0x00, 0x01, 0xF2, 0x03, 0xF4, 0xF5, 0xF6, 0xF7]
         #expect(InternetChecksum.sum(bytes.span.bytes) == 0xDDF2)
