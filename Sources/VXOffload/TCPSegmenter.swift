@@ -10,7 +10,7 @@
 // copied verbatim, then patched as the kernel's own GSO does (inet_gso_segment, tcp_gso_segment,
 // ipv6_gso_segment):
 //   - IPv4: total length; identification = first + i (the stack numbered the whole burst this way, see
-//     ip_select_ident_segs); header checksum recomputed.
+//     ip_select_ident_segs); header checksum recomputed (from a sum of the unchanging words taken once per frame).
 //   - IPv6: payload length.
 //   - TCP: sequence number = first + i × mss; FIN and PSH only on the last segment; CWR only on the first (the
 //     kernel clears it after the first whether or not gso_type has the ECN bit); checksum computed from scratch.
@@ -51,6 +51,9 @@ public struct TCPSegmenter: Hashable, Sendable {
     let firstIdentification: UInt16
     /// The pseudo-header sum with length 0 (see `TCPFrameLayout.pseudoHeaderBase`).
     let pseudoHeaderBase: UInt16
+    /// The sum of the IPv4 header (options included) without its total length, identification and checksum, the
+    /// only words that differ between segments; 0 for IPv6.
+    let ipv4HeaderBase: UInt16
 
     /// The longest segment, for sizing destinations: `headerLength + segmentSize`.
     @inlinable public var maximumSegmentLength: Int { headerLength + segmentSize }
@@ -103,9 +106,21 @@ public struct TCPSegmenter: Hashable, Sendable {
                 isIPv6: layout.isIPv6,
                 firstSequence: frame.vxBE32(layout.transportOffset + 4),
                 firstIdentification: layout.isIPv6 ? 0 : frame.vxBE16(layout.networkOffset + 4),
-                pseudoHeaderBase: layout.pseudoHeaderBase(frame)
+                pseudoHeaderBase: layout.pseudoHeaderBase(frame),
+                ipv4HeaderBase: layout.isIPv6 ? 0 : ipv4HeaderSumWithoutVaryingWords(frame, at: layout.networkOffset)
             )
         )
+    }
+
+    /// The IPv4 header's sum over every word but total length (bytes 2-3), identification (4-5) and checksum
+    /// (10-11), so that each segment's header checksum is two additions instead of a pass over the header. The
+    /// version byte keeps it non-zero, so the result equals a checksum computed from scratch bit for bit.
+    private static func ipv4HeaderSumWithoutVaryingWords(_ frame: RawSpan, at ip: Int) -> UInt16 {
+        let headerLength = Int(frame.vxU8(ip) & 0x0F) * 4
+        let before = InternetChecksum.sum(frame.extracting(ip..<(ip + 2)))
+        let middle = InternetChecksum.sum(frame.extracting((ip + 6)..<(ip + 10)))
+        let options = InternetChecksum.sum(frame.extracting((ip + 12)..<(ip + headerLength)))
+        return InternetChecksum.combine(InternetChecksum.combine(before, middle), options)
     }
 
     /// The length of segment `index` in bytes, headers included.
@@ -147,9 +162,13 @@ public struct TCPSegmenter: Hashable, Sendable {
         if isIPv6 {
             destination.vxStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset - IPv6Header.size), at: ip + 4)
         } else {
-            destination.vxStoreBE16(UInt16(truncatingIfNeeded: length - networkOffset), at: ip + 2)
-            destination.vxStoreBE16(firstIdentification &+ UInt16(truncatingIfNeeded: index), at: ip + 4)
-            IPv4Header.updateChecksum(in: &destination, at: ip)
+            let totalLength = UInt16(truncatingIfNeeded: length - networkOffset)
+            let identification = firstIdentification &+ UInt16(truncatingIfNeeded: index)
+            destination.vxStoreBE16(totalLength, at: ip + 2)
+            destination.vxStoreBE16(identification, at: ip + 4)
+            let lengthSum = InternetChecksum.combine(ipv4HeaderBase, totalLength)
+            let headerSum = InternetChecksum.combine(lengthSum, identification)
+            destination.vxStoreBE16(~headerSum, at: ip + 10)
         }
 
         let tcp = offset + transportOffset

@@ -138,6 +138,26 @@ struct SegmenterTests {
         #expect(segments.allSatisfy { checkedSegment($0) != nil })
     }
 
+    /// Each segment's IPv4 header checksum comes from a sum of the frame's unchanging header words, so whatever
+    /// checksum the TAP's frame carried must not leak into it, and it must equal one computed from scratch.
+    @Test(arguments: [0x0000, 0xFFFF, 0x1234] as [UInt16])
+    func ipv4HeaderChecksumIgnoresTheFramesOwn(frameChecksum: UInt16) throws {
+        let spec = TCPFrameSpec(ipOptions: [0x94, 0x04, 0, 0], payload: pattern(5000))
+        var frame = spec.build(checksum: .partial)
+        let ip = spec.ethernetLength
+        frame[ip + 10] = UInt8(frameChecksum >> 8)
+        frame[ip + 11] = UInt8(frameChecksum & 0xFF)
+        let segments = try #require(segment(frame, header: spec.gsoHeader(mss: 1200)))
+        #expect(segments.count == 5)
+        for var bytes in segments {
+            let stored = UInt16(bytes[ip + 10]) << 8 | UInt16(bytes[ip + 11])
+            bytes[ip + 10] = 0
+            bytes[ip + 11] = 0
+            let headerLength = Int(bytes[ip] & 0x0F) * 4
+            #expect(stored == InternetChecksum.checksum(bytes[ip..<(ip + headerLength)].span.bytes))
+        }
+    }
+
     @Test func paddingAfterTheIPPacketIsIgnored() throws {
         let spec = TCPFrameSpec(payload: pattern(3000))
         let frame = spec.build(checksum: .partial) + [UInt8](repeating: 0xAB, count: 10)
