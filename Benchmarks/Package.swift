@@ -50,5 +50,16 @@ let package = Package(
             path: "Benchmarks/PacketPathBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "OffloadBenchmarks",
+            dependencies: [
+                .product(name: "VXOffload", package: "vxswitch"),
+                .product(name: "VXPacket", package: "vxswitch"),
+                .product(name: "VXTestSupport", package: "vxswitch"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/OffloadBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
