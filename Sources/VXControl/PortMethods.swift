@@ -76,7 +76,9 @@ public struct DeletePortParams: Codable, Sendable, Hashable {
     }
 }
 
-/// A port as `add-port` and `show` report it: `{"name": "tap0", "vni": 100, "mtu": 1450, "ifindex": 7}`.
+/// A port as `add-port` and `show` report it: `{"name": "tap0", "vni": 100, "mtu": 1450, "ifindex": 7}`, and for a
+/// port the switch stopped reading because its descriptor failed, `"failure": "EBADFD (File descriptor in bad
+/// state) on read"`.
 public struct PortInfo: Codable, Sendable, Hashable {
     /// The interface name.
     public var name: InterfaceName
@@ -86,21 +88,27 @@ public struct PortInfo: Codable, Sendable, Hashable {
     public var mtu: Int
     /// The kernel's interface index, or nil for a port that has none (an in-memory test port).
     public var ifindex: Int?
+    /// Why the switch stopped reading the port (its TAP was deleted underneath, or its namespace destroyed), e.g.
+    /// `EBADFD (File descriptor in bad state) on read`; nil while it works. A failed port switches nothing until
+    /// it is removed (`del-port`) and added again.
+    public var failure: String?
 
     /// - Parameters:
     ///   - name: the interface name.
     ///   - vni: the VNI.
     ///   - mtu: the MTU in effect.
     ///   - ifindex: the kernel interface index, if any.
-    public init(name: InterfaceName, vni: VNI, mtu: Int, ifindex: Int? = nil) {
+    ///   - failure: why the port failed, if it did.
+    public init(name: InterfaceName, vni: VNI, mtu: Int, ifindex: Int? = nil, failure: String? = nil) {
         self.name = name
         self.vni = vni
         self.mtu = mtu
         self.ifindex = ifindex
+        self.failure = failure
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, vni, mtu, ifindex
+        case name, vni, mtu, ifindex, failure
     }
 
     /// Decodes a port.
@@ -111,11 +119,12 @@ public struct PortInfo: Codable, Sendable, Hashable {
             name: try container.decode(InterfaceName.self, forKey: .name),
             vni: try container.decodeVNI(forKey: .vni),
             mtu: try container.decode(Int.self, forKey: .mtu),
-            ifindex: try container.decodeIfPresent(Int.self, forKey: .ifindex)
+            ifindex: try container.decodeIfPresent(Int.self, forKey: .ifindex),
+            failure: try container.decodeIfPresent(String.self, forKey: .failure)
         )
     }
 
-    /// Encodes the port; `ifindex` is left out when nil.
+    /// Encodes the port; `ifindex` and `failure` are left out when nil.
     /// - Parameter encoder: the encoder.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -123,5 +132,6 @@ public struct PortInfo: Codable, Sendable, Hashable {
         try container.encode(vni, forKey: .vni)
         try container.encode(mtu, forKey: .mtu)
         try container.encodeIfPresent(ifindex, forKey: .ifindex)
+        try container.encodeIfPresent(failure, forKey: .failure)
     }
 }

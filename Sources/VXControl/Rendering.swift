@@ -52,7 +52,7 @@ public struct TextTable: Sendable {
 
 /// Human-readable renderings of control results, as vxctl prints them without `--json`.
 public enum ControlRendering {
-    /// `show`: ports, peers and VNIs as three indented tables.
+    /// `show`: ports, peers and VNIs as three indented tables; each failed port gets a line under the ports.
     /// - Parameter result: the `show` result.
     /// - Returns: the text, ending in a newline.
     public static func show(_ result: ShowResult) -> String {
@@ -66,6 +66,10 @@ public enum ControlRendering {
                 table.append([port.name.value, "\(port.vni)", "\(port.mtu)", port.ifindex.map(String.init) ?? "-"])
             }
             out += table.lines(indent: 2)
+            for port in result.ports {
+                guard let failure = port.failure else { continue }
+                out.append("  port \(port.name) FAILED: \(failure); remove it with `vxctl del-port \(port.name)`")
+            }
         }
         if result.peers.isEmpty {
             out.append("peers: none")

@@ -109,6 +109,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     let store: StateStore?
     /// Wakes the DHCP/ARP service thread when a worker punts a frame.
     let puntSignal: DispatchSemaphore
+    /// Ports whose descriptor failed under the switch (recorded by the workers, see PortFailures.swift).
+    let portFailures = PortFailures()
 
     struct State {
         var builder = TopologyBuilder()
@@ -159,6 +161,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 punt: punt, logger: workerLogger)
         }
         for worker in workers { worker.busyPollWindow = options.busyPoll }
+        for (index, worker) in workers.enumerated() {
+            worker.onPortFailure = { [portFailures] port, error in portFailures.record(port, worker: index, error: error) }
+        }
     }
 
     /// Worker 0's engine, for tests that inject frames into a `MemoryEngine`. Thread-safety is the engine's.
@@ -326,7 +331,23 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             table.advanceClock()
             let expired = table.expire()
             if expired > 0 { logger.debug("aged out \(expired) MAC entries") }
+            logPortFailures()
             checkAttachedNamespaces()
+        }
+    }
+
+    /// Logs each port that failed since the last call, once, with its name and descriptor. Maintenance thread.
+    func logPortFailures() {
+        let new = portFailures.takeUnlogged()
+        guard !new.isEmpty else { return }
+        let known = state.withLock { state in
+            Dictionary(uniqueKeysWithValues: state.ports.map { name, port in (port.id, (name, port)) })
+        }
+        for (id, failure) in new {
+            guard let (name, port) = known[id] else { continue }  // removed meanwhile
+            let interface = port.attachment.map { " (\($0.ifname) in \($0.container))" } ?? ""
+            logger.error(
+                "port \(name)\(interface) failed: fd \(port.descriptor.fd(forWorker: failure.worker)) of worker \(failure.worker): \(failure.error.summary); it switches nothing from now on, remove it with `vxctl del-port \(name)`")
         }
     }
 
@@ -474,6 +495,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         state.builder.removePort(port.id)
         publish(state)
         detachEverywhere(port.id)
+        portFailures.forget(port.id)
         table.flush(port: port.id, includingStatic: true)
         releaseDomainIfUnused(port.vni, in: &state)
         publish(state)
@@ -590,7 +612,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     public func show() async throws(ControlError) -> ShowResult {
         state.withLock { state in
             let ports = state.ports.map { name, port in
-                PortInfo(name: interfaceName(name), vni: port.vni, mtu: port.mtu, ifindex: port.descriptor.ifindex)
+                PortInfo(
+                    name: interfaceName(name), vni: port.vni, mtu: port.mtu, ifindex: port.descriptor.ifindex,
+                    failure: portFailures.failure(of: port.id)?.summary)
             }.sorted { $0.name < $1.name }
             let peers = state.peers.map { address, peer in
                 PeerInfo(ip: address, encapsulation: peer.encapsulation, vnis: peer.vnis.sorted())

@@ -278,6 +278,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// one core per burst. Set before `run` starts.
     public var busyPollWindow: Duration = .zero
 
+    /// Told, on the worker thread, about each port the engine stopped reading because its reads failed for good
+    /// (its TAP was deleted underneath): once per port, after the receive that found it. Must not block on
+    /// anything that waits for this worker. Set before `run` starts; nil: the worker only logs it.
+    public var onPortFailure: (@Sendable (PortID, IOError) -> Void)?
+
     /// Runs batches until a `.stop` command arrives. Call on the worker's own thread.
     public func run() {
         logger.debug("Routine: dataplane worker - started")
@@ -309,6 +314,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         if stopping { return false }
         rx.reset()
         let outcome = try engine.receive(into: &rx, timeout: timeout)
+        engine.drainNewPortFailures { handle, error in reportPortFailure(handle, error) }
         if case .timedOut = outcome { return false }
         processBatch()
         return rx.count > 0
@@ -1168,4 +1174,22 @@ private enum OffloadHeader {
     case tso(VirtioNetHeader)
     /// Refused.
     case drop(DropCode)
+}
+
+// MARK: Failed ports
+
+extension DataplaneWorker {
+    /// Passes a failed port on to `onPortFailure` (a failed tunnel socket is only logged: the daemon has no
+    /// state to show it in).
+    fileprivate func reportPortFailure(_ handle: PortHandle, _ error: IOError) {
+        if handle.slot < portBySlot.count, let entry = portBySlot[handle.slot], entry.handle == handle {
+            guard let onPortFailure else {
+                logger.error("port \(entry.port.index) stopped receiving: \(error.summary)")
+                return
+            }
+            onPortFailure(entry.port, error)
+        } else if handle.slot < tunnelBySlot.count, let entry = tunnelBySlot[handle.slot], entry.handle == handle {
+            logger.error("\(entry.encapsulation) tunnel socket stopped receiving: \(error.summary)")
+        }
+    }
 }

@@ -128,6 +128,9 @@ public final class EpollEngine: PacketEngine {
     private var ports: [Port?] = []
     private var generations: [UInt16] = []
     private var freeSlots: [Int] = []
+    /// Ports marked failed and not yet reported by `drainNewPortFailures` (appended only when a port fails, so
+    /// the per-loop drain is an emptiness check).
+    private var newlyFailed: [PortHandle] = []
     /// Buffers handed out by `receive` and not yet released; catches double release.
     private var ledger: BufferLedger
     /// epoll_wait's output, `maxEvents` entries.
@@ -256,12 +259,21 @@ public final class EpollEngine: PacketEngine {
         return port.kernelDrops
     }
 
-    /// The errno that made the engine stop reading `handle` (e.g. EBADFD after its TAP was deleted), or nil.
-    /// - Parameter handle: a registered port.
-    /// - Returns: the errno, or nil while the port works (or for an unknown handle).
-    public func failure(of handle: PortHandle) -> Int32? {
+    /// Why the engine stopped reading `handle` (e.g. EBADFD after its TAP was deleted), or nil while the port
+    /// works (or for an unknown handle). The operation is "read" for a TAP, "recvmmsg" for a tunnel socket.
+    public func portFailure(of handle: PortHandle) -> IOError? {
         guard let slot = slotIndex(handle), let port = ports[slot], port.failedErrno != 0 else { return nil }
-        return port.failedErrno
+        if case .tap = port.kind { return IOError(errno: port.failedErrno, operation: "read") }
+        return IOError(errno: port.failedErrno, operation: "recvmmsg")
+    }
+
+    /// Reports each port marked failed since the last call, once; see `PacketEngine.drainNewPortFailures`.
+    public func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) {
+        guard !newlyFailed.isEmpty else { return }
+        for handle in newlyFailed {
+            if let error = portFailure(of: handle) { body(handle, error) }
+        }
+        newlyFailed.removeAll(keepingCapacity: true)
     }
 
     /// epoll_ctl(EPOLL_CTL_ADD) for EPOLLIN, level-triggered, with `token` as the event's data.
@@ -291,6 +303,9 @@ public final class EpollEngine: PacketEngine {
         if port.inEpoll {
             epollRemove(fd: port.fd)
             port.inEpoll = false
+        }
+        if port.failedErrno == 0 {
+            newlyFailed.append(PortHandle(raw: UInt32(generations[slot]) << 16 | UInt32(slot)))
         }
         port.failedErrno = code
         ports[slot] = port

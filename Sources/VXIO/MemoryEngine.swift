@@ -70,6 +70,8 @@ public final class MemoryWire: EngineWaker {
         var ports: [PortHandle: PortKind] = [:]  // registered ports
         var handlesByDescriptor: [Int32: PortHandle] = [:]  // the fake fd each port was registered with
         var transmitted: [PortHandle: [TransmittedFrame]] = [:]  // sent, not yet drained
+        var failures: [PortHandle: IOError] = [:]  // ports failed with `fail`: no longer read, transmits drop
+        var newlyFailed: [PortHandle] = []  // failed, not yet reported by drainNewPortFailures
     }
 
     let state = Mutex(State())
@@ -91,7 +93,7 @@ public final class MemoryWire: EngineWaker {
         _ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0
     ) -> Bool {
         let queued = state.withLock { state -> Bool in
-            guard state.ports[handle] != nil else { return false }
+            guard state.ports[handle] != nil, state.failures[handle] == nil else { return false }
             state.queue.append(Injected(handle: handle, bytes: bytes, remote: remote, segmentSize: segmentSize))
             return true
         }
@@ -104,6 +106,27 @@ public final class MemoryWire: EngineWaker {
     /// - Returns: the frames.
     public func drainTransmitted(from handle: PortHandle) -> [TransmittedFrame] {
         state.withLock { state in state.transmitted.removeValue(forKey: handle) ?? [] }
+    }
+
+    /// Makes `handle` fail as a real engine's port does when its reads fail for good (a TAP deleted underneath):
+    /// its queued frames are discarded, it is no longer read, transmits to it are dropped with `errno`, and
+    /// `portFailure(of:)` / `drainNewPortFailures` report it.
+    /// - Parameters:
+    ///   - handle: a registered port.
+    ///   - errno: the errno its read failed with, e.g. EBADFD.
+    ///   - operation: the read that failed.
+    /// - Returns: false when `handle` is not registered or already failed.
+    @discardableResult
+    public func fail(_ handle: PortHandle, errno: Int32, operation: String = "read") -> Bool {
+        let failed = state.withLock { state -> Bool in
+            guard state.ports[handle] != nil, state.failures[handle] == nil else { return false }
+            state.failures[handle] = IOError(errno: errno, operation: operation)
+            state.newlyFailed.append(handle)
+            state.queue.removeAll { $0.handle == handle }
+            return true
+        }
+        if failed { wake() }  // a real engine notices in its receive call
+        return failed
     }
 
     /// Injected frames not yet received.
@@ -171,7 +194,24 @@ public final class MemoryEngine: PacketEngine {
             state.ports[handle] = nil
             state.handlesByDescriptor = state.handlesByDescriptor.filter { $0.value != handle }
             state.queue.removeAll { $0.handle == handle }
+            state.failures[handle] = nil
+            state.newlyFailed.removeAll { $0 == handle }
         }
+    }
+
+    /// Why `handle` was failed with `MemoryWire.fail`, or nil.
+    public func portFailure(of handle: PortHandle) -> IOError? {
+        waker.state.withLock { $0.failures[handle] }
+    }
+
+    /// Reports each port failed with `MemoryWire.fail` since the last call, once.
+    public func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) {
+        let reported = waker.state.withLock { state -> [(PortHandle, IOError)] in
+            guard !state.newlyFailed.isEmpty else { return [] }
+            defer { state.newlyFailed.removeAll() }
+            return state.newlyFailed.compactMap { handle in state.failures[handle].map { (handle, $0) } }
+        }
+        for (handle, error) in reported { body(handle, error) }
     }
 
     /// Queues a frame as if received; see `MemoryWire.inject`.
@@ -268,8 +308,12 @@ public final class MemoryEngine: PacketEngine {
     public func transmit(_ batch: TxBatch) -> TransmitReport {
         var report = TransmitReport()
         var records: [(PortHandle, TransmittedFrame)] = []
-        let ports = waker.state.withLock { $0.ports }
+        let (ports, failures) = waker.state.withLock { ($0.ports, $0.failures) }
         for (index, frame) in batch.frames.enumerated() {
+            if let failure = failures[frame.target] {
+                report.count(errno: failure.errno, frames: 1)
+                continue
+            }
             switch ports[frame.target] {
             case nil:
                 report.droppedError += 1

@@ -133,6 +133,36 @@ public struct IOError: Error, CustomStringConvertible, Sendable, Equatable {
         return text + " — " + hint
     }
 
+    /// The errno's symbol, its text and the operation, as `vxctl` shows a failed port:
+    /// `EBADFD (File descriptor in bad state) on read`.
+    public var summary: String {
+        unsafe "\(IOError.symbol(for: errno)) (\(String(cString: strerrorText(errno)))) on \(operation)"
+    }
+
+    /// The errno's name (`EBADFD`) for the errnos a port can fail with, `errno N` for the others.
+    /// - Parameter errno: a positive errno value.
+    /// - Returns: the symbol.
+    public static func symbol(for errno: Int32) -> String {
+        switch errno {
+        case EBADFD: "EBADFD"
+        case EBADF: "EBADF"
+        case EIO: "EIO"
+        case ENODEV: "ENODEV"
+        case ENXIO: "ENXIO"
+        case EINVAL: "EINVAL"
+        case ENOTSOCK: "ENOTSOCK"
+        case EFAULT: "EFAULT"
+        case EPIPE: "EPIPE"
+        case ENETDOWN: "ENETDOWN"
+        case EOPNOTSUPP: "EOPNOTSUPP"
+        case ENOMEM: "ENOMEM"
+        case ENOBUFS: "ENOBUFS"
+        case EPERM: "EPERM"
+        case EACCES: "EACCES"
+        default: "errno \(errno)"
+        }
+    }
+
     /// Explanations for the errnos that setting up ports commonly meets, or nil.
     /// - Parameter errno: a positive errno value.
     /// - Returns: a short explanation of the likely cause.
@@ -192,4 +222,17 @@ public protocol PacketEngine: AnyObject, SendableMetatype {
     /// Gives a received buffer back to the engine. Buffers the worker took from `pool` itself (`take()`,
     /// `takeLarge()`) go back with `pool.give(_:)` instead.
     func release(_ buffer: BufferID)
+
+    /// Why the engine stopped reading `handle` for good (its reads failed with an error that would repeat, e.g.
+    /// EBADFD after its TAP was deleted underneath, or EBADF), or nil while the port works (or for an unknown
+    /// handle). Transmits to a failed port are counted as dropped.
+    /// - Parameter handle: a registered port.
+    /// - Returns: the error, its `operation` naming the read that failed ("read", "recvmmsg", ...).
+    func portFailure(of handle: PortHandle) -> IOError?
+
+    /// Calls `body` once for each port that failed (see `portFailure(of:)`) since the last call, oldest first.
+    /// A port unregistered in between is not reported. The worker calls this once per loop, so it must cost no
+    /// more than a check of an empty list when nothing failed.
+    /// - Parameter body: gets the failed port's handle and the error.
+    func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void)
 }

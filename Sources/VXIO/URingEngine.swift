@@ -96,6 +96,9 @@ public final class URingEngine: PacketEngine {
     private var freeSlots: [UInt16] = []
     /// Ports whose receive request has to be (re-)armed. Each index appears once (`PortSlot.queuedForArm`).
     private var armQueue: [UInt16] = []
+    /// Handles of ports whose receive failed for good, not yet reported by `drainNewPortFailures` (appended only
+    /// when a port fails, so the per-loop drain is an emptiness check).
+    private var newlyFailed: [UInt32] = []
     /// Template for multishot recvmsg: asks for a sockaddr_in name and no control data. One for all sockets;
     /// the kernel copies it when a request is issued.
     private let receiveMessage: UnsafeMutablePointer<msghdr>
@@ -409,10 +412,20 @@ public final class URingEngine: PacketEngine {
     }
 
     /// Why the port stopped receiving (its request failed with something other than ENOBUFS or a
-    /// cancellation), or nil while it is healthy.
-    public func receiveFailure(of handle: PortHandle) -> IOError? {
+    /// cancellation), or nil while it is healthy. The operation is "read" for a TAP, "recvmsg" for a socket.
+    public func portFailure(of handle: PortHandle) -> IOError? {
         guard let index = liveIndex(handle.raw), ports[Int(index)].failure != 0 else { return nil }
-        return IOError(errno: ports[Int(index)].failure, operation: "io_uring receive on fd \(ports[Int(index)].fd)")
+        return IOError(errno: ports[Int(index)].failure, operation: ports[Int(index)].kind.isTAP ? "read" : "recvmsg")
+    }
+
+    /// Reports each port whose receive ended for good since the last call, once; see
+    /// `PacketEngine.drainNewPortFailures`.
+    public func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) {
+        guard !newlyFailed.isEmpty else { return }
+        for handle in newlyFailed {
+            if let error = portFailure(of: PortHandle(raw: handle)) { body(PortHandle(raw: handle), error) }
+        }
+        newlyFailed.removeAll(keepingCapacity: true)
     }
 
     // MARK: Submission
@@ -658,13 +671,17 @@ public final class URingEngine: PacketEngine {
             if result == -ENOBUFS { stats.bufferRingEmpty &+= 1 }
             queueArm(UInt16(index))
         } else if rejectsMultishotRead, ports[index].kind.isTAP, ports[index].multishot {
-            // This kernel or file rejects IORING_OP_READ_MULTISHOT: fall back to single-shot reads.
-            multishotRead = false
+            // This kernel or file rejects IORING_OP_READ_MULTISHOT: fall back to single-shot reads. EBADFD
+            // (unpollable file) is also what a TAP deleted underneath returns, so it falls back for this port only:
+            // its single-shot read then fails the same way and marks the port failed, and the other TAPs keep
+            // their multishot reads.
+            if result != -EBADFD { multishotRead = false }
             ports[index].multishot = false
             stats.multishotFallbacks &+= 1
             queueArm(UInt16(index))
         } else {
             ports[index].failure = -result
+            newlyFailed.append(handle)
         }
         return frame
     }

@@ -87,6 +87,15 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         #expect(try decoded(PortInfo.self, #"{"mtu":1500,"name":"mem0","vni":1}"#) == port)
     }
 
+    @Test func aFailedPortCarriesItsFailure() throws {
+        let port = PortInfo(
+            name: name("tap1"), vni: vni(1), mtu: 1450, ifindex: 9,
+            failure: "EBADFD (File descriptor in bad state) on read")
+        let json = #"{"failure":"EBADFD (File descriptor in bad state) on read","ifindex":9,"mtu":1450,"name":"tap1","vni":1}"#
+        #expect(try encoded(port) == json)
+        #expect(try decoded(PortInfo.self, json) == port)
+    }
+
     @Test func fdbResult() throws {
         let result = FDBResult(entries: [
             FDBEntry(vni: vni(100), mac: mac("02:00:00:00:00:01"), destination: .port(name("tap0")), age: 12),

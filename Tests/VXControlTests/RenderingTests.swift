@@ -21,6 +21,29 @@ import VXControl
         )
     }
 
+    @Test func showNamesAFailedPortAndHowToRemoveIt() {
+        let result = ShowResult(
+            ports: [
+                PortInfo(name: name("tap0"), vni: vni(100), mtu: 1450, ifindex: 7),
+                PortInfo(
+                    name: name("tap1"), vni: vni(100), mtu: 1450, ifindex: 8,
+                    failure: "EBADFD (File descriptor in bad state) on read"),
+            ],
+            peers: [], vnis: [])
+        #expect(
+            ControlRendering.show(result) == """
+                ports:
+                  NAME  VNI   MTU  IFINDEX
+                  tap0  100  1450        7
+                  tap1  100  1450        8
+                  port tap1 FAILED: EBADFD (File descriptor in bad state) on read; remove it with `vxctl del-port tap1`
+                peers: none
+                vnis: none
+
+                """
+        )
+    }
+
     @Test func anEmptySwitchSaysNone() {
         #expect(ControlRendering.show(ShowResult(ports: [], peers: [], vnis: [])) == "ports: none\npeers: none\nvnis: none\n")
         #expect(ControlRendering.fdb(FDBResult(entries: [])) == "no FDB entries\n")

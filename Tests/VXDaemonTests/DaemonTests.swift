@@ -65,8 +65,10 @@ final class InProcessSwitch {
     ///   - workers: dataplane workers, each on its own MemoryEngine.
     ///   - largeBuffers: 64 KiB pool buffers per worker, which TAPs with a virtio header (attach) need.
     ///   - configure: runs before the switch starts (e.g. to mark TAP names single-queue).
+    ///   - logger: the daemon's logger.
     init(
-        statePath: String? = nil, workers: Int = 1, largeBuffers: Int = 0, configure: (FakeHost) -> Void = { _ in }
+        statePath: String? = nil, workers: Int = 1, largeBuffers: Int = 0, configure: (FakeHost) -> Void = { _ in },
+        logger: Logger = Logger(label: "test")
     ) throws {
         var options = DaemonOptions(local: InProcessSwitch.local)
         options.statePath = statePath
@@ -75,7 +77,7 @@ final class InProcessSwitch {
             options: options, engines: (0..<workers).map { _ in
                 MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: largeBuffers))
             },
-            host: host, logger: Logger(label: "test"))
+            host: host, logger: logger)
         try daemon.start()
         dispatcher = ControlDispatcher(router: ControlRouter(service: daemon))
     }

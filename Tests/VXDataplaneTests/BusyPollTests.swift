@@ -27,6 +27,8 @@ final class TimeoutRecordingEngine: PacketEngine {
     func unregister(_ handle: PortHandle) { inner.unregister(handle) }
     func transmit(_ batch: TxBatch) -> TransmitReport { inner.transmit(batch) }
     func release(_ buffer: BufferID) { inner.release(buffer) }
+    func portFailure(of handle: PortHandle) -> IOError? { inner.portFailure(of: handle) }
+    func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) { inner.drainNewPortFailures(body) }
 
     func receive(into batch: inout RxBatch, timeout: Duration?) throws(IOError) -> ReceiveOutcome {
         if polled.count < polled.capacity { polled.append(timeout == .zero) }

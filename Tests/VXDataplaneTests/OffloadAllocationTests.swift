@@ -98,6 +98,11 @@ final class ReplayEngine: PacketEngine {
     func release(_ buffer: BufferID) {
         pool.give(buffer)
     }
+
+    /// Replayed ports never fail.
+    func portFailure(of handle: PortHandle) -> IOError? { nil }
+
+    func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) {}
 }
 
 @Suite("Dataplane worker, offload allocations")

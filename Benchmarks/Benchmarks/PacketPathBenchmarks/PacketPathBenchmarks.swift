@@ -330,6 +330,11 @@ final class ReplayEngine: PacketEngine {
     }
 
     func release(_ buffer: BufferID) {}
+
+    /// Replayed ports never fail.
+    func portFailure(of handle: PortHandle) -> IOError? { nil }
+
+    func drainNewPortFailures(_ body: (PortHandle, IOError) -> Void) {}
 }
 
 /// A worker wired to the fixture's switch, replaying rx frames (from A) or tx frames (from the port).
