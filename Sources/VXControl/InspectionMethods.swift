@@ -327,17 +327,64 @@ public struct StatsResult: Codable, Sendable, Hashable {
     /// What each dataplane worker carried (the rows above are sums over all workers); nil from a switch that
     /// does not report it.
     public var workers: [WorkerStats]?
+    /// What the offload paths did, summed over the workers; nil from a switch that does not report it.
+    public var offloads: OffloadStats?
 
     /// - Parameters:
     ///   - ports: per-port counters.
     ///   - peers: per-peer counters.
     ///   - drops: switch-wide drops by reason.
     ///   - workers: per-worker totals.
-    public init(ports: [PortStats], peers: [PeerStats], drops: [String: UInt64], workers: [WorkerStats]? = nil) {
+    ///   - offloads: offload counters summed over the workers.
+    public init(
+        ports: [PortStats], peers: [PeerStats], drops: [String: UInt64], workers: [WorkerStats]? = nil,
+        offloads: OffloadStats? = nil
+    ) {
         self.ports = ports
         self.peers = peers
         self.drops = drops
         self.workers = workers
+        self.offloads = offloads
+    }
+}
+
+/// What the dataplane's offload paths did (docs/offload.md), summed over the workers:
+/// `{"tsoFramesReceived": 14000, "segments": 620000, "udpGSOSends": 15000, ...}`.
+public struct OffloadStats: Codable, Sendable, Hashable {
+    /// TSO frames (up to 64 KiB of one TCP flow) read from TAPs with a virtio header.
+    public var tsoFramesReceived: UInt64 = 0
+    /// Partial checksums (NEEDS_CSUM) completed on frames read from TAPs.
+    public var checksumsCompleted: UInt64 = 0
+    /// TSO frames cut into segments (once per destination that needed it).
+    public var tsoFramesSegmented: UInt64 = 0
+    /// Segments those frames were cut into.
+    public var segments: UInt64 = 0
+    /// TSO frames written whole to a TAP with a virtio header.
+    public var tsoFramesPassedThrough: UInt64 = 0
+    /// Writes of coalesced TCP segments (one GSO frame each) to TAPs with a virtio header.
+    public var coalescedWrites: UInt64 = 0
+    /// Frames merged into those writes.
+    public var coalescedFrames: UInt64 = 0
+    /// UDP GSO sends carrying more than one VXLAN datagram.
+    public var udpGSOSends: UInt64 = 0
+    /// VXLAN datagrams in those sends.
+    public var udpGSODatagrams: UInt64 = 0
+    /// GRO reads (several VXLAN datagrams in one read) from the UDP tunnel socket.
+    public var groFramesReceived: UInt64 = 0
+    /// Datagrams in those reads.
+    public var groDatagrams: UInt64 = 0
+
+    public init() {}
+
+    /// Every counter with its JSON name, in the order `vxctl stats` prints them.
+    public var named: [(name: String, count: UInt64)] {
+        [
+            ("tsoFramesReceived", tsoFramesReceived), ("checksumsCompleted", checksumsCompleted),
+            ("tsoFramesSegmented", tsoFramesSegmented), ("segments", segments),
+            ("tsoFramesPassedThrough", tsoFramesPassedThrough), ("coalescedWrites", coalescedWrites),
+            ("coalescedFrames", coalescedFrames), ("udpGSOSends", udpGSOSends), ("udpGSODatagrams", udpGSODatagrams),
+            ("groFramesReceived", groFramesReceived), ("groDatagrams", groDatagrams),
+        ]
     }
 }
 

@@ -113,8 +113,8 @@ public enum ControlRendering {
         return table.lines().joined(separator: "\n") + "\n"
     }
 
-    /// `stats`: a counter table for ports and one for peers, then every non-zero drop reason, then what each
-    /// dataplane worker carried (when the switch reports it).
+    /// `stats`: a counter table for ports and one for peers, then every non-zero drop reason, then every non-zero
+    /// offload counter and what each dataplane worker carried (when the switch reports them).
     /// - Parameter result: the `stats` result.
     /// - Returns: the text, ending in a newline.
     public static func stats(_ result: StatsResult) -> String {
@@ -155,6 +155,18 @@ public enum ControlRendering {
             out += drops.lines(indent: 2)
         } else {
             out.append("drops: none")
+        }
+        if let offloads = result.offloads {
+            let counted = offloads.named.filter { $0.count > 0 }
+            out.append("")
+            if counted.isEmpty {
+                out.append("offloads: none")
+            } else {
+                var table = TextTable([("COUNTER", .left), ("COUNT", .right)])
+                for (name, count) in counted { table.append([name, "\(count)"]) }
+                out.append("offloads:")
+                out += table.lines(indent: 2)
+            }
         }
         if let workers = result.workers, !workers.isEmpty {
             var table = TextTable([("WORKER", .left), ("RX-FRAMES", .right), ("TX-FRAMES", .right)])

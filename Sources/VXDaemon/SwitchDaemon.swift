@@ -696,7 +696,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             }
         }
         if kernelDrops > 0 { drops[Self.kernelReceiveQueueDrops] = kernelDrops }
-        return StatsResult(ports: portStats, peers: peerStats, drops: drops, workers: shares)
+        let offloads = workers.reduce(into: WorkerOffloadStatistics()) { $0 += $1.counters.offloads.snapshot() }
+        return StatsResult(
+            ports: portStats, peers: peerStats, drops: drops, workers: shares, offloads: OffloadStats(offloads))
     }
 
     // MARK: Persistence
@@ -794,6 +796,24 @@ extension PeerEncapsulation {
             case .none: .none
             }
         }
+    }
+}
+
+extension OffloadStats {
+    /// The control-protocol form of the dataplane's offload counters.
+    init(_ statistics: WorkerOffloadStatistics) {
+        self.init()
+        tsoFramesReceived = statistics.tsoFramesReceived
+        checksumsCompleted = statistics.checksumsCompleted
+        tsoFramesSegmented = statistics.tsoFramesSegmented
+        segments = statistics.segments
+        tsoFramesPassedThrough = statistics.tsoFramesPassedThrough
+        coalescedWrites = statistics.coalescedWrites
+        coalescedFrames = statistics.coalescedFrames
+        udpGSOSends = statistics.udpGSOSends
+        udpGSODatagrams = statistics.udpGSODatagrams
+        groFramesReceived = statistics.groFramesReceived
+        groDatagrams = statistics.groDatagrams
     }
 }
 

@@ -9,6 +9,9 @@
 // Layout: one row of `Counter.columns` counters per entity. Entities are the local ports (by PortID index),
 // then the peers (by PeerID index), then one row for drops that belong to no port or peer yet (a datagram from
 // an unknown address). A row is frames and bytes in and out, then one column per `DropCode`.
+//
+// Beside the rows, each worker's `WorkerOffloadCounters` counts what its offload paths did (TSO, checksum
+// completion, coalescing, UDP GSO and GRO), with the same single-writer atomics.
 
 import Synchronization
 import VXForwarding
@@ -32,6 +35,8 @@ public final class WorkerCounters: @unchecked Sendable {
     /// Rows for ports `0 ..< maxPorts`, then peers `0 ..< maxPeers`, then the unattributed row.
     public let maxPorts: Int
     public let maxPeers: Int
+    /// What this worker's offload paths did.
+    public let offloads = WorkerOffloadCounters()
     private let rows: Int
     private let cells: UnsafeMutablePointer<Atomic<UInt64>>
 
@@ -172,5 +177,168 @@ public struct CounterRow: Sendable, Equatable {
         lhs.txFrames &+= rhs.txFrames
         lhs.txBytes &+= rhs.txBytes
         for (code, count) in rhs.drops { lhs.drops[code, default: 0] &+= count }
+    }
+}
+
+/// What a worker's offload paths did, readable from any thread. One writer (the worker), any number of readers,
+/// like `WorkerCounters`: the worker adds with `&+=` on the properties (a relaxed load and a relaxed store; with
+/// one writer no increment is lost), readers take a `snapshot()`.
+@safe
+public final class WorkerOffloadCounters: @unchecked Sendable {
+    // @unchecked: `cells` is an immutable pointer to Atomic cells, allocated in init and freed in deinit; every
+    // access goes through the atomics.
+
+    /// The counters, in cell order.
+    @usableFromInline
+    enum Cell: Int, CaseIterable {
+        case tsoFramesReceived, checksumsCompleted, tsoFramesSegmented, segments, tsoFramesPassedThrough
+        case coalescedWrites, coalescedFrames, udpGSOSends, udpGSODatagrams, groFramesReceived, groDatagrams
+    }
+
+    /// The cells get cache lines of their own (two, for the adjacent-line prefetcher): the workers' counters are
+    /// allocated one after another at startup, and without this two workers would write the same line.
+    private static var alignment: Int { 128 }
+    private static var byteCount: Int {
+        (Cell.allCases.count * MemoryLayout<Atomic<UInt64>>.stride + alignment - 1) / alignment * alignment
+    }
+
+    @usableFromInline
+    let cells: UnsafeMutablePointer<Atomic<UInt64>>
+
+    public init() {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.byteCount, alignment: Self.alignment)
+        unsafe cells = raw.bindMemory(to: Atomic<UInt64>.self, capacity: Cell.allCases.count)
+        for index in 0..<Cell.allCases.count {
+            unsafe (cells + index).initialize(to: Atomic(0))
+        }
+    }
+
+    deinit {
+        unsafe cells.deinitialize(count: Cell.allCases.count)
+        unsafe UnsafeMutableRawPointer(cells).deallocate()
+    }
+
+    /// One counter: any thread reads it; only the worker thread sets it.
+    @inlinable
+    subscript(cell: Cell) -> UInt64 {
+        get { unsafe cells[cell.rawValue].load(ordering: .relaxed) }
+        set { unsafe cells[cell.rawValue].store(newValue, ordering: .relaxed) }
+    }
+
+    /// TSO frames received from TAPs.
+    @inlinable
+    public internal(set) var tsoFramesReceived: UInt64 {
+        get { self[.tsoFramesReceived] }
+        set { self[.tsoFramesReceived] = newValue }
+    }
+    /// Partial checksums completed on frames received from TAPs.
+    @inlinable
+    public internal(set) var checksumsCompleted: UInt64 {
+        get { self[.checksumsCompleted] }
+        set { self[.checksumsCompleted] = newValue }
+    }
+    /// TSO frames cut into segments (once per destination that needed it).
+    @inlinable
+    public internal(set) var tsoFramesSegmented: UInt64 {
+        get { self[.tsoFramesSegmented] }
+        set { self[.tsoFramesSegmented] = newValue }
+    }
+    /// Segments written.
+    @inlinable
+    public internal(set) var segments: UInt64 {
+        get { self[.segments] }
+        set { self[.segments] = newValue }
+    }
+    /// TSO frames passed whole to a TAP with a virtio header.
+    @inlinable
+    public internal(set) var tsoFramesPassedThrough: UInt64 {
+        get { self[.tsoFramesPassedThrough] }
+        set { self[.tsoFramesPassedThrough] = newValue }
+    }
+    /// GSO writes of coalesced frames to TAPs.
+    @inlinable
+    public internal(set) var coalescedWrites: UInt64 {
+        get { self[.coalescedWrites] }
+        set { self[.coalescedWrites] = newValue }
+    }
+    /// Frames merged into those writes.
+    @inlinable
+    public internal(set) var coalescedFrames: UInt64 {
+        get { self[.coalescedFrames] }
+        set { self[.coalescedFrames] = newValue }
+    }
+    /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
+    @inlinable
+    public internal(set) var udpGSOSends: UInt64 {
+        get { self[.udpGSOSends] }
+        set { self[.udpGSOSends] = newValue }
+    }
+    /// VXLAN datagrams in those sends.
+    @inlinable
+    public internal(set) var udpGSODatagrams: UInt64 {
+        get { self[.udpGSODatagrams] }
+        set { self[.udpGSODatagrams] = newValue }
+    }
+    /// GRO reads (several VXLAN datagrams in one frame) received from the UDP tunnel socket.
+    @inlinable
+    public internal(set) var groFramesReceived: UInt64 {
+        get { self[.groFramesReceived] }
+        set { self[.groFramesReceived] = newValue }
+    }
+    /// Datagrams in those reads.
+    @inlinable
+    public internal(set) var groDatagrams: UInt64 {
+        get { self[.groDatagrams] }
+        set { self[.groDatagrams] = newValue }
+    }
+
+    /// A copy of every counter (any thread). Each counter is read on its own, so under traffic two of them may
+    /// come from moments a few frames apart.
+    public func snapshot() -> WorkerOffloadStatistics {
+        var result = WorkerOffloadStatistics()
+        result.tsoFramesReceived = tsoFramesReceived
+        result.checksumsCompleted = checksumsCompleted
+        result.tsoFramesSegmented = tsoFramesSegmented
+        result.segments = segments
+        result.tsoFramesPassedThrough = tsoFramesPassedThrough
+        result.coalescedWrites = coalescedWrites
+        result.coalescedFrames = coalescedFrames
+        result.udpGSOSends = udpGSOSends
+        result.udpGSODatagrams = udpGSODatagrams
+        result.groFramesReceived = groFramesReceived
+        result.groDatagrams = groDatagrams
+        return result
+    }
+}
+
+/// A snapshot of a worker's offload counters (see `WorkerOffloadCounters` for what each counts); snapshots of
+/// several workers add up with `+=`.
+public struct WorkerOffloadStatistics: Sendable, Equatable {
+    public var tsoFramesReceived: UInt64 = 0
+    public var checksumsCompleted: UInt64 = 0
+    public var tsoFramesSegmented: UInt64 = 0
+    public var segments: UInt64 = 0
+    public var tsoFramesPassedThrough: UInt64 = 0
+    public var coalescedWrites: UInt64 = 0
+    public var coalescedFrames: UInt64 = 0
+    public var udpGSOSends: UInt64 = 0
+    public var udpGSODatagrams: UInt64 = 0
+    public var groFramesReceived: UInt64 = 0
+    public var groDatagrams: UInt64 = 0
+
+    public init() {}
+
+    public static func += (lhs: inout WorkerOffloadStatistics, rhs: WorkerOffloadStatistics) {
+        lhs.tsoFramesReceived &+= rhs.tsoFramesReceived
+        lhs.checksumsCompleted &+= rhs.checksumsCompleted
+        lhs.tsoFramesSegmented &+= rhs.tsoFramesSegmented
+        lhs.segments &+= rhs.segments
+        lhs.tsoFramesPassedThrough &+= rhs.tsoFramesPassedThrough
+        lhs.coalescedWrites &+= rhs.coalescedWrites
+        lhs.coalescedFrames &+= rhs.coalescedFrames
+        lhs.udpGSOSends &+= rhs.udpGSOSends
+        lhs.udpGSODatagrams &+= rhs.udpGSODatagrams
+        lhs.groFramesReceived &+= rhs.groFramesReceived
+        lhs.groDatagrams &+= rhs.groDatagrams
     }
 }

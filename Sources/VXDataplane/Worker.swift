@@ -211,8 +211,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var deferred: [DeferredTransmit]
     /// The coalescer's frame numbers in the current run → indices into `classified`.
     private var runFrames: [Int]
-    /// What the offload paths did.
-    public private(set) var offloadStatistics = WorkerOffloadStatistics()
+    /// What the offload paths did: `counters.offloads`, which the control thread reads for `stats`.
+    public var offloadStatistics: WorkerOffloadCounters { counters.offloads }
 
     /// - Parameters:
     ///   - engine: this worker's engine (used from the worker thread only once `run` starts). Its pool should have
@@ -1085,35 +1085,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         let bytes = unsafe engine.pool.unsafeBytes(of: frame.buffer, offset: Int(frame.offset), length: Int(frame.length))
         return unsafe body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(bytes)))
     }
-}
-
-/// What a worker's offload paths did (its thread only; read it from the worker thread or after it stopped).
-/// Outside the generic worker so that updating it needs no generic metadata.
-public struct WorkerOffloadStatistics: Sendable, Equatable {
-    /// TSO frames received from TAPs.
-    public var tsoFramesReceived: UInt64 = 0
-    /// Partial checksums completed on frames received from TAPs.
-    public var checksumsCompleted: UInt64 = 0
-    /// TSO frames cut into segments (once per destination that needed it).
-    public var tsoFramesSegmented: UInt64 = 0
-    /// Segments written.
-    public var segments: UInt64 = 0
-    /// TSO frames passed whole to a TAP with a virtio header.
-    public var tsoFramesPassedThrough: UInt64 = 0
-    /// GSO writes of coalesced frames to TAPs.
-    public var coalescedWrites: UInt64 = 0
-    /// Frames merged into those writes.
-    public var coalescedFrames: UInt64 = 0
-    /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
-    public var udpGSOSends: UInt64 = 0
-    /// VXLAN datagrams in those sends.
-    public var udpGSODatagrams: UInt64 = 0
-    /// GRO reads (several VXLAN datagrams in one frame) received from the UDP tunnel socket.
-    public var groFramesReceived: UInt64 = 0
-    /// Datagrams in those reads.
-    public var groDatagrams: UInt64 = 0
-
-    public init() {}
 }
 
 // File-level rather than nested in the generic worker, so that using them needs no generic metadata at run time.

@@ -144,6 +144,22 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         #expect(try decoded(StatsResult.self, #"{"drops":{},"peers":[],"ports":[]}"#).workers == nil)
     }
 
+    @Test func statsResultCarriesOffloadCountersAndDecodesWithoutThem() throws {
+        var offloads = OffloadStats()
+        offloads.udpGSOSends = 15
+        offloads.groDatagrams = 300
+        let result = StatsResult(ports: [], peers: [], drops: [:], offloads: offloads)
+        let json =
+            #"{"drops":{},"offloads":{"checksumsCompleted":0,"coalescedFrames":0,"coalescedWrites":0,"#
+            + #""groDatagrams":300,"groFramesReceived":0,"segments":0,"tsoFramesPassedThrough":0,"#
+            + #""tsoFramesReceived":0,"tsoFramesSegmented":0,"udpGSODatagrams":0,"udpGSOSends":15},"#
+            + #""peers":[],"ports":[]}"#
+        #expect(try encoded(result) == json)
+        #expect(try decoded(StatsResult.self, json) == result)
+        // From a switch that does not report offloads.
+        #expect(try decoded(StatsResult.self, #"{"drops":{},"peers":[],"ports":[]}"#).offloads == nil)
+    }
+
     @Test func requestAndResponseEnvelopes() throws {
         let request = try ControlRequest(ControlMethods.DeletePort.self, DeletePortParams(name: name("tap0")),
                                          id: .number(3))

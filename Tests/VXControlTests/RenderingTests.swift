@@ -114,6 +114,41 @@ import VXControl
         )
     }
 
+    @Test func statsListsOnlyTheOffloadCountersThatCounted() {
+        var offloads = OffloadStats()
+        offloads.tsoFramesReceived = 14_000
+        offloads.udpGSOSends = 15_200
+        offloads.groFramesReceived = 1_900
+        let result = StatsResult(
+            ports: [], peers: [], drops: [:], workers: [WorkerStats(worker: 0, rxFrames: 5, txFrames: 4)],
+            offloads: offloads)
+        #expect(
+            ControlRendering.stats(result) == """
+                ports: none
+
+                peers: none
+
+                drops: none
+
+                offloads:
+                  COUNTER            COUNT
+                  tsoFramesReceived  14000
+                  udpGSOSends        15200
+                  groFramesReceived   1900
+
+                workers:
+                  WORKER  RX-FRAMES  TX-FRAMES
+                  0               5          4
+
+                """
+        )
+    }
+
+    @Test func statsSaysWhenNoOffloadCounted() {
+        let result = StatsResult(ports: [], peers: [], drops: [:], offloads: OffloadStats())
+        #expect(ControlRendering.stats(result) == "ports: none\n\npeers: none\n\ndrops: none\n\noffloads: none\n")
+    }
+
     @Test func statsWithoutDrops() {
         #expect(ControlRendering.stats(StatsResult(ports: [], peers: [], drops: [:])) == "ports: none\n\npeers: none\n\ndrops: none\n")
     }

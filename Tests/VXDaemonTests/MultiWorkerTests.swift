@@ -75,6 +75,40 @@ struct MultiWorkerTests {
         #expect(workers[1]["rxFrames"] as? Int == 1 && workers[1]["txFrames"] as? Int == 1, "\(workers)")
     }
 
+    @Test("stats carries the offload counters summed over the workers")
+    func offloadCountersSumOverWorkers() async throws {
+        let sw = try InProcessSwitch(workers: 2, largeBuffers: 4)  // GRO reads go into large buffers
+        _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
+        _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
+        let before = try #require(try await sw.result("stats")["offloads"] as? [String: Any])
+        #expect(before.count == 11 && before.values.allSatisfy { $0 as? Int == 0 }, "\(before)")
+
+        // A GRO read of three datagrams on worker 0's VXLAN socket and one of four on worker 1's; every inner
+        // frame floods to tap1.
+        let reply = PacketBuilder.arpReply(
+            senderMAC: containerB, senderIP: IPv4Address(10, 0, 0, 2), targetMAC: containerA,
+            targetIP: IPv4Address(10, 0, 0, 1))
+        let datagram = PacketBuilder.vxlanDatagram(vni: VNI(42)!, inner: reply)
+        for (worker, count) in [(0, 3), (1, 4)] {
+            let tunnel = try #require(sw.tunnelHandle(worker: worker))
+            #expect(sw.engine(worker).inject(
+                Array([[UInt8]](repeating: datagram, count: count).joined()), into: tunnel, remote: Self.peer,
+                segmentSize: UInt32(datagram.count)))
+            let queue = try sw.handle(ofPort: "tap1", worker: worker)
+            var delivered: [TransmittedFrame] = []
+            for _ in 0..<200 where delivered.count < count {
+                delivered += sw.engine(worker).drainTransmitted(from: queue)
+                if delivered.count < count { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(delivered.count == count, "worker \(worker)")
+        }
+
+        let offloads = try #require(try await sw.result("stats")["offloads"] as? [String: Any])
+        #expect(offloads["groFramesReceived"] as? Int == 2, "\(offloads)")
+        #expect(offloads["groDatagrams"] as? Int == 7, "\(offloads)")
+        #expect(offloads.filter { $0.value as? Int != 0 }.count == 2, "nothing else counted: \(offloads)")
+    }
+
     @Test("add-port attaches on every worker, del-port detaches from every worker and closes every queue")
     func portChangesReachEveryWorker() async throws {
         let sw = try InProcessSwitch(workers: 2)

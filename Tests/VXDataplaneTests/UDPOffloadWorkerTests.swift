@@ -230,4 +230,69 @@ struct UDPOffloadWorkerTests {
         #expect(harness.sentToPort(2) == expected)
         #expect(harness.engine.buffersOutstanding == 0)
     }
+
+    @Test("every offload path counts on the worker's published counters, which another thread reads whole")
+    func offloadCountersArePublished() async throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learnRemote(macRemote)
+        try harness.learn(macB, onPort: 1)
+        try harness.learn(macA, onPort: 0)
+        _ = harness.sentThroughUDP()
+        let published = harness.counters.offloads
+        #expect(published.snapshot() == WorkerOffloadStatistics(), "learning used no offload")
+
+        // A 64 KB TSO frame for the peer: 47 segments in two GSO sends.
+        let payload = (0..<65_495).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        harness.inject(
+            tcpFrame(from: macA, to: macRemote, sequence: 1, identification: 1, payload: payload, checksum: .partial),
+            port: 0, header: tsoHeader(gsoSize: 1448))
+        try harness.step()
+        #expect(harness.sentThroughUDP().count == 47)
+        // A TSO frame for the virtio TAP port 1: passed through whole.
+        harness.inject(
+            tcpFrame(from: macA, to: macB, sequence: 1, identification: 2, payload: Array(payload[..<9000]),
+                     checksum: .partial),
+            port: 0, header: tsoHeader(gsoSize: 1448))
+        try harness.step()
+        #expect(harness.sentToPort(1).count == 1)
+        // A plain frame with a partial checksum: completed.
+        harness.inject(
+            tcpFrame(from: macA, to: macRemote, sequence: 9, identification: 3, payload: [1, 2, 3], checksum: .partial),
+            port: 0, header: VirtioNetHeader(flags: .needsChecksum, checksumStart: 34, checksumOffset: 16))
+        try harness.step()
+        #expect(harness.sentThroughUDP().count == 1)
+        // Twenty TCP segments for port 0 in one GRO read: one coalesced write.
+        var datagrams: [UInt8] = []
+        var size = 0
+        for index in 0..<20 {
+            let datagram = PacketBuilder.vxlanDatagram(
+                vni: OffloadHarness.vni,
+                inner: tcpFrame(
+                    from: macRemote, to: macA, sequence: UInt32(index * 1000), identification: UInt16(index),
+                    payload: Array(payload[(index * 1000)..<(index * 1000 + 1000)])))
+            size = datagram.count
+            datagrams += datagram
+        }
+        #expect(harness.engine.inject(
+            datagrams, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        try harness.step()
+        #expect(harness.sentToPort(0).count == 1)
+
+        var expected = WorkerOffloadStatistics()
+        expected.tsoFramesReceived = 2
+        expected.checksumsCompleted = 1
+        expected.tsoFramesSegmented = 1
+        expected.segments = 47
+        expected.tsoFramesPassedThrough = 1
+        expected.coalescedWrites = 1
+        expected.coalescedFrames = 20
+        expected.udpGSOSends = 2
+        expected.udpGSODatagrams = 47
+        expected.groFramesReceived = 1
+        expected.groDatagrams = 20
+        // Read as the control thread reads it for `stats`: from another thread, through the worker's counters.
+        let fromAnotherThread = await Task.detached { published.snapshot() }.value
+        #expect(fromAnotherThread == expected)
+        #expect(harness.worker.offloadStatistics === published, "the worker counts on what it publishes")
+    }
 }

@@ -149,6 +149,15 @@ extension SwitchdSystemTests {
                 #expect(
                     udpAfter - udpBefore > 0 && UInt64(udpAfter - udpBefore) < datagrams / 4,
                     "host 1's kernel delivered \(udpAfter - udpBefore) UDP reads for \(datagrams) datagrams: no GRO?")
+                // vxctl stats --json shows it too: host 1's switch took GRO reads, and with the container's TSO on,
+                // host 0's switch received TSO frames and sent their segments as UDP GSO sends.
+                let receiving = try #require(try await switches[1].stats().offloads)
+                #expect(receiving.groFramesReceived > 0 && receiving.groDatagrams > receiving.groFramesReceived,
+                        "\(receiving)")
+                if containerOffloads {
+                    let sending = try #require(try await switches[0].stats().offloads)
+                    #expect(sending.tsoFramesReceived > 0 && sending.udpGSOSends > 0, "\(sending)")
+                }
                 // The counters saw it: each side's port took in at least 50 MiB of frames and its peer sent them,
                 // and nothing was dropped.
                 for node in switches {
