@@ -137,6 +137,11 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
             }
         }
     }
+    /* Control data cut short may have lost UDP_GRO: the read could hold several datagrams that nothing can split
+     * again, so it is refused like a truncated payload rather than passed on as one. */
+    if ((o->flags & MSG_CTRUNC) && *segment_size == 0) {
+        return -EMSGSIZE;
+    }
     if (o->namelen >= sizeof sin) {
         memcpy(&sin, io_uring_recvmsg_name(o), sizeof sin);
         if (sin.sin_family == AF_INET) {

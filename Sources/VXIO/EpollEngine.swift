@@ -91,8 +91,8 @@ public final class EpollEngine: PacketEngine {
         public var framesReceived: UInt64 = 0
         /// The most frames one receive call returned (how much batching happens).
         public var maxFramesPerReceive: Int = 0
-        /// Datagrams dropped because they did not fit a buffer (MSG_TRUNC) and TAP reads no longer than the
-        /// virtio header.
+        /// Datagrams dropped because they did not fit a buffer (MSG_TRUNC, or MSG_CTRUNC without the UDP_GRO
+        /// segment size) and TAP reads no longer than the virtio header.
         public var truncated: UInt64 = 0
         /// Reads that failed with an error other than EAGAIN (the port may have been marked failed).
         public var readErrors: UInt64 = 0
@@ -489,6 +489,12 @@ public final class EpollEngine: PacketEngine {
                     continue
                 }
                 let segmentSize = unsafe cvx_cmsg_udp_gro(vectors.header(index))
+                // Control data cut short may have lost UDP_GRO: a read of several datagrams nothing can split.
+                if unsafe message.msg_hdr.msg_flags & Int32(MSG_CTRUNC) != 0 && segmentSize == 0 {
+                    giveBack(buffer)
+                    statistics.truncated &+= 1
+                    continue
+                }
                 let length = unsafe message.msg_len
                 batch.append(
                     ReceivedFrame(source: handle, buffer: buffer, offset: UInt32(pool.headroom), length: length,

@@ -4,7 +4,7 @@
 // io_uring backend can hand it to the kernel as provided-buffer rings. Two sizes share the block:
 //   - `standardCount` standard buffers of `bufferSize` (2 KiB): tunnel datagrams, TAPs without offloads, and
 //     the frames a worker builds itself (TSO segments);
-//   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 128): reads from TAPs with IFF_VNET_HDR and TSO,
+//   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 192): reads from TAPs with IFF_VNET_HDR and TSO,
 //     which hand over up to 64 KiB of one TCP flow at a time, GRO reads from the VXLAN UDP socket (up to 64
 //     datagrams at once), the worker's coalescing scratch and its UDP GSO sends.
 // Large buffers are few (192 in the daemon: 12 MiB, against 8 MiB for 4096 standard ones), so a TSO read never
@@ -49,8 +49,11 @@ public final class PacketBufferPool {
     /// The largest frame a TAP with TSO hands over: a 12-byte virtio-net header, Ethernet with one 802.1Q tag (18)
     /// and an IP packet of at most 65,535 bytes (the IPv4 total length and IPv6 payload length are 16 bits; BIG TCP
     /// is off unless an administrator raises gso_max_size) = 65,565 bytes; read at `headroom - 12` it ends at
-    /// 65,617. 64 KiB + 128 is the next multiple of 64 with room to spare.
-    public static let defaultLargeBufferSize = 65_536 + 128
+    /// 65,617. A GRO read from a UDP tunnel socket through io_uring is larger: at `headroom - 12` the kernel
+    /// writes its 16-byte io_uring_recvmsg_out, a sockaddr_in (16), the control data (`CVX_TUNNEL_CONTROL_SPACE`,
+    /// 48) and up to 65,507 bytes of datagrams (an IPv4 UDP payload), ending at 65,703. 64 KiB + 192 is the next
+    /// multiple of 64; with less, a GRO read of 44 datagrams of 1,488 bytes (65,472) did not fit and was dropped.
+    public static let defaultLargeBufferSize = 65_536 + 192
     /// Large buffers in the daemon's pool: a receive batch (64) can be all TAP reads or all GRO reads from the UDP
     /// tunnel socket, with as many more waiting in io_uring's buffer ring, plus the worker's coalescing scratch
     /// and its UDP GSO send buffers (DataplaneWorker.scratchBufferReserve: 33). 192 × 64 KiB = 12 MiB of address

@@ -102,7 +102,8 @@ public final class URingEngine: PacketEngine {
     /// Template for multishot recvmsg: asks for a sockaddr_in name and no control data. One for all sockets;
     /// the kernel copies it when a request is issued.
     private let receiveMessage: UnsafeMutablePointer<msghdr>
-    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in name and room for the UDP_GRO cmsg.
+    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in name and room for the SO_RXQ_OVFL and
+    /// UDP_GRO cmsgs.
     private let tunnelReceiveMessage: UnsafeMutablePointer<msghdr>
 
     // MARK: Stash of receive completions harvested during transmit
@@ -232,8 +233,11 @@ public final class URingEngine: PacketEngine {
         unsafe self.tunnelReceiveMessage = .allocate(capacity: 1)
         unsafe tunnelReceiveMessage.initialize(to: msghdr())
         unsafe tunnelReceiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        // Only the length matters: with buffer select the kernel writes the cmsgs into the picked buffer.
-        unsafe tunnelReceiveMessage.pointee.msg_controllen = Int(CVX_UDP_SEGMENT_CONTROL_SPACE)
+        // Only the length matters: with buffer select the kernel writes the cmsgs into the picked buffer. Room for
+        // both messages the socket asks for: once it has dropped anything, SO_RXQ_OVFL comes first on every
+        // datagram, and with room for one only UDP_GRO was cut off (MSG_CTRUNC), so GRO reads lost their segment
+        // size and went on as one frame.
+        unsafe tunnelReceiveMessage.pointee.msg_controllen = Int(CVX_TUNNEL_CONTROL_SPACE)
         unsafe self.wakeCounter = .allocate(capacity: 1)
         unsafe wakeCounter.initialize(to: 0)
         unsafe self.transmitIOVecs = .allocate(capacity: 2 * transmitCapacity)

@@ -1,3 +1,4 @@
+import CVXLinux
 import Testing
 import VXIO
 import VXPacket
@@ -80,6 +81,12 @@ struct LargeBufferPoolTests {
         let largest = 12 + 18 + 65_535
         #expect(PacketBufferPool.defaultLargeBufferSize - (PacketBufferPool.defaultHeadroom - 12) >= largest)
         #expect(PacketBufferPool.defaultLargeBufferSize % 64 == 0)
+    }
+
+    @Test func aLargeBufferHoldsTheLargestGROReadThroughIOURing() {
+        // io_uring_recvmsg_out + sockaddr_in + the control space + the largest IPv4 UDP payload, at headroom - 12.
+        let largest = 16 + 16 + Int(CVX_TUNNEL_CONTROL_SPACE) + 65_507
+        #expect(PacketBufferPool.defaultLargeBufferSize - (PacketBufferPool.defaultHeadroom - 12) >= largest)
     }
 }
 

@@ -118,4 +118,79 @@ struct UDPOffloadEngineTests {
             try checkGSO(try URingEngine(pool: pool, poolReserve: 4, largePoolReserve: 2))
         }
     }
+
+    /// After a tunnel socket has dropped anything, the kernel puts SO_RXQ_OVFL in front of every datagram's
+    /// control data, before UDP_GRO. An io_uring receive that left room for one control message lost the
+    /// segment size (MSG_CTRUNC), and each GRO read went on as one frame: 64-byte frames through the tunnel lost
+    /// 80% of the traffic silently whenever the receive queue had overflowed once (tools/bench, offloads off).
+    func checkGROAfterDrops<Engine: PacketEngine>(_ engine: Engine) throws {
+        let pool = engine.pool
+        let tunnel = try TunnelSockets.openUDP(local: loopback, port: 0, bufferBytes: 1024)
+        let tunnelHandle = try engine.register(fd: tunnel.fileDescriptor.rawValue, kind: .udpTunnel)
+        var rx = RxBatch(capacity: 64)
+        _ = try engine.receive(into: &rx, timeout: .milliseconds(10))  // arms io_uring's receive
+        // Overflow the (minimum-size) receive queue, then drain what it kept.
+        let peer = try PlainUDPSocket()
+        for _ in 0..<300 { peer.send([UInt8](repeating: 0x3C, count: 200), to: tunnel.localPort) }
+        for _ in 0..<20 {
+            for frame in rx.frames { engine.release(frame.buffer) }
+            rx.reset()
+            guard case .frames = try engine.receive(into: &rx, timeout: .milliseconds(50)) else { break }
+        }
+        for frame in rx.frames { engine.release(frame.buffer) }
+        try #require(KernelSocketDropsProbe.drops(port: tunnel.localPort) ?? 0 > 0, "the queue must have overflowed")
+        // Room again for a GRO read; the socket's drop count stays, so every datagram now carries SO_RXQ_OVFL.
+        var size: Int32 = 1 << 20
+        try #require(unsafe setsockopt(
+            tunnel.fileDescriptor.rawValue, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) == 0)
+
+        let sender = try TunnelSockets.openUDPSender(local: loopback)
+        let senderHandle = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .udpSender)
+        let pieces = Self.datagrams(count: 5, size: 1000, lastSize: 300)
+        let joined = pieces.flatMap { $0 }
+        let buffer = try Self.stageLarge(joined, in: pool)
+        defer { pool.give(buffer) }
+        let tx = TxBatch(capacity: 2)
+        tx.appendSegmented(
+            target: senderHandle, remote: loopback, remotePort: tunnel.localPort, buffer: buffer,
+            offset: UInt32(pool.headroom), length: UInt32(joined.count), segmentSize: 1000)
+        #expect(engine.transmit(tx).sent == 5)
+        rx.reset()
+        try receiveUntil(engine, &rx) { $0.count >= 1 }
+        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames")
+        #expect(rx.frames[0].segmentSize == 1000, "the segment size survives the SO_RXQ_OVFL message before it")
+        #expect(bytes(of: rx.frames[0], in: engine) == joined)
+        engine.release(rx.frames[0].buffer)
+        engine.unregister(senderHandle)
+        engine.unregister(tunnelHandle)
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func groReadKeepsItsSegmentSizeAfterTheQueueOverflowed(_ kind: KernelEngineKind) throws {
+        let pool = PacketBufferPool(count: 64, largeCount: 6)
+        switch kind {
+        case .epoll:
+            try checkGROAfterDrops(try EpollEngine(pool: pool))
+        case .uring:
+            guard URingEngine.isSupported else {
+                Issue.record("io_uring unsupported here: \(URingEngine.support)")
+                return
+            }
+            try checkGROAfterDrops(try URingEngine(pool: pool, poolReserve: 4, largePoolReserve: 2))
+        }
+    }
+}
+
+/// The drops column of /proc/self/net/udp for the 127.0.0.1 socket bound to `port`.
+enum KernelSocketDropsProbe {
+    static func drops(port: UInt16) -> UInt64? {
+        let hex = String(port, radix: 16, uppercase: true)
+        let local = "0100007F:" + String(repeating: "0", count: 4 - hex.count) + hex
+        let table = (try? String(contentsOfFile: "/proc/self/net/udp", encoding: .utf8)) ?? ""
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 13, fields[1] == local { return UInt64(fields[fields.count - 1]) }
+        }
+        return nil
+    }
 }

@@ -65,7 +65,8 @@ void cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, 
  * stores the payload's offset from `buf` and its length, the sender's IPv4 address in network byte order
  * (0 when the name is not AF_INET), and the UDP_GRO segment size from the control data (0 when the read is one
  * datagram or `msg` asked for no control data). Returns 0, -EINVAL when the buffer is shorter than its header,
- * or -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer). */
+ * or -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer) or the control data
+ * was (MSG_CTRUNC) without a UDP_GRO message in what remained: such a read cannot be split into its datagrams. */
 int cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset,
                             uint32_t *payload_length, uint32_t *sender_be, uint32_t *segment_size);
 
