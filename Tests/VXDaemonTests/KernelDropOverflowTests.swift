@@ -12,6 +12,7 @@ import Testing
 import VXControl
 import VXIO
 import VXPacket
+import VXTestSupport
 
 @testable import VXDaemon
 
@@ -55,16 +56,7 @@ struct OverflowingSocket: ~Copyable {
 
     /// The drops column of /proc/self/net/udp for this socket, found by its local port rather than by inode (as
     /// KernelSocketDrops does), so the test does not check the product's parser against itself.
-    var procDrops: UInt64? {
-        let port = String(socket.localPort, radix: 16, uppercase: true)
-        let local = "0100007F:" + String(repeating: "0", count: 4 - port.count) + port
-        let table = (try? String(contentsOfFile: "/proc/self/net/udp", encoding: .utf8)) ?? ""
-        for line in table.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count >= 13, fields[1] == local { return UInt64(fields[fields.count - 1]) }
-        }
-        return nil
-    }
+    var procDrops: UInt64? { loopbackUDPDrops(port: socket.localPort) }
 }
 
 /// A host whose VXLAN socket is a real one (the rest are FakeHost's fake descriptors): the MemoryEngine never

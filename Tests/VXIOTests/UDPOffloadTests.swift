@@ -6,6 +6,7 @@ import Foundation
 import Testing
 import VXIO
 import VXPacket
+import VXTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -103,20 +104,26 @@ struct UDPOffloadEngineTests {
         engine.unregister(senderHandle)
     }
 
-    @Test(arguments: KernelEngineKind.allCases)
-    func gsoSendArrivesAsDatagramsAtAPlainSocketAndAsOneGROFrameAtATunnelSocket(_ kind: KernelEngineKind) throws {
+    /// The engine `kind` names over a pool with large buffers, or nil (recorded as an issue) when io_uring is
+    /// unsupported here. io_uring keeps two large buffers out of the kernel's ring for the sends the tests build.
+    static func engine(_ kind: KernelEngineKind) throws -> (any PacketEngine)? {
         let pool = PacketBufferPool(count: 64, largeCount: 6)
         switch kind {
         case .epoll:
-            try checkGSO(try EpollEngine(pool: pool))
+            return try EpollEngine(pool: pool)
         case .uring:
             guard URingEngine.isSupported else {
                 Issue.record("io_uring unsupported here: \(URingEngine.support)")
-                return
+                return nil
             }
-            // Keep two large buffers out of the kernel's ring for the sends this test builds.
-            try checkGSO(try URingEngine(pool: pool, poolReserve: 4, largePoolReserve: 2))
+            return try URingEngine(pool: pool, poolReserve: 4, largePoolReserve: 2)
         }
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func gsoSendArrivesAsDatagramsAtAPlainSocketAndAsOneGROFrameAtATunnelSocket(_ kind: KernelEngineKind) throws {
+        guard let engine = try Self.engine(kind) else { return }
+        try checkGSO(engine)
     }
 
     /// After a tunnel socket has dropped anything, the kernel puts SO_RXQ_OVFL in front of every datagram's
@@ -138,7 +145,7 @@ struct UDPOffloadEngineTests {
             guard case .frames = try engine.receive(into: &rx, timeout: .milliseconds(50)) else { break }
         }
         for frame in rx.frames { engine.release(frame.buffer) }
-        try #require(KernelSocketDropsProbe.drops(port: tunnel.localPort) ?? 0 > 0, "the queue must have overflowed")
+        try #require(loopbackUDPDrops(port: tunnel.localPort) ?? 0 > 0, "the queue must have overflowed")
         // Room again for a GRO read; the socket's drop count stays, so every datagram now carries SO_RXQ_OVFL.
         var size: Int32 = 1 << 20
         try #require(unsafe setsockopt(
@@ -167,30 +174,7 @@ struct UDPOffloadEngineTests {
 
     @Test(arguments: KernelEngineKind.allCases)
     func groReadKeepsItsSegmentSizeAfterTheQueueOverflowed(_ kind: KernelEngineKind) throws {
-        let pool = PacketBufferPool(count: 64, largeCount: 6)
-        switch kind {
-        case .epoll:
-            try checkGROAfterDrops(try EpollEngine(pool: pool))
-        case .uring:
-            guard URingEngine.isSupported else {
-                Issue.record("io_uring unsupported here: \(URingEngine.support)")
-                return
-            }
-            try checkGROAfterDrops(try URingEngine(pool: pool, poolReserve: 4, largePoolReserve: 2))
-        }
-    }
-}
-
-/// The drops column of /proc/self/net/udp for the 127.0.0.1 socket bound to `port`.
-enum KernelSocketDropsProbe {
-    static func drops(port: UInt16) -> UInt64? {
-        let hex = String(port, radix: 16, uppercase: true)
-        let local = "0100007F:" + String(repeating: "0", count: 4 - hex.count) + hex
-        let table = (try? String(contentsOfFile: "/proc/self/net/udp", encoding: .utf8)) ?? ""
-        for line in table.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count >= 13, fields[1] == local { return UInt64(fields[fields.count - 1]) }
-        }
-        return nil
+        guard let engine = try Self.engine(kind) else { return }
+        try checkGROAfterDrops(engine)
     }
 }
