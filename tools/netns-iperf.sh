@@ -43,7 +43,7 @@ for i in 1 2; do
     ip -n $UL link set ul$i master br0 up
     ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
     ip -n "$H" link set eth0 up
-    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info \
+    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none \
         2>"$TMP/h$i.log" &
     PIDS+=($!)
 done

@@ -195,3 +195,68 @@ public struct StateStore: Sendable {
         }
     }
 }
+
+/// One switch per state file. Two vxswitchd started with the same `--state` (the default, say, in two network
+/// namespaces of one host) would each overwrite the other's saves, and the next start would restore one switch's
+/// ports and peers into the other. The lock is `flock(2)` on `<state>.lock`, which the kernel drops when the
+/// holder exits, even on `kill -9`, so a stale lock file never keeps a switch from starting.
+public final class StateFileLock: Sendable {
+    /// The lock file: the state file's path with `.lock` appended.
+    public let path: String
+    private let descriptor: Int32
+
+    private init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        close(descriptor)  // drops the flock
+    }
+
+    /// Takes the lock for `statePath`, creating its directory and lock file if needed, and writes this process's
+    /// pid into the lock file so that a refused switch can say who holds it.
+    /// - Throws: `ControlError` naming the state file and the holder's pid when another process holds the lock.
+    public static func acquire(statePath: String) throws(ControlError) -> StateFileLock {
+        let path = statePath + ".lock"
+        let directory = (statePath as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory,
+                                                    withIntermediateDirectories: true)
+        } catch {
+            throw ControlError(.systemError, "cannot create \(directory) for the state file: \(error.localizedDescription)")
+        }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw ControlError(.systemError, "cannot open the state lock \(path): \(String(cString: strerror(errno)))")
+        }
+        var locked: Int32
+        repeat { locked = flock(descriptor, LOCK_EX | LOCK_NB) } while locked != 0 && errno == EINTR
+        guard locked == 0 else {
+            let code = errno
+            let holder = readHolder(descriptor)
+            close(descriptor)
+            guard code == EWOULDBLOCK else {
+                throw ControlError(.systemError, "cannot lock \(path): \(String(cString: strerror(code)))")
+            }
+            throw ControlError(
+                .systemError,
+                "the state file \(statePath) is in use by another vxswitchd\(holder.map { " (pid \($0))" } ?? ""); "
+                    + "give each switch its own --state, or --state none")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        if ftruncate(descriptor, 0) == 0 {
+            _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        }
+        return StateFileLock(path: path, descriptor: descriptor)
+    }
+
+    /// The pid the holder wrote, if the file holds one.
+    private static func readHolder(_ descriptor: Int32) -> Int32? {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return nil }
+        let text = String(decoding: bytes[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Int32(text)
+    }
+}

@@ -107,6 +107,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     let state = Mutex(State())
     let stopMaintenance = Atomic<Bool>(false)
     let store: StateStore?
+    /// Held from `start` to `shutdown` when there is a state file, so no second switch uses it meanwhile.
+    let stateLock = Mutex<StateFileLock?>(nil)
     /// Wakes the DHCP/ARP service thread when a worker punts a frame.
     let puntSignal: DispatchSemaphore
     /// Ports whose descriptor failed under the switch (recorded by the workers, see PortFailures.swift).
@@ -176,6 +178,10 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     /// Opens the tunnel sockets and starts the worker and maintenance threads.
     public func start() throws(ControlError) {
+        if let store {
+            let lock = try StateFileLock.acquire(statePath: store.path)
+            stateLock.withLock { $0 = lock }
+        }
         // Every worker's sockets first: SO_REUSEPORT spreads datagrams only over sockets already bound.
         var tunnels: [OwnedDescriptor] = []
         var tunnelsByWorker: [[OwnedDescriptor]] = []
@@ -318,6 +324,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             for port in ports { port.descriptor.release() }
             if !ports.isEmpty { logger.info("left \(ports.count) persistent port(s) for the next start") }
         }
+        // Last: the next switch may take the state file over only once this one stopped writing it.
+        stateLock.withLock { $0 = nil }
     }
 
     private func runMaintenance() {

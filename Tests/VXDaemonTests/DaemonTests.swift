@@ -330,6 +330,26 @@ struct DaemonStateTests {
         #expect(sw.host.destroyed.withLock { $0.contains(fd2) }, "the refused port's TAP must be removed again")
     }
 
+    @Test("a second switch on the same state file is refused, with the holder's pid; it may start once the first stopped")
+    func stateFileIsNotShared() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state.json"
+        let first = try InProcessSwitch(statePath: path)
+        _ = try await first.result("add-port", #"{"name":"tap1","vni":42}"#)
+        #expect {
+            _ = try InProcessSwitch(statePath: path)
+        } throws: { error in
+            let message = "\(error)"
+            return message.contains(path) && message.contains("in use by another vxswitchd (pid \(getpid()))")
+        }
+        // The refused switch wrote nothing: the first one's port is still the whole saved state.
+        #expect(try StateStore(path: path).load().ports.map(\.name) == ["tap1"])
+        first.daemon.shutdown()
+        let second = try InProcessSwitch(statePath: path)
+        #expect(try await second.result("show")["ports"] as? [Any] != nil)
+    }
+
     @Test("a corrupt state file stops the switch from starting, with the path in the message")
     func corruptStateFileIsReported() throws {
         let directory = try temporaryDirectory()
