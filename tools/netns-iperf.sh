@@ -13,7 +13,8 @@
 #
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
-# their RX packets are the writes the switch made, so coalescing shows as bytes per packet).
+# their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
+# arguments, e.g. ARGS="--workers 1").
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}
@@ -43,7 +44,7 @@ for i in 1 2; do
     ip -n $UL link set ul$i master br0 up
     ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
     ip -n "$H" link set eth0 up
-    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none \
+    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none ${ARGS:-} \
         2>"$TMP/h$i.log" &
     PIDS+=($!)
 done

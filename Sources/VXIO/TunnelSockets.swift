@@ -126,7 +126,8 @@ public enum TunnelSockets {
         }
     }
 
-    /// Opens a non-blocking UDP socket for sending VXLAN, bound to `local` and a port the kernel picks.
+    /// Opens a non-blocking UDP socket for sending VXLAN, bound to `local` and a free port in 49152-65535, the
+    /// range RFC 7348 §5 recommends for VXLAN source ports (and the one `EncapTemplate.udpSourcePort` uses).
     /// - Parameters:
     ///   - local: the underlay address datagrams leave from (`.any`: the route's source address).
     ///   - bufferBytes: send buffer size to ask for (a GSO send of 64 KiB needs room for it at once).
@@ -142,7 +143,7 @@ public enum TunnelSockets {
             // packets within the underlay, and if it does not, fragments beat silent loss.
             try setOption(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, CVX_IP_PMTUDISC_DONT, "setsockopt(IP_MTU_DISCOVER)")
             try setOption(fd, Int32(IPPROTO_IP), IP_TTL, Int32(EncapTemplate.timeToLive), "setsockopt(IP_TTL)")
-            try bindSocket(fd, local, 0)
+            try bindSourcePort(fd, local)
             return try boundAddress(fd)
         }
     }
@@ -229,6 +230,34 @@ public enum TunnelSockets {
         } catch {
             throw IOError(error, "bind(\(address):\(port))")
         }
+    }
+
+    /// The UDP source ports VXLAN senders bind: 49152 + 0 ..< 16384.
+    public static let sourcePortRange: ClosedRange<UInt16> = EncapTemplate.sourcePortBase...UInt16.max
+
+    /// Binds `fd` to `address` and the first free port of `sourcePortRange`, starting at a random one so that
+    /// senders (of this daemon's workers, or of several daemons) spread over the range instead of queueing on
+    /// its first ports. The kernel's own choice (port 0) would come from its ephemeral range, 32768-60999.
+    private static func bindSourcePort(_ fd: Int32, _ address: IPv4Address) throws(IOError) {
+        let count = Int(sourcePortRange.upperBound - sourcePortRange.lowerBound) + 1
+        let start = Int.random(in: 0..<count)
+        for step in 0..<count {
+            let port = sourcePortRange.lowerBound + UInt16((start + step) % count)
+            var sin = SocketAddressIPv4.make(address, port: port)
+            do {
+                _ = try Syscall.blocking {
+                    unsafe withUnsafePointer(to: &sin) { pointer in
+                        unsafe pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                            Int(unsafe bind(fd, sa, socklen_t(MemoryLayout<sockaddr_in>.size)))
+                        }
+                    }
+                }
+                return
+            } catch {
+                guard error.rawValue == EADDRINUSE else { throw IOError(error, "bind(\(address):\(port))") }
+            }
+        }
+        throw IOError(Errno(rawValue: EADDRINUSE), "bind(\(address)): every port in \(sourcePortRange) is in use")
     }
 
     private static func boundAddress(_ fd: Int32) throws(IOError) -> (address: IPv4Address, port: UInt16) {

@@ -178,3 +178,26 @@ struct UDPOffloadEngineTests {
         try checkGROAfterDrops(engine)
     }
 }
+
+@Suite("VXLAN UDP senders")
+struct UDPSenderPortTests {
+    @Test("senders bind distinct source ports in 49152-65535 (RFC 7348 §5), not the kernel's ephemeral range")
+    func sourcePortsComeFromTheDynamicRange() throws {
+        // 64 senders: were the ports the kernel's choice (32768-60999), some would fall below 49152 (each does
+        // with probability 0.58).
+        var ports: [UInt16] = []
+        try openSenders(64, ports: &ports)
+        #expect(ports.allSatisfy { (49152...65535).contains($0) }, "ports: \(ports.sorted())")
+        #expect(Set(ports).count == ports.count)
+    }
+
+    /// Opens `count` senders, all open at once (a socket is ~Copyable, so they live on the call stack), and
+    /// records their ports.
+    private func openSenders(_ count: Int, ports: inout [UInt16]) throws {
+        guard count > 0 else { return }
+        let sender = try TunnelSockets.openUDPSender(local: IPv4Address(127, 0, 0, 1))
+        ports.append(sender.localPort)
+        try openSenders(count - 1, ports: &ports)
+        withExtendedLifetime(sender) {}
+    }
+}
