@@ -178,6 +178,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var udpSenders: [PortHandle] = []
     /// Per-batch scratch: the frames that survived classification, in rx order.
     private var classified: [ClassifiedFrame]
+    /// The last source learnt in this batch and the outcome: a run of frames from one sender (a GRO read's
+    /// datagrams, a TAP's burst) learns it once. Cleared per batch, as the topology snapshot may change between.
+    private var lastLearnt: (key: LearnKey, refusal: ForwardingDropReason?)? = nil
     /// Most frames `classified` holds before the batch is switched in parts (allocated once).
     private let classifiedCapacity: Int
     private var stopping = false
@@ -380,6 +383,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private func processBatch() {
         let config = reader.refresh()
         classified.removeAll(keepingCapacity: true)
+        lastLearnt = nil
 
         // Stages 2 and 3: classify and learn.
         for index in 0..<rx.count {
@@ -402,9 +406,17 @@ public final class DataplaneWorker<Engine: PacketEngine> {
 
     /// Learns `item`'s source and keeps it for forwarding; switches what is kept first when `classified` is full.
     private func learnAndKeep(_ item: Classification, config: DataplaneConfig) {
-        if let reason = SwitchDecision.learn(
-            domain: item.domain, ingress: item.ingress, source: item.source, table: table, topology: config.topology)
-        {
+        let key = LearnKey(domain: item.domain, ingress: item.ingress, source: item.source)
+        let refusal: ForwardingDropReason?
+        if let last = lastLearnt, last.key == key {
+            refusal = last.refusal
+        } else {
+            refusal = SwitchDecision.learn(
+                domain: item.domain, ingress: item.ingress, source: item.source, table: table,
+                topology: config.topology)
+            lastLearnt = (key, refusal)
+        }
+        if let reason = refusal {
             counters.dropped(row: counters.row(item.ingress.destination), DropCode(reason))
             return
         }
@@ -431,12 +443,22 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Stages 4 and 5 for the frames in `classified`, then the deferred frames for virtio TAPs; empties it.
     private func forwardClassified(config: DataplaneConfig) {
         let topology = config.topology
+        // A run of frames between the same two hosts (a GRO read's datagrams, a TSO burst's ACKs) is decided once:
+        // the inputs are the same and the table is at this batch's end state for all of them.
+        var lastDecision: (key: DecisionKey, action: ForwardingAction)? = nil
         // Stages 4 and 5: forward on the end state of the table, encapsulate into the tx batch.
         for position in classified.indices {
             let item = classified[position]
-            let action = SwitchDecision.decide(
-                domain: item.domain, ingress: item.ingress, destination: item.destination, table: table,
-                topology: topology)
+            let key = DecisionKey(domain: item.domain, ingress: item.ingress, destination: item.destination)
+            let action: ForwardingAction
+            if let last = lastDecision, last.key == key {
+                action = last.action
+            } else {
+                action = SwitchDecision.decide(
+                    domain: item.domain, ingress: item.ingress, destination: item.destination, table: table,
+                    topology: topology)
+                lastDecision = (key, action)
+            }
             switch action {
             case .forward(let destination):
                 emit(position, to: destination, config: config, flowHash: nil)
@@ -1098,6 +1120,20 @@ private struct ClassifiedFrame {
     var length: UInt32
     var destination: MACAddress
     var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
+}
+
+/// What `SwitchDecision.learn` depends on besides the table and the batch's topology.
+private struct LearnKey: Equatable {
+    var domain: BridgeDomain
+    var ingress: Ingress
+    var source: MACAddress
+}
+
+/// What `SwitchDecision.decide` depends on besides the table and the batch's topology.
+private struct DecisionKey: Equatable {
+    var domain: BridgeDomain
+    var ingress: Ingress
+    var destination: MACAddress
 }
 
 /// A classified frame and the source MAC address to learn from it.

@@ -304,6 +304,49 @@ struct WorkerTests {
         #expect(try harness.sentToPeer().count == 1, "only the broadcast goes to the peer")
     }
 
+    @Test("a MAC that moves within one batch is learnt where its last frame came from")
+    func macMovingWithinABatchEndsAtItsLastIngress() throws {
+        let harness = try Harness(encap: vxlan)
+        // One batch: A twice from port 0 (the second is a repeat the worker may skip), then A from port 1.
+        for port in [0, 0, 1] {
+            #expect(harness.engine.inject(udpFrame(from: macA, to: .broadcast), into: harness.portHandles[port]))
+        }
+        try harness.worker.runOnce(timeout: .seconds(1))
+        _ = harness.sentToPort(0)
+        _ = harness.sentToPort(1)
+        try harness.fromPeer(udpFrame(from: macRemote, to: macA))
+        #expect(harness.sentToPort(0).isEmpty)
+        #expect(harness.sentToPort(1).count == 1)
+    }
+
+    @Test("each of a run of frames with a multicast source in one batch is dropped and counted")
+    func repeatedRefusalsAreEachCounted() throws {
+        let harness = try Harness(encap: vxlan)
+        let multicast = MACAddress(0x01, 0, 0x5E, 0, 0, 1)
+        for _ in 0..<3 {
+            #expect(harness.engine.inject(udpFrame(from: multicast, to: .broadcast), into: harness.portHandles[0]))
+        }
+        try harness.worker.runOnce(timeout: .seconds(1))
+        #expect(harness.sentToPort(1).isEmpty)
+        #expect(harness.drops(.port(index: 0), DropCode(ForwardingDropReason.invalidSourceMAC)) == 3)
+    }
+
+    @Test("a batch mixing known and unknown destinations from one source decides each frame by its destination")
+    func runsOfFramesAreDecidedByTheirOwnDestination() throws {
+        let harness = try Harness(encap: vxlan)
+        try harness.fromPort(1, udpFrame(from: macB, to: .broadcast))
+        _ = harness.sentToPort(0)
+        _ = try harness.sentToPeer()
+        // From port 0: B, B (known, port 1), then an unknown MAC (flood: port 1 and the peer), then B again.
+        let unknown = MACAddress(0x02, 0, 0, 0, 0, 0x0C)
+        for destination in [macB, macB, unknown, macB] {
+            #expect(harness.engine.inject(udpFrame(from: macA, to: destination), into: harness.portHandles[0]))
+        }
+        try harness.worker.runOnce(timeout: .seconds(1))
+        #expect(harness.sentToPort(1).count == 4)
+        #expect(try harness.sentToPeer().count == 1, "only the frame to the unknown MAC is flooded to the peer")
+    }
+
     @Test("counters: frames and bytes in and out per port and peer")
     func countsFramesAndBytes() throws {
         let harness = try Harness(encap: vxlan)
