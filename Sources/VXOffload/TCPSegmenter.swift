@@ -14,9 +14,10 @@
 //   - IPv6: payload length.
 //   - TCP: sequence number = first + i × mss; FIN and PSH only on the last segment; CWR only on the first (the
 //     kernel clears it after the first whether or not gso_type has the ECN bit); checksum computed from scratch.
-// The TCP checksum is computed over the written segment (its bytes are in L1 by then), with the pseudo-header from
-// the IP addresses and this segment's length; the frame's own checksum field (the pseudo-header seed for the
-// whole frame) is ignored, so the result is right whatever the TAP said.
+// The TCP checksum is computed from scratch, with the pseudo-header from the IP addresses and this segment's length:
+// the payload is summed while it is copied (`InternetChecksum.copyAndSum`, one pass over it instead of a memmove
+// and a checksum pass), the TCP header after it is patched. The frame's own checksum field (the pseudo-header seed
+// for the whole frame) is ignored, so the result is right whatever the TAP said.
 //
 // What the kernel leaves unreliable: `hdr_len` is skb_headlen, a linearisation hint that can cover a whole segment
 // or more (wireguard-go hit this on the forward path), so the header length is always recomputed from the
@@ -151,11 +152,10 @@ public struct TCPSegmenter: Hashable, Sendable {
         let payloadCount = length - headerLength
         let isLast = index == segmentCount - 1
         destination.vxCopy(from: frame, at: 0, count: headerLength, to: offset)
-        destination.vxCopy(
-            from: frame,
-            at: headerLength + payloadStart,
-            count: payloadCount,
-            to: offset + headerLength
+        let payloadSum = InternetChecksum.copyAndSum(
+            frame.extracting((headerLength + payloadStart)..<(headerLength + payloadStart + payloadCount)),
+            into: &destination,
+            at: offset + headerLength
         )
 
         let ip = offset + networkOffset
@@ -180,7 +180,11 @@ public struct TCPSegmenter: Hashable, Sendable {
         destination.vxStoreBE16(0, at: tcp + 16)
         let tcpLength = length - transportOffset
         let pseudo = InternetChecksum.combine(pseudoHeaderBase, UInt16(truncatingIfNeeded: tcpLength))
-        let sum = InternetChecksum.sum(destination.bytes.extracting(tcp..<(offset + length)))
+        // The payload was summed as it was copied; only the patched TCP header is read again. Folded sums add up
+        // only when the first part has an even length, which a TCP header (a multiple of 4 bytes) always has.
+        assert((headerLength - transportOffset) % 4 == 0, "TCPSegmenter: TCP header length not a multiple of 4")
+        let headerSum = InternetChecksum.sum(destination.bytes.extracting(tcp..<(offset + headerLength)))
+        let sum = InternetChecksum.combine(headerSum, payloadSum)
         destination.vxStoreBE16(~InternetChecksum.combine(pseudo, sum), at: tcp + 16)
         return length
     }
