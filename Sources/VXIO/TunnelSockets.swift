@@ -243,18 +243,11 @@ public enum TunnelSockets {
         let start = Int.random(in: 0..<count)
         for step in 0..<count {
             let port = sourcePortRange.lowerBound + UInt16((start + step) % count)
-            var sin = SocketAddressIPv4.make(address, port: port)
             do {
-                _ = try Syscall.blocking {
-                    unsafe withUnsafePointer(to: &sin) { pointer in
-                        unsafe pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                            Int(unsafe bind(fd, sa, socklen_t(MemoryLayout<sockaddr_in>.size)))
-                        }
-                    }
-                }
+                try bindSocket(fd, address, port)
                 return
             } catch {
-                guard error.rawValue == EADDRINUSE else { throw IOError(error, "bind(\(address):\(port))") }
+                guard error.errno == EADDRINUSE else { throw error }
             }
         }
         throw IOError(Errno(rawValue: EADDRINUSE), "bind(\(address)): every port in \(sourcePortRange) is in use")
