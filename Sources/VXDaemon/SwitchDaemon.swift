@@ -51,8 +51,12 @@ public struct DaemonOptions: Sendable {
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
     public var maxPorts = 1024
     public var maxPeers = 1024
-    /// Packet buffers in each worker's pool (2 KiB each).
-    public var bufferCount = 4096
+    /// Packet buffers for all workers together, each worker's pool a share of them
+    /// (`PacketBufferPool.workerShare`, never below `DataplaneWorker.minimumPool`). 4096 standard (2 KiB) and 192
+    /// large (64 KiB + 192) buffers per worker served 2 workers well; as a per-worker amount, 4 workers peaked at
+    /// up to 80 MB RSS under one TCP stream each way, past the 64 MB target (docs/performance.md).
+    public var bufferBudget = defaultBufferBudget
+    public static let defaultBufferBudget = PacketBufferPool.Counts(standard: 8192, large: 384)
     /// The most workers a switch runs (`--workers`): a TAP takes at most 256 queues, and past the core count
     /// more workers only add context switches.
     public static let maxWorkers = 64

@@ -151,6 +151,20 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Large buffers for UDP GSO sends kept out of the kernel's buffer ring: a TxBatch whose sends need more is
     /// flushed early and the buffers reused (32 GSO sends of up to 64 KiB ≈ 2 MiB in flight per flush).
     public static var gsoBufferReserve: Int { 32 }
+    /// The smallest pool a worker still receives full batches from, with either engine: what it keeps for itself
+    /// plus one receive batch. One batch is enough because `processBatch` releases every buffer of a batch
+    /// before the next `receive`, so the kernel (io_uring's provided-buffer rings) or the epoll engine's reads
+    /// can fill a whole batch again.
+    ///   standard: segmentBufferReserve (256, one TxBatch of TSO segments) + defaultBatchSize (64) = 320, which
+    ///             also meets URingEngine's `poolReserve < pool.available`;
+    ///   large:    scratchBufferReserve (1 coalescing scratch + 32 GSO sends = 33) + defaultBatchSize (64) = 97.
+    ///             URingEngine offers large buffers to the kernel only above `largePoolReserve`, and without them
+    ///             TAPs with a virtio header cannot register and the UDP tunnel socket loses its GRO reads.
+    /// Less still runs, but receives partial batches (and the ring runs dry and re-arms) under load.
+    public static var minimumPool: PacketBufferPool.Counts {
+        PacketBufferPool.Counts(
+            standard: segmentBufferReserve + defaultBatchSize, large: scratchBufferReserve + defaultBatchSize)
+    }
     /// Classified frames one switching pass holds, per frame of the receive batch: a GRO read carries up to 64
     /// datagrams, but 4 per frame on average is plenty; beyond that the batch is switched in parts.
     public static var classifiedPerReceivedFrame: Int { 4 }

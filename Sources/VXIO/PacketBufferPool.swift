@@ -1,4 +1,5 @@
-// Packet memory for one worker.
+// Packet memory for one worker. A daemon's buffers are a budget for the whole switch, split over its workers
+// (`workerShare`).
 //
 // Every frame a worker handles lives in one fixed pool allocated at start, in one page-aligned block so the
 // io_uring backend can hand it to the kernel as provided-buffer rings. Two sizes share the block:
@@ -7,9 +8,9 @@
 //   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 192): reads from TAPs with IFF_VNET_HDR and TSO,
 //     which hand over up to 64 KiB of one TCP flow at a time, GRO reads from the VXLAN UDP socket (up to 64
 //     datagrams at once), the worker's coalescing scratch and its UDP GSO sends.
-// Large buffers are few (192 in the daemon: 12 MiB, against 8 MiB for 4096 standard ones), so a TSO read never
-// truncates and a standard-size frame never pins 64 KiB. Pages are touched only as frames are written, so the
-// resident size follows the traffic, not the block.
+// Large buffers are few (192 per worker in a 2-worker daemon: 12 MiB, against 8 MiB for 4096 standard ones), so a
+// TSO read never truncates and a standard-size frame never pins 64 KiB. Pages are touched only as frames are
+// written, so the resident size follows the traffic, not the block.
 //
 // A buffer is named by its `BufferID`, an index into one numbering: standard buffers first
 // (0 ..< standardCount), then large ones (standardCount ..< count). Batches stay plain values and the pool
@@ -54,11 +55,6 @@ public final class PacketBufferPool {
     /// 48) and up to 65,507 bytes of datagrams (an IPv4 UDP payload), ending at 65,703. 64 KiB + 192 is the next
     /// multiple of 64; with less, a GRO read of 44 datagrams of 1,488 bytes (65,472) did not fit and was dropped.
     public static let defaultLargeBufferSize = 65_536 + 192
-    /// Large buffers in the daemon's pool: a receive batch (64) can be all TAP reads or all GRO reads from the UDP
-    /// tunnel socket, with as many more waiting in io_uring's buffer ring, plus the worker's coalescing scratch
-    /// and its UDP GSO send buffers (DataplaneWorker.scratchBufferReserve: 33). 192 × 64 KiB = 12 MiB of address
-    /// space; pages are touched only as traffic fills them.
-    public static let defaultLargeCount = 192
 
     /// Bytes per standard buffer, headroom included.
     public let bufferSize: Int
@@ -227,5 +223,37 @@ struct BufferLedger {
         precondition(index < held.count && held[index], "buffer \(buffer.index) released but not held")
         held[index] = false
         count -= 1
+    }
+}
+
+extension PacketBufferPool {
+    /// Buffers of each size: what one pool holds, what a whole switch may hold, or the least a worker needs.
+    public struct Counts: Equatable, Sendable, CustomStringConvertible {
+        public var standard: Int
+        public var large: Int
+
+        public init(standard: Int, large: Int) {
+            self.standard = standard
+            self.large = large
+        }
+
+        public var description: String { "\(standard) standard + \(large) large" }
+    }
+
+    /// One worker's pool when `budget` is split evenly over `workers`: rounded down, so the shares never add up to
+    /// more than the budget, and each size raised to `floor` when the split would leave less (only then can they add
+    /// up to more).
+    ///
+    /// Why a budget and not a count per worker: io_uring offers every free buffer to the kernel, which fills its
+    /// provided-buffer ring in ring order, so under load each worker's whole pool ends up resident and peak RSS
+    /// would grow with `--workers`.
+    /// - Parameters:
+    ///   - budget: buffers for all workers together.
+    ///   - workers: at least 1.
+    ///   - floor: the least one worker runs on (`DataplaneWorker.minimumPool`).
+    public static func workerShare(of budget: Counts, workers: Int, floor: Counts) -> Counts {
+        precondition(workers >= 1, "a switch has at least one worker")
+        return Counts(
+            standard: max(budget.standard / workers, floor.standard), large: max(budget.large / workers, floor.large))
     }
 }

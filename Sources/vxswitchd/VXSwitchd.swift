@@ -71,7 +71,10 @@ struct VXSwitchd: ParsableCommand {
         name: .long,
         help: ArgumentHelp(
             "Dataplane worker threads, 1-\(DaemonOptions.maxWorkers) (default: the number of online cores). Each has "
-                + "its own engine, its own queue of every TAP and its own VXLAN socket.", valueName: "count"))
+                + "its own engine, its own queue of every TAP, its own VXLAN socket and its share of the packet "
+                + "buffers (\(DaemonOptions.defaultBufferBudget) for the switch, at least "
+                + "\(DataplaneWorker<URingEngine>.minimumPool) per worker).",
+            valueName: "count"))
     var workers: Int?
 
     /// The default `--workers`: one per online core, within 1 ... maxWorkers.
@@ -119,10 +122,13 @@ struct VXSwitchd: ParsableCommand {
 
         let workerCount = workers ?? Self.onlineCores
 
-        // One pool per worker (a pool belongs to one engine). Standard buffers for tunnels and the worker's TSO
-        // segments, large ones for TAP reads with TSO (KernelHost opens TAPs with a virtio header and offloads)
-        // and the worker's coalescing scratch.
-        let makePool = { PacketBufferPool(count: options.bufferCount, largeCount: PacketBufferPool.defaultLargeCount) }
+        // One pool per worker (a pool belongs to one engine), each a share of the switch's budget so more workers
+        // do not mean more memory. Standard buffers for tunnels and the worker's TSO segments, large ones for TAP
+        // reads with TSO (KernelHost opens TAPs with a virtio header and offloads), GRO reads, the worker's
+        // coalescing scratch and its GSO sends. The floor is the same for both engines.
+        let share = PacketBufferPool.workerShare(
+            of: options.bufferBudget, workers: workerCount, floor: DataplaneWorker<URingEngine>.minimumPool)
+        let makePool = { PacketBufferPool(count: share.standard, largeCount: share.large) }
         // io_uring hands free buffers to the kernel; keep what the worker takes itself.
         let makeURing = { () throws(IOError) -> URingEngine in
             try URingEngine(
@@ -174,7 +180,9 @@ struct VXSwitchd: ParsableCommand {
             daemon.shutdown()
             throw error
         }
-        logger.info("ready: control socket \(path), engine \(Engine.self), \(engines.count) worker(s)")
+        let pool = engines[0].pool
+        let workers = "\(engines.count) worker(s), \(pool.standardCount) standard + \(pool.largeCount) large packet buffers each"
+        logger.info("ready: control socket \(path), engine \(Engine.self), \(workers)")
 
         let stop = DispatchSemaphore(value: 0)
         var sources: [DispatchSourceSignal] = []

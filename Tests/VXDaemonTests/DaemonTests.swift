@@ -63,19 +63,20 @@ final class InProcessSwitch {
     /// - Parameters:
     ///   - statePath: the state file, or nil for none.
     ///   - workers: dataplane workers, each on its own MemoryEngine.
+    ///   - standardBuffers: 2 KiB pool buffers per worker.
     ///   - largeBuffers: 64 KiB pool buffers per worker, which TAPs with a virtio header (attach) need.
     ///   - configure: runs before the switch starts (e.g. to mark TAP names single-queue).
     ///   - logger: the daemon's logger.
     init(
-        statePath: String? = nil, workers: Int = 1, largeBuffers: Int = 0, configure: (FakeHost) -> Void = { _ in },
-        logger: Logger = Logger(label: "test")
+        statePath: String? = nil, workers: Int = 1, standardBuffers: Int = 512, largeBuffers: Int = 0,
+        configure: (FakeHost) -> Void = { _ in }, logger: Logger = Logger(label: "test")
     ) throws {
         var options = DaemonOptions(local: InProcessSwitch.local)
         options.statePath = statePath
         configure(host)
         daemon = SwitchDaemon(
             options: options, engines: (0..<workers).map { _ in
-                MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: largeBuffers))
+                MemoryEngine(pool: PacketBufferPool(count: standardBuffers, largeCount: largeBuffers))
             },
             host: host, logger: logger)
         try daemon.start()
