@@ -57,6 +57,10 @@ public struct DaemonOptions: Sendable {
     /// up to 80 MB RSS under one TCP stream each way, past the 64 MB target (docs/performance.md).
     public var bufferBudget = defaultBufferBudget
     public static let defaultBufferBudget = PacketBufferPool.Counts(standard: 8192, large: 384)
+    /// The most buffers one worker gets (`PacketBufferPool.workerShare`): the 2-worker share, so one worker
+    /// costs no more than it did before the budget.
+    public var bufferCeiling = defaultBufferCeiling
+    public static let defaultBufferCeiling = PacketBufferPool.Counts(standard: 4096, large: 192)
     /// The most workers a switch runs (`--workers`): a TAP takes at most 256 queues, and past the core count
     /// more workers only add context switches.
     public static let maxWorkers = 64

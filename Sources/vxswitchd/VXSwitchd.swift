@@ -72,8 +72,8 @@ struct VXSwitchd: ParsableCommand {
         help: ArgumentHelp(
             "Dataplane worker threads, 1-\(DaemonOptions.maxWorkers) (default: the number of online cores). Each has "
                 + "its own engine, its own queue of every TAP, its own VXLAN socket and its share of the packet "
-                + "buffers (\(DaemonOptions.defaultBufferBudget) for the switch, at least "
-                + "\(DataplaneWorker<URingEngine>.minimumPool) per worker).",
+                + "buffers (\(DaemonOptions.defaultBufferBudget) for the switch; per worker at most "
+                + "\(DaemonOptions.defaultBufferCeiling) and at least \(DataplaneWorker<URingEngine>.minimumPool)).",
             valueName: "count"))
     var workers: Int?
 
@@ -127,7 +127,8 @@ struct VXSwitchd: ParsableCommand {
         // reads with TSO (KernelHost opens TAPs with a virtio header and offloads), GRO reads, the worker's
         // coalescing scratch and its GSO sends. The floor is the same for both engines.
         let share = PacketBufferPool.workerShare(
-            of: options.bufferBudget, workers: workerCount, floor: DataplaneWorker<URingEngine>.minimumPool)
+            of: options.bufferBudget, workers: workerCount, floor: DataplaneWorker<URingEngine>.minimumPool,
+            ceiling: options.bufferCeiling)
         let makePool = { PacketBufferPool(count: share.standard, largeCount: share.large) }
         // io_uring hands free buffers to the kernel; keep what the worker takes itself.
         let makeURing = { () throws(IOError) -> URingEngine in

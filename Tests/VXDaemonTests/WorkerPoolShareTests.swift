@@ -11,10 +11,11 @@ import VXTestSupport
 @Suite("packet buffers: one budget for the switch, split over its workers")
 struct WorkerPoolShareTests {
     static let budget = DaemonOptions(local: InProcessSwitch.local).bufferBudget
+    static let ceiling = DaemonOptions(local: InProcessSwitch.local).bufferCeiling
     static let floor = DataplaneWorker<MemoryEngine>.minimumPool
 
     static func share(_ workers: Int) -> PacketBufferPool.Counts {
-        PacketBufferPool.workerShare(of: budget, workers: workers, floor: floor)
+        PacketBufferPool.workerShare(of: budget, workers: workers, floor: floor, ceiling: ceiling)
     }
 
     @Test("the floor is the worker's own reserves plus one receive batch")
@@ -29,9 +30,9 @@ struct WorkerPoolShareTests {
     }
 
     @Test(
-        "each worker's share: the budget split evenly, raised to the floor",
+        "each worker's share: the budget split evenly, at most the 2-worker share, raised to the floor",
         arguments: [
-            (1, PacketBufferPool.Counts(standard: 8192, large: 384)),
+            (1, PacketBufferPool.Counts(standard: 4096, large: 192)),
             (2, PacketBufferPool.Counts(standard: 4096, large: 192)),
             (3, PacketBufferPool.Counts(standard: 2730, large: 128)),
             (4, PacketBufferPool.Counts(standard: 2048, large: 97)),
@@ -42,6 +43,7 @@ struct WorkerPoolShareTests {
         let share = Self.share(workers)
         #expect(share == expected)
         #expect(share.standard >= Self.floor.standard && share.large >= Self.floor.large)
+        #expect(share.standard <= Self.ceiling.standard && share.large <= Self.ceiling.large)
         // Over the budget only where the floor raised the share.
         #expect(share.standard * workers <= Self.budget.standard || share.standard == Self.floor.standard)
         #expect(share.large * workers <= Self.budget.large || share.large == Self.floor.large)
