@@ -147,14 +147,8 @@ public struct StateStore: Sendable {
         } catch {
             throw ControlError(.internalError, "cannot encode the switch state: \(error)")
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = try Self.makeDirectory(containing: path)
         let temporary = "\(path).tmp.\(getpid())"
-        do {
-            try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory,
-                                                    withIntermediateDirectories: true)
-        } catch {
-            throw ControlError(.systemError, "cannot create \(directory) for the state file: \(error.localizedDescription)")
-        }
         try writeDurably(data, to: temporary)
         guard rename(temporary, path) == 0 else {
             let code = errno
@@ -162,11 +156,24 @@ public struct StateStore: Sendable {
             throw ControlError(.systemError, "cannot replace the state file \(path): \(String(cString: strerror(code)))")
         }
         // The rename is durable only once the directory entry is.
-        let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryFD >= 0 {
             fsync(directoryFD)
             close(directoryFD)
         }
+    }
+
+    /// Creates the directory `statePath` lives in when it is missing (the first save, or the lock at start).
+    /// - Returns: that directory, "." for a bare file name.
+    static func makeDirectory(containing statePath: String) throws(ControlError) -> String {
+        let parent = (statePath as NSString).deletingLastPathComponent
+        let directory = parent.isEmpty ? "." : parent
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ControlError(.systemError, "cannot create \(directory) for the state file: \(error.localizedDescription)")
+        }
+        return directory
     }
 
     private func writeDurably(_ data: Data, to file: String) throws(ControlError) {
@@ -201,12 +208,9 @@ public struct StateStore: Sendable {
 /// ports and peers into the other. The lock is `flock(2)` on `<state>.lock`, which the kernel drops when the
 /// holder exits, even on `kill -9`, so a stale lock file never keeps a switch from starting.
 public final class StateFileLock: Sendable {
-    /// The lock file: the state file's path with `.lock` appended.
-    public let path: String
     private let descriptor: Int32
 
-    private init(path: String, descriptor: Int32) {
-        self.path = path
+    private init(descriptor: Int32) {
         self.descriptor = descriptor
     }
 
@@ -219,13 +223,7 @@ public final class StateFileLock: Sendable {
     /// - Throws: `ControlError` naming the state file and the holder's pid when another process holds the lock.
     public static func acquire(statePath: String) throws(ControlError) -> StateFileLock {
         let path = statePath + ".lock"
-        let directory = (statePath as NSString).deletingLastPathComponent
-        do {
-            try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory,
-                                                    withIntermediateDirectories: true)
-        } catch {
-            throw ControlError(.systemError, "cannot create \(directory) for the state file: \(error.localizedDescription)")
-        }
+        _ = try StateStore.makeDirectory(containing: statePath)
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw ControlError(.systemError, "cannot open the state lock \(path): \(String(cString: strerror(errno)))")
@@ -248,7 +246,7 @@ public final class StateFileLock: Sendable {
         if ftruncate(descriptor, 0) == 0 {
             _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
         }
-        return StateFileLock(path: path, descriptor: descriptor)
+        return StateFileLock(descriptor: descriptor)
     }
 
     /// The pid the holder wrote, if the file holds one.

@@ -194,7 +194,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var classified: [ClassifiedFrame]
     /// The last source learnt in this batch and the outcome: a run of frames from one sender (a GRO read's
     /// datagrams, a TAP's burst) learns it once. Cleared per batch, as the topology snapshot may change between.
-    private var lastLearnt: (key: LearnKey, refusal: ForwardingDropReason?)? = nil
+    private var lastLearnt: (key: SwitchKey, refusal: ForwardingDropReason?)? = nil
     /// Most frames `classified` holds before the batch is switched in parts (allocated once).
     private let classifiedCapacity: Int
     private var stopping = false
@@ -420,7 +420,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
 
     /// Learns `item`'s source and keeps it for forwarding; switches what is kept first when `classified` is full.
     private func learnAndKeep(_ item: Classification, config: DataplaneConfig) {
-        let key = LearnKey(domain: item.domain, ingress: item.ingress, source: item.source)
+        let key = SwitchKey(domain: item.domain, ingress: item.ingress, address: item.source)
         let refusal: ForwardingDropReason?
         if let last = lastLearnt, last.key == key {
             refusal = last.refusal
@@ -459,11 +459,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         let topology = config.topology
         // A run of frames between the same two hosts (a GRO read's datagrams, a TSO burst's ACKs) is decided once:
         // the inputs are the same and the table is at this batch's end state for all of them.
-        var lastDecision: (key: DecisionKey, action: ForwardingAction)? = nil
+        var lastDecision: (key: SwitchKey, action: ForwardingAction)? = nil
         // Stages 4 and 5: forward on the end state of the table, encapsulate into the tx batch.
         for position in classified.indices {
             let item = classified[position]
-            let key = DecisionKey(domain: item.domain, ingress: item.ingress, destination: item.destination)
+            let key = SwitchKey(domain: item.domain, ingress: item.ingress, address: item.destination)
             let action: ForwardingAction
             if let last = lastDecision, last.key == key {
                 action = last.action
@@ -1136,18 +1136,12 @@ private struct ClassifiedFrame {
     var gso: VirtioNetHeader? = nil  // a TSO frame from a virtio TAP; its header is the 12 bytes before `offset`
 }
 
-/// What `SwitchDecision.learn` depends on besides the table and the batch's topology.
-private struct LearnKey: Equatable {
+/// What `SwitchDecision.learn` (with the source address) or `decide` (with the destination) depends on besides
+/// the table and the batch's topology: frames with equal keys get the same outcome within a batch.
+private struct SwitchKey: Equatable {
     var domain: BridgeDomain
     var ingress: Ingress
-    var source: MACAddress
-}
-
-/// What `SwitchDecision.decide` depends on besides the table and the batch's topology.
-private struct DecisionKey: Equatable {
-    var domain: BridgeDomain
-    var ingress: Ingress
-    var destination: MACAddress
+    var address: MACAddress
 }
 
 /// A classified frame and the source MAC address to learn from it.
