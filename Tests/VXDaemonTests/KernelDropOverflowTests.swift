@@ -32,25 +32,10 @@ struct OverflowingSocket: ~Copyable {
 
     /// Sends `count` datagrams (the burst by default) from a separate socket. - Returns: how many sends succeeded.
     func overflow(count: Int = burst) throws -> Int {
-        let sender = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        try #require(sender >= 0)
-        defer { close(sender) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = socket.localPort.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let sender = try PlainUDPSocket()
         let payload = [UInt8](repeating: 0xC3, count: 200)
         var sent = 0
-        for _ in 0..<count {
-            let result = payload.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(sender, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
-            if result == payload.count { sent += 1 }
-        }
+        for _ in 0..<count where sender.send(payload, to: socket.localPort) { sent += 1 }
         return sent
     }
 

@@ -88,8 +88,7 @@ struct NetworkRestoreTests {
         let path = directory + "/state.json"
         do {
             let sw = try InProcessSwitch(statePath: path, largeBuffers: 8)
-            _ = sw.daemon  // created and saved below
-            try sw.daemon.createNetwork(
+            _ = try sw.daemon.createNetwork(
                 named: "net1", vni: try #require(.init(4100)), subnet: try #require(.init("10.77.0.0/24")), range: nil,
                 gateway: nil, dhcp: false)
             sw.daemon.shutdown()

@@ -11,6 +11,7 @@ import VXDataplane
 import VXForwarding
 import VXIO
 import VXPacket
+import VXTestSupport
 
 @Suite(.enabled(if: URingEngine.isSupported, "io_uring unsupported on this kernel: \(URingEngine.support)"))
 struct URingFloorPoolTests {
@@ -34,23 +35,9 @@ struct URingFloorPoolTests {
         _ = try engine.receive(into: &batch, timeout: .zero)  // arms the multishot recvmsg
         try #require(batch.count == 0)
 
-        let sender = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        try #require(sender >= 0)
-        defer { close(sender) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = receiver.localPort.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let sender = try PlainUDPSocket()
         for index in 0..<batchSize {
-            let payload = [UInt8](repeating: UInt8(index), count: 100)
-            let sent = payload.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(sender, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
-            try #require(sent == payload.count)
+            try #require(sender.send([UInt8](repeating: UInt8(index), count: 100), to: receiver.localPort))
         }
 
         // Hold every buffer until the batch is complete: the ring alone must have had room for all of it. (Taking

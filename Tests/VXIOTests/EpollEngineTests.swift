@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import VXIO
 import VXPacket
+import VXTestSupport
 
 #if canImport(Glibc)
 import Glibc

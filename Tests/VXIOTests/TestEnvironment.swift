@@ -131,56 +131,6 @@ func ipv4Header(protocol proto: UInt8, source: IPv4Address, destination: IPv4Add
 
 let loopback = IPv4Address(127, 0, 0, 1)
 
-/// A plain UDP socket on 127.0.0.1 (a peer's side of a tunnel socket test).
-final class PlainUDPSocket {
-    let fd: Int32
-    let port: UInt16
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        try #require(fd >= 0)
-        self.fd = fd
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr = in_addr(s_addr: loopback.value.bigEndian)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = unsafe withUnsafeMutablePointer(to: &sin) { pointer in
-            unsafe pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                unsafe bind(fd, sa, length) == 0 ? getsockname(fd, sa, &length) : -1
-            }
-        }
-        try #require(rc == 0)
-        port = UInt16(bigEndian: sin.sin_port)
-    }
-
-    deinit { close(fd) }
-
-    /// Sends `payload` to 127.0.0.1:`port`. - Returns: true when the kernel took it.
-    @discardableResult
-    func send(_ payload: [UInt8], to port: UInt16) -> Bool {
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        sin.sin_addr = in_addr(s_addr: loopback.value.bigEndian)
-        return unsafe payload.withUnsafeBytes { bytes in
-            unsafe withUnsafePointer(to: &sin) { pointer in
-                unsafe pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    unsafe sendto(fd, bytes.baseAddress, bytes.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        } == payload.count
-    }
-
-    /// Waits up to `timeoutMilliseconds` for one datagram. - Returns: its payload, or nil.
-    func receive(timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard unsafe poll(&pfd, 1, timeoutMilliseconds) == 1 else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = unsafe buffer.withUnsafeMutableBytes { unsafe recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        return count >= 0 ? Array(buffer.prefix(count)) : nil
-    }
-}
-
 /// An AF_PACKET socket bound to one interface: the kernel's side of a TAP in this namespace.
 final class PacketSocket {
     /// struct sockaddr_ll (<linux/if_packet.h>), which the Glibc module does not import; 20 bytes.
