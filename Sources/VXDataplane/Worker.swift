@@ -37,7 +37,8 @@
 //   - a TSO frame for a VXLAN peer is segmented straight into one large buffer laid out as [VXLAN][segment]
 //     [VXLAN][segment]…, every piece but the last the same length, and sent as ONE entry with
 //     `segmentSize` = 8 + segment length (a UDP GSO send; at most 64 pieces and 65,507 bytes each, so a TSO
-//     frame may take a few);
+//     frame may take a few); the next TSO frame of the flow continues the last of those sends while it is still the
+//     last entry and its pieces are all full (`VXLANPack` again), so a burst of TSO frames shares sends;
 //   - consecutive plain frames for the same peer, VNI and flow hash, all of one length (the last may be shorter),
 //     are packed into one GSO send the same way (`VXLANPack`): the first goes out as a single datagram with its
 //     8-byte VXLAN header in the header slot, and only when a second one matches are both copied into a large
@@ -873,8 +874,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         offloadStatistics.tsoFramesSegmented &+= 1
         let segmented = gsoPayloadLimit > 0 && piece <= gsoSegmentLimit
         let perSend = segmented ? min(FrameTransmit.maximumSegments, gsoPayloadLimit / piece) : 1
-        let vxlan = VXLANHeader(vni: route.vni)
-        var first = 0
+        var first = segmented ? continuePack(with: plan, of: item, piece: piece, route: route, row: row) : 0
         while first < plan.segmentCount {
             let count = min(perSend, plan.segmentCount - first)
             // Room first: a flush gives the buffers back, so it must not come between write and append.
@@ -887,28 +887,84 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 return
             }
             if segmented { gsoBuffers.append(buffer) } else { segmentBuffers.append(buffer) }
-            // Safe: the buffer is this worker's until the flush that sends it; the span lives for the call.
-            let destination = unsafe pool.unsafeBytes(
-                of: buffer, offset: pool.headroom, length: segmented ? gsoPayloadLimit : piece)
-            var span = unsafe MutableRawSpan(_unsafeBytes: destination)
-            var used = 0
-            for index in first..<(first + count) {
-                vxlan.write(into: &span, at: used)
-                let length = withItemBytes(item) { plan.writeSegment(index, of: $0, into: &span, at: used + VXLANHeader.size) }
-                used += VXLANHeader.size + length
-                counters.transmitted(row: row, bytes: route.outerLength + length)
-            }
+            let written = writePieces(
+                first..<(first + count), of: plan, item: item, into: buffer, at: 0,
+                capacity: segmented ? gsoPayloadLimit : piece, route: route, row: row)
             let appended = tx.appendSegmented(
                 target: route.target, remote: route.remote, remotePort: route.port, buffer: buffer,
-                offset: UInt32(pool.headroom), length: UInt32(used), segmentSize: UInt16(count > 1 ? piece : 0))
+                offset: UInt32(engine.pool.headroom), length: UInt32(written.used),
+                segmentSize: UInt16(count > 1 ? piece : 0))
             assert(appended, "a TxBatch with room refused a GSO send")
-            offloadStatistics.segments &+= UInt64(count)
             if count > 1 {
                 offloadStatistics.udpGSOSends &+= 1
                 offloadStatistics.udpGSODatagrams &+= UInt64(count)
             }
+            if segmented {
+                // The next TSO frame of this flow may continue this send (continuePack).
+                pack = VXLANPack(
+                    route: route, entry: tx.count - 1, contents: .packed(buffer), pieceLength: piece, count: count,
+                    used: written.used, closed: written.lastPiece < piece)
+            }
             first += count
         }
+    }
+
+    /// Writes the first segments of `plan` onto the GSO send at the end of `tx` when they continue it: a send of
+    /// this route whose pieces are all `piece` bytes, with room left. Back-to-back TSO frames of one flow then share
+    /// sends: a 46-segment frame alone takes two (44 + 2 pieces, the 65,507-byte limit), a burst of them about one
+    /// each, and every send saved is a trip through the underlay and the peer's UDP receive path.
+    /// - Returns: how many segments went there (0 when the send at the end of `tx` is not one to continue).
+    private func continuePack(with plan: TCPSegmenter, of item: ClassifiedFrame, piece: Int, route: VXLANRoute, row: Int)
+        -> Int
+    {
+        guard var current = pack, current.route == route, current.entry == tx.count - 1, !current.closed,
+            current.pieceLength == piece, case .packed(let buffer) = current.contents
+        else { return 0 }
+        let count = min(
+            plan.segmentCount, FrameTransmit.maximumSegments - current.count, (gsoPayloadLimit - current.used) / piece)
+        guard count > 0 else { return 0 }
+        let written = writePieces(
+            0..<count, of: plan, item: item, into: buffer, at: current.used, capacity: gsoPayloadLimit, route: route,
+            row: row)
+        if current.count == 1 {
+            offloadStatistics.udpGSOSends &+= 1
+            offloadStatistics.udpGSODatagrams &+= 1
+        }
+        offloadStatistics.udpGSODatagrams &+= UInt64(count)
+        current.count += count
+        current.used = written.used
+        current.closed = written.lastPiece < piece
+        tx.replaceLast(
+            FrameTransmit(
+                target: route.target, remote: route.remote, remotePort: route.port, segmentSize: UInt16(piece),
+                headerLength: 0, buffer: buffer, offset: UInt32(engine.pool.headroom), length: UInt32(current.used)))
+        pack = current
+        return count
+    }
+
+    /// Writes [VXLAN][segment] pieces for `indices` of `plan` into `buffer` from `offset` past its headroom and
+    /// counts them as transmitted.
+    /// - Returns: the bytes of `buffer` used after the last piece, and that piece's length.
+    private func writePieces(
+        _ indices: Range<Int>, of plan: TCPSegmenter, item: ClassifiedFrame, into buffer: BufferID, at offset: Int,
+        capacity: Int, route: VXLANRoute, row: Int
+    ) -> (used: Int, lastPiece: Int) {
+        let pool = engine.pool
+        // Safe: the buffer is this worker's until the flush that sends it; the span lives for the call.
+        let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: capacity)
+        var span = unsafe MutableRawSpan(_unsafeBytes: destination)
+        let vxlan = VXLANHeader(vni: route.vni)
+        var used = offset
+        var lastPiece = 0
+        for index in indices {
+            vxlan.write(into: &span, at: used)
+            let length = withItemBytes(item) { plan.writeSegment(index, of: $0, into: &span, at: used + VXLANHeader.size) }
+            lastPiece = VXLANHeader.size + length
+            used += lastPiece
+            counters.transmitted(row: row, bytes: route.outerLength + length)
+        }
+        offloadStatistics.segments &+= UInt64(indices.count)
+        return (used, lastPiece)
     }
 
     /// A free large buffer for a GSO send: from the pool, or after a flush gave the previous ones back.
@@ -936,14 +992,14 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             max(current.used, current.pieceLength) + piece <= gsoPayloadLimit
         {
             let pool = engine.pool
-            if current.buffer == nil, let buffer = pool.takeLarge() {
+            if case .lone(let first) = current.contents, let buffer = pool.takeLarge() {
                 // The first frame went out as a datagram of its own; move it into a GSO buffer. Only a free buffer
                 // will do: a flush here would send that entry and end the pack.
                 gsoBuffers.append(buffer)
-                current.buffer = buffer
-                current.used = packPiece(current.first, vni: route.vni, into: buffer, at: 0)
+                current.contents = .packed(buffer)
+                current.used = packPiece(first, vni: route.vni, into: buffer, at: 0)
             }
-            if let buffer = current.buffer {
+            if case .packed(let buffer) = current.contents {
                 current.used += packPiece(source, vni: route.vni, into: buffer, at: current.used)
                 current.count += 1
                 if piece < current.pieceLength { current.closed = true }  // only the last piece may be shorter
@@ -974,7 +1030,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         // Packing needs large buffers and pieces the underlay takes whole (see gsoSegmentLimit).
         if gsoPayloadLimit > 0 && piece <= gsoSegmentLimit {
             pack = VXLANPack(
-                route: route, entry: tx.count - 1, first: source, pieceLength: piece, count: 1, used: 0, buffer: nil,
+                route: route, entry: tx.count - 1, contents: .lone(source), pieceLength: piece, count: 1, used: 0,
                 closed: false)
         } else {
             pack = nil
@@ -1169,16 +1225,23 @@ private struct VXLANRoute: Equatable {
     var outerLength: Int  // outer header bytes on the wire (IPv4 + UDP + VXLAN), for the counters
 }
 
-/// A plain-frame UDP GSO send being built at the end of the TxBatch (see the worker's file comment).
+/// The UDP GSO send at the end of the TxBatch that the next frames for the same route may continue: plain frames
+/// packed together, or a TSO frame's segments (see the worker's file comment).
 private struct VXLANPack {
     var route: VXLANRoute  // every piece's route
     var entry: Int  // its index in the TxBatch; packing goes on only while it is the last entry
-    var first: (buffer: BufferID, offset: UInt32, length: UInt32)  // the first frame, sent alone until a second comes
+    var contents: Contents
     var pieceLength: Int  // VXLAN + frame bytes of each piece: the GSO segment size
     var count: Int  // pieces so far
-    var used: Int  // bytes of `buffer` used (0 while `buffer` is nil)
-    var buffer: BufferID?  // the large buffer, once a second frame came
+    var used: Int  // bytes of the packed buffer used (0 while `lone`)
     var closed: Bool  // a shorter piece was added: it must stay the last
+
+    enum Contents {
+        /// One plain frame, sent from its rx buffer with its VXLAN header in the header slot until a second comes.
+        case lone((buffer: BufferID, offset: UInt32, length: UInt32))
+        /// The pieces so far, in a large buffer of the worker's.
+        case packed(BufferID)
+    }
 }
 
 /// What the virtio-net header in front of a frame from a virtio TAP says.

@@ -133,10 +133,10 @@ enum TCPChecksum {
 /// Ethernet + IPv4 (no options, DF clear) + TCP (no options) with `payload`.
 func tcpFrame(
     from source: MACAddress, to destination: MACAddress, sequence: UInt32, identification: UInt16,
-    flags: TCPFlags = [.ack], payload: [UInt8], checksum: TCPChecksum = .full
+    flags: TCPFlags = [.ack], payload: [UInt8], checksum: TCPChecksum = .full, sourcePort: UInt16 = 40_000
 ) -> [UInt8] {
     let header = TCPHeader(
-        sourcePort: 40_000, destinationPort: 5201, sequenceNumber: sequence, acknowledgmentNumber: 0x0102_0304,
+        sourcePort: sourcePort, destinationPort: 5201, sequenceNumber: sequence, acknowledgmentNumber: 0x0102_0304,
         flags: flags, window: 502)
     var segment = PacketBuilder.withBytes(count: TCPHeader.minimumSize) { header.write(into: &$0) } + payload
     let pseudo = InternetChecksum.pseudoHeaderSum(

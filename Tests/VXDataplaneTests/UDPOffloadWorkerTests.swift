@@ -83,6 +83,79 @@ struct UDPOffloadWorkerTests {
         #expect(harness.engine.buffersOutstanding == 0)
     }
 
+    @Test(
+        "back-to-back TSO frames of one flow share GSO sends, up to the byte limit; a short last segment or another flow ends the sharing"
+    )
+    func tsoFramesShareSends() throws {
+        // Segments of 1410 payload bytes are pieces of 8 + 1464 bytes: 44 fit a send's 65,507.
+        let sends = try sendSizes(gsoSize: 1410, frames: [
+            (segments: 46, short: 0, sourcePort: 40_000),  // 44 | 2 …
+            (segments: 46, short: 0, sourcePort: 40_000),  // … + 42 | 4 …
+            (segments: 10, short: 700, sourcePort: 40_000),  // … + 11, the last piece short: nothing may follow
+            (segments: 5, short: 0, sourcePort: 40_000),  // a send of its own
+            (segments: 3, short: 0, sourcePort: 40_001),  // another flow: its own
+            (segments: 4, short: 0, sourcePort: 40_000),  // after the other flow's send: its own
+        ])
+        #expect(sends == [44, 44, 15, 5, 3, 4])
+    }
+
+    @Test("TSO frames sharing a send stop at 64 pieces, the kernel's UDP_MAX_SEGMENTS")
+    func sharedSendsStopAtTheSegmentLimit() throws {
+        // Pieces of 8 + 554 bytes: the 64-segment limit comes before the byte limit.
+        let sends = try sendSizes(gsoSize: 500, frames: [
+            (segments: 40, short: 0, sourcePort: 40_000), (segments: 40, short: 0, sourcePort: 40_000),
+        ])
+        #expect(sends == [64, 16])
+    }
+
+    /// Injects one TSO frame per entry of `frames` into one batch and returns how many datagrams each send carried,
+    /// in order, after checking that every segment arrived in order, byte for byte, with its flow's sequence.
+    private func sendSizes(gsoSize: Int, frames: [(segments: Int, short: Int, sourcePort: UInt16)]) throws -> [Int] {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learnRemote(macRemote)
+        _ = harness.sentThroughUDP()
+        var expected: [(sourcePort: UInt16, sequence: UInt32, payload: [UInt8])] = []
+        var nextSequence: [UInt16: UInt32] = [:]
+        for (index, frame) in frames.enumerated() {
+            let sequence = nextSequence[frame.sourcePort, default: 1000]
+            let payload = (0..<(frame.segments * gsoSize + frame.short)).map {
+                UInt8(truncatingIfNeeded: $0 &* 7 &+ index &* 31)
+            }
+            harness.inject(
+                tcpFrame(
+                    from: macA, to: macRemote, sequence: sequence, identification: UInt16(index * 100),
+                    payload: payload, checksum: .partial, sourcePort: frame.sourcePort),
+                port: 0, header: tsoHeader(gsoSize: UInt16(gsoSize)))
+            for start in stride(from: 0, to: payload.count, by: gsoSize) {
+                let end = min(start + gsoSize, payload.count)
+                expected.append((frame.sourcePort, sequence &+ UInt32(start), Array(payload[start..<end])))
+            }
+            nextSequence[frame.sourcePort] = sequence &+ UInt32(payload.count)
+        }
+        try harness.step()
+
+        let sent = harness.sentThroughUDP()
+        #expect(sent.count == expected.count)
+        for (entry, want) in zip(sent, expected) {
+            let inner = try OffloadHarness.inner(of: entry.frame.bytes)
+            let segment = try CheckedTCPFrame(inner)
+            #expect(UInt16(inner[34]) << 8 | UInt16(inner[35]) == want.sourcePort)
+            #expect(segment.sequence == want.sequence)
+            #expect(segment.payload == want.payload)
+        }
+        #expect(harness.engine.buffersOutstanding == 0)
+        // Consecutive datagrams of one send, as runs.
+        var sizes: [Int] = []
+        var previous: Int?
+        for entry in sent {
+            if entry.frame.send != 0, entry.frame.send == previous { sizes[sizes.count - 1] += 1 } else { sizes.append(1) }
+            previous = entry.frame.send
+        }
+        #expect(harness.worker.offloadStatistics.udpGSOSends == UInt64(sizes.filter { $0 > 1 }.count))
+        #expect(harness.worker.offloadStatistics.udpGSODatagrams == UInt64(sizes.filter { $0 > 1 }.reduce(0, +)))
+        return sizes
+    }
+
     @Test("flows spread over the UDP senders, and each flow keeps to one")
     func flowsSpreadOverSenders() throws {
         let harness = try OffloadHarness(udpSenders: 4, largeCount: 16)
