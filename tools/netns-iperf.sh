@@ -14,10 +14,11 @@
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
-# arguments, e.g. ARGS="--workers 1").
+# arguments, e.g. ARGS="--workers 1"), CC (the containers' TCP congestion control, default cubic as in tools/bench:
+# BBR, the default on some VMs, changes the figures by up to 2x).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
-IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}
+IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}
 ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
 UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
 TMP=$(mktemp -d /tmp/vx-$ID.XXXX)
@@ -57,6 +58,7 @@ for i in 1 2; do
     ip -n "$C" link set tap$i name eth0
     ip -n "$C" addr add 10.0.0.$i/24 dev eth0
     ip -n "$C" link set eth0 up
+    ip netns exec "$C" sysctl -qw net.ipv4.tcp_congestion_control="$CC" || exit 1
 done
 
 cstats() {
