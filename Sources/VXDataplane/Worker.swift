@@ -27,7 +27,9 @@
 //     (`sendDeferred`): runs of plain frames go through the TCPCoalescer, whose merged items are written into a
 //     64 KiB scratch (one large buffer, taken once) and sent as one GSO write, and whose pass-through items
 //     (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header slot in front of
-//     their own buffer; a TSO frame from another virtio TAP ends the run and passes through as above.
+//     their own buffer; a merged item with a member whose TCP checksum fails (the coalescer verifies as it
+//     copies) goes out as its frames, each behind a plain header, for the kernel to verify and drop the bad one;
+//     a TSO frame from another virtio TAP ends the run and passes through as above.
 // Nothing on these paths allocates: the coalescer, the deferred list and the segment-buffer list are sized at
 // init (the deferred list holds one entry per frame per virtio TAP it goes to, so a wide flood may grow it once).
 //
@@ -1139,8 +1141,20 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             // Safe: the scratch is this worker's for good; the span lives for the call.
             let bytes = unsafe engine.pool.unsafeBytes(of: scratch, offset: offset, length: needed)
             var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
-            let written = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
+            let result = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
                 withItemBytes(classified[runFrames[frame]], body)
+            }
+            guard let written = result else {
+                // A member's TCP checksum failed (the coalescer verifies while it copies). The merged frame would
+                // go up as CHECKSUM_PARTIAL, i.e. accepted; send the members as they came instead, in order and
+                // without DATA_VALID, so the kernel verifies each and drops the bad one. The scratch bytes just
+                // written are not used (`scratchUsed` stays).
+                var member: Int? = output.firstFrame
+                while let frame = member {
+                    appendPlain(classified[runFrames[frame]], to: target, header: .plain(dataValid: false))
+                    member = coalescer.nextMember(after: frame)
+                }
+                continue
             }
             let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
             assert(appended, "a TxBatch with room refused a coalesced frame")

@@ -3,18 +3,25 @@
 // Flow: after decapsulation the dataplane has a batch of inner frames for one TAP, in arrival order. It calls
 // `reset()`, then `add(_:)` once per frame; each call parses the frame and either starts an item or appends the
 // frame to the open item of its flow. Then it walks `items`, in order of each item's first frame:
-//   - a pass-through item is its one frame, sent unchanged behind `item.header` (12 bytes, gso NONE; DATA_VALID
-//     when we verified the TCP checksum): no copy, the header goes in the TxBatch header slot;
+//   - a pass-through item is its one frame, sent unchanged behind `item.header` (12 bytes, gso NONE, no
+//     DATA_VALID: its TCP checksum was not verified here, so the kernel verifies it): no copy, the header goes in
+//     the TxBatch header slot;
 //   - a coalesced item (2+ frames) is written by `writeCoalesced(item:into:frames:)` into a scratch buffer as
 //     virtio header + one large frame, then written to the TAP in one go. The kernel's TCP takes it whole
 //     (CHECKSUM_PARTIAL counts as verified), or re-segments it if it routes it out of a device without TSO.
+//     `writeCoalesced` verifies every member's TCP checksum while it copies the payload and returns nil when one
+//     fails; the caller then sends the members one by one (`nextMember(after:)`) behind plain headers, as
+//     pass-through frames, so the kernel verifies each and drops the bad one.
 //
 // Merge rules. They follow the kernel's tcp_gro_receive / inet_gro_receive / ipv6_gro_receive (which wireguard-go's
 // tcpGRO mirrors), chosen so that re-segmenting the result gives back the original frames byte for byte:
 //   - candidates: Ethernet (one 802.1Q tag allowed) + IPv4 without options or IPv6 without extension headers +
 //     TCP, not a fragment, payload > 0, flags ACK plus optionally PSH and ECE; SYN, FIN, RST, URG, CWR and AE are
-//     never merged (CWR makes the kernel flush too). IPv4 header and TCP checksums must verify: the merged frame
-//     goes up as CHECKSUM_PARTIAL, so an unverified segment would be accepted with a recomputed checksum.
+//     never merged (CWR makes the kernel flush too). The IPv4 header checksum must verify (`add` checks it: 20
+//     bytes, and the identification rules below read that header). Every TCP checksum must verify too, since the
+//     merged frame goes up as CHECKSUM_PARTIAL and an unverified segment would be accepted with a recomputed
+//     checksum; `writeCoalesced` checks it (below), so a segment with a bad one does join the run, and its whole
+//     item is then sent unmerged instead.
 //   - same flow: addresses and ports; then every header byte must equal the run's first frame except the
 //     lengths, checksums, IPv4 identification, TCP sequence number and the PSH bit: same Ethernet header and tag,
 //     TOS/traffic class, flow label, TTL/hop limit, DF, ACK number, window, urgent pointer, and TCP options byte
@@ -25,16 +32,22 @@
 //   - IPv4 identification: first + i, or (DF set) all equal, as the kernel accepts.
 //   - PSH ends the run: a PSH segment is appended last (the merged frame keeps PSH) and never starts one.
 // Any frame of a flow that does not join the flow's open item (a pure ACK, FIN, a gap, a changed header, a bad
-// checksum) closes that item, so no frame ever overtakes an earlier frame of its own flow. Frames of different flows
-// may leave in a different relative order (each item leaves at the position of its first frame), which TCP does
-// not notice.
+// IPv4 header checksum) closes that item, so no frame ever overtakes an earlier frame of its own flow. Frames of
+// different flows may leave in a different relative order (each item leaves at the position of its first frame),
+// which TCP does not notice. An item sent unmerged after a failed checksum leaves at that same position, its
+// frames in order.
 //
-// Copy, not iovec: a coalesced item is built by copying each segment's payload into the caller's scratch buffer
-// (64 KiB). Cost: one memcpy of the payload (at most 64 KiB, from L1/L2 since `add` just read every byte to verify
-// the checksum), about what verifying costs, against ~40 fewer TAP writes and trips through the kernel stack per
-// 64 KiB. The alternative, one writev with the merged headers plus an iovec per segment payload, would save the copy
-// but needs a transmit path with up to ~45 iovecs per frame; `nextMember(after:)` and `payloadRange(ofFrame:)`
-// expose what it would need.
+// Copy, not iovec, and the copy verifies: a coalesced item is built by copying each segment's payload into the
+// caller's scratch buffer (64 KiB) with `InternetChecksum.copyAndSum`, which sums what it copies. `add` stores per
+// frame the sum of its pseudo-header and TCP header (≤ 60 bytes); `writeCoalesced` adds the payload's sum and the
+// segment is valid when the total is 0xFFFF. Each payload byte is read once: verifying in `add` and copying later,
+// as this did before, read it twice (a checksum pass and a memmove, ~3% and ~2% of the daemon's samples under
+// offloaded TCP). The price: `add` cannot tell a bad segment, so one joins its run and costs the whole item its
+// merge (rare: link-layer checks on the underlay catch wire errors first), and a lone segment's checksum is left to
+// the kernel (tun ignores DATA_VALID on writes anyway, docs/offload.md). The copy buys one TAP write and one trip
+// through the kernel stack instead of ~40 per 64 KiB. The alternative, one writev with the merged headers plus an
+// iovec per segment payload, would save the copy but needs a transmit path with up to ~45 iovecs per frame and a
+// checksum pass of its own; `nextMember(after:)` and `payloadRange(ofFrame:)` expose what it would need.
 //
 // Memory: everything is allocated in `init` (per-frame and per-item tables sized to `capacity`, `openFlowLimit`
 // header templates). `reset`, `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is
@@ -62,7 +75,7 @@ public struct TCPCoalescer: ~Copyable {
         public var firstFrame: Int
         /// Frames merged into this item; 1 for a pass-through item.
         public var frameCount: Int
-        /// The virtio-net header to send in front of the frame.
+        /// The virtio-net header to send in front of the frame: a plain one (no flags) for a pass-through item.
         public var header: VirtioNetHeader
         /// Bytes of frame after the virtio header: the frame's own length when passed through, the merged length
         /// when coalesced.
@@ -77,6 +90,7 @@ public struct TCPCoalescer: ~Copyable {
         var next: Int32 = -1  // next frame of the same item, -1 at the end
         var payloadOffset: Int32 = 0  // TCP payload offset in the frame (candidates only)
         var payloadLength: Int32 = 0  // TCP payload bytes (candidates only)
+        var headerSum: UInt16 = 0  // pseudo-header + TCP header sum (candidates); with the payload sum 0xFFFF if valid
     }
 
     /// Per item, in order of first frame.
@@ -91,7 +105,6 @@ public struct TCPCoalescer: ~Copyable {
         var transportOffset: UInt8 = 0  // TCP header offset
         var headerLength: UInt8 = 0  // all headers: the payload offset
         var isIPv6 = false  // IP version of a candidate
-        var verified = false  // IPv4 header and TCP checksums verified
         var lastHasPSH = false  // the last member carries PSH
     }
 
@@ -191,6 +204,7 @@ public struct TCPCoalescer: ~Copyable {
         }
         frames[index].payloadOffset = Int32(truncatingIfNeeded: segment.layout.payloadOffset)
         frames[index].payloadLength = Int32(truncatingIfNeeded: segment.layout.payloadLength)
+        frames[index].headerSum = segment.headerSum
 
         if let slot = findFlow(segment.key) {
             if canAppend(segment, frame, to: slot) {
@@ -213,7 +227,7 @@ public struct TCPCoalescer: ~Copyable {
             return Item(
                 firstFrame: Int(state.firstFrame),
                 frameCount: 1,
-                header: .plain(dataValid: state.verified),
+                header: .plain(dataValid: false),
                 length: Int(state.frameLength)
             )
         }
@@ -250,22 +264,25 @@ public struct TCPCoalescer: ~Copyable {
 
     /// Writes a coalesced item as the kernel expects it on a TAP write: the 12-byte virtio-net header, then the
     /// first frame's headers with lengths, IPv4 checksum and PSH fixed and the TCP checksum field holding the
-    /// pseudo-header sum (NEEDS_CSUM), then every member's payload in order.
+    /// pseudo-header sum (NEEDS_CSUM), then every member's payload in order. Verifies each member's TCP checksum
+    /// as it copies the payload (see the file header) and stops at the first that fails.
     /// - Parameters:
     ///   - index: an item with `isCoalesced`.
     ///   - destination: the scratch buffer; must hold `VirtioNetHeader.size + item(index).length` bytes from
     ///     `offset`, which `scratchCapacity` guarantees when `destination` is that big (traps otherwise).
     ///   - offset: where the virtio-net header goes.
     ///   - frames: calls its second argument with the bytes of the frame numbered by its first (the same bytes
-    ///     given to `add`); called once per member, in order.
-    /// - Returns: bytes written (`VirtioNetHeader.size + item(index).length`).
-    @discardableResult
+    ///     given to `add`); called once per member, in order, up to and including a member whose checksum fails.
+    /// - Returns: bytes written (`VirtioNetHeader.size + item(index).length`), or nil when a member's TCP checksum
+    ///   does not verify. Then nothing usable was written (the bytes from `offset` are unspecified): send the
+    ///   item's members one by one, from `item(index).firstFrame` through `nextMember(after:)`, behind plain
+    ///   headers without DATA_VALID, so the receiver verifies each and drops the bad one.
     public func writeCoalesced(
         item index: Int,
         into destination: inout MutableRawSpan,
         at offset: Int = 0,
         frames: (_ frameIndex: Int, _ body: (RawSpan) -> Void) -> Void
-    ) -> Int {
+    ) -> Int? {
         let output = self.item(index)
         precondition(output.isCoalesced, "TCPCoalescer: item is not coalesced; send its frame as it is")
         let state = items[index]
@@ -277,20 +294,22 @@ public struct TCPCoalescer: ~Copyable {
         var member = Int(state.firstFrame)
         var position = start + headerLength
         var delivered = 0
+        var verified = 0
         while true {
             let slot = self.frames[member]
             frames(member) { frame in
                 if member == Int(state.firstFrame) {
                     destination.vxCopy(from: frame, at: 0, count: headerLength, to: start)
                 }
-                destination.vxCopy(
-                    from: frame,
-                    at: Int(slot.payloadOffset),
-                    count: Int(slot.payloadLength),
-                    to: position
-                )
+                // The payload starts a multiple of 4 bytes into the TCP segment, so its sum lines up with the
+                // header's, and an odd last byte is the segment's own last byte (padded as the checksum pads it).
+                let payloadStart = Int(slot.payloadOffset)
+                let payload = frame.extracting(payloadStart..<(payloadStart + Int(slot.payloadLength)))
+                let payloadSum = InternetChecksum.copyAndSum(payload, into: &destination, at: position)
+                if InternetChecksum.combine(slot.headerSum, payloadSum) == 0xFFFF { verified += 1 }
                 delivered += 1
             }
+            guard verified == delivered else { return nil }
             position += Int(slot.payloadLength)
             guard slot.next >= 0 else { break }
             member = Int(slot.next)
@@ -343,7 +362,6 @@ public struct TCPCoalescer: ~Copyable {
             state.transportOffset = UInt8(truncatingIfNeeded: layout.transportOffset)
             state.headerLength = UInt8(truncatingIfNeeded: layout.payloadOffset)
             state.isIPv6 = layout.isIPv6
-            state.verified = true
             state.lastHasPSH = segment.hasPSH
         }
         items[item] = state
@@ -480,12 +498,16 @@ private struct Segment {
     var identification: UInt16
     var hasPSH: Bool
 
+    /// Pseudo-header plus TCP header sum (the TCP checksum field included); `writeCoalesced` adds the payload's.
+    var headerSum: UInt16
+
     enum Parsed {
         /// Not a TCP frame we can key (not IP, not TCP, malformed): passes through, touches no flow.
         case notTCP
-        /// TCP, but never merged (flags, no payload, options, bad checksum): passes through and closes its flow.
+        /// TCP, but never merged (flags, no payload, IP options, bad IPv4 header checksum): passes through and
+        /// closes its flow.
         case notCandidate(TCPCoalescer.FlowKey)
-        /// A verified segment that may merge.
+        /// A segment that may merge; its TCP checksum is not verified yet.
         case candidate(Segment)
     }
 
@@ -523,8 +545,10 @@ private struct Segment {
         }
         let tcpLength = layout.packetEnd - t
         let pseudo = InternetChecksum.combine(layout.pseudoHeaderBase(frame), UInt16(truncatingIfNeeded: tcpLength))
-        guard TCPHeader.verifyChecksum(segment: frame.extracting(t..<layout.packetEnd), pseudoHeaderSum: pseudo) == nil
-        else { return .notCandidate(key) }
+        let headerSum = InternetChecksum.combine(
+            pseudo,
+            InternetChecksum.sum(frame.extracting(t..<layout.payloadOffset))
+        )
 
         return .candidate(
             Segment(
@@ -532,7 +556,8 @@ private struct Segment {
                 key: key,
                 sequence: frame.vxBE32(t + 4),
                 identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
-                hasPSH: flags & TCPFlags.psh.rawValue != 0
+                hasPSH: flags & TCPFlags.psh.rawValue != 0,
+                headerSum: headerSum
             )
         )
     }

@@ -151,7 +151,8 @@ struct OffloadAllocationTests {
         engine.stage(
             PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: udpFrame(from: macRemote, to: .broadcast)),
             on: tunnel, remote: OffloadHarness.peerAddress)
-        // Per loop: one 30 KB TSO burst to the peer (22 segments), then ten segments from the peer (one write).
+        // Per loop: one 30 KB TSO burst to the peer (22 segments), then ten segments from the peer (one write), and
+        // three of another flow whose second has a corrupt payload byte (its run goes out as three plain writes).
         let loopStart = engine.scriptCount
         let burst = tcpFrame(
             from: macA, to: macRemote, sequence: 0, identification: 0,
@@ -165,6 +166,15 @@ struct OffloadAllocationTests {
                 PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: segment), on: tunnel,
                 remote: OffloadHarness.peerAddress)
         }
+        for index in 0..<3 {
+            var segment = tcpFrame(
+                from: macRemote, to: macA, sequence: UInt32(index * 1400), identification: UInt16(index),
+                payload: [UInt8](repeating: UInt8(index), count: 1400), sourcePort: 40_001)
+            if index == 1 { segment[segment.count - 1] ^= 0x01 }
+            engine.stage(
+                PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: segment), on: tunnel,
+                remote: OffloadHarness.peerAddress)
+        }
         let perLoop = engine.scriptCount - loopStart
         engine.budget = loopStart
         try worker.runOnce(timeout: .zero)  // attaches, then delivers the learning frames
@@ -174,11 +184,13 @@ struct OffloadAllocationTests {
             engine.budget = 1
             try worker.runOnce(timeout: .zero)  // the burst: segmented for the peer
             engine.budget = perLoop - 1
-            try worker.runOnce(timeout: .zero)  // the ten segments: coalesced for the TAP
+            try worker.runOnce(timeout: .zero)  // the ten segments coalesced for the TAP, the bad run as it came
         }
 
         #expect(engine.sentFrames[sender.slot] == 1 + loops * 22, "the flood of the TAP's broadcast, then segments")
-        #expect(engine.sentFrames[tap.slot] == 1 + loops, "the peer's broadcast, then one write per ten segments")
+        #expect(
+            engine.sentFrames[tap.slot] == 1 + loops * 4,
+            "the peer's broadcast, then one write per ten segments and the bad run's three frames")
         #expect(worker.offloadStatistics.coalescedFrames == UInt64(loops * 10))
         #expect(engine.pool.available == 512 && engine.pool.availableLarge == 7, "all but the scratch returned")
     }

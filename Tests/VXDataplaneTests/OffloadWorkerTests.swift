@@ -356,10 +356,10 @@ struct OffloadWorkerTests {
         harness.inject(tso, port: 0, header: tsoHeader(gsoSize: 1448))
         harness.inject(last, port: 0)
         try harness.step()
-        let plain = virtioBytes(.plain(dataValid: true))
+        let plain = virtioBytes(.plain(dataValid: false))
         let written = harness.sentToPort(1)
         #expect(written.count == 3)
-        #expect(written.first == plain + first, "verified, so DATA_VALID")
+        #expect(written.first == plain + first, "a lone segment is not verified by the coalescer: no DATA_VALID")
         #expect(written.dropFirst().first == virtioBytes(tsoHeader(gsoSize: 1448)) + tso)
         #expect(written.last == virtioBytes(.plain(dataValid: false)) + last)
     }

@@ -278,6 +278,61 @@ struct UDPOffloadWorkerTests {
         #expect(harness.engine.buffersOutstanding == 0)
     }
 
+    @Test("a run with a corrupt segment reaches a virtio TAP as its frames, in order, for the kernel to verify")
+    func runWithABadChecksumFallsBackToSingleFrames() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macA, onPort: 0)
+        // Two flows interleaved in one GRO read: flow 1 (port 40 000) has a flipped payload byte in its third
+        // segment, after its checksum was computed, as a bit error on the way would; flow 2 (port 40 001) is clean.
+        var bad: [[UInt8]] = []
+        var good: [[UInt8]] = []
+        var goodPayload: [UInt8] = []
+        var datagrams: [UInt8] = []
+        var size = 0
+        for index in 0..<6 {
+            for flow in 0..<2 {
+                let chunk = (0..<1400).map { UInt8(truncatingIfNeeded: $0 + index * 31 + flow * 7) }
+                var inner = tcpFrame(
+                    from: macRemote, to: macA, sequence: UInt32(index * 1400), identification: UInt16(index),
+                    payload: chunk, sourcePort: 40_000 + UInt16(flow))
+                if flow == 0 {
+                    if index == 2 { inner[14 + 20 + 20 + 700] ^= 0x04 }
+                    bad.append(inner)
+                } else {
+                    good.append(inner)
+                    goodPayload += chunk
+                }
+                let datagram = PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: inner)
+                size = datagram.count
+                datagrams += datagram
+            }
+        }
+        #expect(harness.engine.inject(
+            datagrams, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        try harness.step()
+
+        let written = harness.sentToPort(0)
+        #expect(written.count == 7, "flow 1's six frames one by one, then flow 2's one coalesced write")
+        // Flow 1's item leaves at the position of its first frame, as a merged one would: first, in order, each
+        // frame as it came behind a plain header without DATA_VALID, so the kernel verifies each.
+        #expect(Array(written.prefix(6)) == bad.map { virtioBytes(.plain(dataValid: false)) + $0 })
+        let merged = try #require(written.last)
+        let parsed = VirtioNetHeader.parse(merged.span.bytes)
+        let header = try #require(parsed)
+        #expect(header.gsoType == .tcpv4 && header.gsoSize == 1400)
+        var frame = Array(merged[VirtioNetHeader.size...])
+        do {
+            var mutable = frame.mutableSpan
+            var raw = MutableRawSpan(_elements: &mutable)
+            #expect(ChecksumCompletion.complete(&raw, header: header) == nil)
+        }
+        #expect(try CheckedTCPFrame(frame).payload == goodPayload)
+        #expect(harness.worker.offloadStatistics.coalescedWrites == 1)
+        #expect(harness.worker.offloadStatistics.coalescedFrames == 6)
+        #expect(harness.counters.snapshot(of: .port(index: 0)).txFrames == 12, "counted per frame switched")
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
     @Test("a batch of GRO reads with more datagrams than the switching scratch holds is switched in parts")
     func manyGROReadsAreSwitchedInParts() throws {
         let harness = try OffloadHarness(udpSenders: 1, largeCount: 80)

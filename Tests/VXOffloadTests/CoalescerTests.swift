@@ -37,6 +37,48 @@ func shape(_ outputs: [CoalescedOutput]) -> [[Int]] {
     outputs.map { [$0.item.firstFrame, $0.item.frameCount] }
 }
 
+/// One item of `attempt`: what `writeCoalesced` returned for it (nil for a pass-through item, which is not
+/// written) and the frames it asked for, in order.
+struct Attempt {
+    var item: TCPCoalescer.Item
+    var written: Int?
+    /// Virtio header + merged frame when `written` is not nil.
+    var bytes: [UInt8]?
+    var asked: [Int]
+    /// The item's frames as `nextMember(after:)` chains them.
+    var members: [Int]
+}
+
+/// Runs a coalescer over `frames` and tries to write every coalesced item, keeping failures (`coalesce` records
+/// them as issues).
+func attempt(_ frames: [[UInt8]]) -> [Attempt] {
+    var coalescer = TCPCoalescer(capacity: 256)
+    coalescer.reset()
+    for frame in frames { coalescer.add(frame.span.bytes) }
+    var attempts: [Attempt] = []
+    for i in 0..<coalescer.itemCount {
+        let item = coalescer.item(i)
+        var members = [item.firstFrame]
+        while let next = coalescer.nextMember(after: members[members.count - 1]) { members.append(next) }
+        var written: Int? = nil
+        var bytes: [UInt8]? = nil
+        var asked: [Int] = []
+        if item.isCoalesced {
+            var scratch = [UInt8](repeating: 0xEE, count: TCPCoalescer.defaultScratchCapacity)
+            mutate(&scratch) { scratch in
+                written = coalescer.writeCoalesced(item: i, into: &scratch) { index, body in
+                    asked.append(index)
+                    let frame = frames[index]
+                    body(frame.span.bytes)
+                }
+            }
+            if let written { bytes = Array(scratch[0..<written]) }
+        }
+        attempts.append(Attempt(item: item, written: written, bytes: bytes, asked: asked, members: members))
+    }
+    return attempts
+}
+
 @Suite("TCP coalescing")
 struct CoalescerTests {
     static let flow = TCPFrameSpec(flags: [.ack], tcpOptions: TCPFrameSpec.timestamps(1000))
@@ -106,13 +148,14 @@ struct CoalescerTests {
         #expect(again == segments)
     }
 
-    @Test func singleSegmentsPassThroughWithDataValid() {
+    @Test func singleSegmentsPassThroughWithoutDataValid() {
         let spec = Self.flow
         let frames = [frame(spec, 0), frame(spec, 2), frame(spec, 1)]  // out of order: nothing merges
         let outputs = coalesce(frames)
         #expect(shape(outputs) == [[0, 1], [1, 1], [2, 1]])
         for (i, output) in outputs.enumerated() {
-            #expect(output.header == VirtioNetHeader(flags: .dataValid))
+            // `add` does not read payloads, so it never verified these: the kernel does.
+            #expect(output.header == VirtioNetHeader())
             #expect(output.frame == frames[i])
         }
     }
@@ -202,17 +245,48 @@ struct CoalescerTests {
         #expect(outputs[2].frame == frames[3])
     }
 
-    @Test func badChecksumsPassThroughUnverifiedAndEndTheRun() {
+    @Test func badIPv4HeaderChecksumPassesThroughAndEndsTheRun() {
         let spec = Self.flow
         var badIP = frame(spec, 2)
         badIP[14 + 10] ^= 0x01
-        let frames = [frame(spec, 0), frame(spec, 1), frame(spec, 2, checksum: .corrupt), frame(spec, 3), badIP]
+        let frames = [frame(spec, 0), frame(spec, 1), badIP, frame(spec, 3)]
         let outputs = coalesce(frames)
-        #expect(shape(outputs) == [[0, 2], [2, 1], [3, 1], [4, 1]])
-        #expect(outputs[1].header == VirtioNetHeader())  // not verified: no DATA_VALID
-        #expect(outputs[1].frame == frames[2])
-        #expect(outputs[2].header == VirtioNetHeader(flags: .dataValid))
-        #expect(outputs[3].header == VirtioNetHeader())
+        // Frame 3 cannot join frame 0-1's item past the refused frame 2 of its flow.
+        #expect(shape(outputs) == [[0, 2], [2, 1], [3, 1]])
+        #expect(outputs[1].header == VirtioNetHeader())
+        #expect(outputs[1].frame == badIP)
+        #expect(outputs[2].header == VirtioNetHeader())
+    }
+
+    @Test func badTCPChecksumFieldJoinsTheRunAndFailsItsWrite() {
+        let spec = Self.flow
+        let frames = [frame(spec, 0), frame(spec, 1), frame(spec, 2, checksum: .corrupt), frame(spec, 3)]
+        let attempts = attempt(frames)
+        #expect(attempts.map { [$0.item.firstFrame, $0.item.frameCount] } == [[0, 4]])
+        #expect(attempts.first?.written == nil, "never written as one frame the kernel would accept")
+        #expect(attempts.first?.asked == [0, 1, 2], "stops at the bad member")
+        #expect(attempts.first?.members == [0, 1, 2, 3])
+    }
+
+    @Test(arguments: [0, 2, 4], [false, true])
+    func corruptPayloadByteFailsTheWriteOfItsRun(member: Int, ipv6: Bool) {
+        var spec = Self.flow
+        spec.ipv6 = ipv6
+        var frames = (0..<5).map { frame(spec, $0) }
+        frames[member][spec.headerLength + 501] ^= 0x20  // in the payload: `add` never looks there
+        let clean = (0..<3).map { i -> [UInt8] in
+            var other = spec
+            other.sourcePort = 40_100
+            return frame(other, i)
+        }
+        // The other flow interleaved: its item must come out as before.
+        let attempts = attempt([frames[0], clean[0], frames[1], clean[1], frames[2], clean[2], frames[3], frames[4]])
+        #expect(attempts.map { [$0.item.firstFrame, $0.item.frameCount] } == [[0, 5], [1, 3]])
+        #expect(attempts.first?.written == nil)
+        let positions = [0, 2, 4, 6, 7]
+        #expect(attempts.first?.asked == Array(positions[...member]), "stops at the bad member")
+        #expect(attempts.first?.members == positions)
+        #expect(attempts.last?.bytes == coalesce(clean).first?.bytes, "the other flow's frame is as if alone")
     }
 
     @Test func shortSegmentEndsTheRunAndLongerOnesNeverFollow() {
@@ -372,10 +446,11 @@ struct AllocationTests {
             }
             items = coalescer.itemCount
             mutate(&scratch) { s in
-                written = coalescer.writeCoalesced(item: 0, into: &s) { index, body in
-                    let frame = segments[index]
-                    body(frame.span.bytes)
-                }
+                written =
+                    coalescer.writeCoalesced(item: 0, into: &s) { index, body in
+                        let frame = segments[index]
+                        body(frame.span.bytes)
+                    } ?? 0
             }
         }
         #expect(items == 1)

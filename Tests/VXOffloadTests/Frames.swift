@@ -288,12 +288,16 @@ func coalesce(
         let item = coalescer.item(i)
         if item.isCoalesced {
             var scratch = [UInt8](repeating: 0xEE, count: scratchCapacity)
-            var written = 0
+            var written: Int? = nil
             mutate(&scratch) { scratch in
                 written = coalescer.writeCoalesced(item: i, into: &scratch) { index, body in
                     let frame = frames[index]
                     body(frame.span.bytes)
                 }
+            }
+            guard let written else {
+                Issue.record("writeCoalesced refused item \(i): a member's TCP checksum failed")
+                continue
             }
             #expect(written == VirtioNetHeader.size + item.length)
             outputs.append(CoalescedOutput(item: item, bytes: Array(scratch[0..<written])))

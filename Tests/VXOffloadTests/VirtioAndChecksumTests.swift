@@ -199,7 +199,7 @@ struct RoundTripPropertyTests {
             let outputs = coalesce(segments)
             if segments.count == 1 {
                 #expect(outputs.count == 1)
-                #expect(outputs.first?.header == VirtioNetHeader(flags: .dataValid))
+                #expect(outputs.first?.header == VirtioNetHeader())  // not verified by the coalescer
                 #expect(outputs.first?.frame == segments[0])
                 return
             }
