@@ -7,7 +7,8 @@
 #   c2 (10.0.0.2) ─ tap2 ─ vxswitchd h2 (192.0.2.12) ─┘
 #
 # Prints the offloads the containers see, ping, `iperf3 -t SECS` both ways, a 50 MB SHA-256-checked transfer, and per
-# daemon the CPU seconds used and the peak resident size (VmHWM). Used for the figures in docs/offload.md:
+# daemon the CPU seconds used (user and system: user time is what the switch's own code costs) and the peak resident
+# size (VmHWM). Used for the figures in docs/offload.md:
 #
 #   swift build -c release && BIN=.build/release tools/netns-iperf.sh
 #
@@ -114,7 +115,7 @@ echo "sent:     $sent"; echo "received: $received"
 
 for i in 1 2; do
     P=${PIDS[$((i - 1))]}
-    echo "h$i vxswitchd: cpu $(awk '{printf "%.2f", ($14 + $15) / 100}' /proc/$P/stat)s," \
+    echo "h$i vxswitchd: cpu $(awk '{printf "%.2fs (user %.2f, system %.2f)", ($14 + $15) / 100, $14 / 100, $15 / 100}' /proc/$P/stat)," \
         "$(grep -E 'VmHWM' /proc/$P/status | tr -s ' \t' ' ')"
 done
 "$BIN/vxctl" --control "$TMP/h1.sock" stats
