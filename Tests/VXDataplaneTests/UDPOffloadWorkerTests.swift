@@ -20,12 +20,35 @@ extension OffloadHarness {
         return all
     }
 
+    /// Injects `inners` into the tunnel socket as one GRO read from the peer: their VXLAN datagrams back to back,
+    /// cut at the first one's size.
+    func injectGRORead(_ inners: [[UInt8]]) {
+        let datagrams = inners.map { PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: $0) }
+        #expect(engine.inject(
+            datagrams.flatMap { $0 }, into: tunnelHandle, remote: OffloadHarness.peerAddress,
+            segmentSize: UInt32(datagrams[0].count)))
+    }
+
     /// The inner frame of a VXLAN datagram (UDP payload), checking its VNI.
     static func inner(of datagram: [UInt8]) throws -> [UInt8] {
         let decap = try TunnelDecap.vxlanDatagram(datagram.span.bytes).get()
         #expect(decap.vni == OffloadHarness.vni)
         return Array(datagram[decap.innerOffset..<(decap.innerOffset + decap.innerLength)])
     }
+}
+
+/// A coalesced TAP write, checked: its virtio header, and its frame once the checksum is completed as the kernel
+/// would (NEEDS_CSUM: the field holds the pseudo-header sum), which must then verify.
+func checkedCoalescedWrite(_ bytes: [UInt8]) throws -> (header: VirtioNetHeader, frame: CheckedTCPFrame) {
+    let parsed = VirtioNetHeader.parse(bytes.span.bytes)
+    let header = try #require(parsed)
+    var frame = Array(bytes[VirtioNetHeader.size...])
+    do {
+        var mutable = frame.mutableSpan
+        var raw = MutableRawSpan(_elements: &mutable)
+        #expect(ChecksumCompletion.complete(&raw, header: header) == nil)
+    }
+    return (header, try CheckedTCPFrame(frame))
 }
 
 /// A UDP frame from `source` to `destination` whose flow is told apart by `sourcePort`.
@@ -243,36 +266,21 @@ struct UDPOffloadWorkerTests {
         let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
         try harness.learn(macA, onPort: 0)
         var payload: [UInt8] = []
-        var datagrams: [UInt8] = []
-        var size = 0
+        var inners: [[UInt8]] = []
         for index in 0..<40 {
             let chunk = (0..<1400).map { UInt8(truncatingIfNeeded: $0 + index * 31) }
             payload += chunk
-            let datagram = PacketBuilder.vxlanDatagram(
-                vni: OffloadHarness.vni,
-                inner: tcpFrame(
+            inners.append(
+                tcpFrame(
                     from: macRemote, to: macA, sequence: UInt32(index * 1400), identification: UInt16(index),
                     payload: chunk))
-            size = datagram.count
-            datagrams += datagram
         }
-        #expect(harness.engine.inject(
-            datagrams, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        harness.injectGRORead(inners)
         try harness.step()
         let written = harness.sentToPort(0)
         #expect(written.count == 1, "forty datagrams, one TAP write")
-        let bytes = try #require(written.first)
-        let parsed = VirtioNetHeader.parse(bytes.span.bytes)
-        let header = try #require(parsed)
+        let (header, frame) = try checkedCoalescedWrite(try #require(written.first))
         #expect(header.gsoType == .tcpv4 && header.gsoSize == 1400)
-        var merged = Array(bytes[VirtioNetHeader.size...])
-        do {
-            // The checksum field holds the pseudo-header sum (NEEDS_CSUM); completing it must give a valid one.
-            var mutable = merged.mutableSpan
-            var raw = MutableRawSpan(_elements: &mutable)
-            #expect(ChecksumCompletion.complete(&raw, header: header) == nil)
-        }
-        let frame = try CheckedTCPFrame(merged)
         #expect(frame.payload == payload)
         #expect(harness.worker.offloadStatistics.coalescedFrames == 40)
         #expect(harness.engine.buffersOutstanding == 0)
@@ -287,8 +295,7 @@ struct UDPOffloadWorkerTests {
         var bad: [[UInt8]] = []
         var good: [[UInt8]] = []
         var goodPayload: [UInt8] = []
-        var datagrams: [UInt8] = []
-        var size = 0
+        var inners: [[UInt8]] = []
         for index in 0..<6 {
             for flow in 0..<2 {
                 let chunk = (0..<1400).map { UInt8(truncatingIfNeeded: $0 + index * 31 + flow * 7) }
@@ -302,13 +309,10 @@ struct UDPOffloadWorkerTests {
                     good.append(inner)
                     goodPayload += chunk
                 }
-                let datagram = PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: inner)
-                size = datagram.count
-                datagrams += datagram
+                inners.append(inner)
             }
         }
-        #expect(harness.engine.inject(
-            datagrams, into: harness.tunnelHandle, remote: OffloadHarness.peerAddress, segmentSize: UInt32(size)))
+        harness.injectGRORead(inners)
         try harness.step()
 
         let written = harness.sentToPort(0)
@@ -316,17 +320,9 @@ struct UDPOffloadWorkerTests {
         // Flow 1's item leaves at the position of its first frame, as a merged one would: first, in order, each
         // frame as it came behind a plain header without DATA_VALID, so the kernel verifies each.
         #expect(Array(written.prefix(6)) == bad.map { virtioBytes(.plain(dataValid: false)) + $0 })
-        let merged = try #require(written.last)
-        let parsed = VirtioNetHeader.parse(merged.span.bytes)
-        let header = try #require(parsed)
+        let (header, frame) = try checkedCoalescedWrite(try #require(written.last))
         #expect(header.gsoType == .tcpv4 && header.gsoSize == 1400)
-        var frame = Array(merged[VirtioNetHeader.size...])
-        do {
-            var mutable = frame.mutableSpan
-            var raw = MutableRawSpan(_elements: &mutable)
-            #expect(ChecksumCompletion.complete(&raw, header: header) == nil)
-        }
-        #expect(try CheckedTCPFrame(frame).payload == goodPayload)
+        #expect(frame.payload == goodPayload)
         #expect(harness.worker.offloadStatistics.coalescedWrites == 1)
         #expect(harness.worker.offloadStatistics.coalescedFrames == 6)
         #expect(harness.counters.snapshot(of: .port(index: 0)).txFrames == 12, "counted per frame switched")
