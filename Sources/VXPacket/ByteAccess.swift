@@ -67,19 +67,34 @@ extension RawSpan {
         return unsafe slice.withUnsafeBytes { unsafe Array($0) }
     }
 
-    /// True when `count` bytes at `offset` here equal `count` bytes at `otherOffset` in `other` (eight at a time).
+    /// True when `count` bytes at `offset` here equal `count` bytes at `otherOffset` in `other`.
+    ///
+    /// Eight bytes a load, then the tail as one load of the widest size that fits, overlapping bytes already
+    /// compared: no byte loop. The coalescer compares 2- to 34-byte header fields per segment
+    /// (`TCPCoalescer.headersMatch`), where a byte loop of bounds-checked loads cost more than the fields.
     @inlinable
     package func vxEqual(_ offset: Int, _ other: RawSpan, _ otherOffset: Int, count: Int) -> Bool {
-        var i = 0
-        while i + 8 <= count {
-            guard vxBE64(offset + i) == other.vxBE64(otherOffset + i) else { return false }
-            i += 8
+        // Host order: equality does not care, and little-endian loads are free on the hosts we run on.
+        if count >= 8 {
+            var i = 0
+            while i + 8 <= count {
+                guard vxLE64(offset + i) == other.vxLE64(otherOffset + i) else { return false }
+                i += 8
+            }
+            let last = count - 8
+            return i == count || vxLE64(offset + last) == other.vxLE64(otherOffset + last)
         }
-        while i < count {
-            guard vxU8(offset + i) == other.vxU8(otherOffset + i) else { return false }
-            i += 1
+        if count >= 4 {
+            let last = count - 4
+            return vxLE32(offset) == other.vxLE32(otherOffset)
+                && vxLE32(offset + last) == other.vxLE32(otherOffset + last)
         }
-        return true
+        if count >= 2 {
+            let last = count - 2
+            return vxLE16(offset) == other.vxLE16(otherOffset)
+                && vxLE16(offset + last) == other.vxLE16(otherOffset + last)
+        }
+        return count < 1 || vxU8(offset) == other.vxU8(otherOffset)
     }
 }
 
