@@ -646,7 +646,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 target: handle, remote: .any, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count)
             ) { slot in
                 var span = unsafe MutableRawSpan(_unsafeBytes: slot)
-                return VirtioNetHeader.plain(dataValid: false).write(into: &span)
+                return VirtioNetHeader.plain.write(into: &span)
             }
         } else {
             tx.append(target: handle, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count))
@@ -1111,7 +1111,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                     }
                     offloadStatistics.tsoFramesPassedThrough &+= 1
                 } else if coalesceScratch == nil {
-                    appendPlain(classified[index], to: target, header: .plain(dataValid: false))
+                    appendPlain(classified[index], to: target, header: .plain)
                 } else {
                     runFrames.append(index)
                     withItemBytes(item) { coalescer.add($0) }
@@ -1151,7 +1151,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 // written are not used (`scratchUsed` stays).
                 var member: Int? = output.firstFrame
                 while let frame = member {
-                    appendPlain(classified[runFrames[frame]], to: target, header: .plain(dataValid: false))
+                    appendPlain(classified[runFrames[frame]], to: target, header: .plain)
                     member = coalescer.nextMember(after: frame)
                 }
                 continue

@@ -227,7 +227,7 @@ public struct TCPCoalescer: ~Copyable {
             return Item(
                 firstFrame: Int(state.firstFrame),
                 frameCount: 1,
-                header: .plain(dataValid: false),
+                header: .plain,
                 length: Int(state.frameLength)
             )
         }
@@ -294,7 +294,7 @@ public struct TCPCoalescer: ~Copyable {
         var member = Int(state.firstFrame)
         var position = start + headerLength
         var delivered = 0
-        var verified = 0
+        var failed = false
         while true {
             let slot = self.frames[member]
             frames(member) { frame in
@@ -306,10 +306,10 @@ public struct TCPCoalescer: ~Copyable {
                 let payloadStart = Int(slot.payloadOffset)
                 let payload = frame.extracting(payloadStart..<(payloadStart + Int(slot.payloadLength)))
                 let payloadSum = InternetChecksum.copyAndSum(payload, into: &destination, at: position)
-                if InternetChecksum.combine(slot.headerSum, payloadSum) == 0xFFFF { verified += 1 }
+                failed = InternetChecksum.combine(slot.headerSum, payloadSum) != 0xFFFF
                 delivered += 1
             }
-            guard verified == delivered else { return nil }
+            guard !failed else { return nil }
             position += Int(slot.payloadLength)
             guard slot.next >= 0 else { break }
             member = Int(slot.next)

@@ -134,12 +134,10 @@ public struct VirtioNetHeader: Hashable, Sendable {
         self.bufferCount = bufferCount
     }
 
-    /// A header for a plain frame: no segmentation, nothing to complete; `dataValid` when the caller verified the
-    /// L4 checksum.
+    /// The header for a plain frame written to a TAP: no segmentation, nothing to complete, no flags. Never
+    /// DATA_VALID: tun ignores it on writes (docs/offload.md), so claiming a verified checksum would buy nothing.
     @inlinable
-    public static func plain(dataValid: Bool) -> VirtioNetHeader {
-        VirtioNetHeader(flags: dataValid ? .dataValid : [])
-    }
+    public static var plain: VirtioNetHeader { VirtioNetHeader(flags: []) }
 
     /// Decodes a header at the start of `bytes`.
     /// - Parameters:

@@ -147,7 +147,7 @@ struct OffloadAllocationTests {
         let sender = PortHandle(raw: 2)
 
         // Learning: macA behind the TAP, macRemote behind the peer.
-        engine.stage(virtioBytes(.plain(dataValid: false)) + udpFrame(from: macA, to: .broadcast), on: tap)
+        engine.stage(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), on: tap)
         engine.stage(
             PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: udpFrame(from: macRemote, to: .broadcast)),
             on: tunnel, remote: OffloadHarness.peerAddress)
@@ -205,7 +205,7 @@ struct OffloadAllocationTests {
         let tunnel = PortHandle(raw: 1)
         let sender = PortHandle(raw: 2)
 
-        engine.stage(virtioBytes(.plain(dataValid: false)) + udpFrame(from: macA, to: .broadcast), on: tap)
+        engine.stage(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), on: tap)
         engine.stage(
             PacketBuilder.vxlanDatagram(vni: OffloadHarness.vni, inner: udpFrame(from: macRemote, to: .broadcast)),
             on: tunnel, remote: OffloadHarness.peerAddress)
@@ -217,7 +217,7 @@ struct OffloadAllocationTests {
             payload: (0..<30_000).map { UInt8(truncatingIfNeeded: $0) }, checksum: .partial)
         engine.stage(virtioBytes(tsoHeader(gsoSize: 1448)) + burst, on: tap)
         for _ in 0..<4 {
-            engine.stage(virtioBytes(.plain(dataValid: false)) + udpFrame(from: macA, to: macRemote, size: 500), on: tap)
+            engine.stage(virtioBytes(.plain) + udpFrame(from: macA, to: macRemote, size: 500), on: tap)
         }
         var gro: [UInt8] = []
         var size = 0

@@ -66,7 +66,7 @@ final class OffloadHarness {
     }
 
     /// Queues `frame` on port `index`, behind `header` when the port has a virtio header (a plain one by default).
-    func inject(_ frame: [UInt8], port index: Int, header: VirtioNetHeader = .plain(dataValid: false)) {
+    func inject(_ frame: [UInt8], port index: Int, header: VirtioNetHeader = .plain) {
         let bytes = OffloadHarness.virtioPorts[index] ? virtioBytes(header) + frame : frame
         #expect(engine.inject(bytes, into: portHandles[index]))
     }
@@ -356,12 +356,12 @@ struct OffloadWorkerTests {
         harness.inject(tso, port: 0, header: tsoHeader(gsoSize: 1448))
         harness.inject(last, port: 0)
         try harness.step()
-        let plain = virtioBytes(.plain(dataValid: false))
+        let plain = virtioBytes(.plain)
         let written = harness.sentToPort(1)
         #expect(written.count == 3)
         #expect(written.first == plain + first, "a lone segment is not verified by the coalescer: no DATA_VALID")
         #expect(written.dropFirst().first == virtioBytes(tsoHeader(gsoSize: 1448)) + tso)
-        #expect(written.last == virtioBytes(.plain(dataValid: false)) + last)
+        #expect(written.last == virtioBytes(.plain) + last)
     }
 
     @Test("a GSO type the TAP was never offered (UDP) is dropped and counted")

@@ -319,7 +319,7 @@ struct UDPOffloadWorkerTests {
         #expect(written.count == 7, "flow 1's six frames one by one, then flow 2's one coalesced write")
         // Flow 1's item leaves at the position of its first frame, as a merged one would: first, in order, each
         // frame as it came behind a plain header without DATA_VALID, so the kernel verifies each.
-        #expect(Array(written.prefix(6)) == bad.map { virtioBytes(.plain(dataValid: false)) + $0 })
+        #expect(Array(written.prefix(6)) == bad.map { virtioBytes(.plain) + $0 })
         let (header, frame) = try checkedCoalescedWrite(try #require(written.last))
         #expect(header.gsoType == .tcpv4 && header.gsoSize == 1400)
         #expect(frame.payload == goodPayload)

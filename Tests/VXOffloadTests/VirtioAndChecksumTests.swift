@@ -67,10 +67,12 @@ struct VirtioNetHeaderTests {
         #expect(VirtioNetHeader.GSOType.ecnBit == 0x80)
         #expect(VirtioNetHeader.Flags.needsChecksum.rawValue == 1)
         #expect(VirtioNetHeader.Flags.dataValid.rawValue == 2)
-        let plain = VirtioNetHeader.plain(dataValid: true)
+        let dataValid = VirtioNetHeader(flags: .dataValid)
         var bytes = [UInt8](repeating: 0xEE, count: 12)
-        mutate(&bytes) { plain.write(into: &$0) }
+        mutate(&bytes) { dataValid.write(into: &$0) }
         #expect(bytes == [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        mutate(&bytes) { VirtioNetHeader.plain.write(into: &$0) }
+        #expect(bytes == [UInt8](repeating: 0, count: 12), "a plain header is all zeros")
     }
 
     @Test func dropReasonTableIsDense() {
@@ -158,7 +160,7 @@ struct ChecksumCompletionTests {
         let spec = TCPFrameSpec(payload: pattern(100))
         var frame = spec.build(checksum: .partial)
         let before = frame
-        mutate(&frame) { #expect(ChecksumCompletion.complete(&$0, header: .plain(dataValid: false)) == nil) }
+        mutate(&frame) { #expect(ChecksumCompletion.complete(&$0, header: .plain) == nil) }
         #expect(frame == before)
     }
 
