@@ -15,7 +15,7 @@
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
-# arguments, e.g. ARGS="--workers 1"), CC (the containers' TCP congestion control, default cubic as in tools/bench:
+# arguments, e.g. ARGS="--workers 1"), CC (iperf3's TCP congestion control, -C, default cubic as in tools/bench:
 # BBR, the default on some VMs, changes the figures by up to 2x).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
@@ -59,7 +59,6 @@ for i in 1 2; do
     ip -n "$C" link set tap$i name eth0
     ip -n "$C" addr add 10.0.0.$i/24 dev eth0
     ip -n "$C" link set eth0 up
-    ip netns exec "$C" sysctl -qw net.ipv4.tcp_congestion_control="$CC" || exit 1
 done
 
 cstats() {
@@ -74,7 +73,7 @@ print(d["rx"]["packets"], d["rx"]["bytes"], d["tx"]["packets"], d["tx"]["bytes"]
 iperf() {  # iperf CLIENT_NS SERVER_NS SERVER_ADDRESS [-6]
     ip netns exec "$2" iperf3 -s -1 -D >/dev/null 2>&1
     sleep 0.5
-    timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g | grep -E "sender|receiver"
+    timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g -C "$CC" | grep -E "sender|receiver"
     cstats
 }
 
