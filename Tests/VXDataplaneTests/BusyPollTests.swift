@@ -39,14 +39,17 @@ final class TimeoutRecordingEngine: PacketEngine {
 @Suite("Worker busy-poll window")
 struct BusyPollTests {
     /// Runs a worker with `window` on its own thread, sends it one frame between two TAP ports, waits for the
-    /// frame to come out, lets the window pass, stops the worker and returns the receive calls' record.
-    func record(window: Duration) throws -> [Bool] {
+    /// frame to come out, lets the window pass, stops the worker and returns the receive calls' record, each
+    /// receive marked with whether it polled, and how often the worker paused between empty polls.
+    func record(window: Duration) throws -> (polled: [Bool], pauses: Int) {
         let engine = TimeoutRecordingEngine(inner: MemoryEngine(pool: PacketBufferPool(count: 64)))
         let publisher = ConfigPublisher()
         let worker = DataplaneWorker(
             engine: engine, table: ForwardingTable(capacity: 1024), publisher: publisher,
             counters: WorkerCounters(maxPorts: 4, maxPeers: 4))
         worker.busyPollWindow = window
+        let pauses = Atomic<Int>(0)
+        worker.pauseBetweenPolls = { pauses.add(1, ordering: .relaxed) }
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: VNI(42)!)!
         let ports = [builder.addPort(domain: domain)!, builder.addPort(domain: domain)!]
@@ -71,12 +74,12 @@ struct BusyPollTests {
         usleep(UInt32((window + .milliseconds(100)) / .microseconds(1)))
         try worker.mailbox.run(.stop)
         while !thread.isFinished { usleep(1_000) }
-        return engine.polled
+        return (engine.polled, pauses.load(ordering: .relaxed))
     }
 
     @Test("polls for the window after traffic, then sleeps again")
     func pollsAfterTraffic() throws {
-        let record = try record(window: .milliseconds(40))
+        let (record, _) = try record(window: .milliseconds(40))
         let polls = record.filter { $0 }.count
         // 40 ms of polling a MemoryEngine is thousands of calls; a worker that slept would make a handful.
         #expect(polls >= 20, "only \(polls) polling receives in a 40 ms window")
@@ -87,9 +90,22 @@ struct BusyPollTests {
 
     @Test("never polls without a window")
     func neverPollsWithoutWindow() throws {
-        let record = try record(window: .zero)
+        let (record, pauses) = try record(window: .zero)
         #expect(!record.contains(true), "\(record.filter { $0 }.count) polling receives without a window")
         #expect(!record.isEmpty)
+        #expect(pauses == 0, "paused \(pauses) times without a window")
+    }
+
+    /// A poll that finds nothing gives the core away before the next one: on a machine where the traffic's own
+    /// processes share the workers' cores, a worker that spun without yielding made ping 7x slower.
+    @Test("yields between empty polls")
+    func yieldsBetweenEmptyPolls() throws {
+        let (record, pauses) = try record(window: .milliseconds(40))
+        let polls = record.filter { $0 }.count
+        #expect(polls >= 20)
+        // Every poll but the ones that received (the frame's batch, at most) is followed by a pause.
+        #expect(pauses >= polls - 2, "\(pauses) pauses for \(polls) polls")
+        #expect(pauses <= polls, "\(pauses) pauses for \(polls) polls: a pause outside the window")
     }
 }
 
