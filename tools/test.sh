@@ -6,12 +6,21 @@
 #
 # Nothing else is needed: `swift test` runs every test target, Swift Testing and XCTest alike, including the
 # netns system tests (VXSystemTests), which build and tear down their own namespaces and skip with a message
-# when not root. Fixtures are committed, and the benchmarks live in their own package (Benchmarks/), so they
-# are not part of this build. On 2 cores a cold build plus the suite takes minutes, far inside CI's 90.
+# when not root. Before them, python3 -m unittest runs the tools' tests (tools/tests). Fixtures are committed,
+# and the benchmarks live in their own package (Benchmarks/), so they are not part of this build. On 2 cores a
+# cold build plus the suite takes minutes, far inside CI's 90.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools/install-deps.sh
+
+echo "== python3 -m unittest (tools/tests)"
+# The tools' own tests (tools/bench's logic, against a fake lab: no namespaces, no processes); under a second.
+# A failure stops here, like a compile error below.
+if ! python3 -m unittest discover -s tools/tests -v; then
+    echo "tools/test.sh: FAILED (tools/tests)" >&2
+    exit 1
+fi
 
 echo "== swift build --build-tests"
 swift build --build-tests
