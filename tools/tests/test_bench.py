@@ -220,6 +220,16 @@ class EvaluateTargetsTests(unittest.TestCase):
         poll = by_target(targets, "vxswitch-uring-poll")
         self.assertIs(poll["ping p99 <= kernel-nooffload p99 + 50 us"]["met"], True)  # far below: lower is better
 
+    def test_peer_without_a_ping_figure_gives_met_none(self):
+        # The kernel failed in every round, or --max-minutes skipped it: main gives it a median of None for every
+        # metric. The ping target is then unknown, not "NOT met (needs <= 0)".
+        medians = {"kernel": metrics(), "kernel-nooffload": metrics(ping_p99_us=100.0),
+                   "vxswitch-uring": metrics(**HEALTHY)}
+        mine = by_target(bench.evaluate_targets(medians), "vxswitch-uring")
+        unknown = mine["ping p99 <= kernel p99 + 50 us"]
+        self.assertEqual((unknown["met"], unknown["value"]), (None, None))
+        self.assertIs(mine["ping p99 <= kernel-nooffload p99 + 50 us"]["met"], True)  # 120 <= 150
+
     def test_every_vxswitch_vxlan_variant_gets_targets_and_no_other(self):
         medians = {name: metrics(tcp1_gbps=5.0, tcp4_gbps=5.0, **HEALTHY) for name in bench.VARIANTS}
         targets = bench.evaluate_targets(medians)
