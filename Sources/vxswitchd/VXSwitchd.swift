@@ -63,7 +63,7 @@ struct VXSwitchd: ParsableCommand {
     @Option(
         name: .customLong("busy-poll"),
         help: ArgumentHelp(
-            "Microseconds a worker keeps polling after traffic before it sleeps (0: never poll). Trades a little CPU per burst for round-trip latency.",
+            "Microseconds a worker keeps polling (yielding the CPU between polls) after traffic before it sleeps (0: never poll). Trades CPU for round-trip latency: up to a core per polling worker while traffic lasts; a window longer than the gaps between packets (e.g. 2000) keeps request/response exchanges awake.",
             valueName: "us"))
     var busyPollMicroseconds: Int = DaemonOptions.defaultBusyPollMicroseconds
 
