@@ -401,10 +401,10 @@ public struct UDPCoalescer: ~Copyable {
         let state = items[Int(flow.item)]
         guard datagram.networkOffset == Int(state.networkOffset),
             datagram.transportOffset == Int(state.transportOffset),
-            datagram.payloadLength <= Int(state.segmentSize),
-            state.payloadTotal % state.segmentSize == 0,
-            Int(state.frameCount) < segmentLimit
+            datagram.payloadLength <= Int(state.segmentSize)
         else { return false }
+        // A short last datagram and a full item close the flow in `append`: an open item has room and ends on a
+        // full datagram.
 
         let total = datagram.payloadOffset + Int(state.payloadTotal) + datagram.payloadLength
         let ipLength = total - datagram.networkOffset - (datagram.key.isIPv6 ? IPv6Header.size : 0)
@@ -443,7 +443,8 @@ public struct UDPCoalescer: ~Copyable {
         }
         open[slot].lastUse = clock
         if datagram.payloadLength < Int(items[item].segmentSize) || Int(items[item].frameCount) >= segmentLimit {
-            // Nothing may follow a short datagram, and a full item takes no more.
+            // Nothing may follow a short datagram, and a full item takes no more (the only place these two rules
+            // are enforced: `canAppend` relies on it).
             open[slot].item = -1
         }
     }
