@@ -220,7 +220,8 @@ public struct UDPCoalescer: ~Copyable {
         precondition(index >= 0 && index < storedItemCount, "UDPCoalescer: item index out of range")
         let state = items[index]
         guard state.frameCount > 1 else {
-            return Item(firstFrame: Int(state.firstFrame), frameCount: 1, header: .plain, length: Int(state.frameLength))
+            return Item(
+                firstFrame: Int(state.firstFrame), frameCount: 1, header: .plain, length: Int(state.frameLength))
         }
         let headerLength = Int(state.transportOffset) + UDPHeader.size
         let header = VirtioNetHeader(

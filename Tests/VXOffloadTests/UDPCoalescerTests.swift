@@ -198,7 +198,8 @@ func coalesceUDP(
                 bytes = Array(scratch[0..<written])
             }
         } else {
-            #expect(item.header == .plain && item.length == frames[item.firstFrame].count, sourceLocation: sourceLocation)
+            #expect(
+                item.header == .plain && item.length == frames[item.firstFrame].count, sourceLocation: sourceLocation)
         }
         attempts.append(UDPAttempt(item: item, members: members, asked: asked, bytes: bytes))
     }
