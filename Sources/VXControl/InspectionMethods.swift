@@ -365,6 +365,11 @@ public struct OffloadStats: Codable, Sendable, Hashable {
     public var coalescedWrites: UInt64 = 0
     /// Frames merged into those writes.
     public var coalescedFrames: UInt64 = 0
+    /// Writes of coalesced UDP datagrams (one USO frame each) to TAPs with a virtio header. Absent from older
+    /// switches' replies: decodes as 0.
+    public var udpCoalescedWrites: UInt64 = 0
+    /// Datagrams merged into those writes (absent from older replies: 0).
+    public var udpCoalescedFrames: UInt64 = 0
     /// UDP GSO sends carrying more than one VXLAN datagram.
     public var udpGSOSends: UInt64 = 0
     /// VXLAN datagrams in those sends.
@@ -382,9 +387,35 @@ public struct OffloadStats: Codable, Sendable, Hashable {
             ("tsoFramesReceived", tsoFramesReceived), ("checksumsCompleted", checksumsCompleted),
             ("tsoFramesSegmented", tsoFramesSegmented), ("segments", segments),
             ("tsoFramesPassedThrough", tsoFramesPassedThrough), ("coalescedWrites", coalescedWrites),
-            ("coalescedFrames", coalescedFrames), ("udpGSOSends", udpGSOSends), ("udpGSODatagrams", udpGSODatagrams),
-            ("groFramesReceived", groFramesReceived), ("groDatagrams", groDatagrams),
+            ("coalescedFrames", coalescedFrames), ("udpCoalescedWrites", udpCoalescedWrites),
+            ("udpCoalescedFrames", udpCoalescedFrames), ("udpGSOSends", udpGSOSends),
+            ("udpGSODatagrams", udpGSODatagrams), ("groFramesReceived", groFramesReceived),
+            ("groDatagrams", groDatagrams),
         ]
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case tsoFramesReceived, checksumsCompleted, tsoFramesSegmented, segments, tsoFramesPassedThrough
+        case coalescedWrites, coalescedFrames, udpCoalescedWrites, udpCoalescedFrames, udpGSOSends, udpGSODatagrams
+        case groFramesReceived, groDatagrams
+    }
+
+    /// Decodes every counter; the UDP coalescing ones may be missing (switches before them), the rest may not.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        tsoFramesReceived = try container.decode(UInt64.self, forKey: .tsoFramesReceived)
+        checksumsCompleted = try container.decode(UInt64.self, forKey: .checksumsCompleted)
+        tsoFramesSegmented = try container.decode(UInt64.self, forKey: .tsoFramesSegmented)
+        segments = try container.decode(UInt64.self, forKey: .segments)
+        tsoFramesPassedThrough = try container.decode(UInt64.self, forKey: .tsoFramesPassedThrough)
+        coalescedWrites = try container.decode(UInt64.self, forKey: .coalescedWrites)
+        coalescedFrames = try container.decode(UInt64.self, forKey: .coalescedFrames)
+        udpCoalescedWrites = try container.decodeIfPresent(UInt64.self, forKey: .udpCoalescedWrites) ?? 0
+        udpCoalescedFrames = try container.decodeIfPresent(UInt64.self, forKey: .udpCoalescedFrames) ?? 0
+        udpGSOSends = try container.decode(UInt64.self, forKey: .udpGSOSends)
+        udpGSODatagrams = try container.decode(UInt64.self, forKey: .udpGSODatagrams)
+        groFramesReceived = try container.decode(UInt64.self, forKey: .groFramesReceived)
+        groDatagrams = try container.decode(UInt64.self, forKey: .groDatagrams)
     }
 }
 

@@ -826,6 +826,8 @@ extension OffloadStats {
         tsoFramesPassedThrough = statistics.tsoFramesPassedThrough
         coalescedWrites = statistics.coalescedWrites
         coalescedFrames = statistics.coalescedFrames
+        udpCoalescedWrites = statistics.udpCoalescedWrites
+        udpCoalescedFrames = statistics.udpCoalescedFrames
         udpGSOSends = statistics.udpGSOSends
         udpGSODatagrams = statistics.udpGSODatagrams
         groFramesReceived = statistics.groFramesReceived

@@ -193,6 +193,7 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
     enum Cell: Int, CaseIterable {
         case tsoFramesReceived, checksumsCompleted, tsoFramesSegmented, segments, tsoFramesPassedThrough
         case coalescedWrites, coalescedFrames, udpGSOSends, udpGSODatagrams, groFramesReceived, groDatagrams
+        case udpCoalescedWrites, udpCoalescedFrames
     }
 
     /// The cells get cache lines of their own (two, for the adjacent-line prefetcher): the workers' counters are
@@ -255,7 +256,7 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         get { self[.tsoFramesPassedThrough] }
         set { self[.tsoFramesPassedThrough] = newValue }
     }
-    /// GSO writes of coalesced frames to TAPs.
+    /// TSO writes of coalesced TCP segments to TAPs.
     @inlinable
     public internal(set) var coalescedWrites: UInt64 {
         get { self[.coalescedWrites] }
@@ -266,6 +267,18 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
     public internal(set) var coalescedFrames: UInt64 {
         get { self[.coalescedFrames] }
         set { self[.coalescedFrames] = newValue }
+    }
+    /// USO writes of coalesced UDP datagrams to TAPs.
+    @inlinable
+    public internal(set) var udpCoalescedWrites: UInt64 {
+        get { self[.udpCoalescedWrites] }
+        set { self[.udpCoalescedWrites] = newValue }
+    }
+    /// Datagrams merged into those writes.
+    @inlinable
+    public internal(set) var udpCoalescedFrames: UInt64 {
+        get { self[.udpCoalescedFrames] }
+        set { self[.udpCoalescedFrames] = newValue }
     }
     /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
     @inlinable
@@ -303,6 +316,8 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         result.tsoFramesPassedThrough = tsoFramesPassedThrough
         result.coalescedWrites = coalescedWrites
         result.coalescedFrames = coalescedFrames
+        result.udpCoalescedWrites = udpCoalescedWrites
+        result.udpCoalescedFrames = udpCoalescedFrames
         result.udpGSOSends = udpGSOSends
         result.udpGSODatagrams = udpGSODatagrams
         result.groFramesReceived = groFramesReceived
@@ -321,6 +336,8 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
     public var tsoFramesPassedThrough: UInt64 = 0
     public var coalescedWrites: UInt64 = 0
     public var coalescedFrames: UInt64 = 0
+    public var udpCoalescedWrites: UInt64 = 0
+    public var udpCoalescedFrames: UInt64 = 0
     public var udpGSOSends: UInt64 = 0
     public var udpGSODatagrams: UInt64 = 0
     public var groFramesReceived: UInt64 = 0
@@ -336,6 +353,8 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
         lhs.tsoFramesPassedThrough &+= rhs.tsoFramesPassedThrough
         lhs.coalescedWrites &+= rhs.coalescedWrites
         lhs.coalescedFrames &+= rhs.coalescedFrames
+        lhs.udpCoalescedWrites &+= rhs.udpCoalescedWrites
+        lhs.udpCoalescedFrames &+= rhs.udpCoalescedFrames
         lhs.udpGSOSends &+= rhs.udpGSOSends
         lhs.udpGSODatagrams &+= rhs.udpGSODatagrams
         lhs.groFramesReceived &+= rhs.groFramesReceived

@@ -24,10 +24,13 @@
 //     header included, with no copy: both ends do TSO, so the receiving kernel takes 64 KiB at once.
 //   - anywhere → TAP with the header: every write needs a header, so nothing goes to such a TAP from `emit`
 //     directly. Frames for it are deferred and sent after the batch was switched, per TAP in arrival order
-//     (`sendDeferred`): runs of plain frames go through the TCPCoalescer, whose merged items are written into a
-//     64 KiB scratch (one large buffer, taken once) and sent as one GSO write, and whose pass-through items
+//     (`sendDeferred`): runs of plain frames go through the UDPCoalescer (UDP datagrams) and the TCPCoalescer
+//     (everything else), whose merged items are written into a 64 KiB scratch (one large buffer, taken once) and
+//     sent as one GSO write (TSO for TCP, USO for UDP: the kernel cuts it back into datagrams), and whose
+//     pass-through items
 //     (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header slot in front of
-//     their own buffer; a merged item with a member whose TCP checksum fails (the coalescer verifies as it
+//     their own buffer; the two coalescers' items leave in order of their first frames; a merged item with a
+//     member whose TCP or UDP checksum fails (the coalescer verifies as it
 //     copies) goes out as its frames, each behind a plain header, for the kernel to verify and drop the bad one;
 //     a TSO frame from another virtio TAP ends the run and passes through as above.
 // Nothing on these paths allocates: the coalescer, the deferred list and the segment-buffer list are sized at
@@ -212,6 +215,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private let overlayMTU: Int
     /// Merges runs of TCP segments for one virtio TAP; reset per run.
     private var coalescer: TCPCoalescer
+    /// Merges runs of UDP datagrams for one virtio TAP (USO writes); reset per run. Offered every frame first.
+    private var udpCoalescer: UDPCoalescer
     /// The large buffer coalesced frames are written into, packed, until the next flush; nil when the pool had
     /// none to spare (frames then pass through uncoalesced).
     private let coalesceScratch: BufferID?
@@ -234,6 +239,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var deferred: [DeferredTransmit]
     /// The coalescer's frame numbers in the current run → indices into `classified`.
     private var runFrames: [Int]
+    /// The same for the UDP coalescer.
+    private var udpRunFrames: [Int]
     /// What the offload paths did: `counters.offloads`, which the control thread reads for `stats`.
     public var offloadStatistics: WorkerOffloadCounters { counters.offloads }
 
@@ -274,6 +281,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.coalescer = TCPCoalescer(
             capacity: batchSize * Self.classifiedPerReceivedFrame,
             scratchCapacity: coalesceScratch == nil ? TCPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
+        self.udpCoalescer = UDPCoalescer(
+            capacity: batchSize * Self.classifiedPerReceivedFrame,
+            scratchCapacity: coalesceScratch == nil ? UDPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
         self.segmentBuffers = []
         self.segmentBuffers.reserveCapacity(transmitCapacity)
         self.gsoBuffers = []
@@ -285,6 +295,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.deferred.reserveCapacity(transmitCapacity)
         self.runFrames = []
         self.runFrames.reserveCapacity(batchSize * Self.classifiedPerReceivedFrame)
+        self.udpRunFrames = []
+        self.udpRunFrames.reserveCapacity(batchSize * Self.classifiedPerReceivedFrame)
         if pool.largeCount > 0 && coalesceScratch == nil {
             logger.warning("no large buffer left for the coalescing scratch: frames to TAPs go out uncoalesced")
         }
@@ -1123,6 +1135,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                     offloadStatistics.tsoFramesPassedThrough &+= 1
                 } else if coalesceScratch == nil {
                     appendPlain(classified[index], to: target, header: .plain)
+                } else if withItemBytes(item, { udpCoalescer.add($0) }) {
+                    udpRunFrames.append(index)
                 } else {
                     runFrames.append(index)
                     withItemBytes(item) { coalescer.add($0) }
@@ -1133,46 +1147,109 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         deferred.removeAll(keepingCapacity: true)
     }
 
-    /// Sends what the coalescer made of the current run for `target`, in order of each item's first frame, and
-    /// starts a new run.
+    /// Sends what the coalescers made of the current run for `target`, in order of each item's first frame (the
+    /// TCP and UDP items interleaved by the index of that frame in `classified`), and starts a new run.
     private func sendRun(to target: PortHandle) {
         defer {
             coalescer.reset()
+            udpCoalescer.reset()
             runFrames.removeAll(keepingCapacity: true)
+            udpRunFrames.removeAll(keepingCapacity: true)
         }
-        for index in 0..<coalescer.itemCount {
-            let output = coalescer.item(index)
-            guard output.isCoalesced, let scratch = coalesceScratch else {
-                appendPlain(classified[runFrames[output.firstFrame]], to: target, header: output.header)
-                continue
+        var tcpIndex = 0
+        var udpIndex = 0
+        while tcpIndex < coalescer.itemCount || udpIndex < udpCoalescer.itemCount {
+            let takeUDP: Bool
+            if tcpIndex == coalescer.itemCount {
+                takeUDP = true
+            } else if udpIndex == udpCoalescer.itemCount {
+                takeUDP = false
+            } else {
+                takeUDP = udpRunFrames[udpCoalescer.item(udpIndex).firstFrame]
+                    < runFrames[coalescer.item(tcpIndex).firstFrame]
             }
-            let needed = VirtioNetHeader.size + output.length
-            if tx.isFull || scratchUsed + needed > pool.largeBufferSize { flushTransmit() }
-            let offset = scratchUsed
-            // Safe: the scratch is this worker's for good; the span lives for the call.
-            let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: needed)
-            var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
-            let result = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
-                withItemBytes(classified[runFrames[frame]], body)
+            if takeUDP {
+                sendUDPItem(udpIndex, to: target)
+                udpIndex += 1
+            } else {
+                sendTCPItem(tcpIndex, to: target)
+                tcpIndex += 1
             }
-            guard let written = result else {
-                // A member's TCP checksum failed (the coalescer verifies while it copies). The merged frame would
-                // go up as CHECKSUM_PARTIAL, i.e. accepted; send the members as they came instead, in order and
-                // without DATA_VALID, so the kernel verifies each and drops the bad one. The scratch bytes just
-                // written are not used (`scratchUsed` stays).
-                var member: Int? = output.firstFrame
-                while let frame = member {
-                    appendPlain(classified[runFrames[frame]], to: target, header: .plain)
-                    member = coalescer.nextMember(after: frame)
-                }
-                continue
-            }
-            let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
-            assert(appended, "a TxBatch with room refused a coalesced frame")
-            scratchUsed = (offset + written + 63) & ~63  // the next one starts on a cache line
-            offloadStatistics.coalescedWrites &+= 1
-            offloadStatistics.coalescedFrames &+= UInt64(output.frameCount)
         }
+    }
+
+    /// Sends item `index` of the TCP coalescer: pass-through, merged, or (a member's checksum failed) unmerged.
+    private func sendTCPItem(_ index: Int, to target: PortHandle) {
+        let output = coalescer.item(index)
+        guard output.isCoalesced, let scratch = coalesceScratch else {
+            appendPlain(classified[runFrames[output.firstFrame]], to: target, header: output.header)
+            return
+        }
+        let offset = reserveScratch(VirtioNetHeader.size + output.length)
+        // Safe: the scratch is this worker's for good; the span lives for the call.
+        let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: VirtioNetHeader.size + output.length)
+        var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
+        let result = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
+            withItemBytes(classified[runFrames[frame]], body)
+        }
+        guard let written = result else {
+            // A member's TCP checksum failed (the coalescer verifies while it copies). The merged frame would
+            // go up as CHECKSUM_PARTIAL, i.e. accepted; send the members as they came instead, in order and
+            // without DATA_VALID, so the kernel verifies each and drops the bad one. The scratch bytes just
+            // written are not used (`scratchUsed` stays).
+            var member: Int? = output.firstFrame
+            while let frame = member {
+                appendPlain(classified[runFrames[frame]], to: target, header: .plain)
+                member = coalescer.nextMember(after: frame)
+            }
+            return
+        }
+        appendScratch(scratch, offset: offset, written: written, to: target)
+        offloadStatistics.coalescedWrites &+= 1
+        offloadStatistics.coalescedFrames &+= UInt64(output.frameCount)
+    }
+
+    /// Sends item `index` of the UDP coalescer, as `sendTCPItem` does: one USO write for a merged run of datagrams.
+    private func sendUDPItem(_ index: Int, to target: PortHandle) {
+        let output = udpCoalescer.item(index)
+        guard output.isCoalesced, let scratch = coalesceScratch else {
+            appendPlain(classified[udpRunFrames[output.firstFrame]], to: target, header: output.header)
+            return
+        }
+        let offset = reserveScratch(VirtioNetHeader.size + output.length)
+        // Safe: the scratch is this worker's for good; the span lives for the call.
+        let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: VirtioNetHeader.size + output.length)
+        var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
+        let result = udpCoalescer.writeCoalesced(item: index, into: &span) { frame, body in
+            withItemBytes(classified[udpRunFrames[frame]], body)
+        }
+        guard let written = result else {
+            // A member's UDP checksum failed: the merged frame would go up with a checksum computed over our copy,
+            // i.e. accepted. Send the members as they came, for the kernel to verify each and drop the bad one.
+            var member: Int? = output.firstFrame
+            while let frame = member {
+                appendPlain(classified[udpRunFrames[frame]], to: target, header: .plain)
+                member = udpCoalescer.nextMember(after: frame)
+            }
+            return
+        }
+        appendScratch(scratch, offset: offset, written: written, to: target)
+        offloadStatistics.udpCoalescedWrites &+= 1
+        offloadStatistics.udpCoalescedFrames &+= UInt64(output.frameCount)
+    }
+
+    /// Where in the scratch the next merged frame of `needed` bytes goes, flushing `tx` first when it or the scratch
+    /// is full (the coalescers cap a merged frame to the scratch size, so after a flush it always fits).
+    private func reserveScratch(_ needed: Int) -> Int {
+        if tx.isFull || scratchUsed + needed > pool.largeBufferSize { flushTransmit() }
+        return scratchUsed
+    }
+
+    /// Queues `written` bytes of merged frame at `offset` in the scratch for `target`.
+    private func appendScratch(_ scratch: BufferID, offset: Int, written: Int, to target: PortHandle) {
+        let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
+        assert(appended, "a TxBatch with room refused a coalesced frame")
+        scratchUsed = (offset + written + 63) & ~63  // the next one starts on a cache line
     }
 
     /// Queues `item` for a virtio TAP with `header` (12 bytes) in its header slot, in front of its own buffer.

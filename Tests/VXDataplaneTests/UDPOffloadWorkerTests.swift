@@ -420,3 +420,112 @@ struct UDPOffloadWorkerTests {
         #expect(harness.worker.offloadStatistics === published, "the worker counts on what it publishes")
     }
 }
+
+/// A UDP datagram from macRemote's side to macA's (10.0.0.1:`sourcePort` → 10.0.0.2:9000) with IPv4
+/// identification `identification` and a valid UDP checksum, computed before `corruptByte` (a payload index), if
+/// given, is flipped.
+func udpFlowFrame(identification: UInt16, payload: [UInt8], sourcePort: UInt16 = 40_000, corruptByte: Int? = nil)
+    -> [UInt8]
+{
+    let length = UDPHeader.size + payload.count
+    var segment =
+        PacketBuilder.withBytes(count: UDPHeader.size) {
+            UDPHeader(sourcePort: sourcePort, destinationPort: 9000, length: UInt16(length)).write(into: &$0)
+        } + payload
+    let pseudo = InternetChecksum.pseudoHeaderSum(
+        source: tcpSource, destination: tcpDestination, protocol: .udp, length: length)
+    let checksum = UDPHeader.computeChecksum(segment: segment.span.bytes, pseudoHeaderSum: pseudo)
+    segment[6] = UInt8(checksum >> 8)
+    segment[7] = UInt8(checksum & 0xFF)
+    if let corruptByte { segment[UDPHeader.size + corruptByte] ^= 0x10 }
+    return PacketBuilder.ethernet(
+        destination: macA, source: macRemote, etherType: .ipv4,
+        payload: PacketBuilder.ipv4(
+            source: tcpSource, destination: tcpDestination, protocol: .udp, payload: segment,
+            identification: identification))
+}
+
+@Suite("Dataplane worker, UDP coalescing for virtio TAPs")
+struct UDPCoalescingWorkerTests {
+    @Test("small UDP datagrams of one flow in a GRO read reach a virtio TAP as one USO write")
+    func groReadOfSmallDatagramsBecomesOneUSOWrite() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macA, onPort: 0)
+        let payloads = (0..<40).map { i in (0..<18).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ i &* 11) } }
+        let inners = payloads.enumerated().map { udpFlowFrame(identification: UInt16(100 + $0), payload: $1) }
+        harness.injectGRORead(inners)
+        try harness.step()
+
+        let written = harness.sentToPort(0)
+        #expect(written.count == 1, "forty datagrams, one TAP write")
+        let bytes = try #require(written.first)
+        let parsed = VirtioNetHeader.parse(bytes.span.bytes)
+        let header = try #require(parsed)
+        #expect(
+            header
+                == VirtioNetHeader(
+                    flags: .needsChecksum, gsoType: .udpL4, headerLength: 14 + 20 + 8, gsoSize: 18,
+                    checksumStart: 14 + 20, checksumOffset: 6))
+        let frame = Array(bytes[VirtioNetHeader.size...])
+        let merged = 8 + 40 * 18
+        #expect(frame.count == 14 + 20 + merged)
+        #expect(Array(frame[0..<16]) == Array(inners[0][0..<16]), "the first datagram's headers up to the length")
+        #expect(Array(frame[18..<24]) == Array(inners[0][18..<24]), "identification, flags, TTL, protocol")
+        #expect(Array(frame[26..<38]) == Array(inners[0][26..<38]), "addresses, ports")
+        #expect(Int(frame[16]) << 8 | Int(frame[17]) == 20 + merged, "IPv4 total length covers every datagram")
+        #expect(Int(frame[38]) << 8 | Int(frame[39]) == merged, "so does the UDP length")
+        let pseudo = InternetChecksum.pseudoHeaderSum(
+            source: tcpSource, destination: tcpDestination, protocol: .udp, length: merged)
+        #expect(Int(frame[40]) << 8 | Int(frame[41]) == Int(pseudo), "the checksum field holds the pseudo-header sum")
+        #expect(Array(frame[42...]) == payloads.flatMap { $0 })
+        #expect(harness.worker.offloadStatistics.udpCoalescedWrites == 1)
+        #expect(harness.worker.offloadStatistics.udpCoalescedFrames == 40)
+        #expect(harness.worker.offloadStatistics.coalescedWrites == 0, "the TCP counters stay TCP's")
+        #expect(harness.counters.snapshot(of: .port(index: 0)).txFrames == 40, "counted per frame switched")
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
+    @Test("UDP, TCP and other frames in one run leave in order of each item's first frame")
+    func udpAndTCPItemsInterleaveByFirstFrame() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macA, onPort: 0)
+        let payload = [UInt8](repeating: 7, count: 100)
+        let tcp = (0..<3).map {
+            tcpFrame(
+                from: macRemote, to: macA, sequence: UInt32($0 * 1000), identification: UInt16($0),
+                payload: [UInt8](repeating: UInt8($0), count: 1000))
+        }
+        let udp = (0..<3).map { udpFlowFrame(identification: UInt16(50 + $0), payload: payload) }
+        let lone = udpFlowFrame(identification: 9, payload: payload, sourcePort: 1)
+        // UDP first, then TCP: the UDP item's first frame comes first, then the TCP item, then the lone datagram
+        // (sending all of one coalescer's items first would get either the first two or the last two wrong). Of
+        // different sizes, so one datagram each from the peer, all in one batch.
+        for inner in [udp[0], tcp[0], udp[1], tcp[1], lone, tcp[2], udp[2]] { harness.injectFromPeer(inner) }
+        try harness.step()
+        let written = harness.sentToPort(0)
+        try #require(written.count == 3)
+        let kinds = written.map { VirtioNetHeader.parse(Array($0.prefix(VirtioNetHeader.size)).span.bytes)?.gsoType }
+        #expect(kinds == [.udpL4, .tcpv4, VirtioNetHeader.GSOType.none])
+        #expect(written[2] == virtioBytes(.plain) + lone)
+        #expect(harness.worker.offloadStatistics.udpCoalescedFrames == 3)
+        #expect(harness.worker.offloadStatistics.coalescedFrames == 3)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+
+    @Test("a UDP run with a corrupt datagram reaches a virtio TAP as its frames, for the kernel to verify")
+    func runWithACorruptDatagramFallsBackToSingleFrames() throws {
+        let harness = try OffloadHarness(udpSenders: 1, largeCount: 16)
+        try harness.learn(macA, onPort: 0)
+        let inners = (0..<5).map {
+            udpFlowFrame(
+                identification: UInt16($0), payload: [UInt8](repeating: UInt8($0), count: 64),
+                corruptByte: $0 == 3 ? 10 : nil)
+        }
+        harness.injectGRORead(inners)
+        try harness.step()
+        let written = harness.sentToPort(0)
+        #expect(written == inners.map { virtioBytes(.plain) + $0 }, "each datagram as it came, in order")
+        #expect(harness.worker.offloadStatistics.udpCoalescedWrites == 0)
+        #expect(harness.engine.buffersOutstanding == 0)
+    }
+}

@@ -41,6 +41,35 @@ struct SwitchdSystemTests {
         #expect(features.contains("tcp-segmentation-offload: off"), "\(interface.name): \(features)")
     }
 
+    /// Datagrams in `burstsOfSmallUDPDatagramsArriveInOrderByteForByte`.
+    static let udpBurstCount = 2000
+    /// Its two ends (python3 -c SCRIPT send|recv COUNT): 18-byte payloads (64-byte frames), a 4-byte sequence
+    /// number then bytes derived from it, from 10.0.0.1:40000 to 10.0.0.2:9000. The receiver stops after COUNT
+    /// datagrams or 1 s of silence (10 s at most) and reports how many came and whether they came in order, each
+    /// exactly as sent.
+    static let udpBurstScript = """
+        import json, socket, struct, sys, time
+        mode, count = sys.argv[1], int(sys.argv[2])
+        def payload(i): return struct.pack("!I", i) + bytes((i * 7 + k) & 0xFF for k in range(14))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if mode == "send":
+            s.bind(("10.0.0.1", 40000)); s.connect(("10.0.0.2", 9000))
+            for i in range(count):
+                s.send(payload(i))
+                if i % 50 == 49: time.sleep(0.002)
+            sys.exit(0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind(("10.0.0.2", 9000)); s.settimeout(1.0)
+        print(json.dumps({"listening": True}), flush=True)
+        got, exact, end = 0, True, time.time() + 10
+        while got < count and time.time() < end:
+            try: data = s.recv(2048)
+            except socket.timeout: break
+            exact = exact and data == payload(got)
+            got += 1
+        print(json.dumps({"received": got, "in_order_exact": exact}), flush=True)
+        """
+
     /// Moves 50 MiB from `source` to `destination`, prints the rate under `label`, and expects it intact.
     static func expectTransfer(
         _ topology: NetnsTopology,
@@ -170,6 +199,41 @@ extension SwitchdSystemTests {
                     let drops: UInt64 = stats.drops.values.reduce(0, +) + port.counters.totalDrops
                     #expect(drops + peer.counters.totalDrops == 0, "\(stats)")
                 }
+            }
+        }
+
+        /// Bursts of small UDP datagrams of one flow: the receiving switch writes runs of them to its TAP as USO
+        /// frames (UDPCoalescer), which the kernel cuts back into datagrams; every one must arrive, in order, byte
+        /// for byte. 40 bursts of 50 back to back, 2 ms apart: bursts so the switches see runs in one batch, and
+        /// bounded so no queue on the way overflows.
+        @Test(arguments: IOBackend.allCases)
+        func burstsOfSmallUDPDatagramsArriveInOrderByteForByte(io: IOBackend) async throws {
+            let python = try #require(NetnsEnvironment.python3Path)
+            try await withNetnsTopology(hosts: 2) { topology in
+                let switches = try await SwitchNode.startMesh(in: topology, io: io)
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 2)
+
+                let receiver = try topology.spawn(
+                    [python, "-c", SwitchdSystemTests.udpBurstScript, "recv", "\(SwitchdSystemTests.udpBurstCount)"],
+                    in: b, name: "udp-burst-recv")
+                defer { receiver.stop(grace: .milliseconds(500)) }
+                try await receiver.waitForOutput(containing: "\"listening\"", timeout: .seconds(15))
+                let sender = try await topology.run(
+                    [python, "-c", SwitchdSystemTests.udpBurstScript, "send", "\(SwitchdSystemTests.udpBurstCount)"],
+                    in: a, timeout: .seconds(30))
+                #expect(sender.succeeded, "\(sender)")
+                let status = await receiver.waitForExit(timeout: .seconds(15))
+                let report = receiver.stdout()
+                #expect(status == 0, "receiver: \(report) \(receiver.stderr())")
+                #expect(
+                    report.contains(#""received": \#(SwitchdSystemTests.udpBurstCount), "in_order_exact": true"#),
+                    "\(report)")
+                let offloads = try #require(try await switches[1].stats().offloads)
+                print("SwitchdSystemTests: udp bursts \(io.rawValue): \(report.split(separator: "\n").last ?? ""), "
+                      + "USO writes \(offloads.udpCoalescedWrites) of \(offloads.udpCoalescedFrames) datagrams")
+                #expect(offloads.udpCoalescedWrites > 0, "no run was written as one USO frame: \(offloads)")
             }
         }
 

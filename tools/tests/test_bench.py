@@ -455,6 +455,41 @@ class PingTrainTests(unittest.TestCase):
         self.assertNotIn("datapath_cpu_s", instance.ping_train()["cost"])
 
 
+class PpsTests(unittest.TestCase):
+    """Instance.pps with the pktgen sender and receiver stubbed: delivered = what the receiving socket counted."""
+
+    def run_pps(self, recv_output, eth0_rx=(1000, 1100)):
+        sent = {"packets": 500000, "seconds": 5.0, "pps": 100000.0}
+        lab = FakeLab(lambda argv: completed(json.dumps(sent)))
+        instance = make_instance(lab=lab)
+        receiver = FakeProcess(pid=4242, name="pktgen-recv")
+        receiver.stdout = io.BytesIO(b'{"role":"recv","listening":true}\n')
+        receiver.communicate = lambda timeout=None: (recv_output, b"")
+        instance.spawn = lambda argv, name, **kwargs: receiver
+        snapshots = [{"link": {"rx_packets": eth0_rx[0], "rx_bytes": 0}},
+                     {"link": {"rx_packets": eth0_rx[1], "rx_bytes": 0}}]
+        instance.snapshot = mock.Mock(side_effect=snapshots)
+        instance.cost = lambda before, after: {"datapath_cpu_s": 2.0}
+        with mock.patch.object(bench.select, "select", return_value=([receiver.stdout], [], [])), \
+                mock.patch.object(bench.time, "sleep"):
+            return instance.pps(), lab
+
+    def test_delivered_is_the_socket_count_not_eth0_rx_packets(self):
+        # eth0 saw 100 writes (USO frames of many datagrams each); the socket got 400 000 datagrams.
+        result, lab = self.run_pps(b'{"role":"recv","packets":400000,"bytes":7200000,"seconds":5.0,"pps":80000.0}\n')
+        self.assertEqual(result["delivered_packets"], 400000)
+        self.assertEqual(result["socket_received_packets"], 400000)
+        self.assertEqual(result["eth0_rx_packets"], 100)
+        self.assertAlmostEqual(result["delivered_pps"], 80000.0)
+        self.assertAlmostEqual(result["loss_fraction"], 0.2)
+        self.assertAlmostEqual(result["datapath_cpu_us_per_packet"], 5.0)
+        self.assertIn(lab.stopped[0].pid, [4242])
+
+    def test_a_receiver_without_a_count_fails_the_step(self):
+        with self.assertRaises(bench.BenchError):
+            self.run_pps(b"")
+
+
 class MeasurePingCpuTests(unittest.TestCase):
     """Instance.measure with everything that would run a process stubbed, except ping_train and cost."""
 
