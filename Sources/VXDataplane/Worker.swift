@@ -1169,73 +1169,62 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                     < runFrames[coalescer.item(tcpIndex).firstFrame]
             }
             if takeUDP {
-                sendUDPItem(udpIndex, to: target)
+                if let merged = sendItem(udpIndex, of: udpCoalescer, frame: { udpRunFrames[$0] }, to: target) {
+                    offloadStatistics.udpCoalescedWrites &+= 1
+                    offloadStatistics.udpCoalescedFrames &+= UInt64(merged)
+                }
                 udpIndex += 1
             } else {
-                sendTCPItem(tcpIndex, to: target)
+                if let merged = sendItem(tcpIndex, of: coalescer, frame: { runFrames[$0] }, to: target) {
+                    offloadStatistics.coalescedWrites &+= 1
+                    offloadStatistics.coalescedFrames &+= UInt64(merged)
+                }
                 tcpIndex += 1
             }
         }
     }
 
-    /// Sends item `index` of the TCP coalescer: pass-through, merged, or (a member's checksum failed) unmerged.
-    private func sendTCPItem(_ index: Int, to target: PortHandle) {
+    /// Sends item `index` of a coalescer: pass-through, merged (one write from the scratch), or, when a member's
+    /// transport checksum failed, unmerged. Generic so the TCP and UDP items share one path; private to this file
+    /// and called with the two concrete coalescers only, so the optimizer specializes it for each (no witness
+    /// tables or metadata at run time).
+    /// - Parameters:
+    ///   - index: the item.
+    ///   - coalescer: the TCP or the UDP coalescer.
+    ///   - frame: maps the coalescer's frame numbers to indices in `classified` (`runFrames`, `udpRunFrames`).
+    ///   - target: the TAP.
+    /// - Returns: the frames merged into one write, or nil when the item went out as it came.
+    private func sendItem<Coalescer: FrameCoalescer & ~Copyable>(
+        _ index: Int, of coalescer: borrowing Coalescer, frame classifiedIndex: (Int) -> Int, to target: PortHandle
+    ) -> Int? {
         let output = coalescer.item(index)
         guard output.isCoalesced, let scratch = coalesceScratch else {
-            appendPlain(classified[runFrames[output.firstFrame]], to: target, header: output.header)
-            return
+            appendPlain(classified[classifiedIndex(output.firstFrame)], to: target, header: output.header)
+            return nil
         }
         let offset = reserveScratch(VirtioNetHeader.size + output.length)
         // Safe: the scratch is this worker's for good; the span lives for the call.
         let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: VirtioNetHeader.size + output.length)
         var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
-        let result = coalescer.writeCoalesced(item: index, into: &span) { frame, body in
-            withItemBytes(classified[runFrames[frame]], body)
+        let result = coalescer.writeCoalesced(item: index, into: &span, at: 0) { frame, body in
+            withItemBytes(classified[classifiedIndex(frame)], body)
         }
         guard let written = result else {
-            // A member's TCP checksum failed (the coalescer verifies while it copies). The merged frame would
-            // go up as CHECKSUM_PARTIAL, i.e. accepted; send the members as they came instead, in order and
-            // without DATA_VALID, so the kernel verifies each and drops the bad one. The scratch bytes just
-            // written are not used (`scratchUsed` stays).
+            // A member's TCP or UDP checksum failed (the coalescer verifies while it copies). The merged frame
+            // would go up as CHECKSUM_PARTIAL, i.e. with a checksum computed over our copy: accepted. Send the
+            // members as they came instead, in order and without DATA_VALID, so the kernel verifies each and drops
+            // the bad one. The scratch bytes just written are not used (`scratchUsed` stays).
             var member: Int? = output.firstFrame
             while let frame = member {
-                appendPlain(classified[runFrames[frame]], to: target, header: .plain)
+                appendPlain(classified[classifiedIndex(frame)], to: target, header: .plain)
                 member = coalescer.nextMember(after: frame)
             }
-            return
+            return nil
         }
-        appendScratch(scratch, offset: offset, written: written, to: target)
-        offloadStatistics.coalescedWrites &+= 1
-        offloadStatistics.coalescedFrames &+= UInt64(output.frameCount)
-    }
-
-    /// Sends item `index` of the UDP coalescer, as `sendTCPItem` does: one USO write for a merged run of datagrams.
-    private func sendUDPItem(_ index: Int, to target: PortHandle) {
-        let output = udpCoalescer.item(index)
-        guard output.isCoalesced, let scratch = coalesceScratch else {
-            appendPlain(classified[udpRunFrames[output.firstFrame]], to: target, header: output.header)
-            return
-        }
-        let offset = reserveScratch(VirtioNetHeader.size + output.length)
-        // Safe: the scratch is this worker's for good; the span lives for the call.
-        let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: VirtioNetHeader.size + output.length)
-        var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
-        let result = udpCoalescer.writeCoalesced(item: index, into: &span) { frame, body in
-            withItemBytes(classified[udpRunFrames[frame]], body)
-        }
-        guard let written = result else {
-            // A member's UDP checksum failed: the merged frame would go up with a checksum computed over our copy,
-            // i.e. accepted. Send the members as they came, for the kernel to verify each and drop the bad one.
-            var member: Int? = output.firstFrame
-            while let frame = member {
-                appendPlain(classified[udpRunFrames[frame]], to: target, header: .plain)
-                member = udpCoalescer.nextMember(after: frame)
-            }
-            return
-        }
-        appendScratch(scratch, offset: offset, written: written, to: target)
-        offloadStatistics.udpCoalescedWrites &+= 1
-        offloadStatistics.udpCoalescedFrames &+= UInt64(output.frameCount)
+        let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
+        assert(appended, "a TxBatch with room refused a coalesced frame")
+        scratchUsed = (offset + written + 63) & ~63  // the next one starts on a cache line
+        return output.frameCount
     }
 
     /// Where in the scratch the next merged frame of `needed` bytes goes, flushing `tx` first when it or the scratch
@@ -1243,13 +1232,6 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private func reserveScratch(_ needed: Int) -> Int {
         if tx.isFull || scratchUsed + needed > pool.largeBufferSize { flushTransmit() }
         return scratchUsed
-    }
-
-    /// Queues `written` bytes of merged frame at `offset` in the scratch for `target`.
-    private func appendScratch(_ scratch: BufferID, offset: Int, written: Int, to target: PortHandle) {
-        let appended = tx.append(target: target, buffer: scratch, offset: UInt32(offset), length: UInt32(written))
-        assert(appended, "a TxBatch with room refused a coalesced frame")
-        scratchUsed = (offset + written + 63) & ~63  // the next one starts on a cache line
     }
 
     /// Queues `item` for a virtio TAP with `header` (12 bytes) in its header slot, in front of its own buffer.

@@ -37,21 +37,18 @@
 // which TCP does not notice. An item sent unmerged after a failed checksum leaves at that same position, its
 // frames in order.
 //
-// Copy, not iovec, and the copy verifies: a coalesced item is built by copying each segment's payload into the
-// caller's scratch buffer (64 KiB) with `InternetChecksum.copyAndSum`, which sums what it copies. `add` stores per
-// frame the sum of its pseudo-header and TCP header (≤ 60 bytes); `writeCoalesced` adds the payload's sum and the
-// segment is valid when the total is 0xFFFF. Each payload byte is read once: verifying in `add` and copying later,
-// as this did before, read it twice (a checksum pass and a memmove, ~3% and ~2% of the daemon's samples under
-// offloaded TCP). The price: `add` cannot tell a bad segment, so one joins its run and costs the whole item its
-// merge (rare: link-layer checks on the underlay catch wire errors first), and a lone segment's checksum is left to
-// the kernel (tun ignores DATA_VALID on writes anyway, docs/offload.md). The copy buys one TAP write and one trip
-// through the kernel stack instead of ~40 per 64 KiB. The alternative, one writev with the merged headers plus an
-// iovec per segment payload, would save the copy but needs a transmit path with up to ~45 iovecs per frame and a
-// checksum pass of its own; `nextMember(after:)` and `payloadRange(ofFrame:)` expose what it would need.
+// Copy, not iovec, and the copy verifies: `writeCoalesced` copies each segment's payload into the caller's scratch
+// buffer and checks its TCP checksum as it copies; CoalescerCore's header explains why, and what it costs.
 //
-// Memory: everything is allocated in `init` (per-frame and per-item tables sized to `capacity`, `openFlowLimit`
-// header templates). `reset`, `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is
-// ~Copyable, so they are never shared and never copied on write): no allocation per frame or per batch.
+// Shared with UDPCoalescer (CoalescerCore): the frame, item and open-flow tables, the header templates and the
+// Ethernet/IP part of their comparison, the size caps, the IPv4 identification rule, "a short segment ends the
+// run" and the copy-and-verify loop. Here: parsing, the TCP header comparison, the sequence and PSH rules, and the
+// header fix-ups of a merged frame.
+//
+// Memory: everything is allocated in `init` (CoalescerCore's per-frame and per-item tables sized to `capacity` and
+// its `openFlowLimit` header templates; here a PSH flag per item and a next sequence number per open flow). `reset`,
+// `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is ~Copyable, so they are never
+// shared and never copied on write): no allocation per frame or per batch.
 //
 // Thread-safety: none; one coalescer per worker thread, like its TxBatch.
 
@@ -85,64 +82,19 @@ public struct TCPCoalescer: ~Copyable {
         @inlinable public var isCoalesced: Bool { frameCount > 1 }
     }
 
-    /// Per frame, in `add` order.
-    struct FrameSlot {
-        var next: Int32 = -1  // next frame of the same item, -1 at the end
-        var payloadOffset: Int32 = 0  // TCP payload offset in the frame (candidates only)
-        var payloadLength: Int32 = 0  // TCP payload bytes (candidates only)
-        var headerSum: UInt16 = 0  // pseudo-header + TCP header sum (candidates); with the payload sum 0xFFFF if valid
-    }
-
-    /// Per item, in order of first frame.
-    struct ItemState {
-        var firstFrame: Int32 = 0  // first member
-        var lastFrame: Int32 = 0  // last member (where the next one links in)
-        var frameCount: Int32 = 0  // members
-        var frameLength: Int32 = 0  // length of the first frame as given (pass-through length)
-        var payloadTotal: Int32 = 0  // TCP payload bytes of all members
-        var segmentSize: Int32 = 0  // payload of the first member: gso_size when coalesced
-        var networkOffset: UInt8 = 0  // IP header offset (14 or 18)
-        var transportOffset: UInt8 = 0  // TCP header offset
-        var headerLength: UInt8 = 0  // all headers: the payload offset
-        var isIPv6 = false  // IP version of a candidate
-        var lastHasPSH = false  // the last member carries PSH
-    }
-
-    /// The addresses and ports of a TCP flow; IPv4 addresses sit in the low 32 bits of `sourceLow`/`destinationLow`.
-    struct FlowKey: Equatable {
-        var sourceHigh: UInt64 = 0
-        var sourceLow: UInt64 = 0
-        var destinationHigh: UInt64 = 0
-        var destinationLow: UInt64 = 0
-        var ports: UInt32 = 0  // source port << 16 | destination port
-        var isIPv6 = false
-    }
-
-    /// A flow whose latest item may still grow.
-    struct OpenFlow {
-        var item: Int32 = -1  // the item that can grow, -1 when the slot is free
-        var key = FlowKey()  // the flow
-        var nextSequence: UInt32 = 0  // sequence number the next segment must start at
-        var firstIdentification: UInt16 = 0  // IPv4 identification of the item's first frame
-        var identificationMode: UInt8 = 0  // 0 undecided (one member), 1 incrementing, 2 fixed (DF)
-        var lastUse: UInt32 = 0  // `clock` at the last add: the least recently used slot is evicted
-    }
-
     /// Most frames per batch (`add` calls between `reset`s).
-    public let capacity: Int
+    public var capacity: Int { core.capacity }
     /// The scratch buffer `writeCoalesced` writes into: virtio header plus merged frame never exceed it.
-    public let scratchCapacity: Int
+    public var scratchCapacity: Int { core.scratchCapacity }
     /// Flows that can be merging at once.
-    public let openFlowLimit: Int
+    public var openFlowLimit: Int { core.openFlowLimit }
 
-    private var frames: [FrameSlot]
-    private var items: [ItemState]
-    private var open: [OpenFlow]
-    /// `openFlowLimit × templateStride` bytes: slot i's first-frame headers at `i × templateStride`.
-    private var templates: [UInt8]
-    private var frameCount = 0
-    private var storedItemCount = 0
-    private var clock: UInt32 = 0
+    /// The tables (see CoalescerCore).
+    private var core: CoalescerCore
+    /// Per item: its last member carries PSH (set when a member is appended; read for coalesced items only).
+    private var lastHasPSH: [Bool]
+    /// Per open-flow slot: the sequence number the next segment must start at.
+    private var nextSequence: [UInt32]
 
     /// Allocates every table once.
     /// - Parameters:
@@ -154,29 +106,28 @@ public struct TCPCoalescer: ~Copyable {
         scratchCapacity: Int = TCPCoalescer.defaultScratchCapacity,
         openFlowLimit: Int = TCPCoalescer.defaultOpenFlowLimit
     ) {
-        precondition(capacity > 0 && capacity <= Int(Int32.max), "TCPCoalescer: capacity must be positive")
-        precondition(scratchCapacity >= VirtioNetHeader.size + 128, "TCPCoalescer: scratch buffer too small")
-        precondition(openFlowLimit > 0, "TCPCoalescer: openFlowLimit must be positive")
-        self.capacity = capacity
-        self.scratchCapacity = scratchCapacity
-        self.openFlowLimit = openFlowLimit
-        frames = Array(repeating: FrameSlot(), count: capacity)
-        items = Array(repeating: ItemState(), count: capacity)
-        open = Array(repeating: OpenFlow(), count: openFlowLimit)
-        templates = Array(repeating: 0, count: openFlowLimit * TCPCoalescer.templateStride)
+        core = CoalescerCore(
+            name: "TCPCoalescer",
+            capacity: capacity,
+            scratchCapacity: scratchCapacity,
+            openFlowLimit: openFlowLimit,
+            templateStride: TCPCoalescer.templateStride,
+            gsoTypes: (ipv4: .tcpv4, ipv6: .tcpv6),
+            checksumOffset: 16
+        )
+        lastHasPSH = Array(repeating: false, count: capacity)
+        nextSequence = Array(repeating: 0, count: openFlowLimit)
     }
 
     /// Frames added since the last `reset`.
-    public var count: Int { frameCount }
+    public var count: Int { core.frameCount }
 
     /// Items so far; complete once the batch's last frame was added.
-    public var itemCount: Int { storedItemCount }
+    public var itemCount: Int { core.itemCount }
 
     /// Forgets the batch, keeping every table.
     public mutating func reset() {
-        frameCount = 0
-        storedItemCount = 0
-        for i in 0..<openFlowLimit { open[i].item = -1 }
+        core.reset()
     }
 
     /// Adds the next frame of the batch; its index is the number of frames added before it.
@@ -184,138 +135,76 @@ public struct TCPCoalescer: ~Copyable {
     /// Only reads `frame`; `writeCoalesced` reads it again later, so it must stay unchanged until then.
     /// - Parameter frame: an inner Ethernet frame, from the destination MAC on.
     public mutating func add(_ frame: RawSpan) {
-        precondition(frameCount < capacity, "TCPCoalescer: more frames than capacity")
-        let index = frameCount
-        frameCount += 1
-        clock &+= 1
-        frames[index] = FrameSlot()
+        let index = core.takeFrame()
 
         let segment: Segment
         switch Segment.parse(frame) {
         case .notTCP:
-            startItem(frame: index, length: frame.byteCount, segment: nil)
+            core.startItem(frame: index, length: frame.byteCount, candidate: nil)
             return
         case .notCandidate(let key):
-            closeFlow(key)
-            startItem(frame: index, length: frame.byteCount, segment: nil)
+            core.closeFlows(key)
+            core.startItem(frame: index, length: frame.byteCount, candidate: nil)
             return
         case .candidate(let parsed):
             segment = parsed
         }
-        frames[index].payloadOffset = Int32(truncatingIfNeeded: segment.layout.payloadOffset)
-        frames[index].payloadLength = Int32(truncatingIfNeeded: segment.layout.payloadLength)
-        frames[index].headerSum = segment.headerSum
+        core.record(segment.candidate, at: index)
 
-        if let slot = findFlow(segment.key) {
+        if let slot = core.findFlow(segment.candidate.key) {
             if canAppend(segment, frame, to: slot) {
-                append(frame: index, segment: segment, to: slot)
+                let item = core.append(frame: index, segment.candidate, to: slot)
+                lastHasPSH[item] = segment.hasPSH
+                nextSequence[slot] &+= UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
+                // PSH must stay on the last segment (`append` already closed the slot after a short one).
+                if segment.hasPSH { core.close(slot: slot) }
                 return
             }
-            open[slot].item = -1
+            core.close(slot: slot)
         }
-        let item = startItem(frame: index, length: frame.byteCount, segment: segment)
+        let item = core.startItem(frame: index, length: frame.byteCount, candidate: segment.candidate)
         if !segment.hasPSH {
-            openFlow(item: item, segment: segment, frame: frame)
+            let slot = core.openFlow(item: item, candidate: segment.candidate, frame: frame)
+            nextSequence[slot] = segment.sequence &+ UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
         }
     }
 
     /// Item `index` (0 ..< `itemCount`).
     public func item(_ index: Int) -> Item {
-        precondition(index >= 0 && index < storedItemCount, "TCPCoalescer: item index out of range")
-        let state = items[index]
-        guard state.frameCount > 1 else {
-            return Item(
-                firstFrame: Int(state.firstFrame),
-                frameCount: 1,
-                header: .plain,
-                length: Int(state.frameLength)
-            )
-        }
-        let length = Int(state.headerLength) + Int(state.payloadTotal)
-        let header = VirtioNetHeader(
-            flags: .needsChecksum,
-            gsoType: state.isIPv6 ? .tcpv6 : .tcpv4,
-            headerLength: UInt16(state.headerLength),
-            gsoSize: UInt16(truncatingIfNeeded: state.segmentSize),
-            checksumStart: UInt16(state.transportOffset),
-            checksumOffset: 16
-        )
-        return Item(
-            firstFrame: Int(state.firstFrame),
-            frameCount: Int(state.frameCount),
-            header: header,
-            length: length
-        )
+        core.item(index)
     }
 
     /// The frame after `frameIndex` in its item, or nil for the item's last frame.
     public func nextMember(after frameIndex: Int) -> Int? {
-        precondition(frameIndex >= 0 && frameIndex < frameCount, "TCPCoalescer: frame index out of range")
-        let next = frames[frameIndex].next
-        return next < 0 ? nil : Int(next)
+        core.nextMember(after: frameIndex)
     }
 
     /// Where the TCP payload of a frame of a coalesced item lies within that frame.
     public func payloadRange(ofFrame frameIndex: Int) -> Range<Int> {
-        precondition(frameIndex >= 0 && frameIndex < frameCount, "TCPCoalescer: frame index out of range")
-        let slot = frames[frameIndex]
-        return Int(slot.payloadOffset)..<Int(slot.payloadOffset + slot.payloadLength)
+        core.payloadRange(ofFrame: frameIndex)
     }
 
     /// Writes a coalesced item as the kernel expects it on a TAP write: the 12-byte virtio-net header, then the
     /// first frame's headers with lengths, IPv4 checksum and PSH fixed and the TCP checksum field holding the
     /// pseudo-header sum (NEEDS_CSUM), then every member's payload in order. Verifies each member's TCP checksum
     /// as it copies the payload (see the file header) and stops at the first that fails.
-    /// - Parameters:
+    /// - Parameters: as `FrameCoalescer.writeCoalesced(item:into:at:frames:)`, which says more:
     ///   - index: an item with `isCoalesced`.
-    ///   - destination: the scratch buffer; must hold `VirtioNetHeader.size + item(index).length` bytes from
-    ///     `offset`, which `scratchCapacity` guarantees when `destination` is that big (traps otherwise).
+    ///   - destination: the scratch buffer (`scratchCapacity` bytes from `offset` always suffice).
     ///   - offset: where the virtio-net header goes.
-    ///   - frames: calls its second argument with the bytes of the frame numbered by its first (the same bytes
-    ///     given to `add`); called once per member, in order, up to and including a member whose checksum fails.
-    /// - Returns: bytes written (`VirtioNetHeader.size + item(index).length`), or nil when a member's TCP checksum
-    ///   does not verify. Then nothing usable was written (the bytes from `offset` are unspecified): send the
-    ///   item's members one by one, from `item(index).firstFrame` through `nextMember(after:)`, behind plain
-    ///   headers without DATA_VALID, so the receiver verifies each and drops the bad one.
+    ///   - frames: gives the bytes of each member, as given to `add`.
+    /// - Returns: bytes written, or nil when a member's TCP checksum does not verify: send the members unmerged.
     public func writeCoalesced(
         item index: Int,
         into destination: inout MutableRawSpan,
         at offset: Int = 0,
         frames: (_ frameIndex: Int, _ body: (RawSpan) -> Void) -> Void
     ) -> Int? {
-        let output = self.item(index)
-        precondition(output.isCoalesced, "TCPCoalescer: item is not coalesced; send its frame as it is")
-        let state = items[index]
-        let headerLength = Int(state.headerLength)
-        let start = offset + VirtioNetHeader.size
-        precondition(destination.byteCount - start >= output.length, "TCPCoalescer: destination too small")
-        output.header.write(into: &destination, at: offset)
-
-        var member = Int(state.firstFrame)
-        var position = start + headerLength
-        var delivered = 0
-        var failed = false
-        while true {
-            let slot = self.frames[member]
-            frames(member) { frame in
-                if member == Int(state.firstFrame) {
-                    destination.vxCopy(from: frame, at: 0, count: headerLength, to: start)
-                }
-                // The payload starts a multiple of 4 bytes into the TCP segment, so its sum lines up with the
-                // header's, and an odd last byte is the segment's own last byte (padded as the checksum pads it).
-                let payloadStart = Int(slot.payloadOffset)
-                let payload = frame.extracting(payloadStart..<(payloadStart + Int(slot.payloadLength)))
-                let payloadSum = InternetChecksum.copyAndSum(payload, into: &destination, at: position)
-                failed = InternetChecksum.combine(slot.headerSum, payloadSum) != 0xFFFF
-                delivered += 1
-            }
-            guard !failed else { return nil }
-            position += Int(slot.payloadLength)
-            guard slot.next >= 0 else { break }
-            member = Int(slot.next)
+        guard let output = core.writeMembers(item: index, into: &destination, at: offset, frames: frames) else {
+            return nil
         }
-        precondition(delivered == output.frameCount, "TCPCoalescer: frames(_:_:) did not deliver every member")
-
+        let state = core.items[index]
+        let start = offset + VirtioNetHeader.size
         let ip = start + Int(state.networkOffset)
         let tcp = start + Int(state.transportOffset)
         let end = start + output.length
@@ -325,14 +214,14 @@ public struct TCPCoalescer: ~Copyable {
             destination.vxStoreBE16(UInt16(truncatingIfNeeded: end - ip), at: ip + 2)
             IPv4Header.updateChecksum(in: &destination, at: ip)
         }
-        if state.lastHasPSH {
+        if lastHasPSH[index] {
             let flags = destination.bytes.vxU8(tcp + 13)
             destination.vxStoreU8(flags | UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue), at: tcp + 13)
         }
         let layout = TCPFrameLayout(
             networkOffset: Int(state.networkOffset),
             transportOffset: Int(state.transportOffset),
-            tcpHeaderLength: headerLength - Int(state.transportOffset),
+            tcpHeaderLength: Int(state.headerLength) - Int(state.transportOffset),
             packetEnd: output.length,
             isIPv6: state.isIPv6
         )
@@ -343,144 +232,25 @@ public struct TCPCoalescer: ~Copyable {
         return VirtioNetHeader.size + output.length
     }
 
-    // MARK: - Building items
+    // MARK: - Merging
 
-    @discardableResult
-    private mutating func startItem(frame index: Int, length: Int, segment: Segment?) -> Int {
-        let item = storedItemCount
-        storedItemCount += 1
-        var state = ItemState()
-        state.firstFrame = Int32(truncatingIfNeeded: index)
-        state.lastFrame = state.firstFrame
-        state.frameCount = 1
-        state.frameLength = Int32(truncatingIfNeeded: length)
-        if let segment {
-            let layout = segment.layout
-            state.payloadTotal = Int32(truncatingIfNeeded: layout.payloadLength)
-            state.segmentSize = state.payloadTotal
-            state.networkOffset = UInt8(truncatingIfNeeded: layout.networkOffset)
-            state.transportOffset = UInt8(truncatingIfNeeded: layout.transportOffset)
-            state.headerLength = UInt8(truncatingIfNeeded: layout.payloadOffset)
-            state.isIPv6 = layout.isIPv6
-            state.lastHasPSH = segment.hasPSH
-        }
-        items[item] = state
-        return item
-    }
-
-    private mutating func openFlow(item: Int, segment: Segment, frame: RawSpan) {
-        var slot = 0
-        for i in 0..<openFlowLimit {
-            if open[i].item < 0 {
-                slot = i
-                break
-            }
-            if clock &- open[i].lastUse > clock &- open[slot].lastUse {
-                // Age as a wrapping distance back from now: the larger, the older.
-                slot = i
-            }
-        }
-        open[slot] = OpenFlow(
-            item: Int32(truncatingIfNeeded: item),
-            key: segment.key,
-            nextSequence: segment.sequence &+ UInt32(truncatingIfNeeded: segment.layout.payloadLength),
-            firstIdentification: segment.identification,
-            identificationMode: 0,
-            lastUse: clock
-        )
-        let headerLength = segment.layout.payloadOffset
-        let base = slot * TCPCoalescer.templateStride
-        var span = templates.mutableSpan
-        var bytes = MutableRawSpan(_elements: &span)
-        bytes.vxCopy(from: frame, at: 0, count: headerLength, to: base)
-    }
-
-    private func findFlow(_ key: FlowKey) -> Int? {
-        for i in 0..<openFlowLimit where open[i].item >= 0 && open[i].key == key {
-            return i
-        }
-        return nil
-    }
-
-    private mutating func closeFlow(_ key: FlowKey) {
-        if let slot = findFlow(key) { open[slot].item = -1 }
-    }
-
+    /// The TCP rules for joining the open item in `slot`, then the shared ones (`CoalescerCore.canAppend`).
     private func canAppend(_ segment: Segment, _ frame: RawSpan, to slot: Int) -> Bool {
-        let flow = open[slot]
-        let state = items[Int(flow.item)]
-        let layout = segment.layout
-        guard layout.networkOffset == Int(state.networkOffset), layout.transportOffset == Int(state.transportOffset),
-            layout.payloadOffset == Int(state.headerLength), segment.sequence == flow.nextSequence,
-            layout.payloadLength <= Int(state.segmentSize),
-            state.payloadTotal % state.segmentSize == 0
-        else { return false }
-
-        let total = Int(state.headerLength) + Int(state.payloadTotal) + layout.payloadLength
-        let ipLength = total - layout.networkOffset - (layout.isIPv6 ? IPv6Header.size : 0)
-        guard ipLength <= 0xFFFF, VirtioNetHeader.size + total <= scratchCapacity else { return false }
-
-        // Safe: `Span<UInt8>.bytes` is `@unsafe` for element types with padding or invalid bit patterns; UInt8
-        // has neither, so its raw view reads exactly the bytes stored.
-        let template = unsafe templates.span.bytes.extracting(
-            (slot * TCPCoalescer.templateStride)..<(slot * TCPCoalescer.templateStride + layout.payloadOffset)
-        )
-        guard headersMatch(frame, template, layout) else { return false }
-
-        if !layout.isIPv6 {
-            let expected: UInt16
-            switch flow.identificationMode {
-            case 1: expected = flow.firstIdentification &+ UInt16(truncatingIfNeeded: state.frameCount)
-            case 2: expected = flow.firstIdentification
-            default:
-                let dontFragment = frame.vxU8(layout.networkOffset + 6) & 0x40 != 0
-                guard
-                    segment.identification == flow.firstIdentification &+ 1
-                        || (dontFragment && segment.identification == flow.firstIdentification)
-                else { return false }
-                return true
-            }
-            guard segment.identification == expected else { return false }
+        let state = core.openItem(slot)
+        guard segment.sequence == nextSequence[slot], state.payloadTotal % state.segmentSize == 0 else {
+            return false
         }
-        return true
-    }
-
-    private mutating func append(frame index: Int, segment: Segment, to slot: Int) {
-        let item = Int(open[slot].item)
-        frames[Int(items[item].lastFrame)].next = Int32(truncatingIfNeeded: index)
-        items[item].lastFrame = Int32(truncatingIfNeeded: index)
-        items[item].frameCount += 1
-        items[item].payloadTotal += Int32(truncatingIfNeeded: segment.layout.payloadLength)
-        items[item].lastHasPSH = segment.hasPSH
-        if !segment.layout.isIPv6 && open[slot].identificationMode == 0 {
-            open[slot].identificationMode = segment.identification == open[slot].firstIdentification ? 2 : 1
-        }
-        open[slot].nextSequence &+= UInt32(truncatingIfNeeded: segment.layout.payloadLength)
-        open[slot].lastUse = clock
-        if segment.hasPSH || segment.layout.payloadLength < Int(items[item].segmentSize) {
-            // PSH must stay on the last segment, and nothing may follow a short one.
-            open[slot].item = -1
+        return core.canAppend(segment.candidate, frame, to: slot) { frame, template in
+            TCPCoalescer.headersMatch(frame, template, segment.layout)
         }
     }
 
-    /// Compares every header byte that must not change within an item (see the file header).
-    private func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ layout: TCPFrameLayout) -> Bool {
-        let n = layout.networkOffset
+    /// Compares every header byte that must not change within an item (see the file header): the Ethernet and IP
+    /// ones (`CoalescerCore.headersMatch`; addresses are equal already, same flow key), then the TCP ones.
+    private static func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ layout: TCPFrameLayout) -> Bool {
         let t = layout.transportOffset
-        guard frame.vxEqual(0, template, 0, count: n) else { return false }
-        if layout.isIPv6 {
-            // Version, traffic class, flow label; next header, hop limit; addresses.
-            guard frame.vxEqual(n, template, n, count: 4), frame.vxEqual(n + 6, template, n + 6, count: 34) else {
-                return false
-            }
-        } else {
-            // Version/IHL, TOS; flags (DF); TTL, protocol; addresses.
-            guard frame.vxEqual(n, template, n, count: 2),
-                frame.vxU8(n + 6) & 0xE0 == template.vxU8(n + 6) & 0xE0,
-                frame.vxEqual(n + 8, template, n + 8, count: 2),
-                frame.vxEqual(n + 12, template, n + 12, count: 8)
-            else { return false }
-        }
+        guard CoalescerCore.headersMatch(frame, template, networkOffset: layout.networkOffset, isIPv6: layout.isIPv6)
+        else { return false }
         // Ports; acknowledgment; data offset; flags but PSH; window; urgent pointer; options.
         let pshBit = UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue)
         return frame.vxEqual(t, template, t, count: 4) && frame.vxEqual(t + 8, template, t + 8, count: 5)
@@ -492,21 +262,19 @@ public struct TCPCoalescer: ~Copyable {
 
 /// What `TCPCoalescer.add` needs to know about one frame.
 private struct Segment {
+    /// Offsets, payload, flow, IPv4 identification, and the pseudo-header plus TCP header sum (the TCP checksum
+    /// field included; `writeCoalesced` adds the payload's).
+    var candidate: CoalescerCore.Candidate
     var layout: TCPFrameLayout
-    var key: TCPCoalescer.FlowKey
     var sequence: UInt32
-    var identification: UInt16
     var hasPSH: Bool
-
-    /// Pseudo-header plus TCP header sum (the TCP checksum field included); `writeCoalesced` adds the payload's.
-    var headerSum: UInt16
 
     enum Parsed {
         /// Not a TCP frame we can key (not IP, not TCP, malformed): passes through, touches no flow.
         case notTCP
         /// TCP, but never merged (flags, no payload, IP options, bad IPv4 header checksum): passes through and
         /// closes its flow.
-        case notCandidate(TCPCoalescer.FlowKey)
+        case notCandidate(CoalescerCore.FlowKey)
         /// A segment that may merge; its TCP checksum is not verified yet.
         case candidate(Segment)
     }
@@ -518,17 +286,7 @@ private struct Segment {
         guard case .success(let layout) = TCPFrameLayout.parse(frame, allowIPOptions: true) else { return .notTCP }
         let n = layout.networkOffset
         let t = layout.transportOffset
-        var key = TCPCoalescer.FlowKey()
-        key.isIPv6 = layout.isIPv6
-        if layout.isIPv6 {
-            key.sourceHigh = frame.vxBE64(n + 8)
-            key.sourceLow = frame.vxBE64(n + 16)
-            key.destinationHigh = frame.vxBE64(n + 24)
-            key.destinationLow = frame.vxBE64(n + 32)
-        } else {
-            key.sourceLow = UInt64(frame.vxBE32(n + 12))
-            key.destinationLow = UInt64(frame.vxBE32(n + 16))
-        }
+        var key = CoalescerCore.FlowKey(addressesOf: frame, networkOffset: n, isIPv6: layout.isIPv6)
         key.ports = frame.vxBE32(t)
 
         let flags = frame.vxBE16(t + 12) & 0x01FF
@@ -552,12 +310,18 @@ private struct Segment {
 
         return .candidate(
             Segment(
+                candidate: CoalescerCore.Candidate(
+                    networkOffset: n,
+                    transportOffset: t,
+                    payloadOffset: layout.payloadOffset,
+                    payloadLength: layout.payloadLength,
+                    key: key,
+                    identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
+                    headerSum: headerSum
+                ),
                 layout: layout,
-                key: key,
                 sequence: frame.vxBE32(t + 4),
-                identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
-                hasPSH: flags & TCPFlags.psh.rawValue != 0,
-                headerSum: headerSum
+                hasPSH: flags & TCPFlags.psh.rawValue != 0
             )
         )
     }

@@ -45,9 +45,14 @@
 // of different flows may leave in a different relative order (each item leaves at the position of its first frame);
 // UDP promises no order across flows, and neither does the kernel's GRO.
 //
-// Memory: everything is allocated in `init` (per-frame and per-item tables sized to `capacity`, `openFlowLimit`
-// header templates). `reset`, `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is
-// ~Copyable, so they are never shared and never copied on write): no allocation per frame or per batch.
+// Shared with TCPCoalescer (CoalescerCore, whose header also says why a merged item is a copy that verifies): the
+// frame, item and open-flow tables, the header templates and their comparison (Ethernet and IP), the size caps, the
+// IPv4 identification rule, the "short member ends the item" rule and the copy-and-verify loop. Here: parsing, the
+// segment limit, the fragment rule and the header fix-ups of a USO frame.
+//
+// Memory: everything is allocated in `init` (CoalescerCore's per-frame and per-item tables sized to `capacity`, its
+// `openFlowLimit` header templates). `reset`, `add`, `item` and `writeCoalesced` only index those arrays in place
+// (the struct is ~Copyable, so they are never shared and never copied on write): no allocation per frame or batch.
 //
 // Thread-safety: none; one coalescer per worker thread, like its TxBatch.
 
@@ -70,69 +75,17 @@ public struct UDPCoalescer: ~Copyable {
     /// rounded up.
     static let templateStride = 80
 
-    /// Per frame, in `add` order.
-    struct FrameSlot {
-        var next: Int32 = -1  // next frame of the same item, -1 at the end
-        var payloadOffset: Int32 = 0  // UDP payload offset in the frame (candidates only)
-        var payloadLength: Int32 = 0  // UDP payload bytes (candidates only)
-        var headerSum: UInt16 = 0  // pseudo-header + UDP header sum (candidates); with the payload's 0xFFFF if valid
-    }
-
-    /// Per item, in order of first frame.
-    struct ItemState {
-        var firstFrame: Int32 = 0  // first member
-        var lastFrame: Int32 = 0  // last member (where the next one links in)
-        var frameCount: Int32 = 0  // members
-        var frameLength: Int32 = 0  // length of the first frame as given (pass-through length)
-        var payloadTotal: Int32 = 0  // UDP payload bytes of all members
-        var segmentSize: Int32 = 0  // payload of the first member: gso_size when coalesced
-        var networkOffset: UInt8 = 0  // IP header offset (14 or 18)
-        var transportOffset: UInt8 = 0  // UDP header offset (networkOffset + 20 or 40)
-        var isIPv6 = false  // IP version of a candidate
-    }
-
-    /// The addresses and ports of a UDP flow; IPv4 addresses sit in the low 32 bits of `sourceLow`/`destinationLow`.
-    struct FlowKey: Equatable {
-        var sourceHigh: UInt64 = 0
-        var sourceLow: UInt64 = 0
-        var destinationHigh: UInt64 = 0
-        var destinationLow: UInt64 = 0
-        var ports: UInt32 = 0  // source port << 16 | destination port
-        var isIPv6 = false
-
-        /// Same addresses and IP version, whatever the ports.
-        func sameAddresses(_ other: FlowKey) -> Bool {
-            sourceHigh == other.sourceHigh && sourceLow == other.sourceLow && destinationHigh == other.destinationHigh
-                && destinationLow == other.destinationLow && isIPv6 == other.isIPv6
-        }
-    }
-
-    /// A flow whose latest item may still grow.
-    struct OpenFlow {
-        var item: Int32 = -1  // the item that can grow, -1 when the slot is free
-        var key = FlowKey()  // the flow
-        var firstIdentification: UInt16 = 0  // IPv4 identification of the item's first frame
-        var identificationMode: UInt8 = 0  // 0 undecided (one member), 1 incrementing, 2 fixed (DF)
-        var lastUse: UInt32 = 0  // `clock` at the last add: the least recently used slot is evicted
-    }
-
     /// Most frames per batch (`add` calls between `reset`s).
-    public let capacity: Int
+    public var capacity: Int { core.capacity }
     /// The scratch buffer `writeCoalesced` writes into: virtio header plus merged frame never exceed it.
-    public let scratchCapacity: Int
+    public var scratchCapacity: Int { core.scratchCapacity }
     /// Flows that can be merging at once.
-    public let openFlowLimit: Int
+    public var openFlowLimit: Int { core.openFlowLimit }
     /// Most datagrams in one coalesced item.
     public let segmentLimit: Int
 
-    private var frames: [FrameSlot]
-    private var items: [ItemState]
-    private var open: [OpenFlow]
-    /// `openFlowLimit × templateStride` bytes: slot i's first-frame headers at `i × templateStride`.
-    private var templates: [UInt8]
-    private var frameCount = 0
-    private var storedItemCount = 0
-    private var clock: UInt32 = 0
+    /// The tables (see CoalescerCore).
+    private var core: CoalescerCore
 
     /// Allocates every table once.
     /// - Parameters:
@@ -146,33 +99,30 @@ public struct UDPCoalescer: ~Copyable {
         openFlowLimit: Int = UDPCoalescer.defaultOpenFlowLimit,
         segmentLimit: Int = UDPCoalescer.maximumSegments
     ) {
-        precondition(capacity > 0 && capacity <= Int(Int32.max), "UDPCoalescer: capacity must be positive")
-        precondition(scratchCapacity >= VirtioNetHeader.size + 128, "UDPCoalescer: scratch buffer too small")
-        precondition(openFlowLimit > 0, "UDPCoalescer: openFlowLimit must be positive")
         precondition(
             segmentLimit >= 2 && segmentLimit <= UDPCoalescer.maximumSegments,
             "UDPCoalescer: segmentLimit must be 2 ... \(UDPCoalescer.maximumSegments)")
-        self.capacity = capacity
-        self.scratchCapacity = scratchCapacity
-        self.openFlowLimit = openFlowLimit
+        core = CoalescerCore(
+            name: "UDPCoalescer",
+            capacity: capacity,
+            scratchCapacity: scratchCapacity,
+            openFlowLimit: openFlowLimit,
+            templateStride: UDPCoalescer.templateStride,
+            gsoTypes: (ipv4: .udpL4, ipv6: .udpL4),
+            checksumOffset: 6
+        )
         self.segmentLimit = segmentLimit
-        frames = Array(repeating: FrameSlot(), count: capacity)
-        items = Array(repeating: ItemState(), count: capacity)
-        open = Array(repeating: OpenFlow(), count: openFlowLimit)
-        templates = Array(repeating: 0, count: openFlowLimit * UDPCoalescer.templateStride)
     }
 
     /// Frames added since the last `reset`.
-    public var count: Int { frameCount }
+    public var count: Int { core.frameCount }
 
     /// Items so far; complete once the batch's last frame was added.
-    public var itemCount: Int { storedItemCount }
+    public var itemCount: Int { core.itemCount }
 
     /// Forgets the batch, keeping every table.
     public mutating func reset() {
-        frameCount = 0
-        storedItemCount = 0
-        for i in 0..<openFlowLimit { open[i].item = -1 }
+        core.reset()
     }
 
     /// Offers the next frame of the batch. A UDP frame (any IP packet whose transport is UDP, mergeable or not) is
@@ -182,69 +132,44 @@ public struct UDPCoalescer: ~Copyable {
     /// - Parameter frame: an inner Ethernet frame, from the destination MAC on.
     /// - Returns: false when the frame is not UDP (or not IP, or malformed below UDP): send it another way.
     public mutating func add(_ frame: RawSpan) -> Bool {
-        let datagram: Datagram
+        let datagram: CoalescerCore.Candidate
         switch Datagram.parse(frame) {
         case .notUDP:
             return false
         case .notCandidate(let key, let portsKnown):
-            precondition(frameCount < capacity, "UDPCoalescer: more frames than capacity")
-            clock &+= 1
-            closeFlows(key, portsKnown: portsKnown)
-            let index = takeFrame()
-            startItem(frame: index, length: frame.byteCount, datagram: nil)
+            let index = core.takeFrame()
+            core.closeFlows(key, portsKnown: portsKnown)
+            core.startItem(frame: index, length: frame.byteCount, candidate: nil)
             return true
         case .candidate(let parsed):
-            precondition(frameCount < capacity, "UDPCoalescer: more frames than capacity")
             datagram = parsed
         }
-        clock &+= 1
-        let index = takeFrame()
-        frames[index].payloadOffset = Int32(truncatingIfNeeded: datagram.payloadOffset)
-        frames[index].payloadLength = Int32(truncatingIfNeeded: datagram.payloadLength)
-        frames[index].headerSum = datagram.headerSum
+        let index = core.takeFrame()
+        core.record(datagram, at: index)
 
-        if let slot = findFlow(datagram.key) {
+        if let slot = core.findFlow(datagram.key) {
             if canAppend(datagram, frame, to: slot) {
-                append(frame: index, datagram: datagram, to: slot)
+                let item = core.append(frame: index, datagram, to: slot)
+                // A full item takes no more (the only place this rule is enforced; `append` closed the slot after
+                // a short datagram): an open item has room and ends on a full datagram.
+                if Int(core.items[item].frameCount) >= segmentLimit { core.close(slot: slot) }
                 return true
             }
-            open[slot].item = -1
+            core.close(slot: slot)
         }
-        let item = startItem(frame: index, length: frame.byteCount, datagram: datagram)
-        openFlow(item: item, datagram: datagram, frame: frame)
+        let item = core.startItem(frame: index, length: frame.byteCount, candidate: datagram)
+        core.openFlow(item: item, candidate: datagram, frame: frame)
         return true
     }
 
     /// Item `index` (0 ..< `itemCount`).
     public func item(_ index: Int) -> Item {
-        precondition(index >= 0 && index < storedItemCount, "UDPCoalescer: item index out of range")
-        let state = items[index]
-        guard state.frameCount > 1 else {
-            return Item(
-                firstFrame: Int(state.firstFrame), frameCount: 1, header: .plain, length: Int(state.frameLength))
-        }
-        let headerLength = Int(state.transportOffset) + UDPHeader.size
-        let header = VirtioNetHeader(
-            flags: .needsChecksum,
-            gsoType: .udpL4,
-            headerLength: UInt16(headerLength),
-            gsoSize: UInt16(truncatingIfNeeded: state.segmentSize),
-            checksumStart: UInt16(state.transportOffset),
-            checksumOffset: 6
-        )
-        return Item(
-            firstFrame: Int(state.firstFrame),
-            frameCount: Int(state.frameCount),
-            header: header,
-            length: headerLength + Int(state.payloadTotal)
-        )
+        core.item(index)
     }
 
     /// The frame after `frameIndex` in its item, or nil for the item's last frame.
     public func nextMember(after frameIndex: Int) -> Int? {
-        precondition(frameIndex >= 0 && frameIndex < frameCount, "UDPCoalescer: frame index out of range")
-        let next = frames[frameIndex].next
-        return next < 0 ? nil : Int(next)
+        core.nextMember(after: frameIndex)
     }
 
     /// Writes a coalesced item as tun expects a UDP_L4 write: the 12-byte virtio-net header, then the first frame's
@@ -252,56 +177,23 @@ public struct UDPCoalescer: ~Copyable {
     /// checksum field holding the pseudo-header sum over that length (NEEDS_CSUM; the kernel adjusts it per
     /// datagram when it segments), then every member's payload in order. Verifies each member's UDP checksum as it
     /// copies the payload and stops at the first that fails.
-    /// - Parameters:
+    /// - Parameters: as `FrameCoalescer.writeCoalesced(item:into:at:frames:)`, which says more:
     ///   - index: an item with `isCoalesced`.
-    ///   - destination: the scratch buffer; must hold `VirtioNetHeader.size + item(index).length` bytes from
-    ///     `offset`, which `scratchCapacity` guarantees when `destination` is that big (traps otherwise).
+    ///   - destination: the scratch buffer (`scratchCapacity` bytes from `offset` always suffice).
     ///   - offset: where the virtio-net header goes.
-    ///   - frames: calls its second argument with the bytes of the frame numbered by its first (the same bytes
-    ///     given to `add`); called once per member, in order, up to and including a member whose checksum fails.
-    /// - Returns: bytes written (`VirtioNetHeader.size + item(index).length`), or nil when a member's UDP checksum
-    ///   does not verify. Then nothing usable was written: send the item's members one by one, from
-    ///   `item(index).firstFrame` through `nextMember(after:)`, behind plain headers, so the receiver verifies each
-    ///   and drops the bad one.
+    ///   - frames: gives the bytes of each member, as given to `add`.
+    /// - Returns: bytes written, or nil when a member's UDP checksum does not verify: send the members unmerged.
     public func writeCoalesced(
         item index: Int,
         into destination: inout MutableRawSpan,
         at offset: Int = 0,
         frames: (_ frameIndex: Int, _ body: (RawSpan) -> Void) -> Void
     ) -> Int? {
-        let output = self.item(index)
-        precondition(output.isCoalesced, "UDPCoalescer: item is not coalesced; send its frame as it is")
-        let state = items[index]
-        let headerLength = Int(state.transportOffset) + UDPHeader.size
-        let start = offset + VirtioNetHeader.size
-        precondition(destination.byteCount - start >= output.length, "UDPCoalescer: destination too small")
-        output.header.write(into: &destination, at: offset)
-
-        var member = Int(state.firstFrame)
-        var position = start + headerLength
-        var delivered = 0
-        var failed = false
-        while true {
-            let slot = self.frames[member]
-            frames(member) { frame in
-                if member == Int(state.firstFrame) {
-                    destination.vxCopy(from: frame, at: 0, count: headerLength, to: start)
-                }
-                // The payload starts 8 bytes into the UDP header, an even offset, so its sum lines up with the
-                // header's, and an odd last byte is the datagram's own last byte (padded as the checksum pads it).
-                let payloadStart = Int(slot.payloadOffset)
-                let payload = frame.extracting(payloadStart..<(payloadStart + Int(slot.payloadLength)))
-                let payloadSum = InternetChecksum.copyAndSum(payload, into: &destination, at: position)
-                failed = InternetChecksum.combine(slot.headerSum, payloadSum) != 0xFFFF
-                delivered += 1
-            }
-            guard !failed else { return nil }
-            position += Int(slot.payloadLength)
-            guard slot.next >= 0 else { break }
-            member = Int(slot.next)
+        guard let output = core.writeMembers(item: index, into: &destination, at: offset, frames: frames) else {
+            return nil
         }
-        precondition(delivered == output.frameCount, "UDPCoalescer: frames(_:_:) did not deliver every member")
-
+        let state = core.items[index]
+        let start = offset + VirtioNetHeader.size
         let ip = start + Int(state.networkOffset)
         let udp = start + Int(state.transportOffset)
         let end = start + output.length
@@ -328,171 +220,38 @@ public struct UDPCoalescer: ~Copyable {
         return VirtioNetHeader.size + output.length
     }
 
-    // MARK: - Building items
+    // MARK: - Merging
 
-    private mutating func takeFrame() -> Int {
-        let index = frameCount
-        frameCount += 1
-        frames[index] = FrameSlot()
-        return index
-    }
-
-    @discardableResult
-    private mutating func startItem(frame index: Int, length: Int, datagram: Datagram?) -> Int {
-        let item = storedItemCount
-        storedItemCount += 1
-        var state = ItemState()
-        state.firstFrame = Int32(truncatingIfNeeded: index)
-        state.lastFrame = state.firstFrame
-        state.frameCount = 1
-        state.frameLength = Int32(truncatingIfNeeded: length)
-        if let datagram {
-            state.payloadTotal = Int32(truncatingIfNeeded: datagram.payloadLength)
-            state.segmentSize = state.payloadTotal
-            state.networkOffset = UInt8(truncatingIfNeeded: datagram.networkOffset)
-            state.transportOffset = UInt8(truncatingIfNeeded: datagram.transportOffset)
-            state.isIPv6 = datagram.key.isIPv6
+    /// Whether `datagram` may join the open item in `slot` (`CoalescerCore.canAppend`). The headers that must
+    /// match are the Ethernet and IP ones (`CoalescerCore.headersMatch`); ports and addresses are equal already
+    /// (same flow key), and the UDP length and checksum may differ.
+    private func canAppend(_ datagram: CoalescerCore.Candidate, _ frame: RawSpan, to slot: Int) -> Bool {
+        core.canAppend(datagram, frame, to: slot) { frame, template in
+            CoalescerCore.headersMatch(
+                frame, template, networkOffset: datagram.networkOffset, isIPv6: datagram.key.isIPv6)
         }
-        items[item] = state
-        return item
-    }
-
-    private mutating func openFlow(item: Int, datagram: Datagram, frame: RawSpan) {
-        var slot = 0
-        for i in 0..<openFlowLimit {
-            if open[i].item < 0 {
-                slot = i
-                break
-            }
-            if clock &- open[i].lastUse > clock &- open[slot].lastUse {
-                // Age as a wrapping distance back from now: the larger, the older.
-                slot = i
-            }
-        }
-        open[slot] = OpenFlow(
-            item: Int32(truncatingIfNeeded: item),
-            key: datagram.key,
-            firstIdentification: datagram.identification,
-            identificationMode: 0,
-            lastUse: clock
-        )
-        let base = slot * UDPCoalescer.templateStride
-        var span = templates.mutableSpan
-        var bytes = MutableRawSpan(_elements: &span)
-        bytes.vxCopy(from: frame, at: 0, count: datagram.payloadOffset, to: base)
-    }
-
-    private func findFlow(_ key: FlowKey) -> Int? {
-        for i in 0..<openFlowLimit where open[i].item >= 0 && open[i].key == key {
-            return i
-        }
-        return nil
-    }
-
-    /// Closes the open item of `key`'s flow, or, when the ports are unknown (a fragment), of every flow between
-    /// its two addresses.
-    private mutating func closeFlows(_ key: FlowKey, portsKnown: Bool) {
-        for i in 0..<openFlowLimit where open[i].item >= 0 {
-            if portsKnown ? open[i].key == key : open[i].key.sameAddresses(key) { open[i].item = -1 }
-        }
-    }
-
-    private func canAppend(_ datagram: Datagram, _ frame: RawSpan, to slot: Int) -> Bool {
-        let flow = open[slot]
-        let state = items[Int(flow.item)]
-        guard datagram.networkOffset == Int(state.networkOffset),
-            datagram.transportOffset == Int(state.transportOffset),
-            datagram.payloadLength <= Int(state.segmentSize)
-        else { return false }
-        // A short last datagram and a full item close the flow in `append`: an open item has room and ends on a
-        // full datagram.
-
-        let total = datagram.payloadOffset + Int(state.payloadTotal) + datagram.payloadLength
-        let ipLength = total - datagram.networkOffset - (datagram.key.isIPv6 ? IPv6Header.size : 0)
-        guard ipLength <= 0xFFFF, VirtioNetHeader.size + total <= scratchCapacity else { return false }
-
-        // Safe: `Span<UInt8>.bytes` is `@unsafe` for element types with padding or invalid bit patterns; UInt8
-        // has neither, so its raw view reads exactly the bytes stored.
-        let template = unsafe templates.span.bytes.extracting(
-            (slot * UDPCoalescer.templateStride)..<(slot * UDPCoalescer.templateStride + datagram.payloadOffset)
-        )
-        guard headersMatch(frame, template, datagram) else { return false }
-
-        if !datagram.key.isIPv6 {
-            let expected: UInt16
-            switch flow.identificationMode {
-            case 1: expected = flow.firstIdentification &+ UInt16(truncatingIfNeeded: state.frameCount)
-            case 2: expected = flow.firstIdentification
-            default:
-                let dontFragment = frame.vxU8(datagram.networkOffset + 6) & 0x40 != 0
-                return datagram.identification == flow.firstIdentification &+ 1
-                    || (dontFragment && datagram.identification == flow.firstIdentification)
-            }
-            guard datagram.identification == expected else { return false }
-        }
-        return true
-    }
-
-    private mutating func append(frame index: Int, datagram: Datagram, to slot: Int) {
-        let item = Int(open[slot].item)
-        frames[Int(items[item].lastFrame)].next = Int32(truncatingIfNeeded: index)
-        items[item].lastFrame = Int32(truncatingIfNeeded: index)
-        items[item].frameCount += 1
-        items[item].payloadTotal += Int32(truncatingIfNeeded: datagram.payloadLength)
-        if !datagram.key.isIPv6 && open[slot].identificationMode == 0 {
-            open[slot].identificationMode = datagram.identification == open[slot].firstIdentification ? 2 : 1
-        }
-        open[slot].lastUse = clock
-        if datagram.payloadLength < Int(items[item].segmentSize) || Int(items[item].frameCount) >= segmentLimit {
-            // Nothing may follow a short datagram, and a full item takes no more (the only place these two rules
-            // are enforced: `canAppend` relies on it).
-            open[slot].item = -1
-        }
-    }
-
-    /// Compares every header byte that must not change within an item (see the file header). Ports and addresses
-    /// are equal already (same flow key).
-    private func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ datagram: Datagram) -> Bool {
-        let n = datagram.networkOffset
-        guard frame.vxEqual(0, template, 0, count: n) else { return false }
-        if datagram.key.isIPv6 {
-            // Version, traffic class, flow label; next header, hop limit.
-            return frame.vxEqual(n, template, n, count: 4) && frame.vxEqual(n + 6, template, n + 6, count: 2)
-        }
-        // Version/IHL, TOS; flags (reserved, DF; MF is clear in a candidate); TTL, protocol.
-        return frame.vxEqual(n, template, n, count: 2) && frame.vxU8(n + 6) & 0xE0 == template.vxU8(n + 6) & 0xE0
-            && frame.vxEqual(n + 8, template, n + 8, count: 2)
     }
 }
 
-/// What `UDPCoalescer.add` needs to know about one frame.
-private struct Datagram {
-    var networkOffset: Int  // IP header offset: 14, or 18 with a tag
-    var transportOffset: Int  // UDP header offset
-    var payloadLength: Int  // UDP payload bytes
-    var key: UDPCoalescer.FlowKey
-    var identification: UInt16  // IPv4 identification; 0 for IPv6
-    /// Pseudo-header plus UDP header sum (the checksum field included); `writeCoalesced` adds the payload's.
-    var headerSum: UInt16
-
-    var payloadOffset: Int { transportOffset + UDPHeader.size }
-
+/// The UDP parser: what `UDPCoalescer.add` needs to know about one frame.
+private enum Datagram {
     enum Parsed {
         /// Not a UDP frame (not IP, not UDP, malformed IP): refused, touches no flow.
         case notUDP
         /// UDP, but never merged (fragment, IP options or extension headers, zero checksum, bad lengths, bad IPv4
         /// header checksum): passes through and closes its flow, or with unknown ports every flow between its
         /// addresses.
-        case notCandidate(UDPCoalescer.FlowKey, portsKnown: Bool)
-        /// A datagram that may merge; its UDP checksum is not verified yet.
-        case candidate(Datagram)
+        case notCandidate(CoalescerCore.FlowKey, portsKnown: Bool)
+        /// A datagram that may merge (offsets, payload, flow, IPv4 identification (0 for IPv6), and the
+        /// pseudo-header plus UDP header sum, checksum field included); its UDP checksum is not verified yet.
+        case candidate(CoalescerCore.Candidate)
     }
 
     static func parse(_ frame: RawSpan) -> Parsed {
         guard case .success(let ethernet) = EthernetHeader.parse(frame) else { return .notUDP }
         let n = ethernet.length
         let packet = frame.extracting(n..<frame.byteCount)
-        var key = UDPCoalescer.FlowKey()
+        var key: CoalescerCore.FlowKey
         let transport: Int
         let packetEnd: Int
         let isCandidate: Bool
@@ -502,8 +261,7 @@ private struct Datagram {
             guard case .success(let ip) = IPv4Header.parse(packet, verifyChecksum: false), ip.protocol == .udp else {
                 return .notUDP
             }
-            key.sourceLow = UInt64(frame.vxBE32(n + 12))
-            key.destinationLow = UInt64(frame.vxBE32(n + 16))
+            key = CoalescerCore.FlowKey(addressesOf: frame, networkOffset: n, isIPv6: false)
             transport = n + ip.headerLength
             packetEnd = n + Int(ip.totalLength)
             guard !ip.isFragment else { return .notCandidate(key, portsKnown: false) }
@@ -515,11 +273,7 @@ private struct Datagram {
             guard case .success(let location) = IPv6Header.findTransport(in: packet), location.protocol == .udp else {
                 return .notUDP
             }
-            key.isIPv6 = true
-            key.sourceHigh = frame.vxBE64(n + 8)
-            key.sourceLow = frame.vxBE64(n + 16)
-            key.destinationHigh = frame.vxBE64(n + 24)
-            key.destinationLow = frame.vxBE64(n + 32)
+            key = CoalescerCore.FlowKey(addressesOf: frame, networkOffset: n, isIPv6: true)
             guard !location.isFragment else { return .notCandidate(key, portsKnown: false) }
             transport = n + location.offset
             packetEnd = n + IPv6Header.size + Int(frame.vxBE16(n + 4))
@@ -550,9 +304,10 @@ private struct Datagram {
         let headerSum = InternetChecksum.combine(
             pseudo, InternetChecksum.sum(frame.extracting(transport..<(transport + UDPHeader.size))))
         return .candidate(
-            Datagram(
+            CoalescerCore.Candidate(
                 networkOffset: n,
                 transportOffset: transport,
+                payloadOffset: transport + UDPHeader.size,
                 payloadLength: udpLength - UDPHeader.size,
                 key: key,
                 identification: identification,
