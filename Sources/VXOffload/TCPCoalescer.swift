@@ -46,9 +46,9 @@
 // header fix-ups of a merged frame.
 //
 // Memory: everything is allocated in `init` (CoalescerCore's per-frame and per-item tables sized to `capacity` and
-// its `openFlowLimit` header templates; here a PSH flag per item and a next sequence number per open flow). `reset`,
-// `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is ~Copyable, so they are never
-// shared and never copied on write): no allocation per frame or per batch.
+// its `openFlowLimit` header templates, which carry TCP's PSH flag per item and next sequence number per open flow).
+// `reset`, `add`, `item` and `writeCoalesced` only index those arrays in place (the struct is ~Copyable, so they are
+// never shared and never copied on write): no allocation per frame or per batch.
 //
 // Thread-safety: none; one coalescer per worker thread, like its TxBatch.
 
@@ -89,12 +89,8 @@ public struct TCPCoalescer: ~Copyable {
     /// Flows that can be merging at once.
     public var openFlowLimit: Int { core.openFlowLimit }
 
-    /// The tables (see CoalescerCore).
+    /// The tables (see CoalescerCore), with TCP's `ItemState.lastHasPSH` and `OpenFlow.nextSequence`.
     private var core: CoalescerCore
-    /// Per item: its last member carries PSH (set when a member is appended; read for coalesced items only).
-    private var lastHasPSH: [Bool]
-    /// Per open-flow slot: the sequence number the next segment must start at.
-    private var nextSequence: [UInt32]
 
     /// Allocates every table once.
     /// - Parameters:
@@ -115,8 +111,6 @@ public struct TCPCoalescer: ~Copyable {
             gsoTypes: (ipv4: .tcpv4, ipv6: .tcpv6),
             checksumOffset: 16
         )
-        lastHasPSH = Array(repeating: false, count: capacity)
-        nextSequence = Array(repeating: 0, count: openFlowLimit)
     }
 
     /// Frames added since the last `reset`.
@@ -154,8 +148,8 @@ public struct TCPCoalescer: ~Copyable {
         if let slot = core.findFlow(segment.candidate.key) {
             if canAppend(segment, frame, to: slot) {
                 let item = core.append(frame: index, segment.candidate, to: slot)
-                lastHasPSH[item] = segment.hasPSH
-                nextSequence[slot] &+= UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
+                core.items[item].lastHasPSH = segment.hasPSH
+                core.open[slot].nextSequence &+= UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
                 // PSH must stay on the last segment (`append` already closed the slot after a short one).
                 if segment.hasPSH { core.close(slot: slot) }
                 return
@@ -165,7 +159,8 @@ public struct TCPCoalescer: ~Copyable {
         let item = core.startItem(frame: index, length: frame.byteCount, candidate: segment.candidate)
         if !segment.hasPSH {
             let slot = core.openFlow(item: item, candidate: segment.candidate, frame: frame)
-            nextSequence[slot] = segment.sequence &+ UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
+            core.open[slot].nextSequence =
+                segment.sequence &+ UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
         }
     }
 
@@ -214,7 +209,7 @@ public struct TCPCoalescer: ~Copyable {
             destination.vxStoreBE16(UInt16(truncatingIfNeeded: end - ip), at: ip + 2)
             IPv4Header.updateChecksum(in: &destination, at: ip)
         }
-        if lastHasPSH[index] {
+        if state.lastHasPSH {
             let flags = destination.bytes.vxU8(tcp + 13)
             destination.vxStoreU8(flags | UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue), at: tcp + 13)
         }
@@ -237,26 +232,30 @@ public struct TCPCoalescer: ~Copyable {
     /// The TCP rules for joining the open item in `slot`, then the shared ones (`CoalescerCore.canAppend`).
     private func canAppend(_ segment: Segment, _ frame: RawSpan, to slot: Int) -> Bool {
         let state = core.openItem(slot)
-        guard segment.sequence == nextSequence[slot], state.payloadTotal % state.segmentSize == 0 else {
+        guard segment.sequence == core.open[slot].nextSequence, state.payloadTotal % state.segmentSize == 0 else {
             return false
         }
         return core.canAppend(segment.candidate, frame, to: slot) { frame, template in
-            TCPCoalescer.headersMatch(frame, template, segment.layout)
+            TCPCoalescer.headersMatch(frame, template, segment.candidate)
         }
     }
 
     /// Compares every header byte that must not change within an item (see the file header): the Ethernet and IP
     /// ones (`CoalescerCore.headersMatch`; addresses are equal already, same flow key), then the TCP ones.
-    private static func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ layout: TCPFrameLayout) -> Bool {
-        let t = layout.transportOffset
-        guard CoalescerCore.headersMatch(frame, template, networkOffset: layout.networkOffset, isIPv6: layout.isIPv6)
+    private static func headersMatch(
+        _ frame: RawSpan, _ template: RawSpan, _ segment: CoalescerCore.Candidate
+    ) -> Bool {
+        let t = segment.transportOffset
+        guard
+            CoalescerCore.headersMatch(
+                frame, template, networkOffset: segment.networkOffset, isIPv6: segment.key.isIPv6)
         else { return false }
         // Ports; acknowledgment; data offset; flags but PSH; window; urgent pointer; options.
         let pshBit = UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue)
         return frame.vxEqual(t, template, t, count: 4) && frame.vxEqual(t + 8, template, t + 8, count: 5)
             && (frame.vxU8(t + 13) ^ template.vxU8(t + 13)) & ~pshBit == 0
             && frame.vxEqual(t + 14, template, t + 14, count: 2)
-            && frame.vxEqual(t + 18, template, t + 18, count: layout.tcpHeaderLength - 18)
+            && frame.vxEqual(t + 18, template, t + 18, count: segment.payloadOffset - t - 18)
     }
 }
 
@@ -265,7 +264,6 @@ private struct Segment {
     /// Offsets, payload, flow, IPv4 identification, and the pseudo-header plus TCP header sum (the TCP checksum
     /// field included; `writeCoalesced` adds the payload's).
     var candidate: CoalescerCore.Candidate
-    var layout: TCPFrameLayout
     var sequence: UInt32
     var hasPSH: Bool
 
@@ -319,7 +317,6 @@ private struct Segment {
                     identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
                     headerSum: headerSum
                 ),
-                layout: layout,
                 sequence: frame.vxBE32(t + 4),
                 hasPSH: flags & TCPFlags.psh.rawValue != 0
             )
