@@ -143,24 +143,24 @@ public struct TCPCoalescer: ~Copyable {
         case .candidate(let parsed):
             segment = parsed
         }
-        core.record(segment.candidate, at: index)
+        let candidate = segment.candidate
+        core.record(candidate, at: index)
 
-        if let slot = core.findFlow(segment.candidate.key) {
-            if canAppend(segment, frame, to: slot) {
-                let item = core.append(frame: index, segment.candidate, to: slot)
+        if let slot = core.findFlow(candidate.key) {
+            if canAppend(segment, candidate, frame, to: slot) {
+                let item = core.append(frame: index, candidate, to: slot)
                 core.items[item].lastHasPSH = segment.hasPSH
-                core.open[slot].nextSequence &+= UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
+                core.open[slot].nextSequence &+= UInt32(truncatingIfNeeded: candidate.payloadLength)
                 // PSH must stay on the last segment (`append` already closed the slot after a short one).
                 if segment.hasPSH { core.close(slot: slot) }
                 return
             }
             core.close(slot: slot)
         }
-        let item = core.startItem(frame: index, length: frame.byteCount, candidate: segment.candidate)
+        let item = core.startItem(frame: index, length: frame.byteCount, candidate: candidate)
         if !segment.hasPSH {
-            let slot = core.openFlow(item: item, candidate: segment.candidate, frame: frame)
-            core.open[slot].nextSequence =
-                segment.sequence &+ UInt32(truncatingIfNeeded: segment.candidate.payloadLength)
+            let slot = core.openFlow(item: item, candidate: candidate, frame: frame)
+            core.open[slot].nextSequence = segment.sequence &+ UInt32(truncatingIfNeeded: candidate.payloadLength)
         }
     }
 
@@ -230,42 +230,58 @@ public struct TCPCoalescer: ~Copyable {
     // MARK: - Merging
 
     /// The TCP rules for joining the open item in `slot`, then the shared ones (`CoalescerCore.canAppend`).
-    private func canAppend(_ segment: Segment, _ frame: RawSpan, to slot: Int) -> Bool {
+    private func canAppend(
+        _ segment: Segment, _ candidate: CoalescerCore.Candidate, _ frame: RawSpan, to slot: Int
+    ) -> Bool {
         let state = core.openItem(slot)
         guard segment.sequence == core.open[slot].nextSequence, state.payloadTotal % state.segmentSize == 0 else {
             return false
         }
-        return core.canAppend(segment.candidate, frame, to: slot) { frame, template in
-            TCPCoalescer.headersMatch(frame, template, segment.candidate)
+        return core.canAppend(candidate, frame, to: slot) { frame, template in
+            TCPCoalescer.headersMatch(frame, template, segment.layout)
         }
     }
 
     /// Compares every header byte that must not change within an item (see the file header): the Ethernet and IP
     /// ones (`CoalescerCore.headersMatch`; addresses are equal already, same flow key), then the TCP ones.
-    private static func headersMatch(
-        _ frame: RawSpan, _ template: RawSpan, _ segment: CoalescerCore.Candidate
-    ) -> Bool {
-        let t = segment.transportOffset
-        guard
-            CoalescerCore.headersMatch(
-                frame, template, networkOffset: segment.networkOffset, isIPv6: segment.key.isIPv6)
+    private static func headersMatch(_ frame: RawSpan, _ template: RawSpan, _ layout: TCPFrameLayout) -> Bool {
+        let t = layout.transportOffset
+        guard CoalescerCore.headersMatch(frame, template, networkOffset: layout.networkOffset, isIPv6: layout.isIPv6)
         else { return false }
         // Ports; acknowledgment; data offset; flags but PSH; window; urgent pointer; options.
         let pshBit = UInt8(truncatingIfNeeded: TCPFlags.psh.rawValue)
         return frame.vxEqual(t, template, t, count: 4) && frame.vxEqual(t + 8, template, t + 8, count: 5)
             && (frame.vxU8(t + 13) ^ template.vxU8(t + 13)) & ~pshBit == 0
             && frame.vxEqual(t + 14, template, t + 14, count: 2)
-            && frame.vxEqual(t + 18, template, t + 18, count: segment.payloadOffset - t - 18)
+            && frame.vxEqual(t + 18, template, t + 18, count: layout.tcpHeaderLength - 18)
     }
 }
 
 /// What `TCPCoalescer.add` needs to know about one frame.
 private struct Segment {
-    /// Offsets, payload, flow, IPv4 identification, and the pseudo-header plus TCP header sum (the TCP checksum
-    /// field included; `writeCoalesced` adds the payload's).
-    var candidate: CoalescerCore.Candidate
+    var layout: TCPFrameLayout
+    var key: CoalescerCore.FlowKey
     var sequence: UInt32
+    var identification: UInt16
     var hasPSH: Bool
+
+    /// Pseudo-header plus TCP header sum (the TCP checksum field included); `writeCoalesced` adds the payload's.
+    var headerSum: UInt16
+
+    /// What the core needs of it. Built in `add`, not by `parse`: `parse` stores the layout as TCPFrameLayout.parse
+    /// returned it, whole, and reading its fields back one by one right away (to build this) stalled on the
+    /// just-written copy (store forwarding; ~3% of coalesce.64KB).
+    var candidate: CoalescerCore.Candidate {
+        CoalescerCore.Candidate(
+            networkOffset: layout.networkOffset,
+            transportOffset: layout.transportOffset,
+            payloadOffset: layout.payloadOffset,
+            payloadLength: layout.payloadLength,
+            key: key,
+            identification: identification,
+            headerSum: headerSum
+        )
+    }
 
     enum Parsed {
         /// Not a TCP frame we can key (not IP, not TCP, malformed): passes through, touches no flow.
@@ -308,17 +324,12 @@ private struct Segment {
 
         return .candidate(
             Segment(
-                candidate: CoalescerCore.Candidate(
-                    networkOffset: n,
-                    transportOffset: t,
-                    payloadOffset: layout.payloadOffset,
-                    payloadLength: layout.payloadLength,
-                    key: key,
-                    identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
-                    headerSum: headerSum
-                ),
+                layout: layout,
+                key: key,
                 sequence: frame.vxBE32(t + 4),
-                hasPSH: flags & TCPFlags.psh.rawValue != 0
+                identification: layout.isIPv6 ? 0 : frame.vxBE16(n + 4),
+                hasPSH: flags & TCPFlags.psh.rawValue != 0,
+                headerSum: headerSum
             )
         )
     }
