@@ -37,6 +37,17 @@ extension OffloadHarness {
     }
 }
 
+/// The one write `written` must hold (a TAP's writes, `sentToPort`): its virtio-net header and the frame behind it.
+func onlyWrite(
+    _ written: [[UInt8]], _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation
+) throws -> (header: VirtioNetHeader, frame: [UInt8]) {
+    #expect(written.count == 1, comment, sourceLocation: sourceLocation)
+    let bytes = try #require(written.first, sourceLocation: sourceLocation)
+    let parsed = VirtioNetHeader.parse(bytes.span.bytes)
+    let header = try #require(parsed, sourceLocation: sourceLocation)
+    return (header, Array(bytes[VirtioNetHeader.size...]))
+}
+
 /// A coalesced TAP write, checked: its virtio header, and its frame once the checksum is completed as the kernel
 /// would (NEEDS_CSUM: the field holds the pseudo-header sum), which must then verify.
 func checkedCoalescedWrite(_ bytes: [UInt8]) throws -> (header: VirtioNetHeader, frame: CheckedTCPFrame) {
@@ -456,17 +467,12 @@ struct UDPCoalescingWorkerTests {
         harness.injectGRORead(inners)
         try harness.step()
 
-        let written = harness.sentToPort(0)
-        #expect(written.count == 1, "forty datagrams, one TAP write")
-        let bytes = try #require(written.first)
-        let parsed = VirtioNetHeader.parse(bytes.span.bytes)
-        let header = try #require(parsed)
+        let (header, frame) = try onlyWrite(harness.sentToPort(0), "forty datagrams, one TAP write")
         #expect(
             header
                 == VirtioNetHeader(
                     flags: .needsChecksum, gsoType: .udpL4, headerLength: 14 + 20 + 8, gsoSize: 18,
                     checksumStart: 14 + 20, checksumOffset: 6))
-        let frame = Array(bytes[VirtioNetHeader.size...])
         let merged = 8 + 40 * 18
         #expect(frame.count == 14 + 20 + merged)
         #expect(Array(frame[0..<16]) == Array(inners[0][0..<16]), "the first datagram's headers up to the length")
