@@ -171,6 +171,23 @@ class EvaluateTargetsTests(unittest.TestCase):
         self.assertIsNone(mine["TCP x1 >= 10x ovs-vxlan"]["met"])
         self.assertIs(mine["TCP x4 >= 10x ovs-vxlan"]["met"], False)  # 9 < 10
 
+    def test_peer_that_moved_nothing_gives_met_none(self):
+        # A peer whose TCP median is 0.0 failed; a bar of 0 would count any figure as meeting it.
+        medians = {"kernel": metrics(tcp1_gbps=0.0, tcp4_gbps=10.0, ping_p99_us=100.0),
+                   "kernel-nooffload": metrics(tcp1_gbps=0.0, tcp4_gbps=2.0),
+                   "ovs-vxlan": metrics(tcp1_gbps=0.0, tcp4_gbps=1.0),
+                   "vxswitch-uring": metrics(tcp1_gbps=7.0, tcp4_gbps=9.0, **HEALTHY),
+                   "vxswitch-uring-nooffload": metrics(tcp1_gbps=3.0, tcp4_gbps=3.0, **HEALTHY)}
+        targets = bench.evaluate_targets(medians)
+        mine, off = by_target(targets, "vxswitch-uring"), by_target(targets, "vxswitch-uring-nooffload")
+        for target in ("TCP x1 >= 0.6x kernel offloads on", "TCP x1 >= 1.0x kernel offloads on (goal)",
+                       "TCP x1 >= 10x ovs-vxlan"):
+            self.assertIsNone(mine[target]["met"], target)
+        for target in ("TCP x1 >= 1.0x kernel offloads off", "TCP x1 >= 2.5x ovs-vxlan"):
+            self.assertIsNone(off[target]["met"], target)
+        self.assertIs(mine["TCP x4 >= 0.6x kernel offloads on"]["met"], True)
+        self.assertIs(off["TCP x4 >= 2.5x ovs-vxlan"]["met"], True)
+
     def test_variant_without_the_figure_gives_met_none(self):
         medians = {"kernel": metrics(tcp1_gbps=10.0, tcp4_gbps=10.0, ping_p99_us=100.0),
                    "vxswitch-uring": metrics(tcp4_gbps=9.0)}
