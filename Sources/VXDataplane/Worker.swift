@@ -27,12 +27,11 @@
 //     (`sendDeferred`): runs of plain frames go through the UDPCoalescer (UDP datagrams) and the TCPCoalescer
 //     (everything else), whose merged items are written into a 64 KiB scratch (one large buffer, taken once) and
 //     sent as one GSO write (TSO for TCP, USO for UDP: the kernel cuts it back into datagrams), and whose
-//     pass-through items
-//     (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header slot in front of
-//     their own buffer; the two coalescers' items leave in order of their first frames; a merged item with a
-//     member whose TCP or UDP checksum fails (the coalescer verifies as it
-//     copies) goes out as its frames, each behind a plain header, for the kernel to verify and drop the bad one;
-//     a TSO frame from another virtio TAP ends the run and passes through as above.
+//     pass-through items (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header
+//     slot in front of their own buffer. The two coalescers' items leave in order of their first frames. A merged
+//     item with a member whose TCP or UDP checksum fails (the coalescer verifies as it copies) goes out as its
+//     frames, each behind a plain header, for the kernel to verify and drop the bad one. A TSO frame from another
+//     virtio TAP ends the run and passes through as above.
 // Nothing on these paths allocates: the coalescer, the deferred list and the segment-buffer list are sized at
 // init (the deferred list holds one entry per frame per virtio TAP it goes to, so a wide flood may grow it once).
 //

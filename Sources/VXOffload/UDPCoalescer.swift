@@ -256,6 +256,15 @@ private enum Datagram {
         let packetEnd: Int
         let isCandidate: Bool
         var identification: UInt16 = 0
+        // Every frame for a virtio TAP is offered here before the TCPCoalescer parses it, so a TCP segment must
+        // be refused on the protocol byte alone (the IPv4 protocol, or an IPv6 next header naming TCP directly),
+        // not after a full IP parse that the TCPCoalescer then repeats. Either way the answer is .notUDP: a packet
+        // that is not UDP by that byte is not UDP whether or not its IP header is valid (and any other EtherType
+        // is .notUDP below anyway).
+        let protocolOffset = ethernet.etherType == .ipv4 ? 9 : 6
+        if packet.byteCount > protocolOffset, packet.vxU8(protocolOffset) == IPProtocol.tcp.rawValue {
+            return .notUDP
+        }
         switch ethernet.etherType {
         case .ipv4:
             guard case .success(let ip) = IPv4Header.parse(packet, verifyChecksum: false), ip.protocol == .udp else {

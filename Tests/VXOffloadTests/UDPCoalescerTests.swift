@@ -397,6 +397,15 @@ struct UDPCoalescerTests {
         let tookTCP = coalescer.add(tcp.span.bytes)
         let tookARP = coalescer.add(arp.span.bytes)
         #expect(!tookTCP && !tookARP)
+        // TCP is refused on its protocol byte before any IP parse: over IPv6, behind a VLAN tag, and with an IPv4
+        // header too short to parse (nothing about it is UDP either way).
+        var tcp6 = TCPFrameSpec(payload: pattern(10))
+        tcp6.ipv6 = true
+        var tagged = TCPFrameSpec(payload: pattern(10))
+        tagged.vlan = VLANTag(id: 5)
+        let truncated = Array(tcp.prefix(14 + 12))
+        let refused = [tcp6.build(), tagged.build(), truncated].map { coalescer.add($0.span.bytes) }
+        #expect(refused == [false, false, false])
         let before = (coalescer.count, coalescer.itemCount)
         #expect(before == (0, 0))
         let udp = datagrams(UDPFrameSpec(), count: 1)[0]
