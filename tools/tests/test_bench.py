@@ -315,7 +315,7 @@ class FakeLab(bench.Lab):
 
 SETTINGS = {"tcp_seconds": 5, "tcp_omit": 1, "pings": 1000, "ping_interval": bench.PING_INTERVAL,
             "pps_seconds": 5.0, "pktgen": "/nonexistent/pktgen", "workers": None, "vxswitchd_args": [],
-            "tcp_cc": "cubic"}
+            "tcp_cc": "cubic", "pps_sender": "udp"}
 CONTAINERS = ["vx-test-h0-c0", "vx-test-h1-c0"]
 
 
@@ -475,10 +475,15 @@ class PingTrainTests(unittest.TestCase):
 class PpsTests(unittest.TestCase):
     """Instance.pps with the pktgen sender and receiver stubbed: delivered = what the receiving socket counted."""
 
-    def run_pps(self, recv_output, eth0_rx=(1000, 1100)):
+    def run_pps(self, recv_output, eth0_rx=(1000, 1100), **settings):
         sent = {"packets": 500000, "seconds": 5.0, "pps": 100000.0}
-        lab = FakeLab(lambda argv: completed(json.dumps(sent)))
-        instance = make_instance(lab=lab)
+
+        def respond(argv):
+            if argv[:2] == ["ip", "-j"]:
+                return completed(json.dumps([{"ifname": "eth0", "address": "02:aa:bb:cc:dd:02"}]))
+            return completed(json.dumps(sent))
+        lab = FakeLab(respond)
+        instance = make_instance(lab=lab, **settings)
         receiver = FakeProcess(pid=4242, name="pktgen-recv")
         receiver.stdout = io.BytesIO(b'{"role":"recv","listening":true}\n')
         receiver.communicate = lambda timeout=None: (recv_output, b"")
@@ -501,6 +506,21 @@ class PpsTests(unittest.TestCase):
         self.assertAlmostEqual(result["loss_fraction"], 0.2)
         self.assertAlmostEqual(result["datapath_cpu_us_per_packet"], 5.0)
         self.assertIn(lab.stopped[0].pid, [4242])
+
+    def sender_command(self, lab):
+        return next(c for c in lab.commands() if " send " in c)
+
+    def test_udp_sender_sends_through_a_socket(self):
+        result, lab = self.run_pps(b'{"role":"recv","packets":400000}\n', pps_sender="udp")
+        self.assertNotIn("--packet", self.sender_command(lab))
+        self.assertEqual(result["sender"], "udp")
+
+    def test_packet_sender_writes_to_eth0_addressed_to_the_receiving_containers_mac(self):
+        result, lab = self.run_pps(b'{"role":"recv","packets":400000}\n', pps_sender="packet")
+        command = self.sender_command(lab)
+        self.assertIn("--packet eth0 --dst-mac 02:aa:bb:cc:dd:02", command)
+        self.assertIn(f"ip -j -n {CONTAINERS[1]} link show dev eth0", lab.commands())
+        self.assertEqual(lab.calls[[c for c in lab.commands()].index(command)]["ns"], CONTAINERS[0])
 
     def test_a_receiver_without_a_count_fails_the_step(self):
         with self.assertRaises(bench.BenchError):
