@@ -25,7 +25,7 @@
 //   - anywhere → TAP with the header: every write needs a header, so nothing goes to such a TAP from `emit`
 //     directly. Frames for it are deferred and sent after the batch was switched, per TAP in arrival order
 //     (`sendDeferred`): runs of plain frames go through the UDPCoalescer (UDP datagrams) and the TCPCoalescer
-//     (everything else), whose merged items are written into a 64 KiB scratch (one large buffer, taken once) and
+//     (everything else), whose merged items are written into the scratch (8 large buffers, taken once) and
 //     sent as one GSO write (TSO for TCP, USO for UDP: the kernel cuts it back into datagrams), and whose
 //     pass-through items (ARP, floods, anything not mergeable) get a 12-byte plain header in their TxBatch header
 //     slot in front of their own buffer. The two coalescers' items leave in order of their first frames. A merged
@@ -152,7 +152,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     public static var segmentBufferReserve: Int { defaultTransmitCapacity }
     /// Large buffers a URingEngine should leave in the pool (`largePoolReserve`): the coalescing scratch plus
     /// `gsoBufferReserve`.
-    public static var scratchBufferReserve: Int { 1 + gsoBufferReserve }
+    public static var scratchBufferReserve: Int { coalesceScratchBuffers + gsoBufferReserve }
+    /// Large buffers a worker keeps as its coalescing scratch: merged frames of up to 64 KiB each, one per buffer,
+    /// sent together at the next flush. One buffer made a flush (with io_uring a submission and wait) per merged
+    /// frame; eight let a batch's merged frames share one (docs/offload.md, "Buffers").
+    public static var coalesceScratchBuffers: Int { 8 }
     /// Large buffers for UDP GSO sends kept out of the kernel's buffer ring: a TxBatch whose sends need more is
     /// flushed early and the buffers reused (32 GSO sends of up to 64 KiB ≈ 2 MiB in flight per flush).
     public static var gsoBufferReserve: Int { 32 }
@@ -162,7 +166,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// can fill a whole batch again.
     ///   standard: segmentBufferReserve (256, one TxBatch of TSO segments) + defaultBatchSize (64) = 320, which
     ///             also meets URingEngine's `poolReserve < pool.available`;
-    ///   large:    scratchBufferReserve (1 coalescing scratch + 32 GSO sends = 33) + defaultBatchSize (64) = 97.
+    ///   large:    scratchBufferReserve (8 coalescing scratch + 32 GSO sends = 40) + defaultBatchSize (64) = 104.
     ///             URingEngine offers large buffers to the kernel only above `largePoolReserve`, and without them
     ///             TAPs with a virtio header cannot register and the UDP tunnel socket loses its GRO reads.
     /// Less still runs, but receives partial batches (and the ring runs dry and re-arms) under load.
@@ -216,10 +220,13 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var coalescer: TCPCoalescer
     /// Merges runs of UDP datagrams for one virtio TAP (USO writes); reset per run. Offered every frame first.
     private var udpCoalescer: UDPCoalescer
-    /// The large buffer coalesced frames are written into, packed, until the next flush; nil when the pool had
-    /// none to spare (frames then pass through uncoalesced).
-    private let coalesceScratch: BufferID?
-    /// Bytes of the scratch used by entries in `tx` (reset by `flushTransmit`).
+    /// The large buffers coalesced frames are written into, packed, one after the other until the next flush;
+    /// empty when the pool had none to spare (frames then pass through uncoalesced). Several, so that one
+    /// flush sends several merged frames (one io_uring submission) instead of one each.
+    private let coalesceScratches: [BufferID]
+    /// The scratch buffer being filled: an index into `coalesceScratches` (reset by `flushTransmit`).
+    private var scratchIndex = 0
+    /// Bytes of that scratch buffer used by entries in `tx` (reset by `flushTransmit`).
     private var scratchUsed = 0
     /// Standard buffers holding TSO segments named by `tx`; given back to the pool by `flushTransmit`.
     private var segmentBuffers: [BufferID]
@@ -240,12 +247,14 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var runFrames: [Int]
     /// The same for the UDP coalescer.
     private var udpRunFrames: [Int]
+    /// Large buffers this worker took for its coalescing scratch (`coalesceScratchBuffers`, fewer from a small pool).
+    public var coalesceScratchCount: Int { coalesceScratches.count }
     /// What the offload paths did: `counters.offloads`, which the control thread reads for `stats`.
     public var offloadStatistics: WorkerOffloadCounters { counters.offloads }
 
     /// - Parameters:
     ///   - engine: this worker's engine (used from the worker thread only once `run` starts). Its pool should have
-    ///     free standard buffers for TSO segments and a free large buffer for the coalescing scratch (a
+    ///     free standard buffers for TSO segments and free large buffers for the coalescing scratch (a
     ///     URingEngine keeps them with `segmentBufferReserve` and `scratchBufferReserve`).
     ///   - table: the switch's MAC table, shared by all workers.
     ///   - publisher: where the control plane publishes config snapshots.
@@ -276,13 +285,18 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.logger = logger
         self.overlayMTU = overlayMTU
         // Taken now, before the worker runs, and kept for good: the engine hands out the rest.
-        self.coalesceScratch = pool.takeLarge()
+        // A small pool (tests, or a worker's share under many workers with the epoll engine, which reads into the
+        // same pool) keeps most of its large buffers for reads: the scratch takes at most a quarter, and one.
+        let scratchCount = min(Self.coalesceScratchBuffers, max(1, pool.availableLarge / 4))
+        var scratches: [BufferID] = []
+        while scratches.count < scratchCount, let buffer = pool.takeLarge() { scratches.append(buffer) }
+        self.coalesceScratches = scratches
         self.coalescer = TCPCoalescer(
             capacity: batchSize * Self.classifiedPerReceivedFrame,
-            scratchCapacity: coalesceScratch == nil ? TCPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
+            scratchCapacity: scratches.isEmpty ? TCPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
         self.udpCoalescer = UDPCoalescer(
             capacity: batchSize * Self.classifiedPerReceivedFrame,
-            scratchCapacity: coalesceScratch == nil ? UDPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
+            scratchCapacity: scratches.isEmpty ? UDPCoalescer.defaultScratchCapacity : pool.largeBufferSize)
         self.segmentBuffers = []
         self.segmentBuffers.reserveCapacity(transmitCapacity)
         self.gsoBuffers = []
@@ -296,7 +310,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.runFrames.reserveCapacity(batchSize * Self.classifiedPerReceivedFrame)
         self.udpRunFrames = []
         self.udpRunFrames.reserveCapacity(batchSize * Self.classifiedPerReceivedFrame)
-        if pool.largeCount > 0 && coalesceScratch == nil {
+        if pool.largeCount > 0 && coalesceScratches.isEmpty {
             logger.warning("no large buffer left for the coalescing scratch: frames to TAPs go out uncoalesced")
         }
         if pool.largeCount > 0 && pool.available == 0 {
@@ -831,6 +845,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         segmentBuffers.removeAll(keepingCapacity: true)
         for index in 0..<gsoBuffers.count { pool.give(gsoBuffers[index]) }
         gsoBuffers.removeAll(keepingCapacity: true)
+        scratchIndex = 0
         scratchUsed = 0
         if report.droppedNoBuffer > 0 {
             counters.add(
@@ -1132,7 +1147,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                             length: item.length + UInt32(VirtioNetHeader.size))
                     }
                     offloadStatistics.tsoFramesPassedThrough &+= 1
-                } else if coalesceScratch == nil {
+                } else if coalesceScratches.isEmpty {
                     appendPlain(classified[index], to: target, header: .plain)
                 } else if withItemBytes(item, { udpCoalescer.add($0) }) {
                     udpRunFrames.append(index)
@@ -1197,11 +1212,12 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         _ index: Int, of coalescer: borrowing Coalescer, frame classifiedIndex: (Int) -> Int, to target: PortHandle
     ) -> Int? {
         let output = coalescer.item(index)
-        guard output.isCoalesced, let scratch = coalesceScratch else {
+        guard output.isCoalesced, !coalesceScratches.isEmpty else {
             appendPlain(classified[classifiedIndex(output.firstFrame)], to: target, header: output.header)
             return nil
         }
         let offset = reserveScratch(VirtioNetHeader.size + output.length)
+        let scratch = coalesceScratches[scratchIndex]
         // Safe: the scratch is this worker's for good; the span lives for the call.
         let bytes = unsafe pool.unsafeBytes(of: scratch, offset: offset, length: VirtioNetHeader.size + output.length)
         var span = unsafe MutableRawSpan(_unsafeBytes: bytes)
@@ -1229,6 +1245,10 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     /// Where in the scratch the next merged frame of `needed` bytes goes, flushing `tx` first when it or the scratch
     /// is full (the coalescers cap a merged frame to the scratch size, so after a flush it always fits).
     private func reserveScratch(_ needed: Int) -> Int {
+        if scratchUsed + needed > pool.largeBufferSize && scratchIndex + 1 < coalesceScratches.count {
+            scratchIndex += 1
+            scratchUsed = 0
+        }
         if tx.isFull || scratchUsed + needed > pool.largeBufferSize { flushTransmit() }
         return scratchUsed
     }

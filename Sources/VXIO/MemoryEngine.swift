@@ -158,6 +158,9 @@ public final class MemoryEngine: PacketEngine {
     public private(set) var droppedOversize = 0
     /// Times `receive` found frames queued but no free buffer.
     public private(set) var poolExhausted = 0
+    /// `transmit` calls: a real engine makes one submission (io_uring) or one round of syscalls per call, so
+    /// tests can check that frames leave together.
+    public private(set) var transmitCalls = 0
 
     private var nextHandle: UInt32 = 1
     /// Number of the last GSO send logged (`TransmittedFrame.send`).
@@ -306,6 +309,7 @@ public final class MemoryEngine: PacketEngine {
 
     /// Records every frame of `batch` under its target; unknown targets and receive-only kinds are dropped.
     public func transmit(_ batch: TxBatch) -> TransmitReport {
+        transmitCalls += 1
         var report = TransmitReport()
         var records: [(PortHandle, TransmittedFrame)] = []
         let (ports, failures) = waker.state.withLock { ($0.ports, $0.failures) }

@@ -20,7 +20,7 @@ struct WorkerPoolShareTests {
 
     @Test("the floor is the worker's own reserves plus one receive batch")
     func floorIsReservesPlusOneBatch() {
-        #expect(Self.floor == PacketBufferPool.Counts(standard: 256 + 64, large: 33 + 64))
+        #expect(Self.floor == PacketBufferPool.Counts(standard: 256 + 64, large: 8 + 32 + 64))
     }
 
     @Test("2 workers keep the pools vxswitchd always gave each worker")
@@ -35,9 +35,9 @@ struct WorkerPoolShareTests {
             (1, PacketBufferPool.Counts(standard: 4096, large: 192)),
             (2, PacketBufferPool.Counts(standard: 4096, large: 192)),
             (3, PacketBufferPool.Counts(standard: 2730, large: 128)),
-            (4, PacketBufferPool.Counts(standard: 2048, large: 97)),
-            (8, PacketBufferPool.Counts(standard: 1024, large: 97)),
-            (64, PacketBufferPool.Counts(standard: 320, large: 97)),
+            (4, PacketBufferPool.Counts(standard: 2048, large: 104)),
+            (8, PacketBufferPool.Counts(standard: 1024, large: 104)),
+            (64, PacketBufferPool.Counts(standard: 320, large: 104)),
         ])
     func shares(workers: Int, expected: PacketBufferPool.Counts) {
         let share = Self.share(workers)

@@ -32,8 +32,9 @@ final class OffloadHarness {
     /// - Parameters:
     ///   - udpSenders: `.udpSender` ports to attach (0: VXLAN goes through the raw sender).
     ///   - largeCount: large buffers in the pool (the coalescing scratch, TAP and GRO reads, GSO sends).
-    init(udpSenders: Int = 0, largeCount: Int = 8) throws {
-        // 512 standard buffers, 8 large ones: one is the worker's coalescing scratch, the rest take TAP reads.
+    init(udpSenders: Int = 0, largeCount: Int = 10) throws {
+        // 512 standard buffers, 10 large ones: two are the worker's coalescing scratch (a quarter of a small pool),
+        // the rest take TAP reads.
         engine = MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: largeCount))
         worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters)
         var builder = TopologyBuilder()
