@@ -370,6 +370,9 @@ public struct OffloadStats: Codable, Sendable, Hashable {
     public var udpCoalescedWrites: UInt64 = 0
     /// Datagrams merged into those writes (absent from older replies: 0).
     public var udpCoalescedFrames: UInt64 = 0
+    /// Merged items written as their separate frames because a member's TCP or UDP checksum failed (the kernel
+    /// then drops the corrupt frame). Absent from older replies: 0.
+    public var coalesceChecksumFallbacks: UInt64 = 0
     /// UDP GSO sends carrying more than one VXLAN datagram.
     public var udpGSOSends: UInt64 = 0
     /// VXLAN datagrams in those sends.
@@ -388,7 +391,8 @@ public struct OffloadStats: Codable, Sendable, Hashable {
             ("tsoFramesSegmented", tsoFramesSegmented), ("segments", segments),
             ("tsoFramesPassedThrough", tsoFramesPassedThrough), ("coalescedWrites", coalescedWrites),
             ("coalescedFrames", coalescedFrames), ("udpCoalescedWrites", udpCoalescedWrites),
-            ("udpCoalescedFrames", udpCoalescedFrames), ("udpGSOSends", udpGSOSends),
+            ("udpCoalescedFrames", udpCoalescedFrames), ("coalesceChecksumFallbacks", coalesceChecksumFallbacks),
+            ("udpGSOSends", udpGSOSends),
             ("udpGSODatagrams", udpGSODatagrams), ("groFramesReceived", groFramesReceived),
             ("groDatagrams", groDatagrams),
         ]
@@ -396,11 +400,12 @@ public struct OffloadStats: Codable, Sendable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case tsoFramesReceived, checksumsCompleted, tsoFramesSegmented, segments, tsoFramesPassedThrough
-        case coalescedWrites, coalescedFrames, udpCoalescedWrites, udpCoalescedFrames, udpGSOSends, udpGSODatagrams
-        case groFramesReceived, groDatagrams
+        case coalescedWrites, coalescedFrames, udpCoalescedWrites, udpCoalescedFrames, coalesceChecksumFallbacks
+        case udpGSOSends, udpGSODatagrams, groFramesReceived, groDatagrams
     }
 
-    /// Decodes every counter; the UDP coalescing ones may be missing (switches before them), the rest may not.
+    /// Decodes every counter; the UDP coalescing ones and `coalesceChecksumFallbacks` may be missing (switches
+    /// before them), the rest may not.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         tsoFramesReceived = try container.decode(UInt64.self, forKey: .tsoFramesReceived)
@@ -412,6 +417,8 @@ public struct OffloadStats: Codable, Sendable, Hashable {
         coalescedFrames = try container.decode(UInt64.self, forKey: .coalescedFrames)
         udpCoalescedWrites = try container.decodeIfPresent(UInt64.self, forKey: .udpCoalescedWrites) ?? 0
         udpCoalescedFrames = try container.decodeIfPresent(UInt64.self, forKey: .udpCoalescedFrames) ?? 0
+        coalesceChecksumFallbacks =
+            try container.decodeIfPresent(UInt64.self, forKey: .coalesceChecksumFallbacks) ?? 0
         udpGSOSends = try container.decode(UInt64.self, forKey: .udpGSOSends)
         udpGSODatagrams = try container.decode(UInt64.self, forKey: .udpGSODatagrams)
         groFramesReceived = try container.decode(UInt64.self, forKey: .groFramesReceived)

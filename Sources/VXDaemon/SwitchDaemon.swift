@@ -828,6 +828,7 @@ extension OffloadStats {
         coalescedFrames = statistics.coalescedFrames
         udpCoalescedWrites = statistics.udpCoalescedWrites
         udpCoalescedFrames = statistics.udpCoalescedFrames
+        coalesceChecksumFallbacks = statistics.coalesceChecksumFallbacks
         udpGSOSends = statistics.udpGSOSends
         udpGSODatagrams = statistics.udpGSODatagrams
         groFramesReceived = statistics.groFramesReceived

@@ -193,7 +193,7 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
     enum Cell: Int, CaseIterable {
         case tsoFramesReceived, checksumsCompleted, tsoFramesSegmented, segments, tsoFramesPassedThrough
         case coalescedWrites, coalescedFrames, udpGSOSends, udpGSODatagrams, groFramesReceived, groDatagrams
-        case udpCoalescedWrites, udpCoalescedFrames
+        case udpCoalescedWrites, udpCoalescedFrames, coalesceChecksumFallbacks
     }
 
     /// The cells get cache lines of their own (two, for the adjacent-line prefetcher): the workers' counters are
@@ -280,6 +280,14 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         get { self[.udpCoalescedFrames] }
         set { self[.udpCoalescedFrames] = newValue }
     }
+    /// Merged items (TCP or UDP) written as their separate frames instead, because a member's transport checksum
+    /// failed as the coalescer copied it: each frame then goes up without DATA_VALID and the kernel drops the bad
+    /// one (counted in the container's own checksum-error counters, not by the switch).
+    @inlinable
+    public internal(set) var coalesceChecksumFallbacks: UInt64 {
+        get { self[.coalesceChecksumFallbacks] }
+        set { self[.coalesceChecksumFallbacks] = newValue }
+    }
     /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
     @inlinable
     public internal(set) var udpGSOSends: UInt64 {
@@ -318,6 +326,7 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         result.coalescedFrames = coalescedFrames
         result.udpCoalescedWrites = udpCoalescedWrites
         result.udpCoalescedFrames = udpCoalescedFrames
+        result.coalesceChecksumFallbacks = coalesceChecksumFallbacks
         result.udpGSOSends = udpGSOSends
         result.udpGSODatagrams = udpGSODatagrams
         result.groFramesReceived = groFramesReceived
@@ -338,6 +347,7 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
     public var coalescedFrames: UInt64 = 0
     public var udpCoalescedWrites: UInt64 = 0
     public var udpCoalescedFrames: UInt64 = 0
+    public var coalesceChecksumFallbacks: UInt64 = 0
     public var udpGSOSends: UInt64 = 0
     public var udpGSODatagrams: UInt64 = 0
     public var groFramesReceived: UInt64 = 0
@@ -355,6 +365,7 @@ public struct WorkerOffloadStatistics: Sendable, Equatable {
         lhs.coalescedFrames &+= rhs.coalescedFrames
         lhs.udpCoalescedWrites &+= rhs.udpCoalescedWrites
         lhs.udpCoalescedFrames &+= rhs.udpCoalescedFrames
+        lhs.coalesceChecksumFallbacks &+= rhs.coalesceChecksumFallbacks
         lhs.udpGSOSends &+= rhs.udpGSOSends
         lhs.udpGSODatagrams &+= rhs.udpGSODatagrams
         lhs.groFramesReceived &+= rhs.groFramesReceived

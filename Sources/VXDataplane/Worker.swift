@@ -1229,6 +1229,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             // would go up as CHECKSUM_PARTIAL, i.e. with a checksum computed over our copy: accepted. Send the
             // members as they came instead, in order and without DATA_VALID, so the kernel verifies each and drops
             // the bad one. The scratch bytes just written are not used (`scratchUsed` stays).
+            offloadStatistics.coalesceChecksumFallbacks &+= 1
             var member: Int? = output.firstFrame
             while let frame = member {
                 appendPlain(classified[classifiedIndex(frame)], to: target, header: .plain)

@@ -148,9 +148,11 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         var offloads = OffloadStats()
         offloads.udpGSOSends = 15
         offloads.groDatagrams = 300
+        offloads.coalesceChecksumFallbacks = 2
         let result = StatsResult(ports: [], peers: [], drops: [:], offloads: offloads)
         let json =
-            #"{"drops":{},"offloads":{"checksumsCompleted":0,"coalescedFrames":0,"coalescedWrites":0,"#
+            #"{"drops":{},"offloads":{"checksumsCompleted":0,"coalesceChecksumFallbacks":2,"coalescedFrames":0,"#
+            + #""coalescedWrites":0,"#
             + #""groDatagrams":300,"groFramesReceived":0,"segments":0,"tsoFramesPassedThrough":0,"#
             + #""tsoFramesReceived":0,"tsoFramesSegmented":0,"udpCoalescedFrames":0,"udpCoalescedWrites":0,"#
             + #""udpGSODatagrams":0,"udpGSOSends":15},"peers":[],"ports":[]}"#
@@ -160,6 +162,12 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         let older = json.replacingOccurrences(of: #""udpCoalescedFrames":0,"udpCoalescedWrites":0,"#, with: "")
         #expect(older != json)
         #expect(try decoded(StatsResult.self, older) == result)
+        // From a switch before the checksum-fallback counter: it decodes as 0.
+        let beforeFallbacks = json.replacingOccurrences(of: #""coalesceChecksumFallbacks":2,"#, with: "")
+        #expect(beforeFallbacks != json)
+        var withoutFallbacks = result
+        withoutFallbacks.offloads?.coalesceChecksumFallbacks = 0
+        #expect(try decoded(StatsResult.self, beforeFallbacks) == withoutFallbacks)
         // From a switch that does not report offloads.
         #expect(try decoded(StatsResult.self, #"{"drops":{},"peers":[],"ports":[]}"#).offloads == nil)
     }

@@ -81,7 +81,7 @@ struct MultiWorkerTests {
         _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
         _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
         let before = try #require(try await sw.result("stats")["offloads"] as? [String: Any])
-        #expect(before.count == 13 && before.values.allSatisfy { $0 as? Int == 0 }, "\(before)")
+        #expect(before.count == 14 && before.values.allSatisfy { $0 as? Int == 0 }, "\(before)")
 
         // A GRO read of three datagrams on worker 0's VXLAN socket and one of four on worker 1's; every inner
         // frame floods to tap1.

@@ -371,6 +371,7 @@ struct UDPOffloadWorkerTests {
         #expect(frame.payload == goodPayload)
         #expect(harness.worker.offloadStatistics.coalescedWrites == 1)
         #expect(harness.worker.offloadStatistics.coalescedFrames == 6)
+        #expect(harness.worker.offloadStatistics.coalesceChecksumFallbacks == 1, "flow 1's item, counted once")
         #expect(harness.counters.snapshot(of: .port(index: 0)).txFrames == 12, "counted per frame switched")
         #expect(harness.engine.buffersOutstanding == 0)
     }
@@ -567,6 +568,7 @@ struct UDPCoalescingWorkerTests {
         let written = harness.sentToPort(0)
         #expect(written == inners.map { virtioBytes(.plain) + $0 }, "each datagram as it came, in order")
         #expect(harness.worker.offloadStatistics.udpCoalescedWrites == 0)
+        #expect(harness.worker.offloadStatistics.coalesceChecksumFallbacks == 1)
         #expect(harness.engine.buffersOutstanding == 0)
     }
 }
