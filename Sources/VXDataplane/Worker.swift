@@ -286,7 +286,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         self.overlayMTU = overlayMTU
         // Taken now, before the worker runs, and kept for good: the engine hands out the rest.
         // A small pool (tests, or a worker's share under many workers with the epoll engine, which reads into the
-        // same pool) keeps most of its large buffers for reads: the scratch takes at most a quarter, and one.
+        // same pool) keeps most of its large buffers for reads: the scratch takes at most a quarter of them, and at
+        // least one.
         let scratchCount = min(Self.coalesceScratchBuffers, max(1, pool.availableLarge / 4))
         var scratches: [BufferID] = []
         while scratches.count < scratchCount, let buffer = pool.takeLarge() { scratches.append(buffer) }
@@ -1243,8 +1244,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         return output.frameCount
     }
 
-    /// Where in the scratch the next merged frame of `needed` bytes goes, flushing `tx` first when it or the scratch
-    /// is full (the coalescers cap a merged frame to the scratch size, so after a flush it always fits).
+    /// Where in the scratch the next merged frame of `needed` bytes goes: in the current scratch buffer, else at the
+    /// start of the next one, else (all full, or `tx` full) after a flush, at the start of the first. The
+    /// coalescers cap a merged frame to one buffer's size, so after a flush it always fits.
     private func reserveScratch(_ needed: Int) -> Int {
         if scratchUsed + needed > pool.largeBufferSize && scratchIndex + 1 < coalesceScratches.count {
             scratchIndex += 1

@@ -147,8 +147,8 @@ public final class URingEngine: PacketEngine {
     ///   - poolReserve: free standard buffers left in the pool for the worker's own `take()` (frames it builds
     ///     itself, such as TSO segments).
     ///   - largePoolReserve: free large buffers left in the pool for the worker's own `takeLarge()` (its
-    ///     coalescing scratch). The rest serve TAPs with a virtio header; with none left, registering such a TAP
-    ///     fails.
+    ///     coalescing scratch and its UDP GSO sends: `DataplaneWorker.scratchBufferReserve`, 8 + 32). The rest
+    ///     serve TAPs with a virtio header; with none left, registering such a TAP fails.
     ///   - transmitCapacity: frames per transmit submission (normally the worker's TxBatch capacity); larger
     ///     batches are sent in several submissions.
     /// - Throws: `IOError` when the kernel refuses the ring, a buffer ring or the eventfd.

@@ -8,7 +8,7 @@
 // the kernel takes them, until --seconds have passed or --max-packets were sent (both bounds always apply).
 // A payload of 18 bytes makes a 64-byte Ethernet frame on the overlay (14 Ethernet + 20 IPv4 + 8 UDP + 18, plus
 // 4 bytes FCS). ENOBUFS/EAGAIN (a full queue: the frame was dropped) is counted and retried after --full-sleep-us
-// (default 50) of sleep; other errors stop the sender. Sleeping, not spinning, on a full queue matters when the
+// (default 50; 0 yields instead) of sleep; other errors stop the sender. Sleeping, not spinning, on a full queue matters when the
 // sender shares the cores with the datapath under test: a sender that yields in a loop takes the CPU the
 // datapath needs to drain the queue.
 // send --packet DEV: the same frames built by hand (Ethernet + IPv4 + UDP, checksums filled, the IPv4 ID counting
@@ -16,8 +16,8 @@
 // batches. This skips the sender's own UDP/IP stack and qdisc, which cost more per packet than the datapaths under
 // test: one sendmmsg UDP sender tops out near 0.3 Mpps on a bare veth on these VMs. The destination MAC must be
 // given (--dst-mac); the source MAC is DEV's, the source address --from (default: DEV's first IPv4 address).
-// There is no back-pressure: frames the device cannot queue are dropped and counted by the device, so the
-// datapath sees the full offered rate.
+// Frames the device cannot queue are dropped (the send reports ENOBUFS, counted as queue_full, then the pause
+// above); nothing blocks, so the datapath sees the full offered rate.
 // recv: one UDP socket bound to --bind:--port, recvmmsg() in batches, counts packets until --idle seconds pass
 // without a packet after the first one, or --seconds in all.
 // Each side prints one JSON line on stdout. The caller picks the addresses (only inside its own namespaces).

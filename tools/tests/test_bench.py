@@ -9,7 +9,10 @@ runs against a fake Lab that records the commands it is given and answers with c
 - Instance.configure_container and a whole kernel-variant build: no container is given a default congestion
   control (a non-initial namespace may only pick one from tcp_allowed_congestion_control);
 - Instance.ping_train, and how Instance.measure turns its cost into the ping_cpu_pct metric;
-- parse_args: --tcp-cc must name an algorithm in tcp_available_congestion_control.
+- parse_args: --tcp-cc must name an algorithm in tcp_available_congestion_control;
+- Instance.pps: `pktgen send --packet eth0 --dst-mac <the receiving container's MAC>` by default, the UDP sender
+  with --pps-sender udp; delivered = the receiving socket's count, not eth0's rx_packets.
+The pktgen program itself is tested for real, between two namespaces, in test_pktgen.py.
 
 Run from the repository root (tools/test.sh runs it before swift build); it takes well under a second:
 
