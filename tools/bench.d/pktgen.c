@@ -143,7 +143,9 @@ int main(int argc, char **argv) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) usage();
     if (!device != !dst_mac_text || (from_text && !device) || (device && strcmp(mode, "send"))) usage();
-    static char payload[MAX_BATCH][1500];
+    // One row per message: a whole frame in packet mode (at most 14 + 20 + 8 + 1472 = 1514 bytes), a payload or
+    // a received datagram otherwise.
+    static char payload[MAX_BATCH][2048];
     static struct mmsghdr msgs[MAX_BATCH];
     static struct iovec iovs[MAX_BATCH];
     int bufsize = 16 << 20;

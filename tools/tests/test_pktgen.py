@@ -70,8 +70,9 @@ class PktgenTests(unittest.TestCase):
         process.wait(timeout=10)
 
     def send(self, *extra):
+        size = [] if "--size" in extra else ["--size", str(PAYLOAD)]
         result = run("ip", "netns", "exec", self.sender_ns, self.pktgen, "send", "--to", RECEIVER_IP, "--port",
-                     str(PORT), "--size", str(PAYLOAD), "--batch", "64", "--seconds", "5", *extra, check=False)
+                     str(PORT), *size, "--batch", "64", "--seconds", "5", *extra, check=False)
         self.assertEqual(result.returncode, 0, result.stderr)
         return json.loads(result.stdout)
 
@@ -95,6 +96,15 @@ class PktgenTests(unittest.TestCase):
         sent = self.send("--packet", "pa0", "--dst-mac", self.receiver_mac, "--from", "10.77.0.9",
                          "--max-packets", "500")
         self.assertEqual((sent["packets"], self.count(receiver)["packets"]), (500, 500))
+
+    def test_packet_sender_builds_full_size_frames_whole(self):
+        # The largest payload pktgen takes, 1472 bytes, makes a 1500-byte IP packet (the veth's MTU) in a 1514-byte
+        # frame. Frames were once built in 1500-byte rows: each one's tail was overwritten by the next one's
+        # header, and the receiver's UDP checksum dropped all but the last of every batch.
+        receiver = self.start_receiver()
+        sent = self.send("--packet", "pa0", "--dst-mac", self.receiver_mac, "--size", "1472", "--max-packets", "300")
+        counted = self.count(receiver)
+        self.assertEqual((sent["packets"], counted["packets"], counted["bytes"]), (300, 300, 300 * 1472))
 
     def test_udp_sender_counts_what_it_sent(self):
         receiver = self.start_receiver()
