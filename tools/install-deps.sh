@@ -7,12 +7,15 @@
 #   python3                            tools/netns-tcp-transfer.py (hash-verified TCP transfer check)
 #   iperf3 ethtool procps              throughput runs, offload inspection, sysctl/ps when debugging
 #   busybox isc-dhcp-client            real DHCP clients (udhcpc, dhclient) for the built-in DHCP server's tests
+#   gcc libc6-dev                      tools/tests/test_pktgen.py compiles the bench's 64-byte sender
+#                                      (tools/bench.d/pktgen.c); without gcc those tests would only skip
 #
 # Idempotent: when every package is already installed it does not touch apt at all, so repeated runs take
 # milliseconds. scapy is deliberately absent: packet fixtures are generated once and committed.
 set -euo pipefail
 
-packages=(liburing-dev libpcap-dev pkgconf iproute2 iputils-ping iperf3 ethtool python3 procps busybox isc-dhcp-client)
+packages=(liburing-dev libpcap-dev pkgconf iproute2 iputils-ping iperf3 ethtool python3 procps busybox isc-dhcp-client
+          gcc libc6-dev)
 
 missing=()
 for package in "${packages[@]}"; do
