@@ -21,6 +21,16 @@ SENDER_IP, RECEIVER_IP, PORT = "10.77.0.1", "10.77.0.2", 9000
 PAYLOAD = 18  # a 64-byte frame, as the bench sends
 
 
+# Creates the TAP named argv[1] (IFF_TAP | IFF_NO_PI), says "open", and holds it without reading until stdin closes.
+TAP_HOLDER = """
+import fcntl, os, struct, sys
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))  # TUNSETIFF
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
 def run(*argv, check=True, timeout=20):
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
@@ -111,6 +121,34 @@ class PktgenTests(unittest.TestCase):
         sent = self.send("--max-packets", "2000")
         self.assertEqual(sent["sender"], "udp")
         self.assertEqual((sent["packets"], self.count(receiver)["packets"]), (2000, 2000))
+
+    def open_unread_tap(self, name, queue_length):
+        """A TAP in the sender's namespace, held open by a child process that never reads it: the kernel queues
+        frames sent to it until `queue_length` of them wait, then refuses more (ENOBUFS). Returns the child."""
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", self.sender_ns, "python3", "-c", TAP_HOLDER, name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(holder.communicate, timeout=10)  # closing its stdin ends it, and the TAP with it
+        ready, _, _ = select.select([holder.stdout], [], [], 10)
+        self.assertTrue(ready and "open" in holder.stdout.readline(), "the TAP holder did not start")
+        run("ip", "-n", self.sender_ns, "link", "set", name, "txqueuelen", str(queue_length), "up")
+        run("ip", "-n", self.sender_ns, "addr", "add", "10.77.1.1/24", "dev", name)
+        return holder
+
+    def test_a_full_queue_pauses_the_sender_instead_of_spinning(self):
+        # Nothing reads the TAP, so once 8 frames wait every send meets a full queue. With a 2 ms pause a 1 s run
+        # can make at most about 500 calls; spinning (pause 0, sched_yield between tries) makes thousands. The
+        # bench's sender shares the cores with the datapath it drives, so a spinning sender would take the CPU the
+        # datapath needs to drain the queue.
+        self.open_unread_tap("tq0", 8)
+        common = ("--packet", "tq0", "--dst-mac", "02:00:00:00:00:01", "--seconds", "1")
+        paused = self.send(*common, "--full-sleep-us", "2000")
+        self.assertLessEqual(paused["packets"], 8, paused)  # the kernel's own frames (IPv6 DAD, MLD) may take some
+        self.assertGreater(paused["queue_full"], 100, paused)
+        self.assertLess(paused["calls"], 600, paused)
+        spinning = self.send(*common, "--full-sleep-us", "0")
+        self.assertEqual(spinning["packets"], 0, "the queue is still full from the first run")
+        self.assertGreater(spinning["calls"], 5 * paused["calls"], (spinning, paused))
 
     def test_bad_arguments_exit_2_with_usage(self):
         for extra in (["--packet", "pa0"],  # no --dst-mac
