@@ -1,6 +1,7 @@
 import Testing
 import VXOffload
 import VXPacket
+import VXTestSupport
 
 /// One table row: a GSO frame and how it must come out.
 struct SegmentationCase: CustomTestStringConvertible, Sendable {
