@@ -1,0 +1,132 @@
+// The TCP coalescer against random traffic, with an oracle instead of expected shapes: a merged frame must be what
+// its members were. Interleaved flows (IPv4, IPv6, 802.1Q) send segments of random sizes with gaps,
+// retransmissions, flag and header changes and corrupt checksums mixed in; whatever the coalescer merges, the
+// kernel's resegmentation of the merged frame must give back its members (every header field but the IPv4 ID and the
+// checksums, and every payload byte), each flow's frames must come out once each and in their order, and a merge
+// must be refused exactly when one of its members has a bad checksum. The hand-written cases in CoalescerTests name
+// each rule; this checks that their combinations never merge two segments the receiver would have told apart.
+
+import Testing
+import VXOffload
+import VXPacket
+import VXTestSupport
+
+/// One random flow's sender: its headers, and where its sequence and IPv4 ID stand.
+private struct RandomFlow {
+    var spec: TCPFrameSpec
+    var next: UInt32
+    var random: SplitMix64
+
+    init(index: Int, random: inout SplitMix64) {
+        let ipv6 = Bool.random(using: &random)
+        let vlan = Int.random(in: 0..<4, using: &random) == 0 ? VLANTag(id: 100) : nil
+        spec = TCPFrameSpec(
+            vlan: vlan, ipv6: ipv6, identification: UInt16.random(in: 0...0xFFFF, using: &random),
+            sourcePort: UInt16(40_000 + index), sequence: UInt32.random(in: 0...UInt32.max, using: &random),
+            tcpOptions: TCPFrameSpec.timestamps(1000))
+        next = spec.sequence
+        self.random = SplitMix64(seed: random.next())
+    }
+
+    mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &random) < percent }
+
+    /// The flow's next frame, usually the next full segment in order; `(frame, corrupt)`.
+    mutating func nextFrame(mss: Int) -> (frame: [UInt8], corrupt: Bool) {
+        var segment = spec
+        let size: Int
+        switch Int.random(in: 0..<20, using: &random) {
+        case 0: size = 0  // a pure ACK
+        case 1, 2: size = Int.random(in: 1..<mss, using: &random)  // a short one, which closes a run
+        default: size = mss
+        }
+        if chance(5) { next &+= UInt32(Int.random(in: 1...3000, using: &random)) }  // a gap (a loss)
+        if chance(5) { next &-= UInt32(mss) }  // a retransmission
+        segment.sequence = next
+        segment.payload = (0..<size).map { _ in UInt8.random(in: 0...255, using: &random) }
+        if chance(8) { RandomFlow.change(&segment, using: &random) }
+        if chance(5) { segment.flags.insert(.psh) }
+        let corrupt = chance(3)
+        next &+= UInt32(size)
+        spec.identification &+= 1
+        return (segment.build(checksum: corrupt ? .corrupt : .full), corrupt)
+    }
+
+    /// One header change that must keep the segment out of its neighbours' merge (CoalescerTests.breakers).
+    static func change(_ spec: inout TCPFrameSpec, using random: inout SplitMix64) {
+        switch Int.random(in: 0..<12, using: &random) {
+        case 0: spec.flags = [.ack, .fin]
+        case 1: spec.flags = [.ack, .rst]
+        case 2: spec.flags = [.ack, .urg]
+        case 3: spec.flags = [.ack, .cwr]
+        case 4: spec.flags = []
+        case 5: spec.acknowledgment &+= 1
+        case 6: spec.window &+= 1
+        case 7: spec.tcpOptions = TCPFrameSpec.timestamps(1001)
+        case 8: spec.timeToLive = 63
+        case 9: spec.typeOfService = 0x02
+        case 10: spec.dontFragment = false
+        default: spec.identification &+= 7  // an IPv4 ID that neither counts up nor stays
+        }
+    }
+}
+
+/// `frame` with the fields resegmentation may legitimately rewrite set to zero: the IPv4 ID and header checksum,
+/// and the TCP checksum.
+private func comparable(_ frame: [UInt8]) -> [UInt8] {
+    var frame = frame
+    guard case .success(let ethernet) = EthernetHeader.parse(frame.span.bytes) else { return frame }
+    var transport = ethernet.length + 40
+    if ethernet.etherType == .ipv4 {
+        let ip = ethernet.length
+        transport = ip + Int(frame[ip] & 0x0F) * 4
+        for offset in [4, 5, 10, 11] { frame[ip + offset] = 0 }
+    }
+    frame[transport + 16] = 0
+    frame[transport + 17] = 0
+    return frame
+}
+
+@Suite("TCP coalescing, random traffic against an oracle")
+struct CoalescerPropertyTests {
+    @Test("merged frames resegment into their members; flows keep their order; corrupt members refuse the write",
+          arguments: Array(1...40) as [UInt64])
+    func randomTrafficNeverMergesWhatTheReceiverWouldTellApart(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        let mss = [536, 1000, 1448][Int(seed % 3)]
+        var flows = (0..<Int.random(in: 1...3, using: &random)).map { RandomFlow(index: $0, random: &random) }
+        var frames: [[UInt8]] = []
+        var flowOf: [Int] = []
+        var corrupt: Set<Int> = []
+        for _ in 0..<Int.random(in: 20...120, using: &random) {
+            let flow = Int.random(in: 0..<flows.count, using: &random)
+            let (frame, bad) = flows[flow].nextFrame(mss: mss)
+            if bad { corrupt.insert(frames.count) }
+            frames.append(frame)
+            flowOf.append(flow)
+        }
+
+        let attempts = attempt(frames)
+        // Every frame comes out exactly once, and each flow's frames in the order they went in.
+        let members = attempts.flatMap(\.members)
+        #expect(members.sorted() == Array(frames.indices))
+        for flow in flows.indices {
+            #expect(members.filter { flowOf[$0] == flow } == frames.indices.filter { flowOf[$0] == flow })
+        }
+        for attempt in attempts where attempt.item.isCoalesced {
+            let run = attempt.members
+            #expect(Set(run.map { flowOf[$0] }).count == 1, "a merge across flows: \(run)")
+            // The write fails exactly when a member's checksum is bad (the worker then sends the frames alone).
+            let hasCorrupt = run.contains { corrupt.contains($0) }
+            #expect((attempt.written == nil) == hasCorrupt, "members \(run), corrupt \(corrupt)")
+            guard let bytes = attempt.bytes else { continue }
+            let header = try #require(parseHeader(bytes))
+            let merged = Array(bytes[VirtioNetHeader.size...])
+            let resegmented = try #require(segment(merged, header: header), "members \(run)")
+            try #require(resegmented.count == run.count, "members \(run) resegment into \(resegmented.count)")
+            for (piece, member) in zip(resegmented, run) {
+                #expect(comparable(piece) == comparable(frames[member]), "member \(member) of \(run)")
+                #expect(checkedSegment(piece) != nil)
+            }
+        }
+    }
+}
