@@ -130,3 +130,65 @@ struct CoalescerPropertyTests {
         }
     }
 }
+
+/// The UDP coalescer against the same kind of random traffic: interleaved flows of datagrams with random sizes
+/// (a shorter one ends a run), header changes, zero and corrupt checksums. `resegment`, the model of the kernel's
+/// USO segmentation written independently in UDPCoalescerTests, must turn every merged write back into its members
+/// byte for byte (IPv4 IDs count up within a run, as the kernel rewrites them, so they are generated that way).
+@Suite("UDP coalescing, random traffic against an oracle")
+struct UDPCoalescerPropertyTests {
+    @Test("merged writes resegment into their members; flows keep their order; corrupt members refuse the write",
+          arguments: Array(1...40) as [UInt64])
+    func randomDatagramsNeverMergeWhatTheReceiverWouldTellApart(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &random) < percent }
+        let size = [18, 300, 1200][Int(seed % 3)]
+        var specs = (0..<Int.random(in: 1...3, using: &random)).map { index in
+            UDPFrameSpec(
+                vlan: chance(25) ? 100 : nil, ipv6: chance(50),
+                identification: UInt16.random(in: 0...0xFFFF, using: &random), sourcePort: UInt16(40_000 + index))
+        }
+        var frames: [[UInt8]] = []
+        var flowOf: [Int] = []
+        var corrupt: Set<Int> = []
+        for _ in 0..<Int.random(in: 20...150, using: &random) {
+            let flow = Int.random(in: 0..<specs.count, using: &random)
+            var spec = specs[flow]
+            specs[flow].identification &+= 1
+            let length = chance(10) ? Int.random(in: 0..<size, using: &random) : size
+            spec.payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            if chance(8) {
+                switch Int.random(in: 0..<6, using: &random) {
+                case 0: spec.timeToLive = 63
+                case 1: spec.typeOfService = 0x04
+                case 2: spec.dontFragment.toggle()
+                case 3: spec.identification &+= 9  // neither counting up nor fixed
+                case 4: spec.checksum = .zero  // no checksum: never merged with checksummed ones
+                default: spec.moreFragments = true  // a fragment: never merged
+                }
+            }
+            if chance(3) {
+                spec.checksum = .corrupt
+                corrupt.insert(frames.count)
+            }
+            frames.append(spec.build())
+            flowOf.append(flow)
+        }
+
+        let attempts = coalesceUDP(frames)
+        let members = attempts.flatMap(\.members)
+        #expect(members.sorted() == Array(frames.indices))
+        for flow in specs.indices {
+            #expect(members.filter { flowOf[$0] == flow } == frames.indices.filter { flowOf[$0] == flow })
+        }
+        for attempt in attempts where attempt.item.isCoalesced {
+            let run = attempt.members
+            #expect(Set(run.map { flowOf[$0] }).count == 1, "a merge across flows: \(run)")
+            let hasCorrupt = run.contains { corrupt.contains($0) }
+            #expect((attempt.bytes == nil) == hasCorrupt, "members \(run), corrupt \(corrupt)")
+            guard let bytes = attempt.bytes else { continue }
+            let resegmented = try #require(resegment(bytes), "members \(run)")
+            #expect(resegmented == run.map { frames[$0] }, "members \(run)")
+        }
+    }
+}
