@@ -16,12 +16,13 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
-        // Key generation and the two-thread runner, shared by the suites.
+        // Key generation and the two-thread runner, shared by the suites (the generator is VXTestSupport's).
         .target(
             name: "BenchmarkSupport",
             dependencies: [
                 .product(name: "VXForwarding", package: "vxswitch"),
                 .product(name: "VXPacket", package: "vxswitch"),
+                .product(name: "VXTestSupport", package: "vxswitch"),
             ],
             path: "Benchmarks/BenchmarkSupport"
         ),
@@ -30,6 +31,7 @@ let package = Package(
             dependencies: [
                 .product(name: "VXForwarding", package: "vxswitch"),
                 .product(name: "VXPacket", package: "vxswitch"),
+                .product(name: "VXTestSupport", package: "vxswitch"),
                 .product(name: "Benchmark", package: "benchmark"),
                 "BenchmarkSupport",
             ],

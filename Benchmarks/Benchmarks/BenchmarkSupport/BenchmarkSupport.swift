@@ -1,4 +1,5 @@
-// Shared by the benchmark suites: a reproducible PRNG, random MAC keys, and a two-thread runner.
+// Shared by the benchmark suites: random MAC keys (from VXTestSupport's reproducible SplitMix64) and a two-thread
+// runner.
 //
 // Nothing here runs inside a measured region except `runOnTwoThreads`, whose thread start and join are part of
 // what a two-thread benchmark measures (amortised over a million operations per iteration; see
@@ -6,31 +7,13 @@
 
 import VXForwarding
 import VXPacket
+import VXTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fast, reproducible generator, so every run probes the same keys.
-public struct SplitMix64: RandomNumberGenerator {
-    /// The generator state; advanced by the golden-ratio increment on every draw.
-    private var state: UInt64
-
-    /// - Parameter seed: any value; equal seeds give equal sequences.
-    public init(seed: UInt64) {
-        state = seed
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random keys for table benchmarks.
 public enum RandomKeys {

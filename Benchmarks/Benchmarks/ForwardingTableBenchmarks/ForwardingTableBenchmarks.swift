@@ -23,6 +23,7 @@ import Benchmark
 import BenchmarkSupport
 import VXForwarding
 import VXPacket
+import VXTestSupport
 
 /// The destination every benchmark learns `key` at: one of 64 ports, fixed per key, so a refresh is a refresh.
 @inline(__always)
