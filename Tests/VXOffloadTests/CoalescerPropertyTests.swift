@@ -86,6 +86,34 @@ private func comparable(_ frame: [UInt8]) -> [UInt8] {
     return frame
 }
 
+/// What one coalescer item came to: its frames, whether it was a merge, and whether that merge was written.
+private struct Run {
+    var members: [Int]
+    var isCoalesced: Bool
+    var written: Bool
+}
+
+/// The checks every coalescer's answer must pass whatever it merged: each frame comes out exactly once, each flow's
+/// frames in the order they went in, a merge holds one flow, and its write fails exactly when a member is corrupt
+/// (the worker then sends the frames alone, so the receiver's checksum drops the bad one).
+private func checkRuns(
+    _ runs: [Run], flowOf: [Int], corrupt: Set<Int>, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let members = runs.flatMap(\.members)
+    #expect(members.sorted() == Array(flowOf.indices), sourceLocation: sourceLocation)
+    for flow in Set(flowOf) {
+        #expect(
+            members.filter { flowOf[$0] == flow } == flowOf.indices.filter { flowOf[$0] == flow },
+            "flow \(flow) out of order", sourceLocation: sourceLocation)
+    }
+    for run in runs where run.isCoalesced {
+        #expect(Set(run.members.map { flowOf[$0] }).count == 1, "a merge across flows: \(run.members)",
+                sourceLocation: sourceLocation)
+        let hasCorrupt = run.members.contains { corrupt.contains($0) }
+        #expect(run.written != hasCorrupt, "members \(run.members), corrupt \(corrupt)", sourceLocation: sourceLocation)
+    }
+}
+
 @Suite("TCP coalescing, random traffic against an oracle")
 struct CoalescerPropertyTests {
     @Test("merged frames resegment into their members; flows keep their order; corrupt members refuse the write",
@@ -106,18 +134,11 @@ struct CoalescerPropertyTests {
         }
 
         let attempts = attempt(frames)
-        // Every frame comes out exactly once, and each flow's frames in the order they went in.
-        let members = attempts.flatMap(\.members)
-        #expect(members.sorted() == Array(frames.indices))
-        for flow in flows.indices {
-            #expect(members.filter { flowOf[$0] == flow } == frames.indices.filter { flowOf[$0] == flow })
-        }
+        checkRuns(
+            attempts.map { Run(members: $0.members, isCoalesced: $0.item.isCoalesced, written: $0.written != nil) },
+            flowOf: flowOf, corrupt: corrupt)
         for attempt in attempts where attempt.item.isCoalesced {
             let run = attempt.members
-            #expect(Set(run.map { flowOf[$0] }).count == 1, "a merge across flows: \(run)")
-            // The write fails exactly when a member's checksum is bad (the worker then sends the frames alone).
-            let hasCorrupt = run.contains { corrupt.contains($0) }
-            #expect((attempt.written == nil) == hasCorrupt, "members \(run), corrupt \(corrupt)")
             guard let bytes = attempt.bytes else { continue }
             let header = try #require(parseHeader(bytes))
             let merged = Array(bytes[VirtioNetHeader.size...])
@@ -176,16 +197,11 @@ struct UDPCoalescerPropertyTests {
         }
 
         let attempts = coalesceUDP(frames)
-        let members = attempts.flatMap(\.members)
-        #expect(members.sorted() == Array(frames.indices))
-        for flow in specs.indices {
-            #expect(members.filter { flowOf[$0] == flow } == frames.indices.filter { flowOf[$0] == flow })
-        }
+        checkRuns(
+            attempts.map { Run(members: $0.members, isCoalesced: $0.item.isCoalesced, written: $0.bytes != nil) },
+            flowOf: flowOf, corrupt: corrupt)
         for attempt in attempts where attempt.item.isCoalesced {
             let run = attempt.members
-            #expect(Set(run.map { flowOf[$0] }).count == 1, "a merge across flows: \(run)")
-            let hasCorrupt = run.contains { corrupt.contains($0) }
-            #expect((attempt.bytes == nil) == hasCorrupt, "members \(run), corrupt \(corrupt)")
             guard let bytes = attempt.bytes else { continue }
             let resegmented = try #require(resegment(bytes), "members \(run)")
             #expect(resegmented == run.map { frames[$0] }, "members \(run)")
