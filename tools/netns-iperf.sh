@@ -16,7 +16,9 @@
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
 # arguments, e.g. ARGS="--workers 1"), CC (iperf3's TCP congestion control, -C, default cubic as in tools/bench:
-# BBR, the default on some VMs, changes the figures by up to 2x).
+# BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1 (instead of the iperf3 runs, the
+# system calls and context switches of both daemons per frame they received, `perf stat` over 3 s in the middle of
+# one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which tools/bench.d/install-deps.sh installs).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}
@@ -76,6 +78,55 @@ iperf() {  # iperf CLIENT_NS SERVER_NS SERVER_ADDRESS [-6]
     timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g -C "$CC" | grep -E "sender|receiver"
     cstats
 }
+
+# SYSCALLS=1: what both daemons' threads entered the kernel for, per frame they received (TAP frames and tunnel
+# datagrams, from `vxctl stats`), over a bounded 3 s window of each load.
+received() {
+    for i in 1 2; do "$BIN/vxctl" --control "$TMP/h$i.sock" stats --json; done | python3 -c '
+import json, sys
+text, decoder, position, total = sys.stdin.read(), json.JSONDecoder(), 0, 0
+while text[position:].strip():
+    reply, position = decoder.raw_decode(text, len(text) - len(text[position:].lstrip()))
+    total += sum(row.get("rxFrames", 0) for kind in ("ports", "peers") for row in reply.get(kind, []))
+print(total)'
+}
+syscalls_during() {  # LABEL
+    local before after
+    before=$(received)
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "${PIDS[0]},${PIDS[1]}" -- sleep 3 \
+        2>"$TMP/perf.csv" >/dev/null
+    after=$(received)
+    python3 - "$1" $((after - before)) "$TMP/perf.csv" <<'PY'
+import sys
+label, frames, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+counts = {f[2]: int(f[0]) for f in (line.split(",") for line in open(path)) if len(f) > 2 and f[0].isdigit()}
+calls, switches = counts.get("raw_syscalls:sys_enter", 0), counts.get("context-switches", 0)
+print(f"{label}: {frames} frames received by the two daemons in 3 s; {calls} syscalls "
+      f"({calls / max(frames, 1):.3f} per frame), {switches} context switches ({switches / max(frames, 1):.3f} per frame)")
+PY
+}
+if [ -n "${SYSCALLS:-}" ]; then
+    command -v perf >/dev/null && command -v gcc >/dev/null || { echo "SYSCALLS=1 needs perf and gcc" \
+        "(tools/bench.d/install-deps.sh installs them)" >&2; exit 1; }
+    gcc -O2 -o "$TMP/pktgen" "$(dirname "$0")/bench.d/pktgen.c"
+    ip netns exec $C1 ping -c 3 -i 0.2 -W 1 10.0.0.2 >/dev/null
+    ip netns exec $C2 iperf3 -s -1 -D >/dev/null 2>&1
+    sleep 0.5
+    timeout 20 ip netns exec $C1 iperf3 -c 10.0.0.2 -t 8 -f g -C "$CC" >"$TMP/iperf.txt" 2>&1 &
+    load=$!  # waited for by PID: a bare `wait` would wait for the daemons too
+    sleep 3; syscalls_during "one TCP stream ($IO)"; wait $load
+    grep receiver "$TMP/iperf.txt"
+    mac=$(ip -n $C2 -j link show eth0 | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')
+    timeout 20 ip netns exec $C2 "$TMP/pktgen" recv --bind 10.0.0.2 --port 9000 --seconds 12 --idle 1 >"$TMP/recv.txt" &
+    counter=$!
+    sleep 0.5
+    timeout 20 ip netns exec $C1 "$TMP/pktgen" send --to 10.0.0.2 --port 9000 --size 18 --seconds 8 --packet eth0 \
+        --dst-mac "$mac" >/dev/null &
+    load=$!
+    sleep 3; syscalls_during "64-byte frames ($IO)"; wait $load $counter
+    echo "64-byte frames delivered: $(tail -1 "$TMP/recv.txt")"
+    exit 0
+fi
 
 echo "== offloads on c1 eth0:"
 ip netns exec $C1 ethtool -k eth0 | grep -E "^(tx-checksumming|tcp-segmentation-offload):"

@@ -6,6 +6,7 @@
 #   iperf3 ethtool       TCP throughput; container offloads on/off
 #   iproute2 iputils-ping procps  ip netns / ip link; ping RTT; sysctl
 #   gcc libc6-dev        tools/bench.d/pktgen.c (64-byte frame generator, compiled per run)
+#   linux-perf           system calls per frame (SYSCALLS=1 tools/netns-iperf.sh) and profiles (docs/performance.md)
 #
 # The package's own services are never started: Debian's invoke-rc.d asks /usr/sbin/policy-rc.d, and when the
 # machine has none this script puts a deny-all one in place for the duration of the install and removes it after.
@@ -13,7 +14,7 @@
 # Idempotent: when everything is installed it does not touch apt.
 set -euo pipefail
 
-packages=(openvswitch-switch iperf3 ethtool iproute2 iputils-ping procps gcc libc6-dev)
+packages=(openvswitch-switch iperf3 ethtool iproute2 iputils-ping procps gcc libc6-dev linux-perf)
 
 missing=()
 for package in "${packages[@]}"; do
