@@ -82,13 +82,14 @@ iperf() {  # iperf CLIENT_NS SERVER_NS SERVER_ADDRESS [-6]
 # SYSCALLS=1: what both daemons' threads entered the kernel for, per frame they received (TAP frames and tunnel
 # datagrams, from `vxctl stats`), over a bounded 3 s window of each load.
 received() {
-    for i in 1 2; do "$BIN/vxctl" --control "$TMP/h$i.sock" stats --json; done | python3 -c '
+    local total=0 i
+    for i in 1 2; do
+        total=$((total + $("$BIN/vxctl" --control "$TMP/h$i.sock" stats --json | python3 -c '
 import json, sys
-text, decoder, position, total = sys.stdin.read(), json.JSONDecoder(), 0, 0
-while text[position:].strip():
-    reply, position = decoder.raw_decode(text, len(text) - len(text[position:].lstrip()))
-    total += sum(row.get("rxFrames", 0) for kind in ("ports", "peers") for row in reply.get(kind, []))
-print(total)'
+reply = json.load(sys.stdin)
+print(sum(row.get("rxFrames", 0) for kind in ("ports", "peers") for row in reply.get(kind, [])))')))
+    done
+    echo "$total"
 }
 syscalls_during() {  # LABEL
     local before after
@@ -101,8 +102,9 @@ import sys
 label, frames, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 counts = {f[2]: int(f[0]) for f in (line.split(",") for line in open(path)) if len(f) > 2 and f[0].isdigit()}
 calls, switches = counts.get("raw_syscalls:sys_enter", 0), counts.get("context-switches", 0)
-print(f"{label}: {frames} frames received by the two daemons in 3 s; {calls} syscalls "
-      f"({calls / max(frames, 1):.3f} per frame), {switches} context switches ({switches / max(frames, 1):.3f} per frame)")
+per_frame = lambda count: f"{count / max(frames, 1):.3f} per frame"
+print(f"{label}: {frames} frames received by the two daemons in 3 s; {calls} syscalls ({per_frame(calls)}),",
+      f"{switches} context switches ({per_frame(switches)})")
 PY
 }
 if [ -n "${SYSCALLS:-}" ]; then
@@ -117,7 +119,8 @@ if [ -n "${SYSCALLS:-}" ]; then
     sleep 3; syscalls_during "one TCP stream ($IO)"; wait $load
     grep receiver "$TMP/iperf.txt"
     mac=$(ip -n $C2 -j link show eth0 | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')
-    timeout 20 ip netns exec $C2 "$TMP/pktgen" recv --bind 10.0.0.2 --port 9000 --seconds 12 --idle 1 >"$TMP/recv.txt" &
+    timeout 20 ip netns exec $C2 "$TMP/pktgen" recv --bind 10.0.0.2 --port 9000 --seconds 12 --idle 1 \
+        >"$TMP/recv.txt" &
     counter=$!
     sleep 0.5
     timeout 20 ip netns exec $C1 "$TMP/pktgen" send --to 10.0.0.2 --port 9000 --size 18 --seconds 8 --packet eth0 \
