@@ -123,11 +123,10 @@ struct Mutator {
     ]
 
     mutating func int(_ range: Range<Int>) -> Int { Int.random(in: range, using: &random) }
-    mutating func chance(_ percent: Int) -> Bool { int(0..<100) < percent }
 
     /// An offset into `count` bytes, in the first 160 three times out of four.
     mutating func offset(in count: Int) -> Int {
-        chance(75) ? int(0..<min(count, 160)) : int(0..<count)
+        random.chance(75) ? int(0..<min(count, 160)) : int(0..<count)
     }
 
     /// Applies one mutation; `keepingLength` picks only those that leave the length as it is.
@@ -144,10 +143,10 @@ struct Mutator {
             if bytes.count >= 2 {
                 let at = offset(in: bytes.count - 1)
                 let word =
-                    chance(80)
+                    random.chance(80)
                     ? Mutator.edgeWords.randomElement(using: &random)! : UInt16.random(in: 0...0xFFFF, using: &random)
                 let (high, low) = (UInt8(word >> 8), UInt8(word & 0xFF))
-                (bytes[at], bytes[at + 1]) = chance(50) ? (high, low) : (low, high)
+                (bytes[at], bytes[at + 1]) = random.chance(50) ? (high, low) : (low, high)
             }
         case 3:  // cut short
             if !bytes.isEmpty { bytes.removeLast(int(1..<(bytes.count + 1))) }
@@ -254,15 +253,15 @@ struct MalformedInputFuzzTests {
         for iteration in 0..<Self.iterations {
             var inputs: [FuzzInput] = []
             for _ in 0..<mutator.int(1..<7) {
-                if mutator.chance(25) {
+                if mutator.random.chance(25) {
                     inputs.append(structuredGRORead(from: innerRuns.randomElement(using: &mutator.random)!, &mutator))
                     continue
                 }
                 let (name, source, seedBytes) = corpus.randomElement(using: &mutator.random)!
                 var input = FuzzInput(source: source, bytes: seedBytes, origin: name)
-                if mutator.chance(85) {
+                if mutator.random.chance(85) {
                     for _ in 0..<mutator.int(1..<4) { mutator.mutate(&input.bytes) }
-                    if case .tunnel(let size) = source, size > 0, mutator.chance(40) {
+                    if case .tunnel(let size) = source, size > 0, mutator.random.chance(40) {
                         input.source = .tunnel(segmentSize: max(1, mutator.mutate(size)))
                     }
                 }
@@ -334,7 +333,7 @@ struct MalformedInputFuzzTests {
             for _ in 0..<mutator.int(1..<7) {
                 let (name, handle, seedBytes) = seeds.randomElement(using: &mutator.random)!
                 var bytes = seedBytes
-                if mutator.chance(85) {
+                if mutator.random.chance(85) {
                     for _ in 0..<mutator.int(1..<4) { mutator.mutate(&bytes) }
                 }
                 if Self.trace { print("fuzz \(encap) iteration \(iteration): \(name) \(bytes)") }
@@ -380,9 +379,9 @@ struct MalformedInputFuzzTests {
     private func structuredGRORead(from run: (String, [[UInt8]]), _ mutator: inout Mutator) -> FuzzInput {
         var inners = run.1
         var changed: [Int] = []
-        for index in inners.indices where mutator.chance(30) {
-            mutator.mutate(&inners[index], keepingLength: mutator.chance(85))
-            if mutator.chance(80) { Mutator.repairChecksums(&inners[index]) }
+        for index in inners.indices where mutator.random.chance(30) {
+            mutator.mutate(&inners[index], keepingLength: mutator.random.chance(85))
+            if mutator.random.chance(80) { Mutator.repairChecksums(&inners[index]) }
             changed.append(index)
         }
         let datagrams = inners.map(FuzzCorpus.vxlan)
