@@ -49,23 +49,15 @@ private struct RandomFlow {
         return (segment.build(checksum: corrupt ? .corrupt : .full), corrupt)
     }
 
-    /// One header change that must keep the segment out of its neighbours' merge. CoalescerTests.breakers also
-    /// change the VLAN tag, which makes the segment another flow: that one may rightly come out ahead of its old
-    /// flow's open item, which the per-flow order check here would take for a reordering. Hence this list.
+    /// One header change that must keep the segment out of its neighbours' merge: one of CoalescerTests.breakers
+    /// (each rule that ends a run), or an IPv4 ID that neither counts up nor stays.
     static func change(_ spec: inout TCPFrameSpec, using random: inout SplitMix64) {
-        switch Int.random(in: 0..<12, using: &random) {
-        case 0: spec.flags = [.ack, .fin]
-        case 1: spec.flags = [.ack, .rst]
-        case 2: spec.flags = [.ack, .urg]
-        case 3: spec.flags = [.ack, .cwr]
-        case 4: spec.flags = []
-        case 5: spec.acknowledgment &+= 1
-        case 6: spec.window &+= 1
-        case 7: spec.tcpOptions = TCPFrameSpec.timestamps(1001)
-        case 8: spec.timeToLive = 63
-        case 9: spec.typeOfService = 0x02
-        case 10: spec.dontFragment = false
-        default: spec.identification &+= 7  // an IPv4 ID that neither counts up nor stays
+        let breakers = CoalescerTests.breakers
+        let pick = Int.random(in: 0...breakers.count, using: &random)
+        if pick < breakers.count {
+            breakers[pick].change(&spec)
+        } else {
+            spec.identification &+= 7
         }
     }
 }
@@ -152,10 +144,22 @@ struct CoalescerPropertyTests {
     }
 }
 
+/// UDPCoalescerTests.breakers (each rule that ends a run) that leave the datagram in its flow. One that changes a
+/// port makes it another flow's, which may rightly come out ahead of its old flow's open item: the per-flow order
+/// check would take that for a reordering.
+private let udpBreakersWithinTheFlow = UDPCoalescerTests.breakers.filter { breaker in
+    let original = UDPFrameSpec()
+    var changed = original
+    breaker.change(&changed)
+    return changed.sourcePort == original.sourcePort && changed.destinationPort == original.destinationPort
+        && changed.source == original.source && changed.destination == original.destination
+        && changed.source6 == original.source6 && changed.destination6 == original.destination6
+}
+
 /// The UDP coalescer against the same kind of random traffic: interleaved flows of datagrams with random sizes
-/// (a shorter one ends a run), header changes, zero and corrupt checksums. `resegment`, the model of the kernel's
-/// USO segmentation written independently in UDPCoalescerTests, must turn every merged write back into its members
-/// byte for byte (IPv4 IDs count up within a run, as the kernel rewrites them, so they are generated that way).
+/// (a shorter one ends a run), the header changes of UDPCoalescerTests.breakers, and corrupt checksums.
+/// `resegment`, the model of the kernel's USO segmentation written independently in UDPCoalescerTests, must turn
+/// every merged write back into its members byte for byte (IPv4 IDs count up within a run, as the kernel rewrites them, so they are generated that way).
 @Suite("UDP coalescing, random traffic against an oracle")
 struct UDPCoalescerPropertyTests {
     @Test("merged writes resegment into their members; flows keep their order; corrupt members refuse the write",
@@ -177,16 +181,7 @@ struct UDPCoalescerPropertyTests {
             specs[flow].identification &+= 1
             let length = random.chance(10) ? Int.random(in: 0..<size, using: &random) : size
             spec.payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
-            if random.chance(8) {
-                switch Int.random(in: 0..<6, using: &random) {
-                case 0: spec.timeToLive = 63
-                case 1: spec.typeOfService = 0x04
-                case 2: spec.dontFragment.toggle()
-                case 3: spec.identification &+= 9  // neither counting up nor fixed
-                case 4: spec.checksum = .zero  // no checksum: never merged with checksummed ones
-                default: spec.moreFragments = true  // a fragment: never merged
-                }
-            }
+            if random.chance(8) { udpBreakersWithinTheFlow.randomElement(using: &random)!.change(&spec) }
             if random.chance(3) {
                 spec.checksum = .corrupt
                 corrupt.insert(frames.count)
