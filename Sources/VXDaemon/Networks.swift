@@ -474,8 +474,12 @@ extension SwitchDaemon {
     }
 
     private func answer(_ punted: PuntedFrame) {
+        guard let puntedPort = punted.port else {
+            answerUnderlay(punted)
+            return
+        }
         let reply: [UInt8]? = state.withLock { state -> [UInt8]? in
-            guard let (name, port) = state.ports.first(where: { $0.value.id == punted.port }),
+            guard let (name, port) = state.ports.first(where: { $0.value.id == puntedPort }),
                 let networkName = port.network, var network = state.networks[networkName]
             else { return nil }
             let before = network.leases
@@ -502,7 +506,7 @@ extension SwitchDaemon {
         }
         if let reply {
             // Worker 0 sends it: it has the port attached (its own queue, or the shared one), like every worker.
-            worker.mailbox.post(.transmitFrame(punted.port, bytes: reply)) { _ in }
+            worker.mailbox.post(.transmitFrame(puntedPort, bytes: reply)) { _ in }
         }
     }
 

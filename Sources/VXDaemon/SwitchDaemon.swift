@@ -74,8 +74,42 @@ public struct DaemonOptions: Sendable {
     /// See docs/performance.md (ping latency) for how it was chosen.
     public static let defaultBusyPollMicroseconds = 0
 
+    /// Owns `local` on an underlay TAP instead of sending and receiving through sockets (`--underlay-tap`); nil:
+    /// sockets.
+    public var underlay: UnderlayOptions? = nil
+
     public init(local: IPv4Address) {
         self.local = local
+    }
+}
+
+/// How a switch with an underlay TAP sits on the underlay segment (docs/offload.md, "The TAP underlay").
+///
+/// The switch creates the TAP; the operator bridges it to the uplink (`ip link set NAME master BRIDGE`) and
+/// does not give the kernel the VTEP address: the switch answers ARP for it with `mac` and writes whole VXLAN
+/// frames, TCP bursts included, which the kernel carries to the peer unsegmented (GSO over the UDP tunnel).
+public struct UnderlayOptions: Sendable, Equatable {
+    /// The TAP's name.
+    public var tapName: String
+    /// The switch's MAC address on the segment.
+    public var mac: MACAddress
+    /// The prefix length of the VTEP address's subnet: peers inside it are resolved directly.
+    public var prefixLength: Int
+    /// Where peers outside the subnet are sent; nil: only on-link peers are reachable.
+    public var gateway: IPv4Address?
+
+    /// - Parameters:
+    ///   - tapName: the TAP to create.
+    ///   - mac: the switch's MAC; by default one derived from `local` (`UnderlayNeighbors.defaultMAC(for:)`).
+    ///   - local: the VTEP address.
+    ///   - prefixLength: 0-32.
+    ///   - gateway: the next hop for off-link peers.
+    public init(tapName: String, mac: MACAddress? = nil, local: IPv4Address, prefixLength: Int = 24,
+                gateway: IPv4Address? = nil) {
+        self.tapName = tapName
+        self.mac = mac ?? UnderlayNeighbors.defaultMAC(for: local)
+        self.prefixLength = prefixLength
+        self.gateway = gateway
     }
 }
 
@@ -121,6 +155,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     let puntSignal: DispatchSemaphore
     /// Ports whose descriptor failed under the switch (recorded by the workers, see PortFailures.swift).
     let portFailures = PortFailures()
+    /// ARP on the underlay TAP (nil without one). Lock order: `state`, then this.
+    let neighbors: Mutex<UnderlayNeighbors>?
 
     struct State {
         var builder = TopologyBuilder()
@@ -153,6 +189,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.host = host
         self.logger = logger
         self.store = options.statePath.map(StateStore.init(path:))
+        self.neighbors = options.underlay.map { underlay in
+            Mutex(
+                UnderlayNeighbors(
+                    localAddress: options.local, localMAC: underlay.mac, prefixLength: underlay.prefixLength,
+                    gateway: underlay.gateway))
+        }
         let agingTicks = UInt16(clamping: options.agingSeconds)
         self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
         let puntSignal = DispatchSemaphore(value: 0)
@@ -194,10 +236,16 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         var tunnels: [OwnedDescriptor] = []
         var tunnelsByWorker: [[OwnedDescriptor]] = []
         do throws(ControlError) {
-            for index in workers.indices {
-                let opened = try host.openTunnels(local: options.local, udpPort: options.udpPort, worker: index)
-                tunnelsByWorker.append(opened)
-                tunnels += opened
+            if let underlay = options.underlay {
+                // One TAP, a queue per worker; no sockets: VXLAN leaves and arrives through it (GRE peers refused).
+                let tap = try host.openUnderlay(name: underlay.tapName, queues: workers.count)
+                tunnels = [tap]
+            } else {
+                for index in workers.indices {
+                    let opened = try host.openTunnels(local: options.local, udpPort: options.udpPort, worker: index)
+                    tunnelsByWorker.append(opened)
+                    tunnels += opened
+                }
             }
         } catch {
             for tunnel in tunnels { tunnel.release() }
@@ -215,17 +263,24 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let puntService = Thread { [self] in runPuntService() }
         puntService.name = "vxswitch-dhcp"
         puntService.start()
+        var attachments: [(DataplaneWorker<Engine>, WorkerCommand)] = []
+        if options.underlay != nil, let tap = tunnels.first {
+            for (index, worker) in workers.enumerated() {
+                attachments.append((worker, .attachUnderlay(fd: tap.fd(forWorker: index))))
+            }
+        }
         for (worker, opened) in zip(workers, tunnelsByWorker) {
-            for tunnel in opened {
-                do {
-                    try worker.mailbox.run(.attachTunnel(fd: tunnel.fd, kind: tunnel.kind))
-                } catch {
-                    // Stop the threads before closing descriptors the engines may already be reading.
-                    stopMaintenance.store(true, ordering: .relaxed)
-                    for worker in workers { _ = try? worker.mailbox.run(.stop) }
-                    for tunnel in tunnels { tunnel.release() }
-                    throw ControlError(.systemError, "cannot attach tunnel socket to a worker: \(error)", cause: error)
-                }
+            for tunnel in opened { attachments.append((worker, .attachTunnel(fd: tunnel.fd, kind: tunnel.kind))) }
+        }
+        for (worker, command) in attachments {
+            do {
+                try worker.mailbox.run(command)
+            } catch {
+                // Stop the threads before closing descriptors the engines may already be reading.
+                stopMaintenance.store(true, ordering: .relaxed)
+                for worker in workers { _ = try? worker.mailbox.run(.stop) }
+                for tunnel in tunnels { tunnel.release() }
+                throw ControlError(.systemError, "cannot attach tunnel socket to a worker: \(error)", cause: error)
             }
         }
         state.withLock {
@@ -234,6 +289,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         }
         logger.info(
             "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self), \(workers.count) worker(s)")
+        if let underlay = options.underlay {
+            let gateway = underlay.gateway.map { ", gateway \($0)" } ?? ""
+            logger.info(
+                "underlay TAP \(underlay.tapName): VTEP \(options.local)/\(underlay.prefixLength) at \(underlay.mac)\(gateway); bridge it to the uplink")
+        }
         if let store {
             try restore(from: store.load(), path: store.path)
         }
@@ -345,6 +405,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             guard elapsed >= .seconds(1) else { continue }
             elapsed = .zero
             table.advanceClock()
+            sendNeighborRequests()
             let expired = table.expire()
             if expired > 0 { logger.debug("aged out \(expired) MAC entries") }
             logPortFailures()
@@ -373,6 +434,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     func publish(_ state: State) {
         let topology = state.builder.build()
         var tunnels: [PeerTunnel] = []
+        // With an underlay TAP: the next hops' MACs as ARP has them, and the peers it should resolve.
+        let nextHopMACs = neighbors?.withLock { neighbors -> [IPv4Address: MACAddress] in
+            neighbors.setWanted(state.peers.keys)
+            return neighbors.macsByRemote()
+        }
         for (address, peer) in state.peers {
             var templates: [BridgeDomain: EncapTemplate] = [:]
             for vni in peer.vnis {
@@ -385,9 +451,14 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             tunnels.append(
                 PeerTunnel(
                     peer: peer.id, address: address, encapsulation: peer.encapsulation.tunnel,
-                    greKeyLayout: peer.encapsulation.keyLayout, unkeyedVNI: unkeyed, templates: templates))
+                    greKeyLayout: peer.encapsulation.keyLayout, unkeyedVNI: unkeyed, templates: templates,
+                    nextHopMAC: nextHopMACs?[address]))
         }
-        publisher.publish(DataplaneConfig(topology: topology, peers: tunnels, punt: puntRules(state)))
+        let identity = options.underlay.map {
+            UnderlayIdentity(mac: $0.mac, address: options.local, udpPort: options.udpPort)
+        }
+        publisher.publish(
+            DataplaneConfig(topology: topology, peers: tunnels, punt: puntRules(state), underlay: identity))
     }
 
     /// Removes the VNI's bridge domain when no port or peer uses it any more. State lock held.
@@ -542,6 +613,19 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         guard !address.isUnspecified, !address.isMulticast, address.value >> 24 != 127 else {
             throw ControlError(.invalidArgument, "\(address) cannot be a peer: use the peer's unicast underlay address")
         }
+        if options.underlay != nil {
+            guard encapsulation.tunnel == .vxlan else {
+                throw ControlError(
+                    .invalidArgument,
+                    "this switch runs with an underlay TAP (--underlay-tap), which carries VXLAN only: "
+                        + "\(encapsulation) peers need the socket underlay")
+            }
+            guard neighbors?.withLock({ $0.nextHop(for: address) }) != nil else {
+                throw ControlError(
+                    .invalidArgument,
+                    "\(address) is outside this switch's underlay subnet and there is no --underlay-gateway")
+            }
+        }
         return try state.withLock { state throws(ControlError) -> PeerInfo in
             try requireRunning(state)
             if let existing = state.peers[address] {
@@ -578,6 +662,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             }
             state = next
             publish(state)
+            sendNeighborRequests()
             let vnis = state.peers[address]!.vnis.sorted()
             logger.info("peer \(address) (\(encapsulation)) added in VNI \(vni)")
             return PeerInfo(ip: address, encapsulation: encapsulation, vnis: vnis)

@@ -110,6 +110,17 @@ public protocol SwitchHost: Sendable {
     /// second one would switch each packet twice), the raw IPv4 sender (GRE), and the UDP senders VXLAN leaves
     /// through (`.udpSender`, any number, none for VXLAN through the raw sender).
     func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
+
+    /// Creates the underlay TAP `name` (`vxswitchd --underlay-tap`): not persistent, up, with the 24-byte tunnel
+    /// virtio-net header and GSO over UDP tunnels, one queue per worker. The caller bridges it to the uplink.
+    /// - Throws: `ControlError` when the kernel lacks TUN_F_UDP_TUNNEL_GSO (before 6.17) or the name is taken.
+    func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor
+}
+
+extension SwitchHost {
+    public func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor {
+        throw ControlError(.invalidParams, "this switch host has no underlay TAPs")
+    }
 }
 
 /// Real TAP devices and sockets.
@@ -174,6 +185,38 @@ public struct KernelHost: SwitchHost {
                 .systemError,
                 "cannot open the tunnel sockets of worker \(worker) on \(local) (UDP port \(udpPort)): \(error)",
                 cause: error)
+        }
+    }
+}
+
+extension KernelHost {
+    public func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor {
+        do throws(IOError) {
+            let set = try TAPQueues.open(
+                name: name, count: queues, isFlagMismatch: { $0.errno == EINVAL }, discard: { $0.close() }
+            ) { name, multiQueue throws(IOError) in
+                let tap = try TAPDevice(name: name, options: multiQueue ? [.virtioHeader, .multiQueue] : [.virtioHeader])
+                try tap.setVirtioHeaderSize(TAPDevice.tunnelVirtioHeaderLength)
+                do throws(IOError) {
+                    try tap.setOffloads(.underlay)
+                } catch {
+                    throw IOError(
+                        errno: error.errno, operation: error.operation,
+                        hint: "this kernel's TAPs lack GSO over UDP tunnels (TUN_F_UDP_TUNNEL_GSO, Linux 6.17+): "
+                            + "run without --underlay-tap")
+                }
+                let settled = tap.name
+                return (TAPBox(tap), settled)
+            }
+            let boxes = set.queues
+            // 1500: the underlay's frames; the kernel takes the GSO bursts whatever the MTU.
+            let (ifindex, _) = try boxes[0].configure(persistent: false, mtu: 1500)
+            return OwnedDescriptor(
+                fds: boxes.map(\.fd), kind: .tap(virtioHeader: true), ifindex: Int(ifindex),
+                release: { for box in boxes { box.close() } },
+                destroy: { for box in boxes { box.close() } })
+        } catch {
+            throw ControlError(.systemError, "cannot create the underlay TAP \"\(name)\": \(error)", cause: error)
         }
     }
 }

@@ -28,10 +28,13 @@ public struct PeerTunnel: Sendable {
     public let unkeyedVNI: VNI?
     /// The outer header for each bridge domain this peer serves (STYLE §4: built once, patched per frame).
     let templates: [BridgeDomain: EncapTemplate]
+    /// With an underlay TAP: the MAC address of the peer's next hop on the underlay (the peer itself, or the
+    /// gateway), as ARP resolved it; nil until it is resolved, and always without an underlay TAP.
+    public let nextHopMAC: MACAddress?
 
     public init(
         peer: PeerID, address: IPv4Address, encapsulation: TunnelEncapsulation, greKeyLayout: GREKeyLayout,
-        unkeyedVNI: VNI?, templates: [BridgeDomain: EncapTemplate]
+        unkeyedVNI: VNI?, templates: [BridgeDomain: EncapTemplate], nextHopMAC: MACAddress? = nil
     ) {
         self.peer = peer
         self.address = address
@@ -39,6 +42,7 @@ public struct PeerTunnel: Sendable {
         self.greKeyLayout = greKeyLayout
         self.unkeyedVNI = unkeyedVNI
         self.templates = templates
+        self.nextHopMAC = nextHopMAC
     }
 
 }
@@ -53,12 +57,33 @@ public struct PeerEndpoint: Sendable, Equatable {
     public let greKeyLayout: GREKeyLayout
     /// For GRE peers without a key: the one VNI their frames belong to.
     public let unkeyedVNI: VNI?
+    /// The MAC of its underlay next hop (underlay TAP only; nil: unresolved).
+    public let nextHopMAC: MACAddress?
 
     init(_ tunnel: PeerTunnel) {
         peer = tunnel.peer
         encapsulation = tunnel.encapsulation
         greKeyLayout = tunnel.greKeyLayout
         unkeyedVNI = tunnel.unkeyedVNI
+        nextHopMAC = tunnel.nextHopMAC
+    }
+}
+
+/// Who the switch is on the underlay segment when it owns its VTEP address on an underlay TAP
+/// (`vxswitchd --underlay-tap`): the outer source of every frame it writes there, and the destination of the
+/// frames it takes from there.
+public struct UnderlayIdentity: Sendable, Hashable {
+    /// The switch's MAC address on the segment.
+    public var mac: MACAddress
+    /// The VTEP address (the outer IPv4 source).
+    public var address: IPv4Address
+    /// The VXLAN UDP port it listens on.
+    public var udpPort: UInt16
+
+    public init(mac: MACAddress, address: IPv4Address, udpPort: UInt16) {
+        self.mac = mac
+        self.address = address
+        self.udpPort = udpPort
     }
 }
 
@@ -130,9 +155,15 @@ public final class DataplaneConfig: Sendable {
     @usableFromInline let outerHeaders: [(address: IPv4Address, template: EncapTemplate)]
     /// Index + 1 into `outerHeaders` by `peer index << 16 | domain index`.
     @usableFromInline let outerHeaderIndex: FlatMap32
+    /// The switch's identity on the underlay TAP; nil when tunnels go through sockets.
+    public let underlay: UnderlayIdentity?
 
-    public init(topology: SwitchTopology, peers: [PeerTunnel], punt: [PortID: PuntRule] = [:]) {
+    public init(
+        topology: SwitchTopology, peers: [PeerTunnel], punt: [PortID: PuntRule] = [:],
+        underlay: UnderlayIdentity? = nil
+    ) {
         self.topology = topology
+        self.underlay = underlay
         var rules = [PuntRule?](repeating: nil, count: (punt.keys.map { Int($0.index) }.max() ?? -1) + 1)
         for (port, rule) in punt { rules[Int(port.index)] = rule }
         self.puntRules = rules
@@ -205,6 +236,15 @@ public final class DataplaneConfig: Sendable {
             let header = outerHeaderIndex.value(for: UInt32(peer.index) << 16 | UInt32(domain.rawValue))
         else { return nil }
         return outerHeaders[Int(header) &- 1]
+    }
+
+    /// The MAC address of `peer`'s underlay next hop (underlay TAP only).
+    /// - Returns: the MAC, or nil when the peer is stale or its next hop is not resolved yet.
+    @inlinable
+    public func nextHopMAC(of peer: PeerID) -> MACAddress? {
+        let index = Int(peer.index)
+        guard index < endpoints.count, let endpoint = endpoints[index], endpoint.peer == peer else { return nil }
+        return endpoint.nextHopMAC
     }
 }
 

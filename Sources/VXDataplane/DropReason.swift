@@ -33,6 +33,10 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
     case segmentBufferExhausted = 9
     /// A frame for the control plane (DHCP, ARP for the switch) found the punt queue full.
     case puntQueueFull = 10
+    /// A frame from the underlay TAP not addressed to this VTEP (another host's, IPv6, another UDP port...).
+    case underlayNotForThisVTEP = 11
+    /// A frame for a peer whose underlay next hop has no MAC address yet (ARP still asking).
+    case underlayNextHopUnresolved = 12
 
     /// The case name, a stable identifier for machine-readable output (JSON stats).
     public var name: String {
@@ -48,6 +52,8 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .frameTooLong: "frameTooLong"
         case .segmentBufferExhausted: "segmentBufferExhausted"
         case .puntQueueFull: "puntQueueFull"
+        case .underlayNotForThisVTEP: "underlayNotForThisVTEP"
+        case .underlayNextHopUnresolved: "underlayNextHopUnresolved"
         }
     }
 
@@ -64,6 +70,8 @@ public enum DataplaneDropReason: UInt8, CaseIterable, Sendable, CustomStringConv
         case .frameTooLong: "encapsulated frame longer than 65535 bytes, or TSO segment larger than a buffer"
         case .segmentBufferExhausted: "no free buffer for a TSO segment"
         case .puntQueueFull: "control-plane queue full (DHCP/ARP for the switch)"
+        case .underlayNotForThisVTEP: "underlay frame not addressed to this VTEP"
+        case .underlayNextHopUnresolved: "underlay next hop of the peer not resolved yet (ARP)"
         }
     }
 }

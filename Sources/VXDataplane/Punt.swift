@@ -40,8 +40,8 @@ public struct PuntRule: Sendable, Hashable {
 
 /// A frame taken off the data path for the control plane.
 public struct PuntedFrame: Sendable {
-    /// The port it arrived on.
-    public var port: PortID
+    /// The port it arrived on; nil for the underlay TAP (ARP for the switch's VTEP address).
+    public var port: PortID?
     /// The Ethernet frame.
     public var bytes: [UInt8]
 }

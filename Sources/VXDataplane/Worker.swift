@@ -82,6 +82,11 @@ public enum WorkerCommand: Sendable {
     case detachPort(PortID)
     /// Start using a tunnel socket: a `.udpTunnel` or `.rawGRE` receiver, or the `.rawIPv4Sender`.
     case attachTunnel(fd: Int32, kind: PortKind)
+    /// Start using this worker's queue of the underlay TAP (opened with the 24-byte tunnel virtio-net header and
+    /// TUN_F_UDP_TUNNEL_GSO): VXLAN leaves and arrives through it as whole outer frames (see the file comment).
+    case attachUnderlay(fd: Int32)
+    /// Send `bytes` (an Ethernet frame built by the control plane: ARP for the underlay) out of the underlay TAP.
+    case transmitUnderlay(bytes: [UInt8])
     /// Send `bytes` (an Ethernet frame built by the control plane: a DHCP reply, an ARP reply) out of `port`.
     case transmitFrame(PortID, bytes: [UInt8])
     /// Leave the run loop.
@@ -202,6 +207,8 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     private var sender: PortHandle?
     /// UDP sender sockets for VXLAN, picked by flow hash; empty: VXLAN goes through the raw `sender`.
     private var udpSenders: [PortHandle] = []
+    /// The underlay TAP queue: when set, VXLAN goes through it as whole outer frames instead of through sockets.
+    private var underlay: PortHandle?
     /// Per-batch scratch: the frames that survived classification, in rx order.
     private var classified: [ClassifiedFrame]
     /// The last source learnt in this batch and the outcome: a run of frames from one sender (a GRO read's
@@ -417,8 +424,16 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 case .tap: break
                 }
                 return .success(handle)
+            case .attachUnderlay(let fd):
+                // The engines read and write it like a virtio TAP (large buffers, the header passed through); only
+                // the worker knows its header is the 24-byte tunnel one.
+                let handle = try engine.register(fd: fd, kind: .tap(virtioHeader: true))
+                underlay = handle
+                return .success(handle)
             case .transmitFrame(let port, let bytes):
                 transmitControlFrame(bytes, to: port)
+            case .transmitUnderlay(let bytes):
+                transmitUnderlayControlFrame(bytes)
             case .stop:
                 stopping = true
             }
@@ -448,6 +463,11 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         // Stages 2 and 3: classify and learn.
         for index in 0..<rx.count {
             let frame = rx.frames[index]
+            if frame.source == underlay {
+                guard let item = classifyUnderlay(frame, rxIndex: index, config: config) else { continue }
+                learnAndKeep(item, config: config)
+                continue
+            }
             if frame.segmentSize > 0 {
                 classifyGRO(frame, rxIndex: index, config: config)
                 continue
@@ -776,6 +796,12 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 // The decision checked the peer is live in this domain with the same topology snapshot, and the
                 // control plane builds the templates with it, so this is a config-building bug; count, don't trap.
                 counters.dropped(row: row, DropCode(DataplaneDropReason.unknownPeer))
+                return
+            }
+            if let underlay, let identity = config.underlay {
+                emitUnderlay(
+                    item, to: peer, remote: remote, template: template, through: underlay, identity: identity,
+                    config: config, flowHash: flowHash, row: row)
                 return
             }
             if template.encapsulation == .vxlan, !udpSenders.isEmpty {
@@ -1268,6 +1294,194 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         }
     }
 
+    // MARK: The underlay TAP (GSO over the UDP tunnel; docs/offload.md "The TAP underlay")
+
+    /// Outer bytes in front of an inner frame on the underlay: Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
+    private static var underlayOuterLength: Int { EthernetHeader.size + EncapTemplate.vxlanIPv4Size }
+    /// Where the outer UDP header starts in an underlay frame.
+    private static var underlayOuterTransportOffset: Int { EthernetHeader.size + IPv4Header.minimumSize }
+
+    /// Sorts a frame read from the underlay TAP: ARP is punted to the control plane, VXLAN for this VTEP is
+    /// decapsulated and classified like a datagram from a tunnel socket, anything else is counted and dropped. A
+    /// TCP burst (GSO over the tunnel) keeps its segmentation: its header is rewritten, in the buffer, into the
+    /// 12-byte form of a container TAP's right in front of the inner frame, so from here on it is switched like a
+    /// TSO frame from a virtio TAP (passed through whole to one, segmented for anything else).
+    private func classifyUnderlay(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) -> Classification? {
+        let unattributed = counters.unattributedRow
+        guard let identity = config.underlay else {
+            counters.dropped(row: unattributed, DropCode(DataplaneDropReason.unknownPort))
+            return nil
+        }
+        let headerSize = VirtioNetTunnelHeader.size
+        guard let header = withFrameBytes(frame, { VirtioNetTunnelHeader.parse($0) }) else {
+            counters.dropped(row: unattributed, DropCode(PacketDropReason.truncatedEthernet))
+            return nil
+        }
+        // A non-zero outer UDP checksum is verified unless the kernel left it (or anything) partial.
+        let verifyUDP = header.inner.flags.isEmpty && header.inner.gsoType == .none && !header.outerChecksumPartial
+        let sorted = withFrameBytes(frame) { bytes in
+            UnderlayFrame.classify(
+                bytes.extracting(headerSize..<bytes.byteCount), localMAC: identity.mac,
+                localAddress: identity.address, udpPort: identity.udpPort, verifyUDPChecksum: verifyUDP)
+        }
+        switch sorted {
+        case .failure(let reason):
+            counters.dropped(row: unattributed, DropCode(reason))
+            return nil
+        case .success(.notForThisVTEP):
+            counters.dropped(row: unattributed, DropCode(DataplaneDropReason.underlayNotForThisVTEP))
+            return nil
+        case .success(.arp):
+            guard let punt else { return nil }
+            let bytes = withFrameBytes(frame) { span in
+                unsafe span.extracting(headerSize..<span.byteCount).withUnsafeBytes { unsafe Array($0) }
+            }
+            if !punt.push(PuntedFrame(port: nil, bytes: bytes)) {
+                counters.dropped(row: unattributed, DropCode(DataplaneDropReason.puntQueueFull))
+            }
+            return nil
+        case .success(.vxlan(let source, let vni, let outerLength, let innerLength)):
+            guard let peer = config.endpoint(at: source) else {
+                counters.dropped(row: unattributed, DropCode(DataplaneDropReason.unknownPeer))
+                return nil
+            }
+            let row = counters.row(peer: peer.peer)
+            counters.received(row: row, bytes: VXLANHeader.size + innerLength)
+            guard peer.encapsulation == .vxlan else {
+                counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
+                return nil
+            }
+            guard let domain = config.domain(for: vni) else {
+                counters.dropped(row: row, DropCode(DataplaneDropReason.unknownVNI))
+                return nil
+            }
+            let innerHeader: VirtioNetHeader
+            switch UDPTunnelOffload.decapsulated(header, innerOffset: outerLength) {
+            case .failure(let reason):
+                counters.dropped(row: row, DropCode(reason))
+                return nil
+            case .success(let converted):
+                innerHeader = converted
+            }
+            let innerStart = headerSize + outerLength
+            // Safe: the buffer is this worker's until the end of the batch, and the span does not outlive the call.
+            let inner = unsafe pool.unsafeBytes(
+                of: frame.buffer, offset: Int(frame.offset) + innerStart, length: innerLength)
+            var gso: VirtioNetHeader? = nil
+            if innerHeader.gsoType != .none {
+                // The 12 bytes before the inner frame (the end of the UDP and VXLAN headers, parsed already).
+                let slot = unsafe pool.unsafeBytes(
+                    of: frame.buffer, offset: Int(frame.offset) + innerStart - VirtioNetHeader.size,
+                    length: VirtioNetHeader.size)
+                var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+                innerHeader.write(into: &span)
+                offloadStatistics.tsoFramesReceived &+= 1
+                gso = innerHeader
+            } else if innerHeader.flags.contains(.needsChecksum) {
+                var span = unsafe MutableRawSpan(_unsafeBytes: inner)
+                if let reason = ChecksumCompletion.complete(&span, header: innerHeader) {
+                    counters.dropped(row: row, DropCode(reason))
+                    return nil
+                }
+                offloadStatistics.checksumsCompleted &+= 1
+            }
+            var classification = ethernet(
+                frame, rxIndex: rxIndex, innerOffset: innerStart, innerLength: innerLength, domain: domain,
+                ingress: .tunnel(peer.peer), row: row)
+            classification?.frame.gso = gso
+            return classification
+        }
+    }
+
+    /// Queues `item` for VXLAN peer `peer` as one write into the underlay TAP: the 24-byte tunnel header, the outer
+    /// Ethernet, IPv4, UDP and VXLAN headers (all in the entry's header slot), then the frame from its own buffer. A
+    /// TSO frame goes whole, for the kernel to carry as one burst (GSO over the UDP tunnel); one whose segments
+    /// would not fit the underlay is segmented here, each segment its own write.
+    private func emitUnderlay(
+        _ item: ClassifiedFrame, to peer: PeerID, remote: IPv4Address, template: EncapTemplate,
+        through underlay: PortHandle, identity: UnderlayIdentity, config: DataplaneConfig, flowHash: UInt32?,
+        row: Int
+    ) {
+        guard template.encapsulation == .vxlan else {
+            // The control plane refuses GRE peers on an underlay TAP; count rather than trap if one slips through.
+            counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
+            return
+        }
+        guard let nextHop = config.nextHopMAC(of: peer) else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.underlayNextHopUnresolved))
+            return
+        }
+        let hash = flowHash ?? self.flowHash(of: item)
+        let outer = UnderlayOuterHeader(
+            ethernet: EthernetHeader(destination: nextHop, source: identity.mac, etherType: .ipv4),
+            template: template, flowHash: hash)
+        var tunnelHeader = VirtioNetTunnelHeader.plain
+        if let gso = item.gso {
+            let plan = withItemBytes(item) {
+                UDPTunnelOffload.encapsulating(
+                    gso, frame: $0, outerLength: Self.underlayOuterLength,
+                    outerTransportOffset: Self.underlayOuterTransportOffset, maximumInnerPacket: overlayMTU)
+            }
+            switch plan {
+            case .failure(let reason):
+                counters.dropped(row: row, DropCode(reason))
+                return
+            case .success(.segment):
+                transmitSegments(of: item, header: gso, row: row) { segment, length in
+                    let appended = unsafe tx.append(
+                        target: underlay, remote: remote, buffer: segment, offset: UInt32(pool.headroom),
+                        length: UInt32(length)
+                    ) { slot in unsafe outer.write(into: slot, header: .plain, innerLength: length) }
+                    counters.transmitted(row: row, bytes: Self.underlayOuterLength + length)
+                    return appended
+                }
+                return
+            case .success(.whole(let header)):
+                tunnelHeader = header
+                offloadStatistics.tsoFramesPassedThrough &+= 1
+            }
+        }
+        let innerLength = Int(item.length)
+        guard template.headerLength + innerLength <= 0xFFFF else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
+            return
+        }
+        let buffer = rx.frames[item.rxIndex].buffer
+        appendTransmit { tx in
+            unsafe tx.append(target: underlay, remote: remote, buffer: buffer, offset: item.offset, length: item.length) {
+                slot in unsafe outer.write(into: slot, header: tunnelHeader, innerLength: innerLength)
+            }
+        }
+        counters.transmitted(row: row, bytes: Self.underlayOuterLength + innerLength)
+    }
+
+    /// Sends a control-plane frame (ARP) out of the underlay TAP behind a plain tunnel header (control command,
+    /// worker thread). Counted as a drop when there is no underlay, no buffer, or it does not fit one.
+    private func transmitUnderlayControlFrame(_ bytes: [UInt8]) {
+        let row = counters.unattributedRow
+        guard let underlay else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.portNotAttached))
+            return
+        }
+        guard bytes.count <= pool.bufferSize - pool.headroom, let buffer = pool.take() else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.transmitNoBuffer))
+            return
+        }
+        unsafe bytes.withUnsafeBytes { source in
+            let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: source.count)
+            unsafe destination.copyMemory(from: source)
+        }
+        flushTransmit()
+        unsafe tx.append(
+            target: underlay, remote: .any, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count)
+        ) { slot in
+            var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+            return VirtioNetTunnelHeader.plain.write(into: &span)
+        }
+        flushTransmit()
+        pool.give(buffer)
+    }
+
     /// Runs `body` over the inner Ethernet frame of `item` (after any virtio header).
     private func withItemBytes<R>(_ item: ClassifiedFrame, _ body: (RawSpan) -> R) -> R {
         // Safe: the rx buffer belongs to this worker until the end of the batch; the span does not outlive `body`.
@@ -1347,6 +1561,24 @@ private struct VXLANPack {
         case lone((buffer: BufferID, offset: UInt32, length: UInt32))
         /// The pieces so far, in a large buffer of the worker's.
         case packed(BufferID)
+    }
+}
+
+/// The headers in front of an inner frame written to the underlay TAP, minus the per-frame parts: the outer
+/// Ethernet header (to the peer's next hop) and the peer's prebuilt IPv4 + UDP + VXLAN template.
+private struct UnderlayOuterHeader {
+    var ethernet: EthernetHeader
+    var template: EncapTemplate
+    var flowHash: UInt32  // the inner flow's hash: the UDP source port
+
+    /// Writes the tunnel virtio-net header, then the outer headers for an inner frame of `innerLength` bytes, into
+    /// a TxBatch header slot.
+    /// - Returns: bytes written (24 + 14 + 36).
+    func write(into slot: UnsafeMutableRawBufferPointer, header: VirtioNetTunnelHeader, innerLength: Int) -> Int {
+        var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+        var offset = header.write(into: &span)
+        offset += ethernet.write(into: &span, at: offset)
+        return offset + template.write(into: &span, at: offset, innerLength: innerLength, flowHash: flowHash)
     }
 }
 

@@ -145,9 +145,10 @@ public struct FrameTransmit: Sendable {
 /// Frames to send in one `transmit` call, with an inline header slot per entry.
 @safe
 public final class TxBatch {
-    /// Largest outer header an entry can carry: IPv4 (20, no options) + UDP (8) + VXLAN (8) = 36, or IPv4 +
-    /// GRE with key (28), rounded up to a cache line.
-    public static let maxHeaderLength = 64
+    /// Largest outer header an entry can carry: for the underlay TAP the 24-byte tunnel virtio-net header +
+    /// Ethernet (14) + IPv4 (20, no options) + UDP (8) + VXLAN (8) = 74 (otherwise at most 36), rounded up to two
+    /// cache lines.
+    public static let maxHeaderLength = 128
 
     /// The frames, in the order they were appended.
     @inlinable public var frames: [FrameTransmit] { storage }

@@ -53,9 +53,21 @@ public struct TAPDevice: ~Copyable, Sendable {
         /// TUN_F_TSO6: TCP over IPv6 in bursts up to 64 KiB (gso_type TCPV6).
         public static let tso6 = Offloads(rawValue: CVX_TUN_F_TSO6)
 
+        /// TUN_F_UDP_TUNNEL_GSO (Linux 6.17+): TCP bursts encapsulated in UDP (VXLAN), one frame each way, described
+        /// by the 24-byte tunnel header (`VirtioNetTunnelHeader`, needs `setVirtioHeaderSize(24)` first).
+        public static let udpTunnelGSO = Offloads(rawValue: CVX_TUN_F_UDP_TUNNEL_GSO)
+        /// TUN_F_UDP_TUNNEL_GSO_CSUM: such bursts may also leave their outer UDP checksum partial.
+        public static let udpTunnelGSOChecksum = Offloads(rawValue: CVX_TUN_F_UDP_TUNNEL_GSO_CSUM)
+
         /// What switch ports use: checksum offload and TSO for both IP versions (VXOffload handles all three).
         public static let tcp: Offloads = [.checksum, .tso4, .tso6]
+        /// What the underlay TAP uses: TCP bursts over the UDP tunnel, both ways (docs/offload.md, "The TAP
+        /// underlay"). The kernel only accepts the tunnel flags together with checksum offload and TSO.
+        public static let underlay: Offloads = [.checksum, .tso4, .tso6, .udpTunnelGSO, .udpTunnelGSOChecksum]
     }
+
+    /// Bytes of the tunnel virtio-net header of an underlay TAP (`struct virtio_net_hdr_v1_hash_tunnel`).
+    public static let tunnelVirtioHeaderLength = 24
 
     /// Size of the virtio-net header in front of every frame with `.virtioHeader` (set with TUNSETVNETHDRSZ):
     /// `struct virtio_net_hdr_v1`, see VXOffload's `VirtioNetHeader`.
@@ -113,6 +125,13 @@ public struct TAPDevice: ~Copyable, Sendable {
         default:
             nil
         }
+    }
+
+    /// Sets the virtio-net header size (TUNSETVNETHDRSZ): 12 for switch ports (done by `init`), 24 for the
+    /// underlay TAP, before `setOffloads(.underlay)`.
+    public func setVirtioHeaderSize(_ size: Int) throws(IOError) {
+        let rc = cvx_tap_set_vnet_header_size(fileDescriptor.rawValue, Int32(size))
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETVNETHDRSZ \(name)") }
     }
 
     /// Tells the kernel what it may hand over in one read: with `.tcp` a container's TCP stack sends 64 KiB bursts

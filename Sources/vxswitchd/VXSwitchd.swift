@@ -77,6 +77,31 @@ struct VXSwitchd: ParsableCommand {
             valueName: "count"))
     var workers: Int?
 
+    @Option(
+        name: .customLong("underlay-tap"),
+        help: ArgumentHelp(
+            "Own --local on a TAP of this name instead of using the kernel's sockets: bridge the TAP to the uplink and "
+                + "keep --local off the kernel's interfaces. VXLAN TCP bursts then cross the underlay whole (GSO over "
+                + "the UDP tunnel, Linux 6.17+); VXLAN peers only.", valueName: "name"))
+    var underlayTap: String?
+
+    @Option(
+        name: .customLong("underlay-prefix-length"),
+        help: ArgumentHelp("With --underlay-tap: the prefix length of --local's subnet (peers in it are on-link).",
+                           valueName: "bits"))
+    var underlayPrefixLength: Int = 24
+
+    @Option(
+        name: .customLong("underlay-gateway"),
+        help: ArgumentHelp("With --underlay-tap: the next hop for peers outside --local's subnet.", valueName: "ip"))
+    var underlayGateway: String?
+
+    @Option(
+        name: .customLong("underlay-mac"),
+        help: ArgumentHelp("With --underlay-tap: the switch's MAC address (default 02:76:78 and --local's last 3 bytes).",
+                           valueName: "mac"))
+    var underlayMAC: String?
+
     /// The default `--workers`: one per online core, within 1 ... maxWorkers.
     static var onlineCores: Int {
         min(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1), DaemonOptions.maxWorkers)
@@ -101,6 +126,28 @@ struct VXSwitchd: ParsableCommand {
         if let workers, !(1...DaemonOptions.maxWorkers).contains(workers) {
             throw ValidationError("--workers must be 1-\(DaemonOptions.maxWorkers), not \(workers)")
         }
+        guard let underlayTap else {
+            guard underlayGateway == nil, underlayMAC == nil else {
+                throw ValidationError("--underlay-gateway and --underlay-mac need --underlay-tap")
+            }
+            return
+        }
+        guard !underlayTap.isEmpty, underlayTap.utf8.count <= 15, !underlayTap.contains("/"),
+            !underlayTap.contains(where: \.isWhitespace)
+        else { throw ValidationError("--underlay-tap must be an interface name of 1-15 bytes, not \"\(underlayTap)\"") }
+        guard (8...30).contains(underlayPrefixLength) else {
+            throw ValidationError("--underlay-prefix-length must be 8-30, not \(underlayPrefixLength)")
+        }
+        if let underlayGateway {
+            guard let gateway = IPv4Address(underlayGateway), !gateway.isUnspecified, !gateway.isMulticast,
+                gateway != address
+            else { throw ValidationError("--underlay-gateway must be a unicast IPv4 address, not \"\(underlayGateway)\"") }
+        }
+        if let underlayMAC {
+            guard let mac = MACAddress(underlayMAC), !mac.isMulticast, !mac.isZero else {
+                throw ValidationError("--underlay-mac must be a unicast MAC address, not \"\(underlayMAC)\"")
+            }
+        }
     }
 
     func run() throws {
@@ -118,6 +165,11 @@ struct VXSwitchd: ParsableCommand {
         options.busyPoll = .microseconds(busyPollMicroseconds)
         options.statePath = state == "none" ? nil : state
         options.dockerSocket = dockerSocket
+        if let underlayTap {
+            options.underlay = UnderlayOptions(
+                tapName: underlayTap, mac: underlayMAC.flatMap { MACAddress($0) }, local: options.local,
+                prefixLength: underlayPrefixLength, gateway: underlayGateway.flatMap { IPv4Address($0) })
+        }
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 
         let workerCount = workers ?? Self.onlineCores

@@ -44,6 +44,10 @@ int cvx_tap_set_vnet_header_size(int fd, int size);
 #define CVX_TUN_F_CSUM 0x01u /* TUN_F_CSUM: frames may have a partial L4 checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). */
 #define CVX_TUN_F_TSO4 0x02u /* TUN_F_TSO4: TCP over IPv4 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV4). */
 #define CVX_TUN_F_TSO6 0x04u /* TUN_F_TSO6: TCP over IPv6 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV6). */
+/* TUN_F_UDP_TUNNEL_GSO (Linux 6.17+): GSO bursts encapsulated in UDP, described by the 24-byte header. */
+#define CVX_TUN_F_UDP_TUNNEL_GSO 0x80u
+/* TUN_F_UDP_TUNNEL_GSO_CSUM: the outer UDP checksum of such bursts may be partial too. */
+#define CVX_TUN_F_UDP_TUNNEL_GSO_CSUM 0x100u
 
 /* TUNSETOFFLOAD on an open TAP fd opened with CVX_TAP_VNET_HDR: `flags` is a set of CVX_TUN_F_*; TSO needs CSUM.
  * The kernel turns the matching netdev features on (ethtool -k shows them). Returns 0 or -errno (EINVAL for

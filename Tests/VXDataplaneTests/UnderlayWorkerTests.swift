@@ -1,0 +1,272 @@
+// The worker with an underlay TAP (docs/offload.md, "The TAP underlay") on in-memory ports: VXLAN leaves as whole
+// outer frames behind the 24-byte tunnel virtio-net header, a container's TSO burst as one frame for the kernel to
+// carry whole, and frames read from the underlay are sorted (ARP punted, VXLAN for this VTEP decapsulated, the rest
+// counted), a TCP burst among them passed whole to a virtio TAP or segmented for a plain one.
+
+import Synchronization
+import Testing
+import VXDataplane
+import VXForwarding
+import VXIO
+import VXOffload
+import VXPacket
+import VXTestSupport
+
+/// One VNI (42) with ports p0 (virtio) and p1 (plain TAP), one VXLAN peer, and the underlay TAP.
+final class UnderlayHarness {
+    static let local = IPv4Address(192, 0, 2, 1)
+    static let peerAddress = IPv4Address(192, 0, 2, 2)
+    static let localMAC = MACAddress(0x02, 0x76, 0x78, 0, 2, 1)
+    static let peerMAC = MACAddress(0x02, 0x76, 0x78, 0, 2, 2)
+    static let vni = VNI(42)!
+
+    let engine = MemoryEngine(pool: PacketBufferPool(count: 512, largeCount: 16))
+    let worker: DataplaneWorker<MemoryEngine>
+    let table = ForwardingTable(capacity: 1024)
+    let publisher = ConfigPublisher()
+    let counters = WorkerCounters(maxPorts: 16, maxPeers: 16)
+    let punt = PuntQueue {}
+    var portHandles: [PortHandle] = []
+    var underlayHandle: PortHandle!
+    var peer: PeerID!
+    private var builder = TopologyBuilder()
+    private var domain: BridgeDomain!
+
+    init() throws {
+        worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters, punt: punt)
+        domain = builder.addDomain(vni: Self.vni)!
+        let ports = [builder.addPort(domain: domain)!, builder.addPort(domain: domain)!]
+        peer = builder.addPeer(Self.peerAddress, to: domain)!
+        publish(nextHop: Self.peerMAC)
+        for (index, port) in ports.enumerated() {
+            let kind = PortKind.tap(virtioHeader: index == 0)
+            portHandles.append(try #require(try attach(.attachPort(port, fd: Int32(100 + index), kind: kind))))
+        }
+        underlayHandle = try attach(.attachUnderlay(fd: 400))
+    }
+
+    /// Publishes the switch with the peer's next hop at `nextHop` (nil: unresolved).
+    func publish(nextHop: MACAddress?) {
+        let template = EncapTemplate(
+            encapsulation: .vxlan, local: Self.local, remote: Self.peerAddress, vni: Self.vni, greKeyLayout: .vni)
+        let tunnel = PeerTunnel(
+            peer: peer, address: Self.peerAddress, encapsulation: .vxlan, greKeyLayout: .vni, unkeyedVNI: nil,
+            templates: [domain: template], nextHopMAC: nextHop)
+        publisher.publish(
+            DataplaneConfig(
+                topology: builder.build(), peers: [tunnel],
+                underlay: UnderlayIdentity(mac: Self.localMAC, address: Self.local, udpPort: VXLANHeader.udpPort)))
+    }
+
+    func attach(_ command: WorkerCommand) throws -> PortHandle? {
+        let result = Mutex<Result<PortHandle?, IOError>?>(nil)
+        worker.mailbox.post(command) { outcome in result.withLock { $0 = outcome } }
+        try worker.runOnce(timeout: .zero)
+        return try result.withLock { $0 }!.get()
+    }
+
+    /// An outer frame from the peer (Ethernet to our MAC, IPv4, UDP 4789, VXLAN) around `inner`.
+    static func outerFrame(_ inner: [UInt8], to mac: MACAddress = localMAC, destination: IPv4Address = local)
+        -> [UInt8]
+    {
+        PacketBuilder.ethernet(
+            destination: mac, source: peerMAC, etherType: .ipv4,
+            payload: PacketBuilder.vxlanIPv4(source: peerAddress, destination: destination, vni: vni, inner: inner))
+    }
+
+    /// Queues `frame` on the underlay TAP behind `header`.
+    func injectUnderlay(_ frame: [UInt8], header: VirtioNetTunnelHeader = .plain) {
+        let bytes = PacketBuilder.withBytes(count: VirtioNetTunnelHeader.size) { header.write(into: &$0) } + frame
+        #expect(engine.inject(bytes, into: underlayHandle))
+    }
+
+    func step() throws { try worker.runOnce(timeout: .seconds(1)) }
+
+    /// What the worker wrote into the underlay TAP: each write's tunnel header and the frame after it.
+    func sentToUnderlay() throws -> [(header: VirtioNetTunnelHeader, frame: [UInt8])] {
+        try engine.drainTransmitted(from: underlayHandle).map { sent in
+            let parsed = VirtioNetTunnelHeader.parse(sent.bytes.span.bytes)
+            let header = try #require(parsed)
+            return (header, Array(sent.bytes[VirtioNetTunnelHeader.size...]))
+        }
+    }
+
+    func sentToPort(_ index: Int) -> [[UInt8]] { engine.drainTransmitted(from: portHandles[index]).map(\.bytes) }
+
+    func drops(_ entity: CounterEntity, _ reason: DataplaneDropReason) -> UInt64 {
+        counters.snapshot(of: entity).drops[DropCode(reason)] ?? 0
+    }
+
+    /// Teaches the switch that `mac` is behind the peer, and forgets what that sent.
+    func learnRemote(_ mac: MACAddress) throws {
+        injectUnderlay(Self.outerFrame(udpFrame(from: mac, to: .broadcast)))
+        try step()
+        for index in portHandles.indices { _ = sentToPort(index) }
+    }
+}
+
+/// `frame` decoded as an outer frame to the peer: Ethernet to its next hop, IPv4 192.0.2.1 → .2, UDP to 4789,
+/// VXLAN 42; returns the inner frame and the outer UDP source port.
+func decodeUnderlayFrame(_ frame: [UInt8]) throws -> (inner: [UInt8], sourcePort: UInt16) {
+    let ethernet = try EthernetHeader.parse(frame.span.bytes).get()
+    #expect(ethernet.destination == UnderlayHarness.peerMAC && ethernet.source == UnderlayHarness.localMAC)
+    #expect(ethernet.etherType == .ipv4 && ethernet.vlan == nil)
+    let decap = try TunnelDecap.vxlanIPv4(frame.span.bytes.extracting(14..<frame.count)).get()
+    #expect(decap.ipv4.source == UnderlayHarness.local && decap.ipv4.destination == UnderlayHarness.peerAddress)
+    #expect(decap.vni == UnderlayHarness.vni)
+    #expect(14 + Int(decap.ipv4.totalLength) == frame.count, "the outer lengths cover the whole burst")
+    let start = 14 + decap.innerOffset
+    return (Array(frame[start..<(start + decap.innerLength)]), decap.udp.sourcePort)
+}
+
+@Suite("Dataplane worker, underlay TAP (GSO over the UDP tunnel)")
+struct UnderlayWorkerTests {
+    @Test("a container's TSO burst leaves as one underlay frame, described for the kernel to cut")
+    func tsoBurstLeavesWhole() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        let payload = pattern(60_000, seed: 3)
+        let frame = tcpFrame(
+            from: macA, to: macRemote, sequence: 1000, identification: 7, payload: payload, checksum: .partial)
+        #expect(harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1398)) + frame, into: harness.portHandles[0]))
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        try #require(sent.count == 1)
+        let header = sent[0].header
+        #expect(header.tunnel == VirtioNetTunnelHeader.udpTunnelIPv4)
+        #expect(header.inner.gsoType == .tcpv4 && header.inner.gsoSize == 1398)
+        #expect(header.inner.flags == .needsChecksum)
+        #expect(header.inner.checksumStart == 50 + 34 && header.inner.checksumOffset == 16)
+        #expect(header.outerTransportOffset == 34 && header.innerNetworkOffset == 64)
+        let decoded = try decodeUnderlayFrame(sent[0].frame)
+        #expect(decoded.inner == frame, "the burst itself goes untouched, its checksum still partial")
+        #expect(decoded.sourcePort >= EncapTemplate.sourcePortBase)
+    }
+
+    @Test("a burst whose segments would not fit the underlay is segmented here, each segment a plain frame")
+    func oversizedSegmentsAreCutInUserSpace() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        let payload = pattern(10_000, seed: 4)
+        let frame = tcpFrame(
+            from: macA, to: macRemote, sequence: 1000, identification: 7, payload: payload, checksum: .partial)
+        // gso_size 1448 (a 1500-byte MTU's): with 40 bytes of headers 1488 > the overlay MTU of 1450.
+        #expect(harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1448)) + frame, into: harness.portHandles[0]))
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        #expect(sent.count == (10_000 + 1409) / 1410)
+        var received: [UInt8] = []
+        for (header, outer) in sent {
+            #expect(header == .plain)
+            #expect(outer.count <= 14 + 1500)
+            let segment = try CheckedTCPFrame(try decodeUnderlayFrame(outer).inner)
+            received += segment.payload
+        }
+        #expect(received == payload)
+    }
+
+    @Test("a TCP burst read from the underlay passes whole to a virtio TAP, with the container's header")
+    func burstFromUnderlayPassesWholeToVirtioTAP() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        // Teach the switch where macA is (p0), then send it a burst from the peer.
+        #expect(harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0]))
+        try harness.step()
+        _ = try harness.sentToUnderlay()
+        _ = harness.sentToPort(1)
+        let payload = pattern(30_000, seed: 5)
+        let inner = tcpFrame(
+            from: macRemote, to: macA, sequence: 77, identification: 9, payload: payload, checksum: .partial)
+        let outer = UnderlayHarness.outerFrame(inner)
+        var header = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .tcpv4, headerLength: 104, gsoSize: 1398, checksumStart: 50 + 34,
+                checksumOffset: 16),
+            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
+        header.outerChecksumPartial = false
+        harness.injectUnderlay(outer, header: header)
+        try harness.step()
+        let written = harness.sentToPort(0)
+        try #require(written.count == 1)
+        let first = written[0]
+        let parsed = VirtioNetHeader.parse(first.span.bytes)
+        let containerHeader = try #require(parsed)
+        #expect(containerHeader.gsoType == .tcpv4 && containerHeader.gsoSize == 1398)
+        #expect(containerHeader.flags == .needsChecksum)
+        #expect(containerHeader.checksumStart == 34 && containerHeader.checksumOffset == 16)
+        #expect(Array(written[0][VirtioNetHeader.size...]) == inner)
+        #expect(harness.worker.offloadStatistics.tsoFramesReceived == 1)
+    }
+
+    @Test("the same burst for a plain TAP is segmented, every segment with a valid checksum")
+    func burstFromUnderlayIsSegmentedForPlainTAP() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        harness.engine.inject(udpFrame(from: macB, to: .broadcast), into: harness.portHandles[1])
+        try harness.step()
+        _ = try harness.sentToUnderlay()
+        _ = harness.sentToPort(0)
+        let payload = pattern(5_000, seed: 6)
+        let inner = tcpFrame(
+            from: macRemote, to: macB, sequence: 77, identification: 9, payload: payload, checksum: .partial)
+        let header = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .tcpv4, gsoSize: 1398, checksumStart: 50 + 34, checksumOffset: 16),
+            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
+        harness.injectUnderlay(UnderlayHarness.outerFrame(inner), header: header)
+        try harness.step()
+        let written = harness.sentToPort(1)
+        #expect(written.count == (5_000 + 1397) / 1398)
+        #expect(try written.flatMap { try CheckedTCPFrame($0).payload } == payload)
+    }
+
+    @Test("ARP from the underlay is punted without a port; other hosts' frames are counted, not switched")
+    func arpIsPuntedAndForeignFramesAreCounted() throws {
+        let harness = try UnderlayHarness()
+        let request = PacketBuilder.arpRequest(
+            senderMAC: UnderlayHarness.peerMAC, senderIP: UnderlayHarness.peerAddress,
+            targetIP: UnderlayHarness.local)
+        harness.injectUnderlay(request)
+        // VXLAN to another host's MAC, and to our MAC but another address: a host ignores both.
+        harness.injectUnderlay(UnderlayHarness.outerFrame(udpFrame(from: macRemote, to: .broadcast), to: macB))
+        harness.injectUnderlay(
+            UnderlayHarness.outerFrame(udpFrame(from: macRemote, to: .broadcast), destination: IPv4Address(192, 0, 2, 9)))
+        try harness.step()
+        let punted = harness.punt.drain()
+        try #require(punted.count == 1)
+        #expect(punted[0].port == nil && punted[0].bytes == request)
+        #expect(harness.drops(.unattributed, .underlayNotForThisVTEP) == 2)
+        #expect(harness.sentToPort(0).isEmpty && harness.sentToPort(1).isEmpty)
+    }
+
+    @Test("frames for a peer whose next hop is unresolved are dropped and counted, and flow once it resolves")
+    func unresolvedNextHopDrops() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        harness.publish(nextHop: nil)
+        harness.engine.inject(udpFrame(from: macB, to: macRemote), into: harness.portHandles[1])
+        try harness.step()
+        #expect(try harness.sentToUnderlay().isEmpty)
+        #expect(harness.drops(.peer(index: Int(harness.peer.index)), .underlayNextHopUnresolved) == 1)
+        harness.publish(nextHop: UnderlayHarness.peerMAC)
+        let frame = udpFrame(from: macB, to: macRemote)
+        harness.engine.inject(frame, into: harness.portHandles[1])
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        try #require(sent.count == 1)
+        #expect(sent[0].header == .plain)
+        #expect(try decodeUnderlayFrame(sent[0].frame).inner == frame)
+    }
+
+    @Test("the control plane's ARP frames go out of the underlay TAP behind a plain tunnel header")
+    func controlFramesLeaveThroughTheUnderlay() throws {
+        let harness = try UnderlayHarness()
+        let request = PacketBuilder.arpRequest(
+            senderMAC: UnderlayHarness.localMAC, senderIP: UnderlayHarness.local,
+            targetIP: UnderlayHarness.peerAddress)
+        _ = try harness.attach(.transmitUnderlay(bytes: request))
+        let sent = try harness.sentToUnderlay()
+        try #require(sent.count == 1)
+        #expect(sent[0].header == .plain && sent[0].frame == request)
+    }
+}
