@@ -18,10 +18,13 @@
 # arguments, e.g. ARGS="--workers 1"), CC (iperf3's TCP congestion control, -C, default cubic as in tools/bench:
 # BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1 (instead of the iperf3 runs, the
 # system calls and context switches of both daemons per frame they received, `perf stat` over 3 s in the middle of
-# one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which tools/bench.d/install-deps.sh installs).
+# one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which tools/bench.d/install-deps.sh installs),
+# UNDERLAY=tap (each daemon owns its VTEP address on an underlay TAP, `--underlay-tap vxul0`, bridged with the host's
+# uplink in a bridge `brul`; the kernel has no address there: docs/offload.md, "The TAP underlay"; VXLAN only).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
-IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}
+IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}; UNDERLAY=${UNDERLAY:-socket}
+case $UNDERLAY in socket | tap) ;; *) echo "UNDERLAY must be socket or tap, not $UNDERLAY" >&2; exit 2 ;; esac
 ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
 UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
 TMP=$(mktemp -d /tmp/vx-$ID.XXXX)
@@ -46,13 +49,25 @@ for i in 1 2; do
     H=vx-$ID-h$i
     ip link add ul$i netns $UL type veth peer name eth0 netns "$H"
     ip -n $UL link set ul$i master br0 up
-    ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
-    ip -n "$H" link set eth0 up
-    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none ${ARGS:-} \
-        2>"$TMP/h$i.log" &
+    UNDERLAY_ARGS=()
+    if [ "$UNDERLAY" = tap ]; then
+        # The daemon owns 192.0.2.1x on its TAP; the kernel only bridges the TAP and the uplink.
+        ip -n "$H" link add brul type bridge
+        ip -n "$H" link set eth0 master brul up
+        ip -n "$H" link set brul up
+        UNDERLAY_ARGS=(--underlay-tap vxul0)
+    else
+        ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
+        ip -n "$H" link set eth0 up
+    fi
+    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none \
+        "${UNDERLAY_ARGS[@]}" ${ARGS:-} 2>"$TMP/h$i.log" &
     PIDS+=($!)
 done
 for i in 1 2; do for _ in $(seq 50); do [ -S "$TMP/h$i.sock" ] && break; sleep 0.1; done; done
+if [ "$UNDERLAY" = tap ]; then
+    for i in 1 2; do ip -n vx-$ID-h$i link set vxul0 master brul || { cat "$TMP/h$i.log" >&2; exit 1; }; done
+fi
 for i in 1 2; do
     H=vx-$ID-h$i; C=vx-$ID-c$i; o=$((3 - i))
     "$BIN/vxctl" --control "$TMP/h$i.sock" add-port tap$i --vni 42 >/dev/null

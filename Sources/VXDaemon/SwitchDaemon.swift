@@ -286,6 +286,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         state.withLock {
             $0.tunnels = tunnels
             $0.started = true
+            // The underlay identity goes out now: the underlay TAP carries frames (ARP for us) before any peer.
+            if options.underlay != nil { publish($0) }
         }
         logger.info(
             "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self), \(workers.count) worker(s)")
