@@ -1,0 +1,101 @@
+// vxswitchd with an underlay TAP (`--underlay-tap`, docs/offload.md "The TAP underlay"), end to end: the daemon owns
+// its host's underlay address on a TAP bridged with the host's uplink (the kernel keeps no address there), answers
+// ARP for it, resolves its peer, and VXLAN crosses as whole frames, a container's TCP burst as one frame.
+
+import Foundation
+import Testing
+import VXControl
+import VXTestSupport
+
+extension SwitchdSystemTests {
+    @Suite("vxswitchd on an underlay TAP")
+    struct UnderlayTAP {
+        /// Moves host `index`'s underlay address from the kernel to a vxswitchd on an underlay TAP: the uplink
+        /// (`ul0`) loses its address and joins a bridge `brul`, the daemon starts with `--underlay-tap vxul0`, and
+        /// the TAP joins the bridge.
+        static func startOnUnderlayTAP(in topology: NetnsTopology, host index: Int) async throws -> SwitchNode {
+            let host = topology.hosts[index]
+            let ip = try #require(NetnsEnvironment.ipPath)
+            for command in [
+                ["addr", "flush", "dev", host.underlayInterface],
+                ["link", "add", "brul", "type", "bridge"],
+                ["link", "set", host.underlayInterface, "master", "brul"],
+                ["link", "set", "brul", "up"],
+            ] {
+                try await topology.check([ip] + command, in: host)
+            }
+            let node = try await SwitchNode.start(
+                in: topology, host: index, io: .uring, extraArguments: ["--underlay-tap", "vxul0"])
+            try await topology.check([ip, "link", "set", "vxul0", "master", "brul"], in: host)
+            return node
+        }
+
+        @Test func twoSwitchesOnUnderlayTAPsCarryPingAndFiftyMebibytesEachWayAsWholeBursts() async throws {
+            try await withNetnsTopology(hosts: 2) { topology in
+                var switches: [SwitchNode] = []
+                for index in 0..<2 { switches.append(try await Self.startOnUnderlayTAP(in: topology, host: index)) }
+                for (index, node) in switches.enumerated() {
+                    try await node.addPeer(topology.hosts[1 - index].underlayAddress, vni: 42)
+                }
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
+                try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
+                try await SwitchdSystemTests.expectTransfer(topology, "underlay TAP", from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(topology, "underlay TAP", from: b, to: a, port: 5202)
+
+                for node in switches {
+                    let stats = try await node.stats()
+                    let offloads = try #require(stats.offloads)
+                    // The containers' bursts crossed whole: written whole into the underlay TAP by the sender,
+                    // read whole by the receiver, never cut into segments in user space.
+                    #expect(offloads.tsoFramesPassedThrough > 100, "\(offloads)")
+                    #expect(offloads.tsoFramesReceived > 100, "\(offloads)")
+                    #expect(offloads.segments == 0, "\(offloads)")
+                    #expect(stats.drops["transmitError"] == nil, "\(stats.drops)")
+                }
+                // The kernel never held the underlay address: the switch answered ARP for it.
+                let neighbours = try await topology.check(
+                    [try #require(NetnsEnvironment.ipPath), "neigh", "show", "dev", "brul"], in: topology.hosts[0])
+                #expect(!neighbours.contains(topology.hosts[1].underlayAddress), "host 0's kernel: \(neighbours)")
+            }
+        }
+
+        /// Host 0 runs vxswitchd on an underlay TAP, host 1 the kernel's vxlan42 on a bridge. Unlike the socket
+        /// underlay (KernelInterop), host 1's uplink keeps its checksum offload on: the kernel's bursts and
+        /// partial checksums arrive described by the TAP's virtio-net header, which a UDP socket would lose.
+        @Test func aKernelVXLANHostTalksToASwitchOnAnUnderlayTAP() async throws {
+            try await withNetnsTopology(hosts: 2) { topology in
+                let node = try await Self.startOnUnderlayTAP(in: topology, host: 0)
+                try await node.addPeer(topology.hosts[1].underlayAddress, vni: 42)
+                let a = try await node.addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let vxlan = try await topology.addKernelVXLAN(host: 1, vni: 42, remoteHosts: [0], dstPort: 4789)
+                let kernelContainer = try await topology.addContainer(host: 1)
+                let b = try await topology.connectVeth(
+                    kernelContainer, address: "10.0.0.2", mtu: SwitchdSystemTests.overlayMTU, bridge: vxlan.bridge)
+
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
+                try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
+                try await SwitchdSystemTests.expectTransfer(topology, "underlay TAP -> kernel", from: a, to: b)
+                try await SwitchdSystemTests.expectTransfer(
+                    topology, "kernel -> underlay TAP", from: b, to: a, port: 5202)
+                // The kernel resolved the switch's address to the switch's own MAC (02:76:78 + the address).
+                let neighbours = try await topology.check(
+                    [try #require(NetnsEnvironment.ipPath), "neigh", "show", topology.hosts[0].underlayAddress],
+                    in: topology.hosts[1])
+                #expect(neighbours.contains("lladdr 02:76:78:00:02:0a"), "host 1's kernel: \(neighbours)")
+            }
+        }
+
+        @Test func gREPeersAreRefusedWithAReason() async throws {
+            try await withNetnsTopology(hosts: 2) { topology in
+                let node = try await Self.startOnUnderlayTAP(in: topology, host: 0)
+                let refused = try await node.vxctl(
+                    ["add-peer", topology.hosts[1].underlayAddress, "--vni", "42", "--encap", "gre"])
+                #expect(!refused.succeeded)
+                #expect(refused.stderr.contains("VXLAN only"), "\(refused)")
+            }
+        }
+    }
+}
