@@ -366,6 +366,88 @@ struct MalformedInputFuzzTests {
         #expect(try harness.sentToPeer().map(\.inner) == [back])
     }
 
+    /// Frames from the network, as the underlay TAP delivers them (its 24-byte header included): the peer's TCP
+    /// bursts over the tunnel, single VXLAN frames with partial and complete inner checksums, ARP; and the container
+    /// bursts the worker writes into it. Headers and bodies alike are mutated.
+    @Test("mutated underlay TAP frames are dropped and counted: no trap, no lost buffer, valid traffic still flows",
+          arguments: [1, 2] as [UInt64])
+    func mutatedUnderlayFramesNeverTrapOrLeak(seed: UInt64) throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0])
+        harness.engine.inject(udpFrame(from: macB, to: .broadcast), into: harness.portHandles[1])
+        try harness.step()
+        func tunnelled(_ inner: [UInt8], _ header: VirtioNetTunnelHeader) -> [UInt8] {
+            PacketBuilder.withBytes(count: VirtioNetTunnelHeader.size) { header.write(into: &$0) }
+                + UnderlayHarness.outerFrame(inner)
+        }
+        let burstHeader = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .tcpv4, gsoSize: 1398, checksumStart: 84, checksumOffset: 16),
+            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
+        let singleHeader = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(flags: .needsChecksum, checksumStart: 84, checksumOffset: 16))
+        let underlayCorpus: [[UInt8]] = [
+            tunnelled(tcpFrame(from: macRemote, to: macA, sequence: 1, identification: 1, payload: pattern(9000), checksum: .partial), burstHeader),
+            tunnelled(tcpFrame(from: macRemote, to: macB, sequence: 1, identification: 1, payload: pattern(4000), checksum: .partial), burstHeader),
+            tunnelled(tcpFrame(from: macRemote, to: macA, sequence: 1, identification: 1, payload: pattern(1000), checksum: .partial), singleHeader),
+            tunnelled(udpFrame(from: macRemote, to: macB, size: 200), .plain),
+            PacketBuilder.withBytes(count: VirtioNetTunnelHeader.size) { VirtioNetTunnelHeader.plain.write(into: &$0) }
+                + PacketBuilder.arpRequest(senderMAC: UnderlayHarness.peerMAC, senderIP: UnderlayHarness.peerAddress,
+                                           targetIP: UnderlayHarness.local),
+        ]
+        let portCorpus: [[UInt8]] = [
+            virtioBytes(tsoHeader(gsoSize: 1398))
+                + tcpFrame(from: macA, to: macRemote, sequence: 1, identification: 1, payload: pattern(20_000), checksum: .partial),
+            virtioBytes(tsoHeader(gsoSize: 1448))
+                + tcpFrame(from: macA, to: macRemote, sequence: 1, identification: 1, payload: pattern(5000), checksum: .partial),
+        ]
+        let standardAtRest = harness.engine.pool.available
+        let largeAtRest = harness.engine.pool.availableLarge
+        var mutator = Mutator(random: SplitMix64(seed: seed))
+        for iteration in 0..<Self.iterations {
+            for _ in 0..<mutator.int(1..<5) {
+                let fromPort = mutator.random.chance(25)
+                var bytes = fromPort ? portCorpus.randomElement(using: &mutator.random)! : underlayCorpus.randomElement(using: &mutator.random)!
+                if mutator.random.chance(85) { for _ in 0..<mutator.int(1..<4) { mutator.mutate(&bytes) } }
+                if Self.trace { print("underlay fuzz seed \(seed) iteration \(iteration): \(fromPort ? "port" : "underlay") \(bytes.prefix(96))") }
+                harness.engine.inject(bytes, into: fromPort ? harness.portHandles[0] : harness.underlayHandle)
+            }
+            try harness.step()
+            _ = harness.punt.drain()
+            _ = try harness.sentToUnderlay()
+            _ = harness.sentToPort(0)
+            _ = harness.sentToPort(1)
+            try #require(harness.engine.buffersOutstanding == 0, "iteration \(iteration) kept a receive buffer")
+            try #require(harness.engine.pool.available == standardAtRest, "iteration \(iteration) lost a buffer")
+            try #require(harness.engine.pool.availableLarge == largeAtRest, "iteration \(iteration) lost a large buffer")
+        }
+        let drops = harness.counters.snapshot(of: .unattributed).drops.values.reduce(0, +)
+            + harness.counters.snapshot(of: .peer(index: Int(harness.peer.index))).drops.values.reduce(0, +)
+        #expect(drops > 0, "the mutations reached the drop paths")
+        let offloads = harness.worker.offloadStatistics
+        #expect(offloads.tsoFramesReceived > 0 && offloads.tsoFramesPassedThrough > 0 && offloads.segments > 0)
+        print(
+            "underlay fuzz seed \(seed): \(Self.iterations) iterations; \(offloads.tsoFramesReceived) bursts read,",
+            "\(offloads.tsoFramesPassedThrough) passed whole, \(offloads.segments) segments cut; \(drops) drops")
+
+        // Valid traffic still flows both ways.
+        try harness.learnRemote(macRemote)
+        harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0])
+        try harness.step()
+        _ = try harness.sentToUnderlay()
+        let burst = tcpFrame(from: macA, to: macRemote, sequence: 5, identification: 5, payload: pattern(9000), checksum: .partial)
+        harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1398)) + burst, into: harness.portHandles[0])
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        #expect(sent.count == 1 && (try? decodeUnderlayFrame(sent[0].frame).inner) == burst)
+        let reply = tcpFrame(from: macRemote, to: macA, sequence: 9, identification: 9, payload: pattern(3000), checksum: .partial)
+        harness.injectUnderlay(UnderlayHarness.outerFrame(reply), header: burstHeader)
+        try harness.step()
+        let written = harness.sentToPort(0)
+        #expect(written.count == 1 && written.first.map { Array($0[VirtioNetHeader.size...]) } == reply)
+    }
+
     private func feed(_ bytes: [UInt8], on handle: PortHandle, from name: String, to harness: Harness) throws {
         let remote = handle == harness.tunnelHandle ? Harness.peerAddress : .any
         #expect(harness.engine.inject(bytes, into: handle, remote: remote))
