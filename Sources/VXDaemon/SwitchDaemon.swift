@@ -155,8 +155,11 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     let puntSignal: DispatchSemaphore
     /// Ports whose descriptor failed under the switch (recorded by the workers, see PortFailures.swift).
     let portFailures = PortFailures()
-    /// ARP on the underlay TAP (nil without one). Lock order: `state`, then this.
-    let neighbors: Mutex<UnderlayNeighbors>?
+    /// ARP on the underlay TAP (holding nil without one). Lock order: `state`, then this. A Mutex around an
+    /// optional, not an optional Mutex: `neighbors?.withLock` on an `Optional<Mutex>` that was nil crashed in
+    /// `_lockSlow` ("Unknown error occurred while attempting to acquire a Mutex", Swift 6.3), as if the empty
+    /// optional's bytes were locked.
+    let neighbors: Mutex<UnderlayNeighbors?>
 
     struct State {
         var builder = TopologyBuilder()
@@ -189,12 +192,12 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.host = host
         self.logger = logger
         self.store = options.statePath.map(StateStore.init(path:))
-        self.neighbors = options.underlay.map { underlay in
-            Mutex(
+        self.neighbors = Mutex(
+            options.underlay.map { underlay in
                 UnderlayNeighbors(
                     localAddress: options.local, localMAC: underlay.mac, prefixLength: underlay.prefixLength,
-                    gateway: underlay.gateway))
-        }
+                    gateway: underlay.gateway)
+            })
         let agingTicks = UInt16(clamping: options.agingSeconds)
         self.table = ForwardingTable(capacity: options.tableCapacity, agingTicks: max(agingTicks, 1))
         let puntSignal = DispatchSemaphore(value: 0)
@@ -437,9 +440,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let topology = state.builder.build()
         var tunnels: [PeerTunnel] = []
         // With an underlay TAP: the next hops' MACs as ARP has them, and the peers it should resolve.
-        let nextHopMACs = neighbors?.withLock { neighbors -> [IPv4Address: MACAddress] in
-            neighbors.setWanted(state.peers.keys)
-            return neighbors.macsByRemote()
+        let nextHopMACs = neighbors.withLock { neighbors -> [IPv4Address: MACAddress]? in
+            neighbors?.setWanted(state.peers.keys)
+            return neighbors?.macsByRemote()
         }
         for (address, peer) in state.peers {
             var templates: [BridgeDomain: EncapTemplate] = [:]
@@ -622,7 +625,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                     "this switch runs with an underlay TAP (--underlay-tap), which carries VXLAN only: "
                         + "\(encapsulation) peers need the socket underlay")
             }
-            guard neighbors?.withLock({ $0.nextHop(for: address) }) != nil else {
+            guard neighbors.withLock({ $0?.nextHop(for: address) }) != nil else {
                 throw ControlError(
                     .invalidArgument,
                     "\(address) is outside this switch's underlay subnet and there is no --underlay-gateway")

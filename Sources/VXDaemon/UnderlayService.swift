@@ -14,14 +14,14 @@ extension SwitchDaemon {
     /// Sends the ARP requests the neighbor table has due, through worker 0's underlay queue. Any thread; takes
     /// the neighbor lock (so callers holding the state lock keep the lock order).
     func sendNeighborRequests() {
-        let requests = neighbors?.withLock { $0.requestsDue(now: .now) } ?? []
+        let requests = neighbors.withLock { $0?.requestsDue(now: .now) } ?? []
         for frame in requests { worker.mailbox.post(.transmitUnderlay(bytes: frame)) { _ in } }
     }
 
     /// Handles an ARP frame punted from the underlay TAP: answers a request for the VTEP address, learns next hops,
     /// and republishes the worker config when a peer's next hop changed. Punt service thread.
     func answerUnderlay(_ punted: PuntedFrame) {
-        guard let update = neighbors?.withLock({ $0.handle(frame: punted.bytes, now: .now) }) else { return }
+        guard let update = neighbors.withLock({ $0?.handle(frame: punted.bytes, now: .now) }) else { return }
         if update.wantedChanged { state.withLock { publish($0) } }
         if let reply = update.reply { worker.mailbox.post(.transmitUnderlay(bytes: reply)) { _ in } }
     }
