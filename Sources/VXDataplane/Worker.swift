@@ -693,14 +693,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             counters.dropped(row: row, DropCode(DataplaneDropReason.portNotAttached))
             return
         }
-        guard bytes.count <= pool.bufferSize - pool.headroom, let buffer = pool.take() else {
-            counters.dropped(row: row, DropCode(DataplaneDropReason.transmitNoBuffer))
-            return
-        }
-        unsafe bytes.withUnsafeBytes { source in
-            let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: source.count)
-            unsafe destination.copyMemory(from: source)
-        }
+        guard let buffer = controlFrameBuffer(holding: bytes, row: row) else { return }
         flushTransmit()
         if isVirtio(port) {
             // Every write to a TAP with a virtio header starts with one; the frame's checksums are complete.
@@ -716,6 +709,20 @@ public final class DataplaneWorker<Engine: PacketEngine> {
         counters.transmitted(row: row, bytes: bytes.count)
         flushTransmit()
         pool.give(buffer)
+    }
+
+    /// A pool buffer holding `bytes` at the headroom, for a control-plane frame; nil (counted on `row` as a drop)
+    /// when they do not fit a buffer or the pool has none free. The caller gives it back after the flush.
+    private func controlFrameBuffer(holding bytes: [UInt8], row: Int) -> BufferID? {
+        guard bytes.count <= pool.bufferSize - pool.headroom, let buffer = pool.take() else {
+            counters.dropped(row: row, DropCode(DataplaneDropReason.transmitNoBuffer))
+            return nil
+        }
+        unsafe bytes.withUnsafeBytes { source in
+            let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: source.count)
+            unsafe destination.copyMemory(from: source)
+        }
+        return buffer
     }
 
     private func isAttached(_ port: PortID) -> Bool {
@@ -1463,14 +1470,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
             counters.dropped(row: row, DropCode(DataplaneDropReason.portNotAttached))
             return
         }
-        guard bytes.count <= pool.bufferSize - pool.headroom, let buffer = pool.take() else {
-            counters.dropped(row: row, DropCode(DataplaneDropReason.transmitNoBuffer))
-            return
-        }
-        unsafe bytes.withUnsafeBytes { source in
-            let destination = unsafe pool.unsafeBytes(of: buffer, offset: pool.headroom, length: source.count)
-            unsafe destination.copyMemory(from: source)
-        }
+        guard let buffer = controlFrameBuffer(holding: bytes, row: row) else { return }
         flushTransmit()
         unsafe tx.append(
             target: underlay, remote: .any, buffer: buffer, offset: UInt32(pool.headroom), length: UInt32(bytes.count)

@@ -97,6 +97,20 @@ final class UnderlayHarness {
         counters.snapshot(of: entity).drops[DropCode(reason)] ?? 0
     }
 
+    /// Has the container on p0 (virtio) send a TSO burst of `payload` bytes to `macRemote` with `gsoSize`, after
+    /// teaching the switch where `macRemote` is; returns the burst and what went into the underlay TAP.
+    func containerBurst(payload size: Int, seed: Int, gsoSize: UInt16) throws
+        -> (frame: [UInt8], sent: [(header: VirtioNetTunnelHeader, frame: [UInt8])])
+    {
+        try learnRemote(macRemote)
+        let frame = tcpFrame(
+            from: macA, to: macRemote, sequence: 1000, identification: 7, payload: pattern(size, seed: seed),
+            checksum: .partial)
+        #expect(engine.inject(virtioBytes(tsoHeader(gsoSize: gsoSize)) + frame, into: portHandles[0]))
+        try step()
+        return (frame, try sentToUnderlay())
+    }
+
     /// Teaches the switch that `mac` is behind the peer, and forgets what that sent.
     func learnRemote(_ mac: MACAddress) throws {
         injectUnderlay(Self.outerFrame(udpFrame(from: mac, to: .broadcast)))
@@ -123,14 +137,7 @@ func decodeUnderlayFrame(_ frame: [UInt8]) throws -> (inner: [UInt8], sourcePort
 struct UnderlayWorkerTests {
     @Test("a container's TSO burst leaves as one underlay frame, described for the kernel to cut")
     func tsoBurstLeavesWhole() throws {
-        let harness = try UnderlayHarness()
-        try harness.learnRemote(macRemote)
-        let payload = pattern(60_000, seed: 3)
-        let frame = tcpFrame(
-            from: macA, to: macRemote, sequence: 1000, identification: 7, payload: payload, checksum: .partial)
-        #expect(harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1398)) + frame, into: harness.portHandles[0]))
-        try harness.step()
-        let sent = try harness.sentToUnderlay()
+        let (frame, sent) = try UnderlayHarness().containerBurst(payload: 60_000, seed: 3, gsoSize: 1398)
         try #require(sent.count == 1)
         let header = sent[0].header
         #expect(header.tunnel == VirtioNetTunnelHeader.udpTunnelIPv4)
@@ -145,15 +152,9 @@ struct UnderlayWorkerTests {
 
     @Test("a burst whose segments would not fit the underlay is segmented here, each segment a plain frame")
     func oversizedSegmentsAreCutInUserSpace() throws {
-        let harness = try UnderlayHarness()
-        try harness.learnRemote(macRemote)
-        let payload = pattern(10_000, seed: 4)
-        let frame = tcpFrame(
-            from: macA, to: macRemote, sequence: 1000, identification: 7, payload: payload, checksum: .partial)
         // gso_size 1448 (a 1500-byte MTU's): with 40 bytes of headers 1488 > the overlay MTU of 1450.
-        #expect(harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1448)) + frame, into: harness.portHandles[0]))
-        try harness.step()
-        let sent = try harness.sentToUnderlay()
+        let (_, sent) = try UnderlayHarness().containerBurst(payload: 10_000, seed: 4, gsoSize: 1448)
+        let payload = pattern(10_000, seed: 4)
         #expect(sent.count == (10_000 + 1409) / 1410)
         var received: [UInt8] = []
         for (header, outer) in sent {
