@@ -102,7 +102,7 @@ public struct UnderlayOptions: Sendable, Equatable {
     ///   - tapName: the TAP to create.
     ///   - mac: the switch's MAC; by default one derived from `local` (`UnderlayNeighbors.defaultMAC(for:)`).
     ///   - local: the VTEP address.
-    ///   - prefixLength: 0-32.
+    ///   - prefixLength: 1-32.
     ///   - gateway: the next hop for off-link peers.
     public init(tapName: String, mac: MACAddress? = nil, local: IPv4Address, prefixLength: Int = 24,
                 gateway: IPv4Address? = nil) {

@@ -48,6 +48,12 @@
 //     8-byte VXLAN header in the header slot, and only when a second one matches are both copied into a large
 //     buffer and the entry rewritten in place;
 //   - GRE, and VXLAN when no UDP sender is attached, take the raw sender and the prebuilt outer header as before.
+// With an underlay TAP (`WorkerCommand.attachUnderlay`, docs/offload.md "The TAP underlay") there are no tunnel
+// sockets: VXLAN leaves as one write per frame into the TAP (`emitUnderlay`: a 24-byte tunnel virtio-net header and
+// the outer Ethernet + IPv4 + UDP + VXLAN headers in the header slot, the frame from its own buffer), a TSO frame
+// whole, for the kernel to carry as one burst; frames read from it are sorted by `classifyUnderlay` (ARP punted,
+// VXLAN for this VTEP decapsulated, a burst's header rewritten in place into a container TAP's 12 bytes so the TSO
+// paths above take it).
 // On receive the UDP tunnel socket has UDP_GRO: one rx frame may be many datagrams (`ReceivedFrame.segmentSize`).
 // Classification splits it; each datagram is decapsulated, learnt and switched on its own, all sharing the one rx
 // buffer (released once). `classified` holds `classifiedCapacity` frames; a batch with more (many GRO reads) is
@@ -1439,7 +1445,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                         target: underlay, remote: remote, buffer: segment, offset: UInt32(pool.headroom),
                         length: UInt32(length)
                     ) { slot in unsafe outer.write(into: slot, header: .plain, innerLength: length) }
-                    counters.transmitted(row: row, bytes: Self.underlayOuterLength + length)
+                    counters.transmitted(row: row, bytes: template.headerLength + length)
                     return appended
                 }
                 return
@@ -1459,7 +1465,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 slot in unsafe outer.write(into: slot, header: tunnelHeader, innerLength: innerLength)
             }
         }
-        counters.transmitted(row: row, bytes: Self.underlayOuterLength + innerLength)
+        counters.transmitted(row: row, bytes: template.headerLength + innerLength)
     }
 
     /// Sends a control-plane frame (ARP) out of the underlay TAP behind a plain tunnel header (control command,

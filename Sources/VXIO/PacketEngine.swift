@@ -27,7 +27,9 @@ public enum PortKind: Sendable, Equatable {
     /// received frame's bytes start with the header (read at `headroom - 12`, so the Ethernet header still lands at
     /// `headroom`), into a large buffer, since one read can carry 64 KiB; a transmitted frame's bytes (header
     /// slot + payload) must start with one. Interpreting it (segmentation, checksums, coalescing) is the worker's
-    /// job (VXOffload). Without it, reads go to standard buffers and frames are plain Ethernet.
+    /// job (VXOffload). Without it, reads go to standard buffers and frames are plain Ethernet. The underlay TAP
+    /// (24-byte tunnel header) is registered as this kind too: engines never look inside the header, so its frames
+    /// simply start 12 bytes further on, and only the worker knows the header's size.
     case tap(virtioHeader: Bool)
     /// A UDP socket bound to the VXLAN port: each datagram's payload is VXLAN header + inner frame; the
     /// engine reports the sender's IPv4 address as `ReceivedFrame.remote`. Receive only.

@@ -135,8 +135,9 @@ struct VXSwitchd: ParsableCommand {
         guard !underlayTap.isEmpty, underlayTap.utf8.count <= 15, !underlayTap.contains("/"),
             !underlayTap.contains(where: \.isWhitespace)
         else { throw ValidationError("--underlay-tap must be an interface name of 1-15 bytes, not \"\(underlayTap)\"") }
-        guard (8...30).contains(underlayPrefixLength) else {
-            throw ValidationError("--underlay-prefix-length must be 8-30, not \(underlayPrefixLength)")
+        // /31 and /32 (with --underlay-gateway, as cloud VMs are set up) are real set-ups; the table handles them.
+        guard (1...32).contains(underlayPrefixLength) else {
+            throw ValidationError("--underlay-prefix-length must be 1-32, not \(underlayPrefixLength)")
         }
         if let underlayGateway {
             guard let gateway = IPv4Address(underlayGateway), !gateway.isUnspecified, !gateway.isMulticast,

@@ -374,17 +374,13 @@ struct MalformedInputFuzzTests {
     func mutatedUnderlayFramesNeverTrapOrLeak(seed: UInt64) throws {
         let harness = try UnderlayHarness()
         try harness.learnRemote(macRemote)
-        harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0])
-        harness.engine.inject(udpFrame(from: macB, to: .broadcast), into: harness.portHandles[1])
-        try harness.step()
+        try harness.learnLocal(macA, onPort: 0)
+        try harness.learnLocal(macB, onPort: 1)
         func tunnelled(_ inner: [UInt8], _ header: VirtioNetTunnelHeader) -> [UInt8] {
             PacketBuilder.withBytes(count: VirtioNetTunnelHeader.size) { header.write(into: &$0) }
                 + UnderlayHarness.outerFrame(inner)
         }
-        let burstHeader = VirtioNetTunnelHeader(
-            inner: VirtioNetHeader(
-                flags: .needsChecksum, gsoType: .tcpv4, gsoSize: 1398, checksumStart: 84, checksumOffset: 16),
-            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
+        let burstHeader = UnderlayHarness.burstHeader
         let singleHeader = VirtioNetTunnelHeader(
             inner: VirtioNetHeader(flags: .needsChecksum, checksumStart: 84, checksumOffset: 16))
         let underlayCorpus: [[UInt8]] = [
@@ -433,9 +429,7 @@ struct MalformedInputFuzzTests {
 
         // Valid traffic still flows both ways.
         try harness.learnRemote(macRemote)
-        harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0])
-        try harness.step()
-        _ = try harness.sentToUnderlay()
+        try harness.learnLocal(macA, onPort: 0)
         let burst = tcpFrame(from: macA, to: macRemote, sequence: 5, identification: 5, payload: pattern(9000), checksum: .partial)
         harness.engine.inject(virtioBytes(tsoHeader(gsoSize: 1398)) + burst, into: harness.portHandles[0])
         try harness.step()

@@ -74,6 +74,23 @@ final class UnderlayHarness {
             payload: PacketBuilder.vxlanIPv4(source: peerAddress, destination: destination, vni: vni, inner: inner))
     }
 
+    /// The header the kernel gives a TCP burst over the tunnel: NEEDS_CSUM at the inner TCP checksum (Ethernet,
+    /// IPv4 and TCP without options inside 50 outer bytes), TCPV4 | UDP_TUNNEL_IPV4.
+    static let burstHeader = VirtioNetTunnelHeader(
+        inner: VirtioNetHeader(
+            flags: .needsChecksum, gsoType: .tcpv4, headerLength: 104, gsoSize: 1398, checksumStart: 50 + 34,
+            checksumOffset: 16),
+        tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
+
+    /// Teaches the switch that `mac` is behind port `index` (a broadcast from it), and forgets what that sent.
+    func learnLocal(_ mac: MACAddress, onPort index: Int) throws {
+        let frame = udpFrame(from: mac, to: .broadcast)
+        #expect(engine.inject(index == 0 ? virtioBytes(.plain) + frame : frame, into: portHandles[index]))
+        try step()
+        _ = try sentToUnderlay()
+        for port in portHandles.indices { _ = sentToPort(port) }
+    }
+
     /// Queues `frame` on the underlay TAP behind `header`.
     func injectUnderlay(_ frame: [UInt8], header: VirtioNetTunnelHeader = .plain) {
         let bytes = PacketBuilder.withBytes(count: VirtioNetTunnelHeader.size) { header.write(into: &$0) } + frame
@@ -137,8 +154,11 @@ func decodeUnderlayFrame(_ frame: [UInt8]) throws -> (inner: [UInt8], sourcePort
 struct UnderlayWorkerTests {
     @Test("a container's TSO burst leaves as one underlay frame, described for the kernel to cut")
     func tsoBurstLeavesWhole() throws {
-        let (frame, sent) = try UnderlayHarness().containerBurst(payload: 60_000, seed: 3, gsoSize: 1398)
+        let harness = try UnderlayHarness()
+        let (frame, sent) = try harness.containerBurst(payload: 60_000, seed: 3, gsoSize: 1398)
         try #require(sent.count == 1)
+        // Bytes counted from the outer IPv4 header on, as on the socket underlay.
+        #expect(harness.counters.snapshot(of: .peer(index: Int(harness.peer.index))).txBytes == UInt64(36 + frame.count))
         let header = sent[0].header
         #expect(header.tunnel == VirtioNetTunnelHeader.udpTunnelIPv4)
         #expect(header.inner.gsoType == .tcpv4 && header.inner.gsoSize == 1398)
@@ -170,22 +190,11 @@ struct UnderlayWorkerTests {
     func burstFromUnderlayPassesWholeToVirtioTAP() throws {
         let harness = try UnderlayHarness()
         try harness.learnRemote(macRemote)
-        // Teach the switch where macA is (p0), then send it a burst from the peer.
-        #expect(harness.engine.inject(virtioBytes(.plain) + udpFrame(from: macA, to: .broadcast), into: harness.portHandles[0]))
-        try harness.step()
-        _ = try harness.sentToUnderlay()
-        _ = harness.sentToPort(1)
+        try harness.learnLocal(macA, onPort: 0)
         let payload = pattern(30_000, seed: 5)
         let inner = tcpFrame(
             from: macRemote, to: macA, sequence: 77, identification: 9, payload: payload, checksum: .partial)
-        let outer = UnderlayHarness.outerFrame(inner)
-        var header = VirtioNetTunnelHeader(
-            inner: VirtioNetHeader(
-                flags: .needsChecksum, gsoType: .tcpv4, headerLength: 104, gsoSize: 1398, checksumStart: 50 + 34,
-                checksumOffset: 16),
-            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
-        header.outerChecksumPartial = false
-        harness.injectUnderlay(outer, header: header)
+        harness.injectUnderlay(UnderlayHarness.outerFrame(inner), header: UnderlayHarness.burstHeader)
         try harness.step()
         let written = harness.sentToPort(0)
         try #require(written.count == 1)
@@ -203,18 +212,11 @@ struct UnderlayWorkerTests {
     func burstFromUnderlayIsSegmentedForPlainTAP() throws {
         let harness = try UnderlayHarness()
         try harness.learnRemote(macRemote)
-        harness.engine.inject(udpFrame(from: macB, to: .broadcast), into: harness.portHandles[1])
-        try harness.step()
-        _ = try harness.sentToUnderlay()
-        _ = harness.sentToPort(0)
+        try harness.learnLocal(macB, onPort: 1)
         let payload = pattern(5_000, seed: 6)
         let inner = tcpFrame(
             from: macRemote, to: macB, sequence: 77, identification: 9, payload: payload, checksum: .partial)
-        let header = VirtioNetTunnelHeader(
-            inner: VirtioNetHeader(
-                flags: .needsChecksum, gsoType: .tcpv4, gsoSize: 1398, checksumStart: 50 + 34, checksumOffset: 16),
-            tunnel: VirtioNetTunnelHeader.udpTunnelIPv4, outerTransportOffset: 34, innerNetworkOffset: 64)
-        harness.injectUnderlay(UnderlayHarness.outerFrame(inner), header: header)
+        harness.injectUnderlay(UnderlayHarness.outerFrame(inner), header: UnderlayHarness.burstHeader)
         try harness.step()
         let written = harness.sentToPort(1)
         #expect(written.count == (5_000 + 1397) / 1398)

@@ -36,7 +36,8 @@ struct SwitchdArgumentTests {
         Refusal(arguments: ["--state", ""], message: "--state needs a path, or none"),
         Refusal(arguments: ["--underlay-gateway", "192.0.2.254"], message: "--underlay-gateway and --underlay-mac need --underlay-tap"),
         Refusal(arguments: ["--underlay-tap", "a-name-far-too-long"], message: "--underlay-tap must be an interface name of 1-15 bytes"),
-        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-prefix-length", "31"], message: "--underlay-prefix-length must be 8-30, not 31"),
+        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-prefix-length", "33"], message: "--underlay-prefix-length must be 1-32, not 33"),
+        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-prefix-length", "0"], message: "--underlay-prefix-length must be 1-32, not 0"),
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "224.0.0.1"], message: "--underlay-gateway must be a unicast IPv4 address"),
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-mac", "01:00:5e:00:00:01"], message: "--underlay-mac must be a unicast MAC address"),
     ]
