@@ -15,7 +15,7 @@
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
-# arguments, e.g. ARGS="--workers 1"), CC (iperf3's TCP congestion control, -C, default cubic as in tools/bench:
+# arguments, e.g. ARGS="--workers 1"), CC (the TCP congestion control, on the containers' route and iperf3 -C, default cubic as in tools/bench:
 # BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1 (instead of the iperf3 runs, the
 # system calls and context switches of both daemons per frame they received, `perf stat` over 3 s in the middle of
 # one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which tools/bench.d/install-deps.sh installs),
@@ -76,6 +76,9 @@ for i in 1 2; do
     ip -n "$C" link set tap$i name eth0
     ip -n "$C" addr add 10.0.0.$i/24 dev eth0
     ip -n "$C" link set eth0 up
+    # Sockets start with the route's algorithm: iperf3 -C switches only after connecting, and a socket that began
+    # on BBR (some VMs' default) stays paced by the kernel after the switch (tools/bench's docstring).
+    ip -n "$C" route replace 10.0.0.0/24 dev eth0 congctl "$CC"
 done
 
 cstats() {
