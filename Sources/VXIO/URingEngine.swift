@@ -14,6 +14,10 @@
 //   3. `receive` publishes released buffers, re-arms ended requests, submits and waits once, then harvests
 //      up to the batch's room in CQE batches; each CQE with IORING_CQE_F_BUFFER names the pool buffer filled.
 //   4. `release` puts the buffer back into the buffer ring (published at the next receive or transmit).
+//   The large ring holds at most `largeRingLimit` buffers (64); the rest stay in the pool. The kernel takes
+//   buffers in ring order, so every buffer in the ring is written once per lap: with the whole pool in it (152
+//   buffers, 10 MB per worker) each 64 KiB read landed in memory no cache still held. With 64, a worker's reads
+//   cycle through 4 MB, which stays in the L3 cache.
 //   A multishot request ends without IORING_CQE_F_MORE (ENOBUFS when the buffer ring ran dry, CQ overflow);
 //   the port is then queued and re-armed once the buffer ring has buffers again.
 //
@@ -56,6 +60,11 @@ public final class URingEngine: PacketEngine {
     static let largeBufferGroup: UInt32 = 1
     /// The kernel caps a provided-buffer ring at 32768 entries (ring_entries must be < 65536 and a power of 2).
     static let maxBufferRingEntries = 32_768
+    /// Large buffers offered to the kernel at most (`init`'s `largeRingLimit`): a worker's receive batch.
+    /// Measured with `tools/bench --quick` (docs/performance.md, "A smaller large-buffer ring"): against the whole
+    /// pool, one TCP stream +10-20% and peak RSS -12 MiB; 16 or 32 gained a little more TCP but lost 64-byte frames
+    /// (0.56-0.59 against 0.63 Mpps), which each take a large buffer from a container's TAP and need a batch's worth.
+    public static let defaultLargeRingLimit = 64
 
     /// The probe result for this kernel, computed once per process.
     public static let support: URingSupport = URingSupport.probe()
@@ -149,13 +158,18 @@ public final class URingEngine: PacketEngine {
     ///   - largePoolReserve: free large buffers left in the pool for the worker's own `takeLarge()` (its
     ///     coalescing scratch and its UDP GSO sends: `DataplaneWorker.scratchBufferReserve`, 8 + 32). The rest
     ///     serve TAPs with a virtio header; with none left, registering such a TAP fails.
+    ///   - largeRingLimit: the most large buffers the kernel's ring holds; the others stay in the pool, where the
+    ///     worker's `takeLarge()` finds them. Few enough that the buffers the kernel writes stay in cache (see the
+    ///     file comment), enough for a receive batch.
     ///   - transmitCapacity: frames per transmit submission (normally the worker's TxBatch capacity); larger
     ///     batches are sent in several submissions.
     /// - Throws: `IOError` when the kernel refuses the ring, a buffer ring or the eventfd.
     public init(
-        pool: PacketBufferPool, poolReserve: Int = 0, largePoolReserve: Int = 0, transmitCapacity: Int = 128
+        pool: PacketBufferPool, poolReserve: Int = 0, largePoolReserve: Int = 0,
+        largeRingLimit: Int = defaultLargeRingLimit, transmitCapacity: Int = 128
     ) throws(IOError) {
         precondition(transmitCapacity > 0, "transmitCapacity must be positive")
+        precondition(largeRingLimit > 0, "largeRingLimit must be positive")
         precondition(poolReserve >= 0 && poolReserve < pool.available, "poolReserve must leave buffers for the ring")
         precondition(
             largePoolReserve >= 0 && largePoolReserve <= pool.availableLarge,
@@ -165,13 +179,16 @@ public final class URingEngine: PacketEngine {
         self.transmitCapacity = transmitCapacity
         self.waker = try URingWaker()
 
-        // Every receive CQE consumes one provided buffer, so at most as many receive CQEs as both buffer rings
-        // have slots can be outstanding, plus at most one CQE per SQE (sends, cancels, ended requests): size the
-        // CQ for both so it cannot overflow.
+        // Every receive CQE consumes one provided buffer, and a buffer goes back into a ring only after its CQE
+        // was harvested, so at most as many receive CQEs as the pool has buffers can be outstanding (the large
+        // ring is smaller than the large pool, but the worker releases buffers it took from the pool into it),
+        // plus at most one CQE per SQE (sends, cancels, ended requests): size the CQ for both so it cannot overflow.
         let entries = ProvidedBufferRing.entries(for: pool.standardCount)
-        let largeEntries = pool.availableLarge > largePoolReserve ? ProvidedBufferRing.entries(for: pool.largeCount) : 0
+        let largeOffered = min(pool.availableLarge - largePoolReserve, largeRingLimit)
+        let largeEntries = largeOffered > 0 ? ProvidedBufferRing.entries(for: largeOffered) : 0
+        let receiveBound = entries + (largeEntries > 0 ? ProvidedBufferRing.entries(for: pool.largeCount) : 0)
         var completionEntries = 1
-        while completionEntries < entries + largeEntries + 2 * Int(Self.submissionEntries) { completionEntries <<= 1 }
+        while completionEntries < receiveBound + 2 * Int(Self.submissionEntries) { completionEntries <<= 1 }
 
         unsafe self.ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         unsafe ring.initialize(to: io_uring())
@@ -261,7 +278,7 @@ public final class URingEngine: PacketEngine {
             offered += 1
         }
         offered = 0
-        while offered < largeEntries, pool.availableLarge > largePoolReserve, let buffer = pool.takeLarge() {
+        while offered < largeOffered, let buffer = pool.takeLarge() {
             recycle(buffer)
             offered += 1
         }

@@ -181,6 +181,40 @@ struct URingEngineTests {
         #expect(after > before, "rx_packets of \(tap.name) did not increase")
     }
 
+    @Test("the kernel writes into at most largeRingLimit large buffers, the same ones lap after lap")
+    func largeBuffersCycleWithinTheRingLimit() throws {
+        let pool = PacketBufferPool(count: 64, largeCount: 200)
+        let engine = try URingEngine(pool: pool, largePoolReserve: 8)
+        #expect(pool.availableLarge == 200 - URingEngine.defaultLargeRingLimit, "the rest stays in the pool")
+        let receiver = try LoopbackUDPSocket()  // a tunnel socket reads into the large ring
+        let sender = try LoopbackUDPSocket()
+        let handle = try engine.register(fd: receiver.fd, kind: .udpTunnel)
+        defer { engine.unregister(handle) }
+
+        // One datagram at a time, released at once: with the whole pool in the ring the kernel would walk all
+        // 192 offered buffers (and every one would go cold in between); with the limit it reuses 64.
+        var used = Set<BufferID>()
+        var batch = RxBatch(capacity: 8)
+        let deadline = ContinuousClock.now + .seconds(10)
+        for index in 0..<300 {
+            #expect(sender.send([UInt8(index & 0xFF)], toPort: receiver.port))
+            var received = false
+            while !received, ContinuousClock.now < deadline {
+                batch.reset()
+                _ = try engine.receive(into: &batch, timeout: .milliseconds(50))
+                for frame in batch.frames {
+                    #expect(pool.isLarge(frame.buffer))
+                    used.insert(frame.buffer)
+                    engine.release(frame.buffer)
+                    received = true
+                }
+            }
+            try #require(received, "datagram \(index) did not arrive")
+        }
+        #expect(used.count <= URingEngine.defaultLargeRingLimit)
+        #expect(used.count == URingEngine.defaultLargeRingLimit, "the ring was not walked as a ring")
+    }
+
     @Test func exhaustedBufferRingIsReArmedAfterRelease() throws {
         // 4 buffers, 16 datagrams: the multishot recvmsg ends with ENOBUFS at least once and must come back.
         let engine = try URingEngine(pool: PacketBufferPool(count: 4))
