@@ -15,12 +15,13 @@
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
-# arguments, e.g. ARGS="--workers 1"), CC (the TCP congestion control, on the containers' route and iperf3 -C, default cubic as in tools/bench:
-# BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1 (instead of the iperf3 runs, the
-# system calls and context switches of both daemons per frame they received, `perf stat` over 3 s in the middle of
-# one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which tools/bench.d/install-deps.sh installs),
-# UNDERLAY=tap (each daemon owns its VTEP address on an underlay TAP, `--underlay-tap vxul0`, bridged with the host's
-# uplink in a bridge `brul`; the kernel has no address there: docs/offload.md, "The TAP underlay"; VXLAN only).
+# arguments, e.g. ARGS="--workers 1"), CC (the TCP congestion control, on the containers' route and iperf3 -C,
+# default cubic as in tools/bench: BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1
+# (instead of the iperf3 runs, the system calls and context switches of both daemons per frame they received, `perf
+# stat` over 3 s in the middle of one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which
+# tools/bench.d/install-deps.sh installs), UNDERLAY=tap (each daemon owns its VTEP address on an underlay TAP,
+# `--underlay-tap vxul0`, bridged with the host's uplink in a bridge `brul`; the kernel has no address there:
+# docs/offload.md, "The TAP underlay"; VXLAN only).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}; UNDERLAY=${UNDERLAY:-socket}
