@@ -16,8 +16,12 @@
 //     kernel clears it after the first whether or not gso_type has the ECN bit); checksum computed from scratch.
 // The TCP checksum is computed from scratch, with the pseudo-header from the IP addresses and this segment's length:
 // the payload is summed while it is copied (`InternetChecksum.copyAndSum`, one pass over it instead of a memmove
-// and a checksum pass), the TCP header after it is patched. The frame's own checksum field (the pseudo-header seed
-// for the whole frame) is ignored, so the result is right whatever the TAP said.
+// and a checksum pass). The header's part is a sum of its unchanging words taken once per frame plus the three words
+// a segment patches (sequence number, data offset and flags), as for the IPv4 header, instead of a pass over the
+// patched header (`tsoSegment.64KB` 2,470 → 2,420 ns; perf had put ~2% of the machine's samples under four
+// offloaded streams in that pass, which must have been mostly the payload loop's stores draining).
+// The frame's own checksum field (the pseudo-header seed for the whole frame) is ignored, so the result is right
+// whatever the TAP said.
 //
 // What the kernel leaves unreliable: `hdr_len` is skb_headlen, a linearisation hint that can cover a whole segment
 // or more (wireguard-go hit this on the forward path), so the header length is always recomputed from the
@@ -55,6 +59,9 @@ public struct TCPSegmenter: Hashable, Sendable {
     /// The sum of the IPv4 header (options included) without its total length, identification and checksum, the
     /// only words that differ between segments; 0 for IPv6.
     let ipv4HeaderBase: UInt16
+    /// The sum of the TCP header (options included) without its sequence number, data offset and flags word, and
+    /// checksum, the only words that differ between segments (see `tcpHeaderSumWithoutVaryingWords`).
+    let tcpHeaderBase: UInt16
 
     /// The longest segment, for sizing destinations: `headerLength + segmentSize`.
     @inlinable public var maximumSegmentLength: Int { headerLength + segmentSize }
@@ -108,7 +115,9 @@ public struct TCPSegmenter: Hashable, Sendable {
                 firstSequence: frame.vxBE32(layout.transportOffset + 4),
                 firstIdentification: layout.isIPv6 ? 0 : frame.vxBE16(layout.networkOffset + 4),
                 pseudoHeaderBase: layout.pseudoHeaderBase(frame),
-                ipv4HeaderBase: layout.isIPv6 ? 0 : ipv4HeaderSumWithoutVaryingWords(frame, at: layout.networkOffset)
+                ipv4HeaderBase: layout.isIPv6 ? 0 : ipv4HeaderSumWithoutVaryingWords(frame, at: layout.networkOffset),
+                tcpHeaderBase: tcpHeaderSumWithoutVaryingWords(
+                    frame, at: layout.transportOffset, end: layout.payloadOffset)
             )
         )
     }
@@ -122,6 +131,19 @@ public struct TCPSegmenter: Hashable, Sendable {
         let middle = InternetChecksum.sum(frame.extracting((ip + 6)..<(ip + 10)))
         let options = InternetChecksum.sum(frame.extracting((ip + 12)..<(ip + headerLength)))
         return InternetChecksum.combine(InternetChecksum.combine(before, middle), options)
+    }
+
+    /// The TCP header's sum over every word but the sequence number (bytes 4-7), data offset and flags (12-13) and
+    /// checksum (16-17): ports, acknowledgment number, window, urgent pointer, options. A segment adds its own three
+    /// words; the data offset (at least 5) keeps that total non-zero, so it equals a sum over the patched header
+    /// bit for bit.
+    private static func tcpHeaderSumWithoutVaryingWords(_ frame: RawSpan, at tcp: Int, end: Int) -> UInt16 {
+        let ports = InternetChecksum.sum(frame.extracting(tcp..<(tcp + 4)))
+        let acknowledgment = InternetChecksum.sum(frame.extracting((tcp + 8)..<(tcp + 12)))
+        let window = InternetChecksum.sum(frame.extracting((tcp + 14)..<(tcp + 16)))
+        let rest = InternetChecksum.sum(frame.extracting((tcp + 18)..<end))
+        return InternetChecksum.combine(
+            InternetChecksum.combine(ports, acknowledgment), InternetChecksum.combine(window, rest))
     }
 
     /// The length of segment `index` in bytes, headers included.
@@ -172,7 +194,8 @@ public struct TCPSegmenter: Hashable, Sendable {
         }
 
         let tcp = offset + transportOffset
-        destination.vxStoreBE32(firstSequence &+ UInt32(truncatingIfNeeded: payloadStart), at: tcp + 4)
+        let sequence = firstSequence &+ UInt32(truncatingIfNeeded: payloadStart)
+        destination.vxStoreBE32(sequence, at: tcp + 4)
         var flags = destination.bytes.vxU8(tcp + 13)
         if !isLast { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.fin.rawValue | TCPFlags.psh.rawValue) }
         if index > 0 { flags &= ~UInt8(truncatingIfNeeded: TCPFlags.cwr.rawValue) }
@@ -180,10 +203,14 @@ public struct TCPSegmenter: Hashable, Sendable {
         destination.vxStoreBE16(0, at: tcp + 16)
         let tcpLength = length - transportOffset
         let pseudo = InternetChecksum.combine(pseudoHeaderBase, UInt16(truncatingIfNeeded: tcpLength))
-        // The payload was summed as it was copied; only the patched TCP header is read again. Folded sums add up
+        // The payload was summed as it was copied, the header's unchanging words once per frame. Folded sums add up
         // only when the first part has an even length, which a TCP header (a multiple of 4 bytes) always has.
         assert((headerLength - transportOffset) % 4 == 0, "TCPSegmenter: TCP header length not a multiple of 4")
-        let headerSum = InternetChecksum.sum(destination.bytes.extracting(tcp..<(offset + headerLength)))
+        let offsetAndFlags = UInt16(destination.bytes.vxU8(tcp + 12)) << 8 | UInt16(flags)
+        let sequenceSum = InternetChecksum.combine(
+            UInt16(truncatingIfNeeded: sequence >> 16), UInt16(truncatingIfNeeded: sequence))
+        let headerSum = InternetChecksum.combine(
+            InternetChecksum.combine(tcpHeaderBase, sequenceSum), offsetAndFlags)
         let sum = InternetChecksum.combine(headerSum, payloadSum)
         destination.vxStoreBE16(~InternetChecksum.combine(pseudo, sum), at: tcp + 16)
         return length
