@@ -432,6 +432,40 @@ class ContainerCongestionControlTests(unittest.TestCase):
                     self.assert_route_algorithm(lab, container, "cubic")
 
 
+class VxswitchdCommandTests(unittest.TestCase):
+    """The vxswitchd command line a variant starts: its own options, and whose --workers wins."""
+
+    def command(self, variant, **settings):
+        return make_instance(variant, **settings).vxswitchd_command(0, Path("/run/h0.sock"), Path("/bin"))
+
+    def workers(self, command):
+        return [command[i + 1] for i, arg in enumerate(command) if arg == "--workers"]
+
+    def test_without_workers_vxswitchd_picks_its_default(self):
+        self.assertEqual(self.workers(self.command("vxswitch-uring")), [])
+
+    def test_the_runs_workers_apply_to_variants_without_their_own(self):
+        self.assertEqual(self.workers(self.command("vxswitch-uring", workers=3)), ["3"])
+        self.assertEqual(self.workers(self.command("vxswitch-uring-tapul", workers=3)), ["3"])
+
+    def test_the_one_worker_variant_keeps_one_worker_whatever_the_run_says(self):
+        for workers in (None, 2):
+            with self.subTest(workers=workers):
+                self.assertEqual(self.workers(self.command("vxswitch-uring-w1", workers=workers)), ["1"])
+
+    def test_variant_options(self):
+        plain = self.command("vxswitch-uring")
+        self.assertEqual(plain[:9], ["/bin/vxswitchd", "--local", bench.UNDERLAY[0], "--control", "/run/h0.sock",
+                                     "--io", "uring", "--log-level", "notice"])
+        self.assertNotIn("--busy-poll", plain)
+        self.assertNotIn("--underlay-tap", plain)
+        poll = self.command("vxswitch-uring-poll")
+        self.assertEqual(poll[poll.index("--busy-poll") + 1], "2000")
+        tap = self.command("vxswitch-uring-tapul")
+        self.assertEqual(tap[tap.index("--underlay-tap") + 1], "vxul0")
+        self.assertEqual(self.command("vxswitch-epoll")[6], "epoll")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The ping train and its CPU cost
 
