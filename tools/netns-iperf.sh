@@ -13,7 +13,8 @@
 #   swift build -c release && BIN=.build/release tools/netns-iperf.sh
 #
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
-# gre), SECS (default 5), V6=1 (also an IPv6 run), CSTATS=1 (the containers' interface counters after each run:
+# gre), SECS (default 5), STREAMS (iperf3 -P, default 1; with more, the totals are printed), V6=1 (also an IPv6
+# run), CSTATS=1 (the containers' interface counters after each run:
 # their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
 # arguments, e.g. ARGS="--workers 1"), CC (the TCP congestion control, on the containers' route and iperf3 -C,
 # default cubic as in tools/bench: BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1
@@ -25,7 +26,9 @@
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}; UNDERLAY=${UNDERLAY:-socket}
+STREAMS=${STREAMS:-1}
 case $UNDERLAY in socket | tap) ;; *) echo "UNDERLAY must be socket or tap, not $UNDERLAY" >&2; exit 2 ;; esac
+case $STREAMS in [1-9] | 1[0-6]) ;; *) echo "STREAMS must be 1-16, not $STREAMS" >&2; exit 2 ;; esac
 ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
 UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
 TMP=$(mktemp -d /tmp/vx-$ID.XXXX)
@@ -94,7 +97,9 @@ print(d["rx"]["packets"], d["rx"]["bytes"], d["tx"]["packets"], d["tx"]["bytes"]
 iperf() {  # iperf CLIENT_NS SERVER_NS SERVER_ADDRESS [-6]
     ip netns exec "$2" iperf3 -s -1 -D >/dev/null 2>&1
     sleep 0.5
-    timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g -C "$CC" | grep -E "sender|receiver"
+    # With several streams, only the [SUM] lines: the per-stream ones would bury them.
+    timeout $((SECS + 15)) ip netns exec "$1" iperf3 ${4:-} -c "$3" -t "$SECS" -f g -C "$CC" -P "$STREAMS" \
+        | grep -E "sender|receiver" | { if [ "$STREAMS" -gt 1 ]; then grep SUM; else cat; fi; }
     cstats
 }
 
