@@ -521,13 +521,7 @@ extension SwitchDaemon {
             let answer = ARPPacket(
                 operation: ARPPacket.reply, senderMAC: mac, senderIP: address, targetMAC: arp.senderMAC,
                 targetIP: arp.senderIP)
-            let header = EthernetHeader(destination: arp.senderMAC, source: mac, vlan: ethernet.vlan, etherType: .arp)
-            var bytes = [UInt8](repeating: 0, count: header.length + ARPPacket.size)
-            var span = bytes.mutableSpan
-            var writable = MutableRawSpan(_elements: &span)
-            let offset = header.write(into: &writable)
-            _ = answer.write(into: &writable, at: offset)
-            return bytes
+            return answer.ethernetFrame(to: arp.senderMAC, vlan: ethernet.vlan)
         }
     }
 

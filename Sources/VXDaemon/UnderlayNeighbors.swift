@@ -232,18 +232,13 @@ public struct UnderlayNeighbors: Sendable {
         let asksForUs = arp.operation == ARPPacket.request && arp.targetIP == localAddress
         // A probe (RFC 5227 §2.1.1, sender 0.0.0.0) is answered too, as Linux does, so its sender sees the address is
         // taken; our reply then carries target 0.0.0.0, and nothing is learned from it.
+        // Untagged, whatever the request carried: arpPacket(in:) only passes untagged frames.
         let reply =
             asksForUs
-            ? Self.frame(
-                to: arp.senderMAC,
-                carrying: ARPPacket(
-                    operation: ARPPacket.reply,
-                    senderMAC: localMAC,
-                    senderIP: localAddress,
-                    targetMAC: arp.senderMAC,
-                    targetIP: arp.senderIP
-                )
-            )
+            ? ARPPacket(
+                operation: ARPPacket.reply, senderMAC: localMAC, senderIP: localAddress, targetMAC: arp.senderMAC,
+                targetIP: arp.senderIP
+            ).ethernetFrame(to: arp.senderMAC)
             : nil
         guard isNeighbor(arp.senderIP) else { return NeighborUpdate(reply: reply, wantedChanged: false) }
         let changed = learn(
@@ -336,30 +331,8 @@ public struct UnderlayNeighbors: Sendable {
     /// - Returns: the frame; its target hardware address is zero (RFC 826 leaves it unspecified, RFC 5227 §2.1.1 asks
     ///   for zero).
     public static func request(for target: IPv4Address, from mac: MACAddress, address: IPv4Address) -> [UInt8] {
-        frame(
-            to: .broadcast,
-            carrying: ARPPacket(
-                operation: ARPPacket.request,
-                senderMAC: mac,
-                senderIP: address,
-                targetMAC: .zero,
-                targetIP: target
-            )
-        )
-    }
-
-    /// An untagged Ethernet frame from `arp.senderMAC` to `destination` carrying `arp`.
-    ///
-    /// Ours rather than `SwitchDaemon.arpReply(to:for:mac:)`: that one answers on the overlay and copies the
-    /// request's VLAN tag; here requests and replies share one builder and are always untagged.
-    private static func frame(to destination: MACAddress, carrying arp: ARPPacket) -> [UInt8] {
-        let header = EthernetHeader(destination: destination, source: arp.senderMAC, etherType: .arp)
-        var bytes = [UInt8](repeating: 0, count: EthernetHeader.size + ARPPacket.size)
-        var span = bytes.mutableSpan
-        var writable = MutableRawSpan(_elements: &span)
-        let offset = header.write(into: &writable)
-        arp.write(into: &writable, at: offset)
-        return bytes
+        ARPPacket(operation: ARPPacket.request, senderMAC: mac, senderIP: address, targetMAC: .zero, targetIP: target)
+            .ethernetFrame(to: .broadcast)
     }
 
     /// A locally administered unicast MAC derived from a VTEP address: `02:76:78` ("vx") and the address's last three

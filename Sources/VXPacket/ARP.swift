@@ -78,4 +78,21 @@ public struct ARPPacket: Hashable, Sendable {
         bytes.vxStoreBE32(targetIP.value, at: offset + 24)
         return ARPPacket.size
     }
+
+    /// The packet as a whole Ethernet frame from `senderMAC` to `destination`: the control plane's requests and
+    /// replies (the overlay's ARP answers, the underlay TAP's neighbour resolution). Not for the packet path: it
+    /// allocates.
+    /// - Parameters:
+    ///   - destination: the Ethernet destination (broadcast for a request).
+    ///   - vlan: the 802.1Q tag to carry, if any (a reply keeps its request's).
+    /// - Returns: 42 bytes (46 with a tag), no padding: the kernel pads to the 60-byte minimum where it must.
+    public func ethernetFrame(to destination: MACAddress, vlan: VLANTag? = nil) -> [UInt8] {
+        let header = EthernetHeader(destination: destination, source: senderMAC, vlan: vlan, etherType: .arp)
+        var bytes = [UInt8](repeating: 0, count: header.length + ARPPacket.size)
+        var span = bytes.mutableSpan
+        var writable = MutableRawSpan(_elements: &span)
+        let offset = header.write(into: &writable)
+        write(into: &writable, at: offset)
+        return bytes
+    }
 }

@@ -23,6 +23,22 @@ struct FixtureTests {
         }
     }
 
+    /// The control plane builds its ARP frames with `ARPPacket.ethernetFrame`: scapy's reply, rebuilt from its
+    /// parsed ARP packet alone, must come out byte for byte, and a tag must sit between the MACs and the EtherType.
+    @Test func arpEthernetFrameMatchesScapysReply() throws {
+        let fixture = Fixture.load("arp_reply")
+        let bytes = fixture.bytes.span.bytes
+        let ethernet = try EthernetHeader.parse(bytes).get()
+        let arp = try ARPPacket.parse(bytes.extracting(ethernet.length...)).get()
+        #expect(arp.ethernetFrame(to: ethernet.destination) == fixture.bytes)
+
+        let tagged = arp.ethernetFrame(to: ethernet.destination, vlan: VLANTag(id: 42))
+        #expect(tagged.count == fixture.bytes.count + 4)
+        #expect(Array(tagged[0..<12]) == Array(fixture.bytes[0..<12]))
+        #expect(Array(tagged[12..<16]) == [0x81, 0x00, 0x00, 42])
+        #expect(Array(tagged[16...]) == Array(fixture.bytes[12...]))
+    }
+
     /// Writes each parsed header back over a copy whose header bytes were zeroed; options and payload are left
     /// as they were. Recomputed checksums must equal scapy's.
     @Test(arguments: Fixture.all.filter { $0.expect["kind"] == "frame" })
