@@ -58,15 +58,74 @@ public struct ShowResult: Codable, Sendable, Hashable {
     public var peers: [PeerInfo]
     /// Every VNI that has a port or a peer, ascending.
     public var vnis: [VNIInfo]
+    /// With an underlay TAP (`vxswitchd --underlay-tap`), the switch's ARP table on the underlay, by address; nil
+    /// (left out of the JSON) on the socket underlay, where the kernel resolves next hops (`ip neigh`).
+    public var underlayNeighbors: [UnderlayNeighborInfo]?
 
     /// - Parameters:
     ///   - ports: the ports.
     ///   - peers: the peers.
     ///   - vnis: the VNI summaries.
-    public init(ports: [PortInfo], peers: [PeerInfo], vnis: [VNIInfo]) {
+    ///   - underlayNeighbors: the underlay TAP's ARP table, or nil without one.
+    public init(
+        ports: [PortInfo], peers: [PeerInfo], vnis: [VNIInfo], underlayNeighbors: [UnderlayNeighborInfo]? = nil
+    ) {
         self.ports = ports
         self.peers = peers
         self.vnis = vnis
+        self.underlayNeighbors = underlayNeighbors
+    }
+}
+
+/// One entry of the underlay TAP's ARP table, as `show` reports it:
+/// `{"age":3,"ip":"192.0.2.12","mac":"02:76:78:00:02:0c","nextHop":true}`. `mac` and `age` are left out while the
+/// address is unresolved.
+public struct UnderlayNeighborInfo: Codable, Sendable, Hashable {
+    /// The neighbour's address on the underlay.
+    public var ip: IPv4Address
+    /// Its MAC, or nil while unresolved.
+    public var mac: MACAddress?
+    /// Whether a peer's tunnel goes through it (the peer itself when on-link, else the `--underlay-gateway`).
+    public var isNextHop: Bool
+    /// Seconds since its MAC was learned or last confirmed, or nil while unresolved.
+    public var age: Int?
+
+    /// - Parameters:
+    ///   - ip: the neighbour's address.
+    ///   - mac: its MAC, nil while unresolved.
+    ///   - isNextHop: whether a peer's tunnel goes through it.
+    ///   - age: seconds since its MAC was confirmed, nil while unresolved.
+    public init(ip: IPv4Address, mac: MACAddress?, isNextHop: Bool, age: Int?) {
+        self.ip = ip
+        self.mac = mac
+        self.isNextHop = isNextHop
+        self.age = age
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case ip, mac, nextHop, age
+    }
+
+    /// Decodes a neighbour.
+    /// - Parameter decoder: the decoder positioned at the object.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            ip: try container.decodeIPv4(forKey: .ip),
+            mac: try container.contains(.mac) ? container.decodeMAC(forKey: .mac) : nil,
+            isNextHop: try container.decode(Bool.self, forKey: .nextHop),
+            age: try container.decodeIfPresent(Int.self, forKey: .age)
+        )
+    }
+
+    /// Encodes the neighbour; `mac` and `age` only when resolved.
+    /// - Parameter encoder: the encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ip, forKey: .ip)
+        if let mac { try container.encode(mac, forKey: .mac) }
+        try container.encode(isNextHop, forKey: .nextHop)
+        try container.encodeIfPresent(age, forKey: .age)
     }
 }
 

@@ -52,7 +52,8 @@ public struct TextTable: Sendable {
 
 /// Human-readable renderings of control results, as vxctl prints them without `--json`.
 public enum ControlRendering {
-    /// `show`: ports, peers and VNIs as three indented tables; each failed port gets a line under the ports.
+    /// `show`: ports, peers and VNIs as three indented tables; each failed port gets a line under the ports. With an
+    /// underlay TAP, a fourth table: the switch's ARP table on the underlay.
     /// - Parameter result: the `show` result.
     /// - Returns: the text, ending in a newline.
     public static func show(_ result: ShowResult) -> String {
@@ -92,6 +93,22 @@ public enum ControlRendering {
                 table.append(["\(vni.vni)", list(vni.ports), list(vni.peers)])
             }
             out += table.lines(indent: 2)
+        }
+        // Only with an underlay TAP: on the socket underlay the kernel's `ip neigh` has them.
+        if let neighbors = result.underlayNeighbors {
+            if neighbors.isEmpty {
+                out.append("underlay neighbours: none")
+            } else {
+                out.append("underlay neighbours:")
+                var table = TextTable([("IP", .left), ("MAC", .left), ("NEXT-HOP", .left), ("AGE", .right)])
+                for neighbor in neighbors {
+                    table.append([
+                        "\(neighbor.ip)", neighbor.mac.map { "\($0)" } ?? "unresolved",
+                        neighbor.isNextHop ? "yes" : "no", neighbor.age.map(String.init) ?? "-",
+                    ])
+                }
+                out += table.lines(indent: 2)
+            }
         }
         return out.joined(separator: "\n") + "\n"
     }

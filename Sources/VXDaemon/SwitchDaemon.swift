@@ -716,7 +716,15 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     // MARK: ControlService: inspection
 
     public func show() async throws(ControlError) -> ShowResult {
-        state.withLock { state in
+        let now = ContinuousClock.now
+        let underlayNeighbors = neighbors.withLock { neighbors in
+            neighbors?.entries().map { entry in
+                UnderlayNeighborInfo(
+                    ip: entry.address, mac: entry.mac, isNextHop: entry.wanted,
+                    age: entry.confirmed.map { Int((now - $0).components.seconds) })
+            }
+        }
+        return state.withLock { state in
             let ports = state.ports.map { name, port in
                 PortInfo(
                     name: interfaceName(name), vni: port.vni, mtu: port.mtu, ifindex: port.descriptor.ifindex,
@@ -733,7 +741,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                     ports: ports.filter { $0.vni == vni }.map(\.name),
                     peers: peers.filter { $0.vnis.contains(vni) }.map(\.ip))
             }
-            return ShowResult(ports: ports, peers: peers, vnis: vniInfos)
+            return ShowResult(ports: ports, peers: peers, vnis: vniInfos, underlayNeighbors: underlayNeighbors)
         }
     }
 

@@ -81,6 +81,29 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         #expect(try decoded(ShowResult.self, json) == Self.show)
     }
 
+    @Test func showResultWithUnderlayNeighbors() throws {
+        var show = ShowResult(ports: [], peers: [], vnis: [])
+        show.underlayNeighbors = [
+            UnderlayNeighborInfo(ip: ip("192.0.2.1"), mac: nil, isNextHop: true, age: nil),
+            UnderlayNeighborInfo(
+                ip: ip("192.0.2.12"), mac: MACAddress("02:76:78:00:02:0c")!, isNextHop: false, age: 31),
+        ]
+        let json =
+            #"{"peers":[],"ports":[],"underlayNeighbors":[{"ip":"192.0.2.1","nextHop":true},"#
+            + #"{"age":31,"ip":"192.0.2.12","mac":"02:76:78:00:02:0c","nextHop":false}],"vnis":[]}"#
+        #expect(try encoded(show) == json)
+        #expect(try decoded(ShowResult.self, json) == show)
+        // The socket underlay has no table: the key is left out, and a reply without it decodes to nil.
+        #expect(!(try encoded(Self.show)).contains("underlayNeighbors"))
+        #expect(try decoded(ShowResult.self, #"{"peers":[],"ports":[],"vnis":[]}"#).underlayNeighbors == nil)
+        #expect(throws: ControlError.self) {
+            try decoded(
+                ShowResult.self,
+                #"{"peers":[],"ports":[],"underlayNeighbors":[{"ip":"192.0.2.1","mac":"nope","nextHop":true}],"#
+                    + #""vnis":[]}"#)
+        }
+    }
+
     @Test func portInfoWithoutIfindexLeavesItOut() throws {
         let port = PortInfo(name: name("mem0"), vni: vni(1), mtu: 1500)
         #expect(try encoded(port) == #"{"mtu":1500,"name":"mem0","vni":1}"#)

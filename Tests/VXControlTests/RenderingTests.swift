@@ -1,5 +1,6 @@
 import Testing
 import VXControl
+import VXPacket
 
 /// vxctl's tables, character for character.
 @Suite struct RenderingTests {
@@ -42,6 +43,29 @@ import VXControl
 
                 """
         )
+    }
+
+    @Test func showListsTheUnderlayNeighboursOnlyWithAnUnderlayTAP() {
+        let neighbors = [
+            UnderlayNeighborInfo(ip: ip("192.0.2.1"), mac: nil, isNextHop: true, age: nil),
+            UnderlayNeighborInfo(
+                ip: ip("192.0.2.12"), mac: MACAddress("02:76:78:00:02:0c")!, isNextHop: false, age: 31),
+        ]
+        #expect(
+            ControlRendering.show(ShowResult(ports: [], peers: [], vnis: [], underlayNeighbors: neighbors)) == """
+                ports: none
+                peers: none
+                vnis: none
+                underlay neighbours:
+                  IP          MAC                NEXT-HOP  AGE
+                  192.0.2.1   unresolved         yes         -
+                  192.0.2.12  02:76:78:00:02:0c  no         31
+
+                """
+        )
+        #expect(
+            ControlRendering.show(ShowResult(ports: [], peers: [], vnis: [], underlayNeighbors: []))
+                == "ports: none\npeers: none\nvnis: none\nunderlay neighbours: none\n")
     }
 
     @Test func anEmptySwitchSaysNone() {

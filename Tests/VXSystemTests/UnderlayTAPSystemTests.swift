@@ -55,6 +55,17 @@ extension SwitchdSystemTests {
                     #expect(offloads.segments == 0, "\(offloads)")
                     #expect(stats.drops["transmitError"] == nil, "\(stats.drops)")
                 }
+                // Each switch's ARP table, as `vxctl show` lists it: the other switch, resolved to its own MAC
+                // (02:76:78 + the address's last three octets), the next hop of the one peer.
+                for (index, node) in switches.enumerated() {
+                    let peer = topology.hosts[1 - index].underlayAddress
+                    let octets = peer.split(separator: ".").compactMap { UInt8($0) }
+                    let mac = "02:76:78:" + octets.suffix(3).map { String(format: "%02x", $0) }.joined(separator: ":")
+                    let neighbors = try #require(try await node.show().underlayNeighbors)
+                    let entry = try #require(neighbors.first { $0.ip.description == peer }, "\(neighbors)")
+                    #expect(entry.mac?.description == mac && entry.isNextHop && entry.age != nil, "\(entry)")
+                    #expect(try await node.vxctl(["show"]).stdout.contains("underlay neighbours:"))
+                }
                 // The kernel of neither host holds its underlay address: everything above went through the
                 // switches' own addresses (and their ARP).
                 for host in topology.hosts {
