@@ -116,7 +116,7 @@ let package = Package(
             name: "VXDaemon",
             dependencies: [
                 "VXDataplane", "VXControl", "VXControlSocket", "VXIO", "VXForwarding", "VXPacket", "VXDHCP",
-                "VXNetlink", "VXDocker",
+                "VXNetlink", "VXDocker", "VXOffload",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

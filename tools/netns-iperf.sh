@@ -14,8 +14,8 @@
 #
 # Environment: BIN (directory with vxswitchd and vxctl, required), IO (uring | epoll, default uring), ENCAP (vxlan |
 # gre), SECS (default 5), STREAMS (iperf3 -P, default 1; with more, the totals are printed), V6=1 (also an IPv6
-# run), CSTATS=1 (the containers' interface counters after each run:
-# their RX packets are the writes the switch made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
+# run), CSTATS=1 (the containers' interface counters after each run: their RX packets are the writes the switch
+# made, so coalescing shows as bytes per packet), ARGS (extra vxswitchd
 # arguments, e.g. ARGS="--workers 1"), CC (the TCP congestion control, on the containers' route and iperf3 -C,
 # default cubic as in tools/bench: BBR, the default on some VMs, changes the figures by up to 2x), SYSCALLS=1
 # (instead of the iperf3 runs, the system calls and context switches of both daemons per frame they received, `perf

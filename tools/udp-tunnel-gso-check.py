@@ -16,8 +16,8 @@
 # (10.0.0.1 → 10.0.0.2)/TCP with 60,000 bytes of payload and the pseudo-header sum in its checksum field; the header
 # says NEEDS_CSUM at the inner TCP checksum, gso_type TCPV4 | UDP_TUNNEL_IPV4, gso_size 1398. The script then
 # reads B's TAP: if one frame of the whole size arrives with the same GSO description, nothing between the two
-# TAPs cut it up (no segmentation in user space, none in the kernel), which is what a TAP-based underlay for
-# vxswitch would rely on (docs/performance.md, "Where the rest of the gap to the kernel is"). Linux 6.18: it does.
+# TAPs cut it up (no segmentation in user space, none in the kernel), which is what `vxswitchd --underlay-tap`
+# relies on (docs/offload.md, "The TAP underlay"). Linux 6.18: it does.
 import ctypes, fcntl, os, select, struct, subprocess, sys, time
 
 TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ = 0x400454CA, 0x400454D0, 0x400454D8

@@ -283,7 +283,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 stopMaintenance.store(true, ordering: .relaxed)
                 for worker in workers { _ = try? worker.mailbox.run(.stop) }
                 for tunnel in tunnels { tunnel.release() }
-                throw ControlError(.systemError, "cannot attach tunnel socket to a worker: \(error)", cause: error)
+                throw ControlError(
+                    .systemError, "cannot attach a tunnel socket or the underlay TAP to a worker: \(error)", cause: error)
             }
         }
         state.withLock {

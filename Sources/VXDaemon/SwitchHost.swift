@@ -7,6 +7,7 @@
 import Synchronization
 import VXControl
 import VXIO
+import VXOffload
 import VXPacket
 
 #if canImport(Glibc)
@@ -196,7 +197,7 @@ extension KernelHost {
                 name: name, count: queues, isFlagMismatch: { $0.errno == EINVAL }, discard: { $0.close() }
             ) { name, multiQueue throws(IOError) in
                 let tap = try TAPDevice(name: name, options: multiQueue ? [.virtioHeader, .multiQueue] : [.virtioHeader])
-                try tap.setVirtioHeaderSize(TAPDevice.tunnelVirtioHeaderLength)
+                try tap.setVirtioHeaderSize(VirtioNetTunnelHeader.size)
                 do throws(IOError) {
                     try tap.setOffloads(.underlay)
                 } catch {

@@ -4,13 +4,13 @@
 // whole outer Ethernet frames itself. So it must do on the underlay what the kernel would: answer ARP requests for its
 // own address, and resolve the MAC of each peer's next hop (the peer itself when on-link, else the gateway).
 //
-// Flow: workers punt underlay ARP frames to the control thread, which passes each to `handle(frame:now:)`, sends the
-// reply it returns, and republishes `macsByRemote()` to the dataplane when the result says a wanted next hop changed.
-// Once in a while (a timer, say every 100-500 ms) it sends what `requestsDue(now:)` returns. The peer list reaches the
-// table through `setWanted(_:)`.
+// Flow (UnderlayService.swift): workers punt underlay ARP frames to the punt service thread, which passes each to
+// `handle(frame:now:)`, sends the reply it returns, and republishes `macsByRemote()` to the dataplane when the result
+// says a wanted next hop changed. The maintenance thread sends what `requestsDue(now:)` returns once a second, and
+// adding a peer at once. The peer list reaches the table through `setWanted(_:)` whenever the config is published.
 //
-// Threads: a value type with no locks; its one owner (the control thread) is its only writer and reader. The
-// dataplane sees only the published map. No I/O and no clock inside: the caller passes `now`, so tests drive time.
+// Threads: a value type with no locks of its own; the daemon keeps it in a Mutex that each of those threads takes.
+// The dataplane sees only the published map. No I/O and no clock inside: the caller passes `now`, so tests drive time.
 //
 // Learning follows RFC 826's "merge" rule, narrowed for a host that only talks to a few next hops:
 //   - a request for our address creates (or updates) the sender's entry, and is answered;
@@ -90,11 +90,11 @@ public struct UnderlayNeighbors: Sendable {
         capacity: Int = 1024
     ) {
         precondition((0...32).contains(prefixLength), "prefix length \(prefixLength) is not in 0...32")
-        precondition(Self.isUnicast(localAddress), "local address \(localAddress) is not a unicast address")
+        precondition(localAddress.isUnicast, "local address \(localAddress) is not a unicast address")
         precondition(localMAC.isLearnableSource, "local MAC \(localMAC) is not a unicast address")
         if let gateway {
             precondition(
-                Self.isUnicast(gateway) && gateway != localAddress,
+                gateway.isUnicast && gateway != localAddress,
                 "gateway \(gateway) is not a usable next hop"
             )
         }
@@ -117,7 +117,7 @@ public struct UnderlayNeighbors: Sendable {
     ///   when `remote` is not a unicast address other than ours (multicast groups are not resolved by ARP: their MAC
     ///   derives from the group, RFC 1112 §6.4), or is the prefix's network or broadcast address.
     public func nextHop(for remote: IPv4Address) -> IPv4Address? {
-        guard Self.isUnicast(remote), remote != localAddress else { return nil }
+        guard remote.isUnicast, remote != localAddress else { return nil }
         guard !inPrefix(remote) else { return isOnLinkHost(remote) ? remote : nil }
         return gateway
     }
@@ -139,12 +139,7 @@ public struct UnderlayNeighbors: Sendable {
 
     /// True when a frame from `address` may teach us its MAC: a unicast neighbour other than us.
     private func isNeighbor(_ address: IPv4Address) -> Bool {
-        Self.isUnicast(address) && address != localAddress && (isOnLinkHost(address) || address == gateway)
-    }
-
-    /// Not 0.0.0.0, not multicast (224/4), not reserved or limited broadcast (240/4).
-    private static func isUnicast(_ address: IPv4Address) -> Bool {
-        !address.isUnspecified && address.value >> 28 < 0xE
+        address.isUnicast && address != localAddress && (isOnLinkHost(address) || address == gateway)
     }
 
     // MARK: What to resolve
@@ -226,7 +221,7 @@ public struct UnderlayNeighbors: Sendable {
         guard let arp = Self.arpPacket(in: frame),
             arp.operation == ARPPacket.request || arp.operation == ARPPacket.reply,
             arp.senderMAC.isLearnableSource, arp.senderMAC != localMAC, arp.senderIP != localAddress,
-            arp.senderIP.isUnspecified || Self.isUnicast(arp.senderIP)
+            arp.senderIP.isUnspecified || arp.senderIP.isUnicast
         else { return NeighborUpdate(reply: nil, wantedChanged: false) }
 
         let asksForUs = arp.operation == ARPPacket.request && arp.targetIP == localAddress

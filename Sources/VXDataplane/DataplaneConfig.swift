@@ -231,8 +231,7 @@ public final class DataplaneConfig: Sendable {
         to peer: PeerID,
         in domain: BridgeDomain
     ) -> (address: IPv4Address, template: EncapTemplate)? {
-        let index = Int(peer.index)
-        guard index < endpoints.count, let endpoint = endpoints[index], endpoint.peer == peer,
+        guard liveEndpoint(of: peer) != nil,
             let header = outerHeaderIndex.value(for: UInt32(peer.index) << 16 | UInt32(domain.rawValue))
         else { return nil }
         return outerHeaders[Int(header) &- 1]
@@ -242,9 +241,15 @@ public final class DataplaneConfig: Sendable {
     /// - Returns: the MAC, or nil when the peer is stale or its next hop is not resolved yet.
     @inlinable
     public func nextHopMAC(of peer: PeerID) -> MACAddress? {
+        liveEndpoint(of: peer)?.nextHopMAC
+    }
+
+    /// `peer`'s endpoint, or nil when its slot is empty or holds a newer peer (a stale `PeerID`).
+    @inlinable
+    func liveEndpoint(of peer: PeerID) -> PeerEndpoint? {
         let index = Int(peer.index)
         guard index < endpoints.count, let endpoint = endpoints[index], endpoint.peer == peer else { return nil }
-        return endpoint.nextHopMAC
+        return endpoint
     }
 }
 

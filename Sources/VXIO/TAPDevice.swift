@@ -66,9 +66,6 @@ public struct TAPDevice: ~Copyable, Sendable {
         public static let underlay: Offloads = [.checksum, .tso4, .tso6, .udpTunnelGSO, .udpTunnelGSOChecksum]
     }
 
-    /// Bytes of the tunnel virtio-net header of an underlay TAP (`struct virtio_net_hdr_v1_hash_tunnel`).
-    public static let tunnelVirtioHeaderLength = 24
-
     /// Size of the virtio-net header in front of every frame with `.virtioHeader` (set with TUNSETVNETHDRSZ):
     /// `struct virtio_net_hdr_v1`, see VXOffload's `VirtioNetHeader`.
     public static let virtioHeaderLength = PortKind.virtioHeaderLength

@@ -15,33 +15,33 @@ public enum ChecksumMode: Sendable {
 
 /// One TCP frame to build; every field has a default so tests only name what they vary.
 public struct TCPFrameSpec: Sendable {
-
-    public var sourceMAC = TCPFrameSpec.mac1
-    public var destinationMAC = TCPFrameSpec.mac2
-    public var vlan: VLANTag? = nil
-    public var ipv6 = false
-    public var source4 = IPv4Address(10, 1, 0, 1)
-    public var destination4 = IPv4Address(10, 1, 0, 2)
-    public var source6 = IPv6Address(0xFD00, 0, 0, 0, 0, 0, 0, 1)
-    public var destination6 = IPv6Address(0xFD00, 0, 0, 0, 0, 0, 0, 2)
-    public var identification: UInt16 = 0x4321
-    public var dontFragment = true
-    public var timeToLive: UInt8 = 64
-    public var typeOfService: UInt8 = 0
-    public var flowLabel: UInt32 = 0x12345
+    public var sourceMAC: MACAddress
+    public var destinationMAC: MACAddress
+    public var vlan: VLANTag?
+    public var ipv6: Bool
+    public var source4: IPv4Address
+    public var destination4: IPv4Address
+    public var source6: IPv6Address
+    public var destination6: IPv6Address
+    public var identification: UInt16
+    public var dontFragment: Bool
+    public var timeToLive: UInt8
+    public var typeOfService: UInt8
+    public var flowLabel: UInt32
     /// IPv4 options (a multiple of 4 bytes).
-    public var ipOptions: [UInt8] = []
-    public var sourcePort: UInt16 = 40_000
-    public var destinationPort: UInt16 = 5201
-    public var sequence: UInt32 = 0xFFFF_F000  // wraps within a few segments: sequence arithmetic must wrap
-    public var acknowledgment: UInt32 = 0x0102_0304
-    public var flags: TCPFlags = [.ack]
-    public var window: UInt16 = 502
+    public var ipOptions: [UInt8]
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    public var sequence: UInt32
+    public var acknowledgment: UInt32
+    public var flags: TCPFlags
+    public var window: UInt16
     /// TCP options (a multiple of 4 bytes).
-    public var tcpOptions: [UInt8] = []
-    public var payload: [UInt8] = []
+    public var tcpOptions: [UInt8]
+    public var payload: [UInt8]
 
-    /// Every field defaults to the value its declaration gives.
+    /// The defaults live here (the declarations have none). The sequence number wraps within a few segments,
+    /// so sequence arithmetic under test must wrap.
     public init(
         sourceMAC: MACAddress = TCPFrameSpec.mac1,
         destinationMAC: MACAddress = TCPFrameSpec.mac2,

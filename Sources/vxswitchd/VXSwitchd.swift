@@ -87,9 +87,10 @@ struct VXSwitchd: ParsableCommand {
 
     @Option(
         name: .customLong("underlay-prefix-length"),
-        help: ArgumentHelp("With --underlay-tap: the prefix length of --local's subnet (peers in it are on-link).",
+        help: ArgumentHelp(
+            "With --underlay-tap: the prefix length of --local's subnet (peers in it are on-link; default 24).",
                            valueName: "bits"))
-    var underlayPrefixLength: Int = 24
+    var underlayPrefixLength: Int?
 
     @Option(
         name: .customLong("underlay-gateway"),
@@ -108,7 +109,7 @@ struct VXSwitchd: ParsableCommand {
     }
 
     mutating func validate() throws {
-        guard let address = IPv4Address(local), !address.isUnspecified, !address.isMulticast else {
+        guard let address = IPv4Address(local), address.isUnicast else {
             throw ValidationError("--local must be this host's unicast IPv4 address, not \"\(local)\"")
         }
         guard (1...65_535).contains(udpPort) else { throw ValidationError("--udp-port must be 1-65535, not \(udpPort)") }
@@ -130,19 +131,26 @@ struct VXSwitchd: ParsableCommand {
             guard underlayGateway == nil, underlayMAC == nil else {
                 throw ValidationError("--underlay-gateway and --underlay-mac need --underlay-tap")
             }
+            guard underlayPrefixLength == nil else {
+                throw ValidationError("--underlay-prefix-length needs --underlay-tap")
+            }
             return
         }
-        guard !underlayTap.isEmpty, underlayTap.utf8.count <= 15, !underlayTap.contains("/"),
-            !underlayTap.contains(where: \.isWhitespace)
-        else { throw ValidationError("--underlay-tap must be an interface name of 1-15 bytes, not \"\(underlayTap)\"") }
+        do throws(ControlError) {
+            _ = try InterfaceName(validating: underlayTap)
+        } catch {
+            throw ValidationError(
+                "--underlay-tap must be an interface name of 1-15 bytes, not \"\(underlayTap)\": \(error.message)")
+        }
         // /31 and /32 (with --underlay-gateway, as cloud VMs are set up) are real set-ups; the table handles them.
-        guard (1...32).contains(underlayPrefixLength) else {
+        if let underlayPrefixLength, !(1...32).contains(underlayPrefixLength) {
             throw ValidationError("--underlay-prefix-length must be 1-32, not \(underlayPrefixLength)")
         }
         if let underlayGateway {
-            guard let gateway = IPv4Address(underlayGateway), !gateway.isUnspecified, !gateway.isMulticast,
-                gateway != address
-            else { throw ValidationError("--underlay-gateway must be a unicast IPv4 address, not \"\(underlayGateway)\"") }
+            // The same rule as the neighbour table's (UnderlayNeighbors.init), which traps on anything else.
+            guard let gateway = IPv4Address(underlayGateway), gateway.isUnicast, gateway != address else {
+                throw ValidationError("--underlay-gateway must be a unicast IPv4 address, not \"\(underlayGateway)\"")
+            }
         }
         if let underlayMAC {
             guard let mac = MACAddress(underlayMAC), !mac.isMulticast, !mac.isZero else {
@@ -169,7 +177,7 @@ struct VXSwitchd: ParsableCommand {
         if let underlayTap {
             options.underlay = UnderlayOptions(
                 tapName: underlayTap, mac: underlayMAC.flatMap { MACAddress($0) }, local: options.local,
-                prefixLength: underlayPrefixLength, gateway: underlayGateway.flatMap { IPv4Address($0) })
+                prefixLength: underlayPrefixLength ?? 24, gateway: underlayGateway.flatMap { IPv4Address($0) })
         }
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 

@@ -159,7 +159,8 @@ private let udpBreakersWithinTheFlow = UDPCoalescerTests.breakers.filter { break
 /// The UDP coalescer against the same kind of random traffic: interleaved flows of datagrams with random sizes
 /// (a shorter one ends a run), the header changes of UDPCoalescerTests.breakers, and corrupt checksums.
 /// `resegment`, the model of the kernel's USO segmentation written independently in UDPCoalescerTests, must turn
-/// every merged write back into its members byte for byte (IPv4 IDs count up within a run, as the kernel rewrites them, so they are generated that way).
+/// every merged write back into its members byte for byte (IPv4 IDs count up within a run, as the kernel rewrites
+/// them, so they are generated that way).
 @Suite("UDP coalescing, random traffic against an oracle")
 struct UDPCoalescerPropertyTests {
     @Test("merged writes resegment into their members; flows keep their order; corrupt members refuse the write",

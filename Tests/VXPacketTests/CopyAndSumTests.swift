@@ -1,5 +1,6 @@
 import Testing
 import VXPacket
+import VXTestSupport
 
 /// `copyAndSum` replaces a copy and a `sum` in the TCP segmenter, so it must match them exactly: the same bytes
 /// where the copy goes, nothing written anywhere else, and `sum`'s result bit for bit.

@@ -2,13 +2,6 @@ import Foundation
 import VXPacket
 import VXTestSupport
 
-/// Runs `body` over a mutable raw view of `bytes`.
-func mutate(_ bytes: inout [UInt8], _ body: (inout MutableRawSpan) -> Void) {
-    var span = bytes.mutableSpan
-    var raw = MutableRawSpan(_elements: &span)
-    body(&raw)
-}
-
 /// One scapy-made fixture: bytes plus the `// @key value` expectations (see tools/fixtures).
 typealias Fixture = HexFixture
 

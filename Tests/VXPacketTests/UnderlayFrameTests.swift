@@ -29,7 +29,9 @@ struct UnderlayFrameTests {
     @Test("VXLAN to this VTEP is decapsulated; the inner frame's position is from the outer Ethernet header")
     func vxlanForUs() throws {
         let frame = Self.vxlan()
-        #expect(Self.sort(frame) == .success(.vxlan(source: Self.peer, vni: VNI(42)!, innerOffset: 50, innerLength: Self.inner.count)))
+        #expect(
+            Self.sort(frame)
+                == .success(.vxlan(source: Self.peer, vni: VNI(42)!, innerOffset: 50, innerLength: Self.inner.count)))
         #expect(Array(frame[50...]) == Self.inner)
     }
 
@@ -45,7 +47,8 @@ struct UnderlayFrameTests {
         #expect(Self.sort(Self.vxlan(to: .broadcast)) == .success(.notForThisVTEP))
         #expect(Self.sort(Self.vxlan(destination: IPv4Address(192, 0, 2, 3))) == .success(.notForThisVTEP))
         #expect(Self.sort(Self.vxlan(port: 4790)) == .success(.notForThisVTEP))
-        let ipv6 = PacketBuilder.ethernet(destination: Self.mac, source: Self.other, etherType: .ipv6, payload: [UInt8](repeating: 0x60, count: 60))
+        let ipv6 = PacketBuilder.ethernet(
+            destination: Self.mac, source: Self.other, etherType: .ipv6, payload: [UInt8](repeating: 0x60, count: 60))
         #expect(Self.sort(ipv6) == .success(.notForThisVTEP))
         let tagged = PacketBuilder.ethernet(
             destination: Self.mac, source: Self.other, vlan: VLANTag(id: 5), etherType: .ipv4,

@@ -21,6 +21,7 @@ struct SwitchdArgumentTests {
         Refusal(arguments: ["--local", "0.0.0.0"], message: "--local must be this host's unicast IPv4 address"),
         Refusal(arguments: ["--local", "224.0.0.1"], message: "--local must be this host's unicast IPv4 address"),
         Refusal(arguments: ["--local", "192.0.2.300"], message: "--local must be this host's unicast IPv4 address"),
+        Refusal(arguments: ["--local", "255.255.255.255"], message: "--local must be this host's unicast IPv4 address"),
         Refusal(arguments: ["--udp-port", "0"], message: "--udp-port must be 1-65535, not 0"),
         Refusal(arguments: ["--udp-port", "65536"], message: "--udp-port must be 1-65535, not 65536"),
         Refusal(arguments: ["--log-level", "loud"], message: "--log-level must be one of trace"),
@@ -40,6 +41,11 @@ struct SwitchdArgumentTests {
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-prefix-length", "0"], message: "--underlay-prefix-length must be 1-32, not 0"),
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "224.0.0.1"], message: "--underlay-gateway must be a unicast IPv4 address"),
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-mac", "01:00:5e:00:00:01"], message: "--underlay-mac must be a unicast MAC address"),
+        // Both passed the old checks and trapped in the neighbour table's preconditions.
+        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "255.255.255.255"], message: "--underlay-gateway must be a unicast IPv4 address"),
+        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "240.0.0.1"], message: "--underlay-gateway must be a unicast IPv4 address"),
+        Refusal(arguments: ["--underlay-prefix-length", "16"], message: "--underlay-prefix-length needs --underlay-tap"),
+        Refusal(arguments: ["--underlay-tap", "vx:0"], message: "must not contain ':'"),
     ]
 
     @Test("bad argument", arguments: refusals)
