@@ -10,6 +10,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/udp.h>
+#include <sched.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -247,5 +248,29 @@ cvx_cmsg_udp_gro(const struct msghdr *msg)
         }
     }
     return 0;
+}
+
+int
+cvx_usable_cpu_count(void)
+{
+    /* The kernel refuses (EINVAL) a set smaller than its own CPU mask, whose size depends on its build
+     * (CONFIG_NR_CPUS), not on the CPUs present: start at glibc's cpu_set_t and double until it fits. */
+    for (size_t cpus = CPU_SETSIZE; cpus <= ((size_t) 1 << 22); cpus *= 2) {
+        cpu_set_t *set = CPU_ALLOC(cpus);
+        if (set == NULL)
+            return -ENOMEM;
+        size_t size = CPU_ALLOC_SIZE(cpus);
+        int count = -1, error = 0;
+        if (sched_getaffinity(0, size, set) == 0)
+            count = CPU_COUNT_S(size, set);
+        else
+            error = errno;
+        CPU_FREE(set);
+        if (count >= 0)
+            return count;
+        if (error != EINVAL)
+            return -error;
+    }
+    return -EINVAL;
 }
 #endif /* __linux__ */

@@ -70,7 +70,7 @@ struct VXSwitchd: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Dataplane worker threads, 1-\(DaemonOptions.maxWorkers) (default: the number of online cores). Each has "
+            "Dataplane worker threads, 1-\(DaemonOptions.maxWorkers) (default: the number of cores this process may run on, as taskset or a cpuset leave it). Each has "
                 + "its own engine, its own queue of every TAP, its own VXLAN socket and its share of the packet "
                 + "buffers (\(DaemonOptions.defaultBufferBudget) for the switch; per worker at most "
                 + "\(DaemonOptions.defaultBufferCeiling) and at least \(DataplaneWorker<URingEngine>.minimumPool)).",
@@ -103,9 +103,11 @@ struct VXSwitchd: ParsableCommand {
                            valueName: "mac"))
     var underlayMAC: String?
 
-    /// The default `--workers`: one per online core, within 1 ... maxWorkers.
-    static var onlineCores: Int {
-        min(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1), DaemonOptions.maxWorkers)
+    /// The default `--workers`: one per core this process may run on (its CPU affinity, which taskset, a cpuset
+    /// or systemd's CPUAffinity= narrow), else per online core, within 1 ... maxWorkers.
+    static var usableCores: Int {
+        let cores = CPUAffinity.usableCPUCount() ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return min(max(cores, 1), DaemonOptions.maxWorkers)
     }
 
     mutating func validate() throws {
@@ -181,7 +183,7 @@ struct VXSwitchd: ParsableCommand {
         }
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 
-        let workerCount = workers ?? Self.onlineCores
+        let workerCount = workers ?? Self.usableCores
 
         // One pool per worker (a pool belongs to one engine), each a share of the switch's budget so more workers
         // do not mean more memory. Standard buffers for tunnels and the worker's TSO segments, large ones for TAP

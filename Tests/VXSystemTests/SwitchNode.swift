@@ -115,7 +115,8 @@ final class SwitchNode: Sendable {
     /// exists and accepts a connection (a killed daemon may have left a stale socket file at the same path).
     /// `statePath` nil runs it with `--state none` (nothing persisted, TAPs removed at exit); tests of restarts
     /// give a path inside the topology's work directory, never the system default. `logName` names the log files
-    /// (default `vxswitchd-h<index>`); a restarted daemon gets its own, so the first one's log is kept.
+    /// (default `vxswitchd-h<index>`); a restarted daemon gets its own, so the first one's log is kept. `launcher`
+    /// goes in front of the daemon's command (e.g. `taskset -c 0`).
     /// - Throws: when a binary is missing, or the daemon exits or is not ready within `timeout` (with its log).
     static func start(
         in topology: NetnsTopology,
@@ -125,6 +126,7 @@ final class SwitchNode: Sendable {
         statePath: String? = nil,
         extraArguments: [String] = [],
         logName: String? = nil,
+        launcher: [String] = [],
         timeout: Duration = .seconds(15)
     ) async throws -> SwitchNode {
         let daemon = try SwitchBinaries.vxswitchd()
@@ -132,7 +134,7 @@ final class SwitchNode: Sendable {
         let host = topology.hosts[index]
         let controlPath = "\(topology.workDirectory)/h\(index).sock"
         let process = try topology.spawn(
-            [
+            launcher + [
                 daemon, "--local", host.underlayAddress, "--control", controlPath, "--io", backend.rawValue,
                 "--log-level", logLevel, "--state", statePath ?? "none",
             ] + extraArguments,

@@ -1,8 +1,8 @@
 // vxswitchd --workers: several TCP flows at once between two hosts with two workers each arrive byte-exact, and
 // both workers of each host carried part of them (the TAPs are multi-queue and each worker has its own
 // SO_REUSEPORT VXLAN socket, so the kernel spreads flows over the workers). A TAP made single-queue beforehand
-// still works, shared by both workers, with a warning. And bad --workers values are refused before anything
-// starts.
+// still works, shared by both workers, with a warning. Without --workers a switch runs one worker per CPU it may
+// use, fewer under taskset.
 
 import Foundation
 import Testing
@@ -85,6 +85,22 @@ extension SwitchdSystemTests {
                 try await topology.expectPing(from: b, to: "10.0.0.1", count: 3)
                 let log = switches[0].process.stderr()
                 #expect(log.contains("exists without IFF_MULTI_QUEUE"), "\(log)")
+            }
+        }
+    }
+
+    @Suite("vxswitchd's default worker count")
+    struct DefaultWorkers {
+        /// One worker per CPU the daemon may run on: all of the test's own (what `nproc` counts), or the one
+        /// `taskset -c 0` leaves it. On a one-CPU machine both are 1 and the test cannot tell them apart.
+        @Test func oneWorkerPerCPUInTheDaemonsAffinity() async throws {
+            let nproc = try await ProcessRunner.run(["nproc"])
+            let usable = try #require(Int(nproc.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(nproc)")
+            try await withNetnsTopology(hosts: 2) { topology in
+                let unconfined = try await SwitchNode.start(in: topology, host: 0, io: .uring)
+                let confined = try await SwitchNode.start(in: topology, host: 1, io: .uring, launcher: ["taskset", "-c", "0"])
+                #expect(try await unconfined.stats().workers?.count == min(usable, 64))
+                #expect(try await confined.stats().workers?.count == 1)
             }
         }
     }

@@ -116,6 +116,11 @@ uint32_t cvx_cmsg_udp_gro(const struct msghdr *msg);
  * Returns 1 and stores the cumulative drop count when present, 0 otherwise. */
 int cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out);
 
+/* The number of CPUs the calling thread may run on (sched_getaffinity; CPU_COUNT is a macro), which is what a
+ * taskset, a cgroup cpuset or systemd's CPUAffinity= leaves a process, not the machine's online CPUs. Returns
+ * the count, or -errno. */
+int cvx_usable_cpu_count(void);
+
 #ifdef __cplusplus
 }
 #endif
