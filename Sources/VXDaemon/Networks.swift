@@ -293,9 +293,10 @@ extension SwitchDaemon {
                 name: ifname, mac: chosenMAC, mtu: UInt32(effectiveMTU), address: interfaceAddress,
                 gateway: effectiveGateway)
             do {
-                placedIndex = try InterfacePlacement.configure(
-                    interface: ifname, in: namespace, configuration: configuration
-                ).index
+                let placed = try InterfacePlacement.configure(
+                    interface: ifname, in: namespace, configuration: configuration)
+                placedIndex = placed.index
+                logQdiscRefusal(placed.qdiscRefusal.map { "\($0)" }, interface: "\(ifname) in \(container)")
                 for fd in fds { try TAPDevice.enableVirtioOffloads(descriptor: fd) }
                 try TAPDevice.setPersistent(descriptor: fds[0], store != nil)
             } catch {

@@ -242,6 +242,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             if let underlay = options.underlay {
                 // One TAP, a queue per worker; no sockets: VXLAN leaves and arrives through it (GRE peers refused).
                 let tap = try host.openUnderlay(name: underlay.tapName, queues: workers.count)
+                logQdiscRefusal(tap.qdiscRefusal, interface: underlay.tapName)
                 tunnels = [tap]
             } else {
                 for index in workers.indices {
@@ -509,12 +510,20 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             try checkMTU(mtu)
             let descriptor = try host.createPort(
                 name: name, mtu: mtu, persistent: store != nil, queues: workers.count)
+            logQdiscRefusal(descriptor.qdiscRefusal, interface: name)
             try installPort(
                 name: name, vni: vni, mtu: mtu, descriptor: descriptor, network: nil, attachment: nil, persist: persist,
                 state: &state)
             logger.info("port \(name) added in VNI \(vni) (MTU \(mtu))")
             return PortInfo(name: interfaceName(name), vni: vni, mtu: mtu, ifindex: descriptor.ifindex)
         }
+    }
+
+    /// Warns that a TAP kept the kernel's default queueing discipline: it works, but costs kernel memory per TAP.
+    func logQdiscRefusal(_ refusal: String?, interface: String) {
+        guard let refusal else { return }
+        logger.warning(
+            "\(interface) keeps the kernel's default queueing discipline (about 5 MB of kernel memory for a multi-queue TAP): \(refusal)")
     }
 
     /// Makes `descriptor` port `name` of the switch: topology, worker, and (with `persist`) the state file. On

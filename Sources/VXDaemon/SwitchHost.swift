@@ -7,6 +7,7 @@
 import Synchronization
 import VXControl
 import VXIO
+import VXNetlink
 import VXOffload
 import VXPacket
 
@@ -31,22 +32,27 @@ public final class OwnedDescriptor: Sendable {
     public let kind: PortKind
     /// The interface index, for TAPs.
     public let ifindex: Int?
+    /// For a TAP the host created: why the kernel kept its default queueing discipline instead of noqueue (see
+    /// `KernelHost.createPort`), or nil. Only memory is at stake; the daemon logs it.
+    public let qdiscRefusal: String?
     private let actions: Mutex<(release: @Sendable () -> Void, destroy: @Sendable () -> Void)?>
 
     /// - Parameters:
     ///   - fds: the descriptors (TAP queues), at least one.
     ///   - kind: their port kind.
     ///   - ifindex: the interface index, for TAPs.
+    ///   - qdiscRefusal: why a TAP kept the default queueing discipline.
     ///   - release: closes the descriptors only.
     ///   - destroy: removes the interface (or, for a socket, just closes it).
     public init(
-        fds: [Int32], kind: PortKind, ifindex: Int? = nil, release: @escaping @Sendable () -> Void,
-        destroy: @escaping @Sendable () -> Void
+        fds: [Int32], kind: PortKind, ifindex: Int? = nil, qdiscRefusal: String? = nil,
+        release: @escaping @Sendable () -> Void, destroy: @escaping @Sendable () -> Void
     ) {
         precondition(!fds.isEmpty, "an OwnedDescriptor needs a descriptor")
         self.fds = fds
         self.kind = kind
         self.ifindex = ifindex
+        self.qdiscRefusal = qdiscRefusal
         self.actions = Mutex((release, destroy))
     }
 
@@ -130,7 +136,9 @@ public struct KernelHost: SwitchHost {
 
     /// Creates the TAP with a virtio-net header and TCP offloads (checksum, TSO4, TSO6), so the container's TCP
     /// stack hands the switch up to 64 KiB at a time and takes coalesced frames back (docs/offload.md), and with
-    /// IFF_MULTI_QUEUE, one queue per worker (TAPQueues.swift; an existing single-queue TAP gets one queue).
+    /// IFF_MULTI_QUEUE, one queue per worker (TAPQueues.swift; an existing single-queue TAP gets one queue). Its
+    /// root queueing discipline is noqueue, set before it goes up: the default would cost about 5 MB of kernel
+    /// memory per TAP for nothing (VXNetlink's InterfacePlacement.swift says why); a refusal is only reported.
     public func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError)
         -> OwnedDescriptor
     {
@@ -146,9 +154,9 @@ public struct KernelHost: SwitchHost {
                 return (TAPBox(tap), settled)
             }
             let boxes = set.queues
-            let (ifindex, kind) = try boxes[0].configure(persistent: persistent, mtu: mtu)
+            let (ifindex, kind, qdiscRefusal) = try boxes[0].configure(persistent: persistent, mtu: mtu)
             return OwnedDescriptor(
-                fds: boxes.map(\.fd), kind: kind, ifindex: Int(ifindex),
+                fds: boxes.map(\.fd), kind: kind, ifindex: Int(ifindex), qdiscRefusal: qdiscRefusal,
                 release: { for box in boxes { box.close() } },
                 destroy: {
                     // Clearing persist on one queue is enough: the interface goes with the last descriptor.
@@ -211,9 +219,9 @@ extension KernelHost {
             }
             let boxes = set.queues
             // 1500: the underlay's frames; the kernel takes the GSO bursts whatever the MTU.
-            let (ifindex, _) = try boxes[0].configure(persistent: false, mtu: 1500)
+            let (ifindex, _, qdiscRefusal) = try boxes[0].configure(persistent: false, mtu: 1500)
             return OwnedDescriptor(
-                fds: boxes.map(\.fd), kind: .tap(virtioHeader: true), ifindex: Int(ifindex),
+                fds: boxes.map(\.fd), kind: .tap(virtioHeader: true), ifindex: Int(ifindex), qdiscRefusal: qdiscRefusal,
                 release: { for box in boxes { box.close() } },
                 destroy: { for box in boxes { box.close() } })
         } catch {
@@ -232,11 +240,14 @@ private final class TAPBox: Sendable {
         device = Mutex(tap)
     }
 
-    /// Sets persistence and the MTU, brings the interface up; returns its ifindex and the port kind.
-    func configure(persistent: Bool, mtu: Int) throws(IOError) -> (ifindex: Int32, kind: PortKind) {
-        try device.withLock { device throws(IOError) -> (ifindex: Int32, kind: PortKind) in
+    typealias Configured = (ifindex: Int32, kind: PortKind, qdiscRefusal: String?)
+
+    /// Sets persistence, the MTU and the noqueue root discipline, brings the interface up; returns its ifindex, the
+    /// port kind, and why the kernel refused noqueue (nil when it did not).
+    func configure(persistent: Bool, mtu: Int) throws(IOError) -> Configured {
+        try device.withLock { device throws(IOError) -> Configured in
             guard let tap = device.take() else { throw IOError(errno: EBADF, operation: "configure a closed TAP") }
-            let outcome: Result<(ifindex: Int32, kind: PortKind), IOError>
+            let outcome: Result<Configured, IOError>
             do throws(IOError) {
                 outcome = .success(try Self.configure(tap, persistent: persistent, mtu: mtu))
             } catch {
@@ -248,12 +259,20 @@ private final class TAPBox: Sendable {
     }
 
     private static func configure(_ tap: borrowing TAPDevice, persistent: Bool, mtu: Int) throws(IOError)
-        -> (ifindex: Int32, kind: PortKind)
+        -> Configured
     {
         try tap.setPersistent(persistent)
         try tap.setMTU(mtu)
+        let ifindex = try tap.interfaceIndex()
+        // Before up, so the default discipline is never built (an existing TAP that is up already loses it here).
+        var qdiscRefusal: String? = nil
+        do throws(NetlinkError) {
+            try NetlinkSession(socket: try KernelNetlinkSocket()).replaceRootQdisc(index: ifindex, kind: "noqueue")
+        } catch {
+            qdiscRefusal = "\(error)"
+        }
         try tap.setUp(true)
-        return (try tap.interfaceIndex(), tap.portKind)
+        return (ifindex, tap.portKind, qdiscRefusal)
     }
 
     func delete() {

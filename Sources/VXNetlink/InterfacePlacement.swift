@@ -5,7 +5,15 @@
 //   1. get link NAME -> ifindex
 //   2. set down (a fresh TAP is down already; made explicit so a rename cannot hit EBUSY)
 //   3. rename to eth0 (EEXIST if taken)
-//   4. set MAC   5. set MTU   6. add A/N (brd +)   7. set up   8. default via GW dev eth0
+//   4. set MAC   5. set MTU   6. add A/N (brd +)   7. root qdisc noqueue   8. set up   9. default via GW dev eth0
+//
+// Step 7 is why a container's interface costs kilobytes of kernel memory rather than megabytes. A multi-queue TAP
+// has 256 transmit queues (tun's MAX_TAP_QUEUES, whatever number is attached), and bringing it up with the default
+// discipline builds an mq with a pfifo_fast, rings included, for each: about 5 MB per TAP and 12 ms of CPU, for
+// nothing, since tun takes every frame at once (it drops at its own ring, it never stops a queue). noqueue, which
+// veth pairs get by default, sends straight to the device. Set before the link goes up, the default is never
+// built. It is the one step allowed to fail: a kernel without traffic control (CONFIG_NET_SCHED) refuses it and
+// keeps the default, which works; `PlacedInterface.qdiscRefusal` says so.
 //
 // Every step goes through a socket opened inside the target namespace (KernelNetlinkSocket.open(inNamespace:)),
 // so no thread of the caller ever changes namespace. Each step is one request with an ACK.
@@ -104,6 +112,7 @@ public enum PlacementStep: String, Hashable, Sendable, CustomStringConvertible {
     case rename = "rename it"
     case setMAC = "set its MAC"
     case setMTU = "set its MTU"
+    case setNoqueue = "set its root qdisc to noqueue"
     case addAddress = "add its address"
     case setUp = "set it up"
     case addRoute = "add the default route"
@@ -219,6 +228,8 @@ public struct PlacedInterface: Hashable, Sendable, CustomStringConvertible {
     public var elapsed: Duration
     /// How long each step took, in order (`.openNamespace` covers opening the namespace and the sockets).
     public var timings: [PlacementTiming]
+    /// Why the kernel refused the noqueue root discipline (the interface then has its default one), or nil.
+    public var qdiscRefusal: NetlinkError? = nil
 
     public var description: String {
         "\(name) (ifindex \(index), mtu \(mtu)" + (mac.map { ", \($0)" } ?? "") + ") in \(elapsed)"
@@ -281,12 +292,13 @@ public enum InterfacePlacement {
             mac: configuration.mac ?? link?.mac,
             mtu: configuration.mtu ?? link?.mtu ?? 0,
             elapsed: clock.elapsed,
-            timings: clock.timings
+            timings: clock.timings,
+            qdiscRefusal: placed.qdiscRefusal
         )
     }
 
-    /// Steps 1-8 on an interface inside the target namespace: find it by name, set it down, rename, MAC, MTU,
-    /// address, up, default route. Each is one request; each one done is recorded on `clock`.
+    /// Steps 1-9 on an interface inside the target namespace: find it by name, set it down, rename, MAC, MTU,
+    /// address, noqueue, up, default route. Each is one request; each one done is recorded on `clock`.
     /// - Returns: nil when every step succeeded, else the failed step and its error; `placed` says where the
     ///   interface is by then.
     private static func configureSteps(
@@ -324,6 +336,13 @@ public enum InterfacePlacement {
             if let address = configuration.address {
                 try target.addAddress(index: placed.index, address)
                 clock.finished(step)
+            }
+            step = .setNoqueue
+            do {
+                try target.replaceRootQdisc(index: placed.index, kind: "noqueue")
+                clock.finished(step)
+            } catch {
+                placed.qdiscRefusal = error  // the file comment says why this one may fail
             }
             step = .setUp
             try target.setLinkUp(index: placed.index, true)
@@ -376,6 +395,7 @@ public enum InterfacePlacement {
     private struct Placed {
         var index: Int32  // ifindex in the target namespace (0 until looked up there)
         var name: String  // current name there
+        var qdiscRefusal: NetlinkError? = nil  // step 7's error, if the kernel refused it
     }
 
     /// Times the steps of one placement.

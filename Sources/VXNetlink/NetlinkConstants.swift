@@ -39,6 +39,8 @@ public struct NetlinkMessageType: RawRepresentable, Hashable, Sendable, CustomSt
     public static let deleteRoute = NetlinkMessageType(rawValue: 25)
     /// RTM_GETROUTE.
     public static let getRoute = NetlinkMessageType(rawValue: 26)
+    /// RTM_NEWQDISC: attach (with NLM_F_CREATE | NLM_F_REPLACE: replace) a queueing discipline.
+    public static let newQdisc = NetlinkMessageType(rawValue: 36)
 
     public var description: String {
         switch rawValue {
@@ -55,6 +57,7 @@ public struct NetlinkMessageType: RawRepresentable, Hashable, Sendable, CustomSt
         case 24: return "RTM_NEWROUTE"
         case 25: return "RTM_DELROUTE"
         case 26: return "RTM_GETROUTE"
+        case 36: return "RTM_NEWQDISC"
         default: return "type \(rawValue)"
         }
     }
@@ -174,6 +177,14 @@ public enum RouteAttribute {
     public static let scopeLink: UInt8 = 253
     /// RTN_UNICAST.
     public static let typeUnicast: UInt8 = 1
+}
+
+/// Traffic-control values for queueing disciplines (`<linux/rtnetlink.h>`, `<linux/pkt_sched.h>`).
+public enum QdiscAttribute {
+    /// TCA_KIND: NUL-terminated name of the discipline ("noqueue", "pfifo_fast", ...).
+    public static let kind: UInt16 = 1
+    /// TC_H_ROOT: `tcm_parent` of a device's root discipline.
+    public static let rootParent: UInt32 = 0xFFFF_FFFF
 }
 
 /// Address families (`AF_*`) that appear in family headers.

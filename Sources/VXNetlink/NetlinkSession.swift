@@ -183,6 +183,13 @@ public final class NetlinkSession {
         try perform(RouteRequest.deleteLink(index: index))
     }
 
+    /// Replaces the root queueing discipline of link `index` with `kind`. `tc qdisc replace dev DEV root KIND`.
+    /// - Throws: `.kernel` with EOPNOTSUPP on a kernel without traffic control (CONFIG_NET_SCHED), ENOENT for an
+    ///   unknown kind.
+    public func replaceRootQdisc(index: Int32, kind: String) throws(NetlinkError) {
+        try perform(RouteRequest.replaceRootQdisc(index: index, kind: kind))
+    }
+
     // MARK: Addresses and routes
 
     /// Adds an IPv4 address to link `index`. `ip addr add A/N brd + dev DEV`.

@@ -105,6 +105,19 @@ public enum RouteRequest {
         return writer.bytes
     }
 
+    /// struct tcmsg: family AF_UNSPEC, pads, index, handle 0 (the kernel picks one), parent, info 0.
+    static func tcmsg(index: Int32, parent: UInt32) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.bytes.append(NetlinkFamily.unspecified)  // tcm_family
+        writer.bytes.append(0)  // tcm__pad1
+        writer.appendHost(UInt16(0))  // tcm__pad2
+        writer.appendHost(index)  // tcm_ifindex
+        writer.appendHost(UInt32(0))  // tcm_handle
+        writer.appendHost(parent)  // tcm_parent
+        writer.appendHost(UInt32(0))  // tcm_info
+        return writer.bytes
+    }
+
     private static let skipStats = NetlinkAttribute.uint32(LinkAttribute.extMask, LinkAttribute.filterSkipStats)
 
     // MARK: Links
@@ -216,6 +229,19 @@ public enum RouteRequest {
             flags: .ack,
             familyHeader: ifinfomsg(index: index),
             operation: "delete ifindex \(index)"
+        )
+    }
+
+    // MARK: Queueing disciplines
+
+    /// RTM_NEWQDISC (create, replace) of the root discipline of link `index`: `tc qdisc replace dev DEV root KIND`.
+    public static func replaceRootQdisc(index: Int32, kind: String) -> NetlinkRequest {
+        NetlinkRequest(
+            type: .newQdisc,
+            flags: [.ack, .create, .replace],
+            familyHeader: tcmsg(index: index, parent: QdiscAttribute.rootParent),
+            attributes: [.string(QdiscAttribute.kind, kind)],
+            operation: "set the root qdisc of ifindex \(index) to \(kind)"
         )
     }
 

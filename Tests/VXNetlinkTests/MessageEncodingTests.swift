@@ -98,6 +98,13 @@ struct MessageEncodingTests {
                 + "00 00 0000 07000000 00000000 00000000"
         ),
         Case(
+            name: "RTM_NEWQDISC root noqueue",
+            request: RouteRequest.replaceRootQdisc(index: 7, kind: "noqueue"),
+            hex: "30000000 2400 0505 01000000 78563412"  // len 48, RTM_NEWQDISC, REQUEST|ACK|REPLACE|CREATE (0x505)
+                + "00 00 0000 07000000 00000000 ffffffff 00000000"  // tcmsg: index 7, handle 0, parent TC_H_ROOT
+                + "0c00 0100 6e6f7175 65756500"  // TCA_KIND "noqueue\0"
+        ),
+        Case(
             name: "RTM_NEWADDR /24 with broadcast",
             request: RouteRequest.addAddress(index: 7, address),
             hex: "30000000 1400 0506 01000000 78563412"  // len 48, RTM_NEWADDR, REQUEST|ACK|EXCL|CREATE (0x605)

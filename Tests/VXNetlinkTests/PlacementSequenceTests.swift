@@ -1,6 +1,6 @@
 // InterfacePlacement's sequence and its cleanup, without a kernel: a fake namespace behind a mock socket keeps a
 // table of links and answers rtnetlink requests the way the kernel does (lookups, renames with EEXIST,
-// MAC/MTU/up/down, addresses, routes, deletes). A test makes exactly one request fail and checks the error and
+// MAC/MTU/up/down, root qdiscs, addresses, routes, deletes). A test makes exactly one request fail and checks the error and
 // what is left of the interface.
 
 import SystemPackage
@@ -18,6 +18,8 @@ final class FakeNamespace {
     var addresses: [Int32: [InterfaceAddress]] = [:]
     /// Default routes added.
     var defaultRoutes: [IPv4Address] = []
+    /// Root queueing disciplines set, by ifindex.
+    var rootQdiscs: [Int32: String] = [:]
     /// Fails the first request for which this returns an errno.
     var failure: ((NetlinkMessage) -> Int32?)?
 
@@ -74,6 +76,13 @@ final class FakeNamespace {
             )!
             addresses[index, default: []].append(address)
             return KernelReply.ack(to: request)
+        case .newQdisc:
+            let index = reader.host(Int32.self, at: 4)!
+            guard links[index] != nil else { return KernelReply.error(19, to: request) }
+            #expect(reader.host(UInt32.self, at: 12) == QdiscAttribute.rootParent)
+            let attributes = NetlinkAttribute.decodeAll(request.payload, in: 20..<request.payload.count) ?? []
+            rootQdiscs[index] = attributes.attribute(QdiscAttribute.kind)!.stringValue
+            return KernelReply.ack(to: request)
         case .newRoute:
             let attributes = NetlinkAttribute.decodeAll(request.payload, in: 12..<request.payload.count) ?? []
             defaultRoutes.append(attributes.attribute(RouteAttribute.gateway)!.ipv4Value!)
@@ -123,6 +132,7 @@ struct PlacementSequenceTests {
             RouteRequest.setLinkAddress(index: 7, Self.configuration.mac!),
             RouteRequest.setLinkMTU(index: 7, 1400),
             RouteRequest.addAddress(index: 7, Self.configuration.address!),
+            RouteRequest.replaceRootQdisc(index: 7, kind: "noqueue"),
             RouteRequest.setLinkUp(index: 7, true),
             RouteRequest.addDefaultRoute(via: IPv4Address(172, 17, 0, 1), index: 7),
             RouteRequest.getLink(index: 7),
@@ -131,13 +141,26 @@ struct PlacementSequenceTests {
         #expect(socket.sent == expected.enumerated().map { $1.encoded(sequence: UInt32($0 + 1), portID: socket.portID) })
         #expect(
             placed.timings.map(\.step) == [
-                .lookupInTarget, .setDown, .rename, .setMAC, .setMTU, .addAddress, .setUp, .addRoute,
+                .lookupInTarget, .setDown, .rename, .setMAC, .setMTU, .addAddress, .setNoqueue, .setUp, .addRoute,
             ]
         )
         let eth0 = try #require(namespace.named("eth0"))
         #expect(eth0.isUp && eth0.mtu == 1400 && eth0.mac == Self.configuration.mac)
         #expect(namespace.addresses[7] == [InterfaceAddress("172.17.0.2/16")!])
         #expect(namespace.defaultRoutes == [IPv4Address(172, 17, 0, 1)])
+        #expect(namespace.rootQdiscs == [7: "noqueue"] && placed.qdiscRefusal == nil)
+    }
+
+    /// A kernel without traffic control refuses the qdisc: the placement goes on, the interface keeps its default
+    /// discipline, and the result says why.
+    @Test func aRefusedQdiscIsReportedAndTheRestGoesOn() throws {
+        let namespace = Self.world()
+        namespace.failure = { $0.type == .newQdisc ? 95 : nil }  // EOPNOTSUPP
+        let placed = try Self.configure(namespace)
+        #expect(placed.qdiscRefusal?.errno == .notSupported)
+        #expect(!placed.timings.map(\.step).contains(.setNoqueue))
+        #expect(placed.timings.map(\.step).suffix(2) == [.setUp, .addRoute])
+        #expect(try #require(namespace.named("eth0")).isUp && namespace.rootQdiscs.isEmpty)
     }
 
     @Test func renameCollisionDeletesTheInterface() {

@@ -168,6 +168,9 @@ extension SwitchdSystemTests.AttachSystemTests {
                 #expect(link.addresses == [attachment.ip ?? "none"] && link.isUpWithCarrier, "\(link)")
                 let defaultRoute = try await topology.defaultRoute(in: place)
                 #expect(defaultRoute.hasPrefix(route), "\(place.namespace): \(defaultRoute)")
+                // noqueue, set before the link came up, so the kernel never built its default (InterfacePlacement).
+                let qdisc = try await topology.check(["tc", "qdisc", "show", "dev", name], in: place)
+                #expect(qdisc.hasPrefix("qdisc noqueue"), "\(place.namespace): \(qdisc)")
             }
 
             // Across the tunnel both ways, and between the two containers of host 0.

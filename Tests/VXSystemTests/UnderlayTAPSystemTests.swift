@@ -27,6 +27,9 @@ extension SwitchdSystemTests {
             let node = try await SwitchNode.start(
                 in: topology, host: index, io: .uring, extraArguments: ["--underlay-tap", "vxul0"])
             try await topology.check([ip, "link", "set", "vxul0", "master", "brul"], in: host)
+            // Like every TAP the switch creates: no mq of 256 pfifo_fast queues behind it (SwitchHost.swift).
+            let qdisc = try await topology.check(["tc", "qdisc", "show", "dev", "vxul0"], in: host)
+            #expect(qdisc.hasPrefix("qdisc noqueue"), "\(qdisc)")
             return node
         }
 
