@@ -523,7 +523,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     func logQdiscRefusal(_ refusal: String?, interface: String) {
         guard let refusal else { return }
         logger.warning(
-            "\(interface) keeps the kernel's default queueing discipline (about 5 MB of kernel memory for a multi-queue TAP): \(refusal)")
+            "\(interface) keeps the kernel's default queueing discipline (about 6.6 MB of kernel memory for a multi-queue TAP): \(refusal)")
     }
 
     /// Makes `descriptor` port `name` of the switch: topology, worker, and (with `persist`) the state file. On

@@ -137,7 +137,7 @@ public struct KernelHost: SwitchHost {
     /// Creates the TAP with a virtio-net header and TCP offloads (checksum, TSO4, TSO6), so the container's TCP
     /// stack hands the switch up to 64 KiB at a time and takes coalesced frames back (docs/offload.md), and with
     /// IFF_MULTI_QUEUE, one queue per worker (TAPQueues.swift; an existing single-queue TAP gets one queue). Its
-    /// root queueing discipline is noqueue, set before it goes up: the default would cost about 5 MB of kernel
+    /// root queueing discipline is noqueue, set before it goes up: the default would cost about 6.6 MB of kernel
     /// memory per TAP for nothing (VXNetlink's InterfacePlacement.swift says why); a refusal is only reported.
     public func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError)
         -> OwnedDescriptor

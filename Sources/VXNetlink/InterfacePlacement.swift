@@ -9,11 +9,12 @@
 //
 // Step 7 is why a container's interface costs kilobytes of kernel memory rather than megabytes. A multi-queue TAP
 // has 256 transmit queues (tun's MAX_TAP_QUEUES, whatever number is attached), and bringing it up with the default
-// discipline builds an mq with a pfifo_fast, rings included, for each: about 5 MB per TAP and 12 ms of CPU, for
-// nothing, since tun takes every frame at once (it drops at its own ring, it never stops a queue). noqueue, which
-// veth pairs get by default, sends straight to the device. Set before the link goes up, the default is never
-// built. It is the one step allowed to fail: a kernel without traffic control (CONFIG_NET_SCHED) refuses it and
-// keeps the default, which works; `PlacedInterface.qdiscRefusal` says so.
+// discipline builds an mq with a pfifo_fast, rings included, for each: about 6.6 MB per TAP and 13 ms per port
+// added, for nothing, since tun takes every frame at once (it drops at its own ring, it never stops a queue).
+// noqueue, which veth pairs get by default, sends straight to the device. Set before the link goes up, the default
+// is never built. It is the one step allowed to fail: a kernel without traffic control (CONFIG_NET_SCHED) refuses
+// it and keeps the default, which works; `PlacedInterface.qdiscRefusal` says so. (docs/networks-and-attach.md has
+// the measurements.)
 //
 // Every step goes through a socket opened inside the target namespace (KernelNetlinkSocket.open(inNamespace:)),
 // so no thread of the caller ever changes namespace. Each step is one request with an ACK.
