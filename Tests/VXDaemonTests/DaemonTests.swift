@@ -26,6 +26,8 @@ final class FakeHost: SwitchHost {
     let singleQueueNames = Mutex<Set<String>>([])
     /// The workers whose tunnel sockets were asked for.
     let tunnelWorkers = Mutex<[Int]>([])
+    /// Names whose TAP keeps the default queueing discipline, with the kernel's refusal (as KernelHost reports it).
+    let qdiscRefusals = Mutex<[String: String]>([:])
 
     func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor {
         let count = singleQueueNames.withLock { $0.contains(name) } ? 1 : queues
@@ -39,6 +41,7 @@ final class FakeHost: SwitchHost {
         createdQueues.withLock { $0[name] = fds }
         return OwnedDescriptor(
             fds: fds, kind: .tap(virtioHeader: false), ifindex: Int(fds[0]),
+            qdiscRefusal: qdiscRefusals.withLock { $0[name] },
             release: { [self] in released.withLock { $0.formUnion(fds) } },
             destroy: { [self] in destroyed.withLock { $0.formUnion(fds) } })
     }

@@ -10,7 +10,8 @@ import VXIO
 import VXPacket
 @testable import VXDaemon
 
-/// Keeps every message logged at error level or above.
+/// Keeps every message logged at the sink's `minimumLevel` (error unless asked otherwise) or above; also used by
+/// QdiscRefusalLogTests.
 struct ErrorLogCapture: LogHandler {
     let sink: CapturedErrors
     var logLevel: Logger.Level = .trace
@@ -22,7 +23,7 @@ struct ErrorLogCapture: LogHandler {
     }
 
     func log(event: LogEvent) {
-        guard event.level >= .error else { return }
+        guard event.level >= sink.minimumLevel else { return }
         sink.messages.withLock { $0.append("\(event.message)") }
     }
 }
@@ -30,6 +31,10 @@ struct ErrorLogCapture: LogHandler {
 /// Shared between a test and its logger.
 final class CapturedErrors: Sendable {
     let messages = Mutex<[String]>([])
+    let minimumLevel: Logger.Level
+
+    init(minimumLevel: Logger.Level = .error) { self.minimumLevel = minimumLevel }
+
     var logger: Logger { Logger(label: "test") { _ in ErrorLogCapture(sink: self) } }
 }
 
