@@ -187,7 +187,8 @@ let package = Package(
         .testTarget(name: "VXDataplaneTests", dependencies: ["VXDataplane", "VXOffload", "VXTestSupport"]),
         .testTarget(name: "VXControlTests", dependencies: ["VXControl", "VXControlSocket"]),
         .testTarget(
-            name: "VXDaemonTests", dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXDocker", "VXTestSupport"]),
+            name: "VXDaemonTests",
+            dependencies: ["VXDaemon", "VXControl", "VXControlSocket", "VXDocker", "VXNetlink", "VXTestSupport"]),
         .testTarget(
             name: "VXNetlinkTests",
             dependencies: ["VXNetlink", "VXPacket", "VXIO", "VXTestSupport"],

@@ -77,6 +77,30 @@ cvx_tap_set_persist(int fd, int persist)
 }
 
 int
+cvx_tap_get_name(int fd, char *name_out)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    if (ioctl(fd, TUNGETIFF, &ifr) < 0) {
+        return -errno;
+    }
+    memcpy(name_out, ifr.ifr_name, IFNAMSIZ);
+    name_out[IFNAMSIZ - 1] = '\0';
+    return 0;
+}
+
+#ifndef TUNGETDEVNETNS
+#define TUNGETDEVNETNS _IO('T', 227)
+#endif
+
+int
+cvx_tap_device_netns(int fd)
+{
+    int ns = ioctl(fd, TUNGETDEVNETNS);
+    return ns < 0 ? -errno : ns;
+}
+
+int
 cvx_tap_set_vnet_header_size(int fd, int size)
 {
     if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {

@@ -623,30 +623,7 @@ extension SwitchDaemon {
         guard case .alive = watch.status() else {
             throw ControlError(.notFound, "\(locator) is gone; dropping the port and its lease")
         }
-        let namespace: NetworkNamespace
-        do {
-            namespace = try NetworkNamespace(locator)
-        } catch {
-            throw ControlError(.notFound, "\(locator): \(error)")
-        }
-        let exists = (try? namespace.withSession { session throws(NetlinkError) in
-            try Self.linkIndex(named: saved_.ifname, in: session)
-        }) ?? nil
-        guard let ifindex = exists else {
-            throw ControlError(.notFound, "\(saved_.ifname) no longer exists in \(locator)")
-        }
-        let fds: [Int32]
-        do {
-            fds = try Self.openTAPQueues(named: saved_.ifname, in: namespace, count: workers.count).queues
-        } catch {
-            throw ControlError(.systemError, "cannot reopen \(saved_.ifname) in \(locator): \(error)")
-        }
-        do {
-            for fd in fds { try TAPDevice.enableVirtioOffloads(descriptor: fd) }
-        } catch {
-            for fd in fds { close(fd) }  // the TAP is persistent: closing only lets go of it
-            throw ControlError(.systemError, "cannot set up offloads on \(saved_.ifname) in \(locator): \(error)")
-        }
+        let descriptor = try reopenTAP(named: saved_.ifname, in: locator)
         let container: VXControl.ContainerReference
         switch saved_.containerKind {
         case "pid": container = .pid(Int32(saved_.containerValue) ?? 0)
@@ -659,8 +636,8 @@ extension SwitchDaemon {
             mac: MACAddress(saved_.mac) ?? Self.randomMAC(), gateway: saved_.gateway.flatMap { IPv4Address($0) })
         try state.withLock { state throws(ControlError) in
             try installPort(
-                name: saved.name, vni: vni, mtu: saved.mtu, descriptor: Self.ownedTAP(fds: fds, ifindex: Int(ifindex)),
-                network: network, attachment: attachment, persist: false, state: &state)
+                name: saved.name, vni: vni, mtu: saved.mtu, descriptor: descriptor, network: network,
+                attachment: attachment, persist: false, state: &state)
         }
         logger.info("re-attached port \(saved.name) (\(saved_.ifname) in \(locator))")
     }

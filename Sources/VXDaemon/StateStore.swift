@@ -64,6 +64,25 @@ public struct PersistedAttachment: Codable, Sendable, Equatable {
     public var gateway: String?
 }
 
+/// Where a user moved an `add-port` port's interface (MovedPorts.swift).
+public struct PersistedMove: Codable, Sendable, Equatable {
+    /// Its name there.
+    public var ifname: String
+    /// How to get into its namespace: a name under /run/netns, a pid, or another path (a Docker sandbox); all nil
+    /// when nothing led there.
+    public var namespaceName: String?
+    public var namespacePID: Int32?
+    public var namespacePath: String?
+    /// The namespace's identity; nil when the interface was only renamed in the switch's own namespace.
+    public var namespaceDevice: UInt64?
+    public var namespaceInode: UInt64?
+    public var namespaceCookie: UInt64?
+
+    public init(ifname: String) {
+        self.ifname = ifname
+    }
+}
+
 /// One port as configured.
 public struct PersistedPort: Codable, Sendable, Equatable {
     public var name: String
@@ -72,13 +91,19 @@ public struct PersistedPort: Codable, Sendable, Equatable {
     /// For ports made by `attach`: the network and where the interface lives.
     public var network: String?
     public var attachment: PersistedAttachment?
+    /// For `add-port` ports a user moved into another namespace: where the interface was last seen.
+    public var moved: PersistedMove?
 
-    public init(name: String, vni: UInt32, mtu: Int, network: String? = nil, attachment: PersistedAttachment? = nil) {
+    public init(
+        name: String, vni: UInt32, mtu: Int, network: String? = nil, attachment: PersistedAttachment? = nil,
+        moved: PersistedMove? = nil
+    ) {
         self.name = name
         self.vni = vni
         self.mtu = mtu
         self.network = network
         self.attachment = attachment
+        self.moved = moved
     }
 }
 

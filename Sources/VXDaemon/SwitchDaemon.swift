@@ -123,6 +123,8 @@ struct PortState {
     var network: String? = nil
     /// Where `attach` put the port's interface (nil for `add-port` ports).
     var attachment: AttachmentState? = nil
+    /// Where a user moved an `add-port` port's interface (MovedPorts.swift); nil while it is at home.
+    var moved: MovedPort? = nil
 }
 
 /// The control plane's record of one peer (one underlay address, one encapsulation, one or more VNIs).
@@ -155,6 +157,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     let puntSignal: DispatchSemaphore
     /// Ports whose descriptor failed under the switch (recorded by the workers, see PortFailures.swift).
     let portFailures = PortFailures()
+    /// Held for one pass of `trackMovedPorts`, so two passes (the maintenance thread's and a test's) never both
+    /// act on one move.
+    let movedPortPass = Mutex(())
     /// ARP on the underlay TAP (holding nil without one). Lock order: `state`, then this. A Mutex around an
     /// optional, not an optional Mutex: `neighbors?.withLock` on an `Optional<Mutex>` that was nil crashed in
     /// `_lockSlow` ("Unknown error occurred while attempting to acquire a Mutex", Swift 6.3), as if the empty
@@ -327,6 +332,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 guard let vni = VNI(port.vni) else { throw ControlError(.invalidArgument, "VNI \(port.vni) out of range") }
                 if let attachment = port.attachment, let network = port.network {
                     try restoreAttachedPort(port, vni: vni, network: network, attachment: attachment)
+                } else if let moved = port.moved {
+                    try restoreMovedPort(port, vni: vni, moved: moved)
                 } else {
                     _ = try addPortLocked(name: port.name, vni: vni, mtu: port.mtu, persist: false)
                 }
@@ -417,6 +424,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             if expired > 0 { logger.debug("aged out \(expired) MAC entries") }
             logPortFailures()
             checkAttachedNamespaces()
+            trackMovedPorts()
         }
     }
 
@@ -834,7 +842,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         persisted.ports = state.ports.map { name, port in
             PersistedPort(
                 name: name, vni: port.vni.value, mtu: port.mtu, network: port.network,
-                attachment: port.attachment.map(Self.persisted))
+                attachment: port.attachment.map(Self.persisted), moved: port.moved.map(Self.persisted))
         }.sorted { $0.name < $1.name }
         persisted.networks = state.networks.values.map { network in
             PersistedNetwork(

@@ -122,12 +122,31 @@ public protocol SwitchHost: Sendable {
     /// virtio-net header and GSO over UDP tunnels, one queue per worker. The caller bridges it to the uplink.
     /// - Throws: `ControlError` when the kernel lacks TUN_F_UDP_TUNNEL_GSO (before 6.17) or the name is taken.
     func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor
+
+    /// Where the interface of TAP port `descriptor` is now (a user may move it into a container and rename it:
+    /// MovedPorts.swift), or nil when this host cannot tell.
+    func whereabouts(of descriptor: OwnedDescriptor) -> PortWhereabouts?
+
+    /// A way back into the network namespace with `identity` that a restarted switch can use (a name under
+    /// /run/netns, a Docker sandbox's bind mount, a process in it), with the namespace's cookie; nil when none
+    /// leads there.
+    func findNamespace(_ identity: NamespaceIdentity) -> NamespaceWatch?
+
+    /// Gives interface `ifname` in `namespace` the noqueue root qdisc again (a move between namespaces resets it to
+    /// the default); returns why the kernel refused, or nil.
+    func settleMovedInterface(_ ifname: String, in namespace: NamespaceWatch) -> String?
 }
 
 extension SwitchHost {
     public func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor {
         throw ControlError(.invalidParams, "this switch host has no underlay TAPs")
     }
+
+    public func whereabouts(of descriptor: OwnedDescriptor) -> PortWhereabouts? { nil }
+
+    public func findNamespace(_ identity: NamespaceIdentity) -> NamespaceWatch? { nil }
+
+    public func settleMovedInterface(_ ifname: String, in namespace: NamespaceWatch) -> String? { nil }
 }
 
 /// Real TAP devices and sockets.
@@ -226,6 +245,48 @@ extension KernelHost {
                 destroy: { for box in boxes { box.close() } })
         } catch {
             throw ControlError(.systemError, "cannot create the underlay TAP \"\(name)\": \(error)", cause: error)
+        }
+    }
+}
+
+extension KernelHost {
+    /// TUNGETIFF for the name and TUNGETDEVNETNS for the namespace, both through the port's first descriptor; EBADFD
+    /// from either means the interface was deleted.
+    public func whereabouts(of descriptor: OwnedDescriptor) -> PortWhereabouts? {
+        guard case .tap = descriptor.kind else { return nil }
+        let ifname: String
+        let namespaceFD: Int32
+        do throws(IOError) {
+            ifname = try TAPDevice.currentName(descriptor: descriptor.fd)
+            namespaceFD = try TAPDevice.deviceNamespace(descriptor: descriptor.fd)
+        } catch {
+            return error.errno == EBADFD ? .gone : nil
+        }
+        // Closed at once: an open namespace descriptor keeps the namespace (and the interface in it) alive.
+        defer { close(namespaceFD) }
+        guard case .success(let there) = NamespaceSearch.identity(ofDescriptor: namespaceFD),
+            case .success(let here) = NamespaceSearch.currentIdentity()
+        else { return nil }
+        return there == here ? .here(ifname: ifname) : .away(ifname: ifname, namespace: there)
+    }
+
+    public func findNamespace(_ identity: NamespaceIdentity) -> NamespaceWatch? {
+        guard let locator = NamespaceSearch().locator(for: identity), let namespace = try? NetworkNamespace(locator),
+            namespace.identity == identity
+        else { return nil }
+        return NamespaceWatch(namespace)
+    }
+
+    public func settleMovedInterface(_ ifname: String, in watch: NamespaceWatch) -> String? {
+        do throws(NetlinkError) {
+            let namespace = try NetworkNamespace(watch.locator)
+            guard namespace.identity == watch.identity else { return "\(watch.locator) is another namespace now" }
+            try namespace.withSession { session throws(NetlinkError) in
+                try session.replaceRootQdisc(index: try session.linkIndex(named: ifname), kind: "noqueue")
+            }
+            return nil
+        } catch {
+            return "\(error)"
         }
     }
 }

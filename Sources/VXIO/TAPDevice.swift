@@ -172,6 +172,27 @@ public struct TAPDevice: ~Copyable, Sendable {
         if rc < 0 { throw IOError(errno: -rc, operation: "TUNSETPERSIST fd \(descriptor)") }
     }
 
+    /// The current name of the interface a TAP descriptor belongs to (TUNGETIFF). A TAP moved into a container and
+    /// renamed there keeps working through its descriptor, and this follows it.
+    /// - Throws: `IOError` (EBADFD once the interface was deleted).
+    public static func currentName(descriptor: Int32) throws(IOError) -> String {
+        var name = [CChar](repeating: 0, count: 16)
+        let rc = unsafe name.withUnsafeMutableBufferPointer { buffer in
+            unsafe cvx_tap_get_name(descriptor, buffer.baseAddress!)
+        }
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNGETIFF fd \(descriptor)") }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// A new descriptor (close-on-exec; the caller closes it) of the network namespace the TAP's interface is in
+    /// now (TUNGETDEVNETNS, Linux 5.2+).
+    /// - Throws: `IOError` (EBADFD once the interface was deleted).
+    public static func deviceNamespace(descriptor: Int32) throws(IOError) -> Int32 {
+        let rc = cvx_tap_device_netns(descriptor)
+        if rc < 0 { throw IOError(errno: -rc, operation: "TUNGETDEVNETNS fd \(descriptor)") }
+        return rc
+    }
+
     /// Sets the interface MTU. The corresponding ioctl is `SIOCSIFMTU`.
     /// - Parameter mtu: bytes of L3 payload per frame (68...65535 for a TAP).
     public func setMTU(_ mtu: Int) throws(IOError) {

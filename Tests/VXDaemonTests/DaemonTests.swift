@@ -9,6 +9,7 @@ import Testing
 import VXControl
 import VXDaemon
 import VXIO
+import VXNetlink
 import VXPacket
 import VXTestSupport
 @testable import VXDaemon
@@ -28,6 +29,25 @@ final class FakeHost: SwitchHost {
     let tunnelWorkers = Mutex<[Int]>([])
     /// Names whose TAP keeps the default queueing discipline, with the kernel's refusal (as KernelHost reports it).
     let qdiscRefusals = Mutex<[String: String]>([:])
+    /// What `whereabouts` answers, by a port's first descriptor; nil (cannot tell) for the rest.
+    let whereabouts = Mutex<[Int32: PortWhereabouts]>([:])
+    /// The namespaces `findNamespace` finds.
+    let namespaces = Mutex<[NamespaceIdentity: NamespaceWatch]>([:])
+    /// `settleMovedInterface` calls, as "IFNAME in LOCATOR".
+    let settled = Mutex<[String]>([])
+
+    func whereabouts(of descriptor: OwnedDescriptor) -> PortWhereabouts? {
+        whereabouts.withLock { $0[descriptor.fd] }
+    }
+
+    func findNamespace(_ identity: NamespaceIdentity) -> NamespaceWatch? {
+        namespaces.withLock { $0[identity] }
+    }
+
+    func settleMovedInterface(_ ifname: String, in namespace: NamespaceWatch) -> String? {
+        settled.withLock { $0.append("\(ifname) in \(namespace.locator)") }
+        return nil
+    }
 
     func createPort(name: String, mtu: Int, persistent: Bool, queues: Int) throws(ControlError) -> OwnedDescriptor {
         let count = singleQueueNames.withLock { $0.contains(name) } ? 1 : queues

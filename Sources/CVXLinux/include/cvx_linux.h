@@ -39,6 +39,13 @@ int cvx_tap_set_persist(int fd, int persist);
  * of every frame (the kernel's default is 10; 12 is struct virtio_net_hdr_mrg_rxbuf). Returns 0 or -errno. */
 int cvx_tap_set_vnet_header_size(int fd, int size);
 
+/* Where an open TAP's interface is now (users move TAPs into containers and rename them; the descriptor follows).
+ * cvx_tap_get_name: TUNGETIFF, the interface's current name (at most IFNAMSIZ bytes including the NUL).
+ * cvx_tap_device_netns: TUNGETDEVNETNS (Linux 5.2+), a new O_CLOEXEC descriptor of the network namespace the
+ * interface is in now. Both return 0 / the descriptor, or -errno: -EBADFD once the interface was deleted. */
+int cvx_tap_get_name(int fd, char *name_out);
+int cvx_tap_device_netns(int fd);
+
 /* Offload flags for cvx_tap_set_offload, mirrored from <linux/if_tun.h> (TUN_F_*): what the TAP tells the kernel
  * it may hand us in one read, behind a virtio-net header. */
 #define CVX_TUN_F_CSUM 0x01u /* TUN_F_CSUM: frames may have a partial L4 checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). */
