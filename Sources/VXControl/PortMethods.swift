@@ -92,6 +92,9 @@ public struct PortInfo: Codable, Sendable, Hashable {
     /// `EBADFD (File descriptor in bad state) on read`; nil while it works. A failed port switches nothing until
     /// it is removed (`del-port`) and added again.
     public var failure: String?
+    /// Where the port's interface is when it is not in the switch's namespace under the port's name: `eth0 in netns
+    /// c1` for a port `attach` made, or one a user moved into a container by hand (MovedPorts.swift); nil otherwise.
+    public var location: String?
 
     /// - Parameters:
     ///   - name: the interface name.
@@ -99,16 +102,20 @@ public struct PortInfo: Codable, Sendable, Hashable {
     ///   - mtu: the MTU in effect.
     ///   - ifindex: the kernel interface index, if any.
     ///   - failure: why the port failed, if it did.
-    public init(name: InterfaceName, vni: VNI, mtu: Int, ifindex: Int? = nil, failure: String? = nil) {
+    ///   - location: where its interface is, when not at home under its name.
+    public init(
+        name: InterfaceName, vni: VNI, mtu: Int, ifindex: Int? = nil, failure: String? = nil, location: String? = nil
+    ) {
         self.name = name
         self.vni = vni
         self.mtu = mtu
         self.ifindex = ifindex
         self.failure = failure
+        self.location = location
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, vni, mtu, ifindex, failure
+        case name, vni, mtu, ifindex, failure, location
     }
 
     /// Decodes a port.
@@ -120,11 +127,12 @@ public struct PortInfo: Codable, Sendable, Hashable {
             vni: try container.decodeVNI(forKey: .vni),
             mtu: try container.decode(Int.self, forKey: .mtu),
             ifindex: try container.decodeIfPresent(Int.self, forKey: .ifindex),
-            failure: try container.decodeIfPresent(String.self, forKey: .failure)
+            failure: try container.decodeIfPresent(String.self, forKey: .failure),
+            location: try container.decodeIfPresent(String.self, forKey: .location)
         )
     }
 
-    /// Encodes the port; `ifindex` and `failure` are left out when nil.
+    /// Encodes the port; `ifindex`, `failure` and `location` are left out when nil.
     /// - Parameter encoder: the encoder.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -133,5 +141,6 @@ public struct PortInfo: Codable, Sendable, Hashable {
         try container.encode(mtu, forKey: .mtu)
         try container.encodeIfPresent(ifindex, forKey: .ifindex)
         try container.encodeIfPresent(failure, forKey: .failure)
+        try container.encodeIfPresent(location, forKey: .location)
     }
 }

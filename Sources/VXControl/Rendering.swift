@@ -62,9 +62,17 @@ public enum ControlRendering {
             out.append("ports: none")
         } else {
             out.append("ports:")
-            var table = TextTable([("NAME", .left), ("VNI", .right), ("MTU", .right), ("IFINDEX", .right)])
+            // WHERE only when some port's interface is elsewhere (attached, or moved into a container by hand).
+            let located = result.ports.contains { $0.location != nil }
+            var columns: [(String, TextTable.Alignment)] = [
+                ("NAME", .left), ("VNI", .right), ("MTU", .right), ("IFINDEX", .right),
+            ]
+            if located { columns.append(("WHERE", .left)) }
+            var table = TextTable(columns)
             for port in result.ports {
-                table.append([port.name.value, "\(port.vni)", "\(port.mtu)", port.ifindex.map(String.init) ?? "-"])
+                var row = [port.name.value, "\(port.vni)", "\(port.mtu)", port.ifindex.map(String.init) ?? "-"]
+                if located { row.append(port.location ?? "-") }
+                table.append(row)
             }
             out += table.lines(indent: 2)
             for port in result.ports {

@@ -132,6 +132,12 @@ extension SwitchDaemon {
         }
     }
 
+    /// `show`'s `location`: where the port's interface is, when not at home under the port's name.
+    static func location(of port: PortState) -> String? {
+        if let attachment = port.attachment { return "\(attachment.ifname) in \(attachment.namespace)" }
+        return port.moved.map { describe($0, port: "") }
+    }
+
     static func describe(_ moved: MovedPort?, port name: String) -> String {
         guard let moved else { return "\(name) in the switch's namespace" }
         guard moved.namespace != nil else { return "\(moved.ifname) in the switch's namespace" }

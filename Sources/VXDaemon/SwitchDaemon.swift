@@ -746,7 +746,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             let ports = state.ports.map { name, port in
                 PortInfo(
                     name: interfaceName(name), vni: port.vni, mtu: port.mtu, ifindex: port.descriptor.ifindex,
-                    failure: portFailures.failure(of: port.id)?.summary)
+                    failure: portFailures.failure(of: port.id)?.summary, location: Self.location(of: port))
             }.sorted { $0.name < $1.name }
             let peers = state.peers.map { address, peer in
                 PeerInfo(ip: address, encapsulation: peer.encapsulation, vnis: peer.vnis.sorted())

@@ -45,6 +45,26 @@ import VXPacket
         )
     }
 
+    @Test func showAddsAWhereColumnOnlyWhenAPortsInterfaceIsElsewhere() {
+        let result = ShowResult(
+            ports: [
+                PortInfo(name: name("tap0"), vni: vni(100), mtu: 1450, ifindex: 7),
+                PortInfo(name: name("tap1"), vni: vni(100), mtu: 1450, ifindex: 3, location: "eth0 in netns c1"),
+            ],
+            peers: [], vnis: [])
+        #expect(
+            ControlRendering.show(result) == """
+                ports:
+                  NAME  VNI   MTU  IFINDEX  WHERE
+                  tap0  100  1450        7  -
+                  tap1  100  1450        3  eth0 in netns c1
+                peers: none
+                vnis: none
+
+                """
+        )
+    }
+
     @Test func showListsTheUnderlayNeighboursOnlyWithAnUnderlayTAP() {
         let neighbors = [
             UnderlayNeighborInfo(ip: ip("192.0.2.1"), mac: nil, isNextHop: true, age: nil),

@@ -44,15 +44,21 @@ struct MovedPortTests {
         #expect(sw.host.settled.withLock { $0 }.count == 1)
         let lines = log.messages.withLock { $0 }.filter { $0.hasPrefix("port tap1 is") }
         #expect(lines == ["port tap1 is eth0 in netns vx-test-no-such-c1"], "\(lines)")
+        let shown = try #require(try await sw.result("show")["ports"] as? [[String: Any]])
+        #expect(shown.first?["location"] as? String == "eth0 in netns vx-test-no-such-c1", "\(shown)")
 
         // Back home under its own name: the record goes. Renamed at home: recorded without a namespace.
         sw.host.whereabouts.withLock { $0[fd] = .here(ifname: "tap1") }
         sw.daemon.trackMovedPorts()
         #expect(try Self.savedMove(path) == nil)
+        let home = try #require(try await sw.result("show")["ports"] as? [[String: Any]])
+        #expect(home.first?["location"] == nil, "\(home)")
         sw.host.whereabouts.withLock { $0[fd] = .here(ifname: "uplink7") }
         sw.daemon.trackMovedPorts()
         let renamed = try #require(try Self.savedMove(path))
         #expect(renamed.ifname == "uplink7" && renamed.namespaceInode == nil && renamed.namespaceName == nil)
+        let renamedShown = try #require(try await sw.result("show")["ports"] as? [[String: Any]])
+        #expect(renamedShown.first?["location"] as? String == "uplink7 in the switch's namespace")
     }
 
     @Test func aMovedPortGoesWithItsNamespaceAndAPortAtHomeDoesNot() async throws {
