@@ -153,11 +153,7 @@ extension SwitchDaemon {
             record.namespaceInode = identity.inode
         }
         if let watch = moved.watch {
-            switch watch.locator {
-            case .name(let name): record.namespaceName = name
-            case .pid(let pid): record.namespacePID = pid
-            case .path(let path): record.namespacePath = path
-            }
+            (record.namespaceName, record.namespacePID, record.namespacePath) = persistedFields(watch.locator)
             record.namespaceCookie = watch.cookie
         }
         return record
@@ -168,27 +164,23 @@ extension SwitchDaemon {
     /// its name there. Throws when the namespace or the interface is gone; the restore then drops the port.
     func restoreMovedPort(_ saved: PersistedPort, vni: VNI, moved record: PersistedMove) throws(ControlError) {
         var moved = MovedPort(ifname: record.ifname, namespace: nil, watch: nil)
-        let locator: NamespaceLocator
+        // Renamed in the switch's own namespace: this thread's.
+        var locator = NamespaceLocator.path("/proc/thread-self/ns/net")
         if let device = record.namespaceDevice, let inode = record.namespaceInode {
             let identity = NamespaceIdentity(device: device, inode: inode)
-            let recorded: NamespaceLocator? =
-                record.namespaceName.map { .name($0) } ?? record.namespacePID.map { .pid($0) }
-                ?? record.namespacePath.map { .path($0) }
+            let recorded = Self.locator(
+                name: record.namespaceName, pid: record.namespacePID, path: record.namespacePath)
             let watch = recorded.map { NamespaceWatch(locator: $0, identity: identity, cookie: record.namespaceCookie) }
-            if let watch, watch.isAlive {
-                moved.watch = watch
-            } else if let found = host.findNamespace(identity),
-                record.namespaceCookie == nil || found.cookie == record.namespaceCookie
-            {
-                moved.watch = found
-            } else {
+            // Else a new search (the recorded process exited); the cookie tells a namespace that reused the inode.
+            var alive = watch?.isAlive == true ? watch : host.findNamespace(identity)
+            if let found = alive, let cookie = record.namespaceCookie, found.cookie != cookie { alive = nil }
+            guard let alive else {
                 throw ControlError(
                     .notFound, "\(record.ifname) was in \(recorded.map { "\($0)" } ?? "namespace \(identity)"), which is gone")
             }
             moved.namespace = identity
-            locator = moved.watch!.locator
-        } else {
-            locator = .path("/proc/thread-self/ns/net")
+            moved.watch = alive
+            locator = alive.locator
         }
         let descriptor = try reopenTAP(named: record.ifname, in: locator)
         try state.withLock { state throws(ControlError) in

@@ -570,6 +570,20 @@ extension SwitchDaemon {
 // MARK: Persistence of networks and attachments
 
 extension SwitchDaemon {
+    /// A namespace locator as the state file keeps it: one of a name under /run/netns, a pid, or another path.
+    static func persistedFields(_ locator: NamespaceLocator) -> (name: String?, pid: Int32?, path: String?) {
+        switch locator {
+        case .name(let name): (name, nil, nil)
+        case .pid(let pid): (nil, pid, nil)
+        case .path(let path): (nil, nil, path)
+        }
+    }
+
+    /// The locator `persistedFields` saved, or nil when none was.
+    static func locator(name: String?, pid: Int32?, path: String?) -> NamespaceLocator? {
+        name.map { .name($0) } ?? pid.map { .pid($0) } ?? path.map { .path($0) }
+    }
+
     static func persisted(_ attachment: AttachmentState) -> PersistedAttachment {
         let (kind, value): (String, String)
         switch attachment.container {
@@ -577,13 +591,8 @@ extension SwitchDaemon {
         case .pid(let pid): (kind, value) = ("pid", String(pid))
         case .docker(let reference): (kind, value) = ("docker", reference)
         }
-        var name: String? = nil
-        var pid: Int32? = nil
-        switch attachment.namespace {
-        case .name(let n): name = n
-        case .pid(let p): pid = p
-        case .path: break
-        }
+        // `attach` resolves every container to a name or a pid (`resolve`), never to another path.
+        let (name, pid, _) = persistedFields(attachment.namespace)
         return PersistedAttachment(
             containerKind: kind, containerValue: value, namespaceName: name, namespacePID: pid,
             namespaceDevice: attachment.watch.identity.device, namespaceInode: attachment.watch.identity.inode,
@@ -609,12 +618,7 @@ extension SwitchDaemon {
     func restoreAttachedPort(
         _ saved: PersistedPort, vni: VNI, network: String, attachment saved_: PersistedAttachment
     ) throws(ControlError) {
-        let locator: NamespaceLocator
-        if let name = saved_.namespaceName {
-            locator = .name(name)
-        } else if let pid = saved_.namespacePID {
-            locator = .pid(pid)
-        } else {
+        guard let locator = Self.locator(name: saved_.namespaceName, pid: saved_.namespacePID, path: nil) else {
             throw ControlError(.invalidArgument, "attachment without a namespace")
         }
         let watch = NamespaceWatch(

@@ -282,7 +282,7 @@ extension KernelHost {
             let namespace = try NetworkNamespace(watch.locator)
             guard namespace.identity == watch.identity else { return "\(watch.locator) is another namespace now" }
             try namespace.withSession { session throws(NetlinkError) in
-                try session.replaceRootQdisc(index: try session.linkIndex(named: ifname), kind: "noqueue")
+                try session.setNoqueue(index: try session.linkIndex(named: ifname))
             }
             return nil
         } catch {
@@ -328,7 +328,7 @@ private final class TAPBox: Sendable {
         // Before up, so the default discipline is never built (an existing TAP that is up already loses it here).
         var qdiscRefusal: String? = nil
         do throws(NetlinkError) {
-            try NetlinkSession(socket: try KernelNetlinkSocket()).replaceRootQdisc(index: ifindex, kind: "noqueue")
+            try NetlinkSession(socket: try KernelNetlinkSocket()).setNoqueue(index: ifindex)
         } catch {
             qdiscRefusal = "\(error)"
         }

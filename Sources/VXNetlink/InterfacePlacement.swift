@@ -340,7 +340,7 @@ public enum InterfacePlacement {
             }
             step = .setNoqueue
             do {
-                try target.replaceRootQdisc(index: placed.index, kind: "noqueue")
+                try target.setNoqueue(index: placed.index)
                 clock.finished(step)
             } catch {
                 placed.qdiscRefusal = error  // the file comment says why this one may fail

@@ -190,6 +190,12 @@ public final class NetlinkSession {
         try perform(RouteRequest.replaceRootQdisc(index: index, kind: kind))
     }
 
+    /// Gives TAP link `index` the `noqueue` root discipline, the one every TAP the switch makes a port of gets
+    /// (InterfacePlacement.swift says why). `tc qdisc replace dev DEV root noqueue`.
+    public func setNoqueue(index: Int32) throws(NetlinkError) {
+        try replaceRootQdisc(index: index, kind: "noqueue")
+    }
+
     // MARK: Addresses and routes
 
     /// Adds an IPv4 address to link `index`. `ip addr add A/N brd + dev DEV`.
