@@ -432,11 +432,12 @@ public struct OffloadStats: Codable, Sendable, Hashable {
     /// Merged items written as their separate frames because a member's TCP or UDP checksum failed (the kernel
     /// then drops the corrupt frame). Absent from older replies: 0.
     public var coalesceChecksumFallbacks: UInt64 = 0
-    /// UDP GSO sends carrying more than one VXLAN datagram.
+    /// UDP GSO sends carrying more than one VXLAN datagram (on an underlay TAP: UDP_L4 writes).
     public var udpGSOSends: UInt64 = 0
     /// VXLAN datagrams in those sends.
     public var udpGSODatagrams: UInt64 = 0
-    /// GRO reads (several VXLAN datagrams in one read) from the UDP tunnel socket.
+    /// GRO reads (several VXLAN datagrams in one read) from the UDP tunnel socket, or UDP_L4 reads from the
+    /// underlay TAP.
     public var groFramesReceived: UInt64 = 0
     /// Datagrams in those reads.
     public var groDatagrams: UInt64 = 0

@@ -288,7 +288,8 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         get { self[.coalesceChecksumFallbacks] }
         set { self[.coalesceChecksumFallbacks] = newValue }
     }
-    /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames).
+    /// UDP GSO sends of more than one VXLAN datagram (TSO segments or packed plain frames; on an underlay TAP, UDP_L4
+    /// writes of packed plain frames).
     @inlinable
     public internal(set) var udpGSOSends: UInt64 {
         get { self[.udpGSOSends] }
@@ -300,7 +301,8 @@ public final class WorkerOffloadCounters: @unchecked Sendable {
         get { self[.udpGSODatagrams] }
         set { self[.udpGSODatagrams] = newValue }
     }
-    /// GRO reads (several VXLAN datagrams in one frame) received from the UDP tunnel socket.
+    /// GRO reads (several VXLAN datagrams in one frame) received from the UDP tunnel socket, or UDP_L4 reads of
+    /// the underlay TAP.
     @inlinable
     public internal(set) var groFramesReceived: UInt64 {
         get { self[.groFramesReceived] }

@@ -164,10 +164,13 @@ extension DataplaneWorker {
         return pool.takeLarge()
     }
 
-    /// Sends a plain frame to a VXLAN peer through its flow's UDP sender: packed into the GSO send at the end of
-    /// `tx` when it continues it (same route, not longer than its pieces, room left), else as a datagram of its
-    /// own that the next frame may continue (see the file comment).
-    func appendVXLANDatagram(_ item: ClassifiedFrame, route: VXLANRoute, row: Int) {
+    /// Sends a plain frame to a VXLAN peer through its flow's UDP sender, or with `underlay` through the underlay
+    /// TAP: packed into the GSO send at the end of `tx` when it continues it (same route, not longer than its
+    /// pieces, room left), else as a datagram of its own that the next frame may continue (see the file comment).
+    /// On the underlay TAP a GSO send is a UDP_L4 write behind `underlay`'s headers (`writeSegmented`).
+    func appendVXLANDatagram(
+        _ item: ClassifiedFrame, route: VXLANRoute, row: Int, underlay: UnderlayOuterHeader? = nil
+    ) {
         let piece = VXLANHeader.size + Int(item.length)
         guard piece <= Self.maximumUDPPayload else {
             counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
@@ -191,11 +194,7 @@ extension DataplaneWorker {
                 current.used += packPiece(source, vni: route.vni, into: buffer, at: current.used)
                 current.count += 1
                 if piece < current.pieceLength { current.closed = true }  // only the last piece may be shorter
-                tx.replaceLast(
-                    FrameTransmit(
-                        target: route.target, remote: route.remote, remotePort: route.port,
-                        segmentSize: UInt16(current.pieceLength), headerLength: 0, buffer: buffer,
-                        offset: UInt32(pool.headroom), length: UInt32(current.used)))
+                replacePackEntry(current, buffer: buffer, underlay: underlay)
                 if current.count == 2 {
                     offloadStatistics.udpGSOSends &+= 1
                     offloadStatistics.udpGSODatagrams &+= 1
@@ -211,6 +210,9 @@ extension DataplaneWorker {
                 target: route.target, remote: route.remote, remotePort: route.port, buffer: source.buffer,
                 offset: source.offset, length: source.length
             ) { slot in
+                if let underlay {
+                    return unsafe underlay.write(into: slot, header: .plain, innerLength: Int(source.length))
+                }
                 var span = unsafe MutableRawSpan(_unsafeBytes: slot)
                 return vxlan.write(into: &span)
             }
@@ -223,6 +225,25 @@ extension DataplaneWorker {
         } else {
             pack = nil
         }
+    }
+
+    /// Makes the last `tx` entry the GSO send `pack` describes, its pieces in `buffer`: a UDP GSO send on a socket,
+    /// or with `underlay` a UDP_L4 write whose headers are rewritten in the entry's header slot.
+    private func replacePackEntry(_ pack: VXLANPack, buffer: BufferID, underlay: UnderlayOuterHeader?) {
+        let route = pack.route
+        var entry = FrameTransmit(
+            target: route.target, remote: route.remote, remotePort: route.port,
+            segmentSize: UInt16(pack.pieceLength), headerLength: 0, buffer: buffer, offset: UInt32(pool.headroom),
+            length: UInt32(pack.used))
+        if let underlay {
+            // Safe: the slot belongs to the last entry, which this replaces, and lives as long as `tx`.
+            let slot = unsafe tx.headerSlot(tx.count - 1)
+            let written = unsafe underlay.writeSegmented(
+                into: slot, payloadLength: pack.used, segmentSize: pack.pieceLength)
+            entry.headerLength = UInt8(written)
+            entry.segmentSize = 0  // a TAP write: the kernel learns the size from the virtio header
+        }
+        tx.replaceLast(entry)
     }
 
     /// Writes VXLAN header + the frame `source` names at `offset` past the headroom of GSO buffer `buffer`.

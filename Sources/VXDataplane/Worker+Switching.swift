@@ -22,8 +22,7 @@ extension DataplaneWorker {
         for index in 0..<rx.count {
             let frame = rx.frames[index]
             if frame.source == underlay {
-                guard let item = classifyUnderlay(frame, rxIndex: index, config: config) else { continue }
-                learnAndKeep(item, config: config)
+                classifyUnderlay(frame, rxIndex: index, config: config)
                 continue
             }
             if frame.segmentSize > 0 {
@@ -43,7 +42,7 @@ extension DataplaneWorker {
     }
 
     /// Learns `item`'s source and keeps it for forwarding; switches what is kept first when `classified` is full.
-    private func learnAndKeep(_ item: Classification, config: DataplaneConfig) {
+    func learnAndKeep(_ item: Classification, config: DataplaneConfig) {
         let key = SwitchKey(domain: item.domain, ingress: item.ingress, address: item.source)
         let refusal: ForwardingDropReason?
         if let last = lastLearnt, last.key == key {

@@ -16,12 +16,20 @@ extension DataplaneWorker {
     /// Where the outer UDP header starts in an underlay frame.
     private static var underlayOuterTransportOffset: Int { EthernetHeader.size + IPv4Header.minimumSize }
 
-    /// Sorts a frame read from the underlay TAP: ARP is punted to the control plane, VXLAN for this VTEP is
-    /// decapsulated and classified like a datagram from a tunnel socket, anything else is counted and dropped. A
-    /// TCP burst (GSO over the tunnel) keeps its segmentation: its header is rewritten, in the buffer, into the
-    /// 12-byte form of a container TAP's right in front of the inner frame, so from here on it is switched like a
-    /// TSO frame from a virtio TAP (passed through whole to one, segmented for anything else).
-    func classifyUnderlay(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) -> Classification? {
+    /// Sorts a frame read from the underlay TAP, and learns and keeps what it carries for forwarding: ARP is punted
+    /// to the control plane, VXLAN for this VTEP is decapsulated and classified like a datagram from a tunnel
+    /// socket, anything else is counted and dropped. A TCP burst (GSO over the tunnel) keeps its segmentation: its
+    /// header is rewritten, in the buffer, into the 12-byte form of a container TAP's right in front of the inner
+    /// frame, so from here on it is switched like a TSO frame from a virtio TAP (passed through whole to one,
+    /// segmented for anything else). A run of datagrams (UDP_L4) is split like a GRO read from a socket.
+    func classifyUnderlay(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig) {
+        guard let item = classifyUnderlayFrame(frame, rxIndex: rxIndex, config: config) else { return }
+        learnAndKeep(item, config: config)
+    }
+
+    private func classifyUnderlayFrame(_ frame: ReceivedFrame, rxIndex: Int, config: DataplaneConfig)
+        -> Classification?
+    {
         let unattributed = counters.unattributedRow
         guard let identity = config.underlay else {
             counters.dropped(row: unattributed, DropCode(DataplaneDropReason.unknownPort))
@@ -61,6 +69,14 @@ extension DataplaneWorker {
                 return nil
             }
             let row = counters.row(peer: peer.peer)
+            if header.inner.gsoType == .udpL4 && header.tunnel == 0 {
+                // The pieces start with the first one's VXLAN header, which `classify` read as if it were alone.
+                let innerStart = headerSize + outerLength
+                classifyUnderlayRun(
+                    frame, rxIndex: rxIndex, pieces: (innerStart - VXLANHeader.size)..<(innerStart + innerLength),
+                    pieceLength: Int(header.inner.gsoSize), peer: peer, row: row, config: config)
+                return nil
+            }
             counters.received(row: row, bytes: VXLANHeader.size + innerLength)
             guard peer.encapsulation == .vxlan else {
                 counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
@@ -108,8 +124,51 @@ extension DataplaneWorker {
         }
     }
 
-    /// Queues `item` for VXLAN peer `peer` as one write into the underlay TAP: the 24-byte tunnel header, the outer
-    /// Ethernet, IPv4, UDP and VXLAN headers (all in the entry's header slot), then the frame from its own buffer. A
+    /// Splits a run of VXLAN datagrams read from the underlay TAP as one UDP_L4 frame (`pieces`: their payloads back
+    /// to back, each `pieceLength` bytes but the last) and classifies and learns each on its own, as `classifyGRO`
+    /// does for a socket's GRO read; a bad one is dropped and counted, the others go on.
+    private func classifyUnderlayRun(
+        _ frame: ReceivedFrame, rxIndex: Int, pieces: Range<Int>, pieceLength: Int, peer: PeerEndpoint, row: Int,
+        config: DataplaneConfig
+    ) {
+        guard pieceLength > 0 else {
+            counters.received(row: row, bytes: pieces.count)
+            counters.dropped(row: row, DropCode(OffloadDropReason.gsoSizeZero))
+            return
+        }
+        offloadStatistics.groFramesReceived &+= 1
+        var start = pieces.lowerBound
+        while start < pieces.upperBound {
+            let length = min(pieceLength, pieces.upperBound - start)
+            defer { start += length }
+            offloadStatistics.groDatagrams &+= 1
+            counters.received(row: row, bytes: length)
+            guard peer.encapsulation == .vxlan else {
+                counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
+                continue
+            }
+            let decoded = withFrameBytes(frame) { TunnelDecap.vxlanDatagram($0.extracting(start..<(start + length))) }
+            switch decoded {
+            case .failure(let reason):
+                counters.dropped(row: row, DropCode(reason))
+            case .success(let vxlan):
+                guard let domain = config.domain(for: vxlan.vni) else {
+                    counters.dropped(row: row, DropCode(DataplaneDropReason.unknownVNI))
+                    continue
+                }
+                if let item = ethernet(
+                    frame, rxIndex: rxIndex, innerOffset: start + vxlan.innerOffset, innerLength: vxlan.innerLength,
+                    domain: domain, ingress: .tunnel(peer.peer), row: row)
+                {
+                    learnAndKeep(item, config: config)
+                }
+            }
+        }
+    }
+
+    /// Queues `item` for VXLAN peer `peer` as a write into the underlay TAP: the 24-byte tunnel header, the outer
+    /// Ethernet, IPv4, UDP and VXLAN headers (all in the entry's header slot), then the frame from its own buffer.
+    /// Consecutive plain frames of one flow share one write, a UDP_L4 run of datagrams (`appendVXLANDatagram`). A
     /// TSO frame goes whole, for the kernel to carry as one burst (GSO over the UDP tunnel); one whose segments
     /// would not fit the underlay is segmented here, each segment its own write.
     func emitUnderlay(
@@ -130,37 +189,41 @@ extension DataplaneWorker {
         let outer = UnderlayOuterHeader(
             ethernet: EthernetHeader(destination: nextHop, source: identity.mac, etherType: .ipv4),
             template: template, flowHash: hash)
-        var tunnelHeader = VirtioNetTunnelHeader.plain
-        if let gso = item.gso {
-            let plan = withItemBytes(item) {
-                UDPTunnelOffload.encapsulating(
-                    gso, frame: $0, outerLength: Self.underlayOuterLength,
-                    outerTransportOffset: Self.underlayOuterTransportOffset, maximumInnerPacket: overlayMTU)
-            }
-            switch plan {
-            case .failure(let reason):
-                counters.dropped(row: row, DropCode(reason))
-                return
-            case .success(.segment):
-                transmitSegments(of: item, header: gso, row: row) { segment, length in
-                    let appended = unsafe tx.append(
-                        target: underlay, remote: remote, buffer: segment, offset: UInt32(pool.headroom),
-                        length: UInt32(length)
-                    ) { slot in unsafe outer.write(into: slot, header: .plain, innerLength: length) }
-                    counters.transmitted(row: row, bytes: template.headerLength + length)
-                    return appended
-                }
-                return
-            case .success(.whole(let header)):
-                tunnelHeader = header
-                offloadStatistics.tsoFramesPassedThrough &+= 1
-            }
-        }
-        let innerLength = Int(item.length)
-        guard template.headerLength + innerLength <= 0xFFFF else {
-            counters.dropped(row: row, DropCode(DataplaneDropReason.frameTooLong))
+        guard let gso = item.gso else {
+            // A plain frame: packed with the next ones of its flow into one UDP_L4 write when they come
+            // (appendVXLANDatagram, as for a socket's GSO send), so a run of small frames is one trip through tun.
+            let route = VXLANRoute(
+                target: underlay, remote: remote, port: template.udpDestinationPort, vni: template.vni,
+                flowHash: hash, outerLength: template.headerLength)
+            appendVXLANDatagram(item, route: route, row: row, underlay: outer)
             return
         }
+        let plan = withItemBytes(item) {
+            UDPTunnelOffload.encapsulating(
+                gso, frame: $0, outerLength: Self.underlayOuterLength,
+                outerTransportOffset: Self.underlayOuterTransportOffset, maximumInnerPacket: overlayMTU)
+        }
+        let tunnelHeader: VirtioNetTunnelHeader
+        switch plan {
+        case .failure(let reason):
+            counters.dropped(row: row, DropCode(reason))
+            return
+        case .success(.segment):
+            transmitSegments(of: item, header: gso, row: row) { segment, length in
+                let appended = unsafe tx.append(
+                    target: underlay, remote: remote, buffer: segment, offset: UInt32(pool.headroom),
+                    length: UInt32(length)
+                ) { slot in unsafe outer.write(into: slot, header: .plain, innerLength: length) }
+                counters.transmitted(row: row, bytes: template.headerLength + length)
+                return appended
+            }
+            return
+        case .success(.whole(let header)):
+            // `encapsulating` sends anything that would pass 64 KiB with the outer headers to `.segment`.
+            tunnelHeader = header
+            offloadStatistics.tsoFramesPassedThrough &+= 1
+        }
+        let innerLength = Int(item.length)
         let buffer = rx.frames[item.rxIndex].buffer
         appendTransmit { tx in
             unsafe tx.append(target: underlay, remote: remote, buffer: buffer, offset: item.offset, length: item.length) {
@@ -193,7 +256,7 @@ extension DataplaneWorker {
 
 /// The headers in front of an inner frame written to the underlay TAP, minus the per-frame parts: the outer
 /// Ethernet header (to the peer's next hop) and the peer's prebuilt IPv4 + UDP + VXLAN template.
-private struct UnderlayOuterHeader {
+struct UnderlayOuterHeader {
     var ethernet: EthernetHeader
     var template: EncapTemplate
     var flowHash: UInt32  // the inner flow's hash: the UDP source port
@@ -206,5 +269,39 @@ private struct UnderlayOuterHeader {
         var offset = header.write(into: &span)
         offset += ethernet.write(into: &span, at: offset)
         return offset + template.write(into: &span, at: offset, innerLength: innerLength, flowHash: flowHash)
+    }
+
+    /// Bytes `writeSegmented` writes: the tunnel header, Ethernet, IPv4 and UDP (each piece brings its VXLAN header).
+    static var segmentedLength: Int {
+        VirtioNetTunnelHeader.size + EthernetHeader.size + IPv4Header.minimumSize + UDPHeader.size
+    }
+
+    /// Writes the headers of a UDP_L4 write into a TxBatch header slot: `payloadLength` bytes of [VXLAN][frame]
+    /// pieces follow, each `segmentSize` bytes but the last, for the kernel to cut into one datagram each (as
+    /// UDP GSO does on a socket; tun's reader on the far side may take the run whole). The IPv4 and UDP lengths
+    /// cover every piece; the UDP checksum is partial (NEEDS_CSUM), holding the pseudo-header sum over that length,
+    /// which __udp_gso_segment swaps for each datagram's before completing it: USO has no zero-checksum form.
+    /// - Returns: bytes written (`segmentedLength`).
+    func writeSegmented(into slot: UnsafeMutableRawBufferPointer, payloadLength: Int, segmentSize: Int) -> Int {
+        var span = unsafe MutableRawSpan(_unsafeBytes: slot)
+        let transport = EthernetHeader.size + IPv4Header.minimumSize
+        let header = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .udpL4, headerLength: UInt16(transport + UDPHeader.size),
+                gsoSize: UInt16(segmentSize), checksumStart: UInt16(transport),
+                checksumOffset: UInt16(UDPHeader.checksumOffset)))
+        var offset = header.write(into: &span)
+        offset += ethernet.write(into: &span, at: offset)
+        // The template writes IPv4 + UDP + VXLAN for one inner frame; as one of `payloadLength - 8` bytes its IPv4
+        // and UDP lengths cover the pieces, and the VXLAN header it adds past the UDP header is left out of the
+        // write (each piece carries its own).
+        _ = template.write(
+            into: &span, at: offset, innerLength: payloadLength - VXLANHeader.size, flowHash: flowHash)
+        let udpLength = UInt16(UDPHeader.size + payloadLength)
+        let pseudo = InternetChecksum.pseudoHeaderSum(
+            source: template.local, destination: template.remote, protocol: .udp, length: 0)
+        let udp = offset + IPv4Header.minimumSize
+        span.vxStoreBE16(InternetChecksum.combine(pseudo, udpLength), at: udp + UDPHeader.checksumOffset)
+        return udp + UDPHeader.size
     }
 }

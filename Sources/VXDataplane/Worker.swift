@@ -49,11 +49,12 @@
 //     buffer and the entry rewritten in place;
 //   - GRE, and VXLAN when no UDP sender is attached, take the raw sender and the prebuilt outer header as before.
 // With an underlay TAP (`WorkerCommand.attachUnderlay`, docs/offload.md "The TAP underlay") there are no tunnel
-// sockets: VXLAN leaves as one write per frame into the TAP (`emitUnderlay`: a 24-byte tunnel virtio-net header and
-// the outer Ethernet + IPv4 + UDP + VXLAN headers in the header slot, the frame from its own buffer), a TSO frame
-// whole, for the kernel to carry as one burst; frames read from it are sorted by `classifyUnderlay` (ARP punted,
-// VXLAN for this VTEP decapsulated, a burst's header rewritten in place into a container TAP's 12 bytes so the TSO
-// paths above take it).
+// sockets: VXLAN leaves as writes into the TAP (`emitUnderlay`: a 24-byte tunnel virtio-net header and the outer
+// Ethernet + IPv4 + UDP + VXLAN headers in the header slot, the frame from its own buffer), a TSO frame whole, for
+// the kernel to carry as one burst, and consecutive plain frames of one flow packed as for a UDP GSO send
+// (`VXLANPack`) into one UDP_L4 write, the outer IPv4 and UDP headers in the slot; frames read from it are sorted by
+// `classifyUnderlay` (ARP punted, VXLAN for this VTEP decapsulated, a burst's header rewritten in place into a
+// container TAP's 12 bytes so the TSO paths above take it, a UDP_L4 run split like a GRO read).
 // On receive the UDP tunnel socket has UDP_GRO: one rx frame may be many datagrams (`ReceivedFrame.segmentSize`).
 // Classification splits it; each datagram is decapsulated, learnt and switched on its own, all sharing the one rx
 // buffer (released once). `classified` holds `classifiedCapacity` frames; a batch with more (many GRO reads) is

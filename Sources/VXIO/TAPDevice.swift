@@ -53,6 +53,12 @@ public struct TAPDevice: ~Copyable, Sendable {
         /// TUN_F_TSO6: TCP over IPv6 in bursts up to 64 KiB (gso_type TCPV6).
         public static let tso6 = Offloads(rawValue: CVX_TUN_F_TSO6)
 
+        /// TUN_F_USO4: runs of UDP datagrams over IPv4 (gso_type UDP_L4) for the reader to split. Only together with
+        /// `.uso6` (TUNSETOFFLOAD refuses one without the other).
+        public static let uso4 = Offloads(rawValue: CVX_TUN_F_USO4)
+        /// TUN_F_USO6: the same over IPv6.
+        public static let uso6 = Offloads(rawValue: CVX_TUN_F_USO6)
+
         /// TUN_F_UDP_TUNNEL_GSO (Linux 6.17+): TCP bursts encapsulated in UDP (VXLAN), one frame each way, described
         /// by the 24-byte tunnel header (`VirtioNetTunnelHeader`, needs `setVirtioHeaderSize(24)` first).
         public static let udpTunnelGSO = Offloads(rawValue: CVX_TUN_F_UDP_TUNNEL_GSO)
@@ -61,9 +67,12 @@ public struct TAPDevice: ~Copyable, Sendable {
 
         /// What switch ports use: checksum offload and TSO for both IP versions (VXOffload handles all three).
         public static let tcp: Offloads = [.checksum, .tso4, .tso6]
-        /// What the underlay TAP uses: TCP bursts over the UDP tunnel, both ways (docs/offload.md, "The TAP
-        /// underlay"). The kernel only accepts the tunnel flags together with checksum offload and TSO.
-        public static let underlay: Offloads = [.checksum, .tso4, .tso6, .udpTunnelGSO, .udpTunnelGSOChecksum]
+        /// What the underlay TAP uses: TCP bursts over the UDP tunnel, and runs of VXLAN datagrams to one peer as
+        /// one UDP_L4 frame, both ways (docs/offload.md, "The TAP underlay"). The kernel only accepts the tunnel
+        /// flags together with checksum offload and TSO.
+        public static let underlay: Offloads = [
+            .checksum, .tso4, .tso6, .uso4, .uso6, .udpTunnelGSO, .udpTunnelGSOChecksum,
+        ]
     }
 
     /// Size of the virtio-net header in front of every frame with `.virtioHeader` (set with TUNSETVNETHDRSZ):

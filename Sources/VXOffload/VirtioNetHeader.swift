@@ -77,7 +77,7 @@ public struct VirtioNetHeader: Hashable, Sendable {
         public static let udp = GSOType(rawValue: 3)
         /// VIRTIO_NET_HDR_GSO_TCPV6: TCP over IPv6 to be segmented at `gso_size`.
         public static let tcpv6 = GSOType(rawValue: 4)
-        /// VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation offload (USO, TUN_F_USO4/6); never offered by our TAPs.
+        /// VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation offload (USO, TUN_F_USO4/6); offered only by the underlay TAP.
         public static let udpL4 = GSOType(rawValue: 5)
 
         /// The bit in `gso_type` that carries `ecn`.

@@ -17,6 +17,8 @@
 public struct UDPHeader: Hashable, Sendable {
     /// Header size in bytes.
     public static let size = 8
+    /// Where the checksum field is, from the start of the header.
+    public static let checksumOffset = 6
 
     /// Source port.
     public var sourcePort: UInt16

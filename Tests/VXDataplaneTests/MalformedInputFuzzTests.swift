@@ -383,7 +383,17 @@ struct MalformedInputFuzzTests {
         let burstHeader = UnderlayHarness.burstHeader
         let singleHeader = VirtioNetTunnelHeader(
             inner: VirtioNetHeader(flags: .needsChecksum, checksumStart: 84, checksumOffset: 16))
+        // A run of three VXLAN datagrams as one UDP_L4 frame (the outer builder's VXLAN header is the first's).
+        let runPieces = (0..<3).flatMap { _ in
+            PacketBuilder.vxlanDatagram(vni: UnderlayHarness.vni, inner: udpFrame(from: macRemote, to: macB))
+        }
+        let runHeader = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .udpL4, headerLength: 42,
+                gsoSize: UInt16(VXLANHeader.size + udpFrame(from: macRemote, to: macB).count), checksumStart: 34,
+                checksumOffset: 6))
         let underlayCorpus: [[UInt8]] = [
+            tunnelled(Array(runPieces[VXLANHeader.size...]), runHeader),
             tunnelled(tcpFrame(from: macRemote, to: macA, sequence: 1, identification: 1, payload: pattern(9000), checksum: .partial), burstHeader),
             tunnelled(tcpFrame(from: macRemote, to: macB, sequence: 1, identification: 1, payload: pattern(4000), checksum: .partial), burstHeader),
             tunnelled(tcpFrame(from: macRemote, to: macA, sequence: 1, identification: 1, payload: pattern(1000), checksum: .partial), singleHeader),
@@ -393,6 +403,7 @@ struct MalformedInputFuzzTests {
                                            targetIP: UnderlayHarness.local),
         ]
         let portCorpus: [[UInt8]] = [
+            virtioBytes(.plain) + udpFrame(from: macA, to: macRemote),  // packed into UDP_L4 writes when in a row
             virtioBytes(tsoHeader(gsoSize: 1398))
                 + tcpFrame(from: macA, to: macRemote, sequence: 1, identification: 1, payload: pattern(20_000), checksum: .partial),
             virtioBytes(tsoHeader(gsoSize: 1448))
@@ -423,9 +434,11 @@ struct MalformedInputFuzzTests {
         #expect(drops > 0, "the mutations reached the drop paths")
         let offloads = harness.worker.offloadStatistics
         #expect(offloads.tsoFramesReceived > 0 && offloads.tsoFramesPassedThrough > 0 && offloads.segments > 0)
+        #expect(offloads.groFramesReceived > 0 && offloads.udpGSOSends > 0, "runs read and written: \(offloads)")
         print(
             "underlay fuzz seed \(seed): \(Self.iterations) iterations; \(offloads.tsoFramesReceived) bursts read,",
-            "\(offloads.tsoFramesPassedThrough) passed whole, \(offloads.segments) segments cut; \(drops) drops")
+            "\(offloads.tsoFramesPassedThrough) passed whole, \(offloads.segments) segments cut,",
+            "\(offloads.groFramesReceived) runs read, \(offloads.udpGSOSends) written; \(drops) drops")
 
         // Valid traffic still flows both ways.
         try harness.learnRemote(macRemote)

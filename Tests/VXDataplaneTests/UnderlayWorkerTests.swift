@@ -150,6 +150,40 @@ func decodeUnderlayFrame(_ frame: [UInt8]) throws -> (inner: [UInt8], sourcePort
     return (Array(frame[start..<(start + decap.innerLength)]), decap.udp.sourcePort)
 }
 
+/// Cuts a UDP_L4 underlay write into the datagrams the kernel makes of it: __udp_gso_segment (each datagram gets
+/// the first's headers, its own IPv4 and UDP lengths, the IPv4 ID counting up, and the partial UDP checksum adjusted
+/// from the run's length to its own), then the checksum completed over UDP header and payload as a device or
+/// skb_checksum_help would.
+func segmentUnderlayRun(_ frame: [UInt8], gsoSize: Int) -> [[UInt8]] {
+    let ip = EthernetHeader.size
+    let udp = ip + IPv4Header.minimumSize
+    let headers = Array(frame[0..<(udp + UDPHeader.size)])
+    let payload = Array(frame[(udp + UDPHeader.size)...])
+    let runLength = UInt16(frame[udp + 4]) << 8 | UInt16(frame[udp + 5])
+    let partial = UInt16(frame[udp + 6]) << 8 | UInt16(frame[udp + 7])
+    let identification = UInt16(frame[ip + 4]) << 8 | UInt16(frame[ip + 5])
+    var datagrams: [[UInt8]] = []
+    for (index, start) in stride(from: 0, to: payload.count, by: gsoSize).enumerated() {
+        var datagram = headers + payload[start..<min(start + gsoSize, payload.count)]
+        func store(_ value: UInt16, at offset: Int) {
+            datagram[offset] = UInt8(value >> 8)
+            datagram[offset + 1] = UInt8(value & 0xFF)
+        }
+        let udpLength = UInt16(datagram.count - udp)
+        store(UInt16(datagram.count - ip), at: ip + 2)
+        store(identification &+ UInt16(index), at: ip + 4)
+        store(0, at: ip + 10)
+        store(InternetChecksum.checksum(datagram.span.bytes.extracting(ip..<udp)), at: ip + 10)
+        store(udpLength, at: udp + 4)
+        // csum16_add(csum16_sub(check, old length), new length), then the complement of the sum from the UDP header.
+        store(InternetChecksum.combine(InternetChecksum.combine(partial, ~runLength), udpLength), at: udp + 6)
+        let completed = InternetChecksum.checksum(datagram.span.bytes.extracting(udp..<datagram.count))
+        store(completed == 0 ? 0xFFFF : completed, at: udp + 6)
+        datagrams.append(datagram)
+    }
+    return datagrams
+}
+
 @Suite("Dataplane worker, underlay TAP (GSO over the UDP tunnel)")
 struct UnderlayWorkerTests {
     @Test("a container's TSO burst leaves as one underlay frame, described for the kernel to cut")
@@ -221,6 +255,100 @@ struct UnderlayWorkerTests {
         let written = harness.sentToPort(1)
         #expect(written.count == (5_000 + 1397) / 1398)
         #expect(try written.flatMap { try CheckedTCPFrame($0).payload } == payload)
+    }
+
+    @Test("small frames of one flow leave as one UDP_L4 write, whose datagrams are the VXLAN packets with valid checksums")
+    func smallFramesOfOneFlowShareOneWrite() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        let frames = [udpFrame(from: macB, to: macRemote), udpFrame(from: macB, to: macRemote),
+                      udpFrame(from: macB, to: macRemote, size: 30)]
+        for frame in frames { #expect(harness.engine.inject(frame, into: harness.portHandles[1])) }
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        try #require(sent.count == 1, "one write for the run")
+        let header = sent[0].header
+        let piece = VXLANHeader.size + frames[0].count
+        #expect(header.tunnel == 0 && !header.outerChecksumPartial)
+        #expect(header.inner.gsoType == .udpL4 && Int(header.inner.gsoSize) == piece)
+        #expect(header.inner.flags == .needsChecksum)
+        #expect(header.inner.checksumStart == 34 && header.inner.checksumOffset == 6 && header.inner.headerLength == 42)
+        #expect(sent[0].frame.count == 42 + 2 * piece + VXLANHeader.size + frames[2].count)
+        let datagrams = segmentUnderlayRun(sent[0].frame, gsoSize: piece)
+        try #require(datagrams.count == 3)
+        var sourcePorts: Set<UInt16> = []
+        for (datagram, frame) in zip(datagrams, frames) {
+            // decodeUnderlayFrame checks addresses, VNI and lengths; vxlanIPv4 there verifies the UDP checksum.
+            let decoded = try decodeUnderlayFrame(datagram)
+            #expect(decoded.inner == frame)
+            sourcePorts.insert(decoded.sourcePort)
+            let checksum = UInt16(datagram[40]) << 8 | UInt16(datagram[41])
+            #expect(checksum != 0, "USO has no zero-checksum form")
+        }
+        #expect(sourcePorts.count == 1 && sourcePorts.first! >= EncapTemplate.sourcePortBase)
+        let peerRow = harness.counters.snapshot(of: .peer(index: Int(harness.peer.index)))
+        #expect(peerRow.txFrames == 3 && peerRow.txBytes == UInt64(frames.reduce(0) { $0 + 36 + $1.count }))
+        #expect(harness.worker.offloadStatistics.udpGSOSends == 1)
+        #expect(harness.worker.offloadStatistics.udpGSODatagrams == 3)
+    }
+
+    @Test("a lone frame, and frames of different flows, leave as plain writes with a zero UDP checksum")
+    func framesWithNothingToShareStayPlain() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        let other = PacketBuilder.ethernetIPv4UDP(
+            destination: macRemote, source: macB, sourceIP: IPv4Address(10, 0, 0, 1),
+            destinationIP: IPv4Address(10, 0, 0, 2), sourcePort: 4321, destinationPort: 5678,
+            payload: [UInt8](repeating: 0x5A, count: 64))
+        let frames = [udpFrame(from: macB, to: macRemote), other]
+        for frame in frames { #expect(harness.engine.inject(frame, into: harness.portHandles[1])) }
+        try harness.step()
+        let sent = try harness.sentToUnderlay()
+        try #require(sent.count == 2)
+        for (write, frame) in zip(sent, frames) {
+            #expect(write.header == .plain)
+            #expect(try decodeUnderlayFrame(write.frame).inner == frame)
+            #expect(write.frame[40] == 0 && write.frame[41] == 0, "VXLAN's zero UDP checksum (RFC 7348 §5)")
+        }
+        #expect(harness.worker.offloadStatistics.udpGSOSends == 0)
+    }
+
+    @Test("a UDP_L4 run read from the underlay is split into its datagrams; a bad one is dropped, the rest go on")
+    func runFromUnderlayIsSplit() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnRemote(macRemote)
+        try harness.learnLocal(macB, onPort: 1)
+        let frames = (0..<4).map { _ in udpFrame(from: macRemote, to: macB) }
+        var pieces = frames.map { PacketBuilder.vxlanDatagram(vni: UnderlayHarness.vni, inner: $0) }
+        pieces[2][0] = 0  // the I flag clear: not VXLAN
+        let payload = pieces.flatMap { $0 }
+        // What the kernel hands over: the run's headers with lengths covering every piece (the builder's VXLAN
+        // header is the first piece's), the checksum partial.
+        let outer = UnderlayHarness.outerFrame(Array(payload[VXLANHeader.size...]))
+        let header = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(
+                flags: .needsChecksum, gsoType: .udpL4, headerLength: 42, gsoSize: UInt16(pieces[0].count),
+                checksumStart: 34, checksumOffset: 6))
+        harness.injectUnderlay(outer, header: header)
+        try harness.step()
+        #expect(harness.sentToPort(1) == [frames[0], frames[1], frames[3]])
+        let peerRow = harness.counters.snapshot(of: .peer(index: Int(harness.peer.index)))
+        #expect(peerRow.drops[DropCode(PacketDropReason.vxlanIFlagClear)] == 1)
+        #expect(harness.worker.offloadStatistics.groFramesReceived == 1)
+        #expect(harness.worker.offloadStatistics.groDatagrams == 4)
+    }
+
+    @Test("a UDP_L4 run with gso_size 0 is dropped and counted")
+    func runWithoutSizeIsDropped() throws {
+        let harness = try UnderlayHarness()
+        try harness.learnLocal(macB, onPort: 1)
+        let header = VirtioNetTunnelHeader(
+            inner: VirtioNetHeader(flags: .needsChecksum, gsoType: .udpL4, checksumStart: 34, checksumOffset: 6))
+        harness.injectUnderlay(UnderlayHarness.outerFrame(udpFrame(from: macRemote, to: macB)), header: header)
+        try harness.step()
+        #expect(harness.sentToPort(1).isEmpty)
+        #expect(harness.counters.snapshot(of: .peer(index: Int(harness.peer.index))).drops[
+            DropCode(OffloadDropReason.gsoSizeZero)] == 1)
     }
 
     @Test("ARP from the underlay is punted without a port; other hosts' frames are counted, not switched")

@@ -79,6 +79,66 @@ extension SwitchdSystemTests {
             }
         }
 
+        /// Bursts of small UDP datagrams of one flow (SwitchdSystemTests.udpBurstScript) between two switches on
+        /// underlay TAPs: the sending switch writes each run for the peer as one UDP_L4 frame, and all 2000 must
+        /// arrive in order, byte for byte. Twice: with the uplinks' offloads on, the run crosses whole and the
+        /// receiving switch splits it (a UDP_L4 read); with host 0's uplink unable to take it (segmentation and
+        /// checksum offload off), the kernel cuts it there and completes each datagram's UDP checksum from the
+        /// partial one the switch wrote, and the receiving switch verifies every one of those checksums.
+        @Test(arguments: [true, false])
+        func burstsOfSmallDatagramsCrossAsRunsOfOneWrite(uplinkOffloads: Bool) async throws {
+            let python = try #require(NetnsEnvironment.python3Path)
+            try await withNetnsTopology(hosts: 2) { topology in
+                var switches: [SwitchNode] = []
+                for index in 0..<2 { switches.append(try await Self.startOnUnderlayTAP(in: topology, host: index)) }
+                for (index, node) in switches.enumerated() {
+                    try await node.addPeer(topology.hosts[1 - index].underlayAddress, vni: 42)
+                }
+                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                if !uplinkOffloads {
+                    let ethtool = try #require(
+                        ProcessRunner.findExecutable("ethtool", candidates: ["/usr/sbin/ethtool", "/sbin/ethtool"]))
+                    let uplink = topology.hosts[0]
+                    try await topology.check(
+                        [ethtool, "-K", uplink.underlayInterface, "tx-udp-segmentation", "off", "tx", "off"], in: uplink)
+                }
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 2)
+
+                let count = SwitchdSystemTests.udpBurstCount
+                let receiver = try topology.spawn(
+                    [python, "-c", SwitchdSystemTests.udpBurstScript, "recv", "\(count)"], in: b,
+                    name: "udp-burst-recv")
+                defer { receiver.stop(grace: .milliseconds(500)) }
+                try await receiver.waitForOutput(containing: "\"listening\"", timeout: .seconds(15))
+                let sender = try await topology.run(
+                    [python, "-c", SwitchdSystemTests.udpBurstScript, "send", "\(count)"], in: a,
+                    timeout: .seconds(30))
+                #expect(sender.succeeded, "\(sender)")
+                let status = await receiver.waitForExit(timeout: .seconds(15))
+                let report = receiver.stdout()
+                #expect(status == 0, "receiver: \(report) \(receiver.stderr())")
+                #expect(report.contains(#""received": \#(count), "in_order_exact": true"#), "\(report)")
+
+                let sending = try #require(try await switches[0].stats().offloads)
+                let receivingStats = try await switches[1].stats()
+                let receiving = try #require(receivingStats.offloads)
+                print("UnderlayTAP: udp bursts, uplink offloads \(uplinkOffloads ? "on" : "off"): "
+                      + "\(report.split(separator: "\n").last ?? ""), UDP_L4 writes \(sending.udpGSOSends) of "
+                      + "\(sending.udpGSODatagrams) datagrams, UDP_L4 reads \(receiving.groFramesReceived) of "
+                      + "\(receiving.groDatagrams)")
+                #expect(sending.udpGSOSends > 0, "no run left as one write: \(sending)")
+                if uplinkOffloads {
+                    #expect(receiving.groFramesReceived > 0, "no run arrived whole: \(receiving)")
+                } else {
+                    #expect(receiving.groFramesReceived == 0, "runs arrived whole past host 0's uplink: \(receiving)")
+                }
+                // The bridge also floods the TAP other traffic (IPv6 neighbour discovery: underlayNotForThisVTEP).
+                #expect(receivingStats.drops["udpBadChecksum"] == nil, "\(receivingStats.drops)")
+                #expect(receivingStats.peers.allSatisfy { $0.counters.totalDrops == 0 }, "\(receivingStats)")
+            }
+        }
+
         /// Host 0 runs vxswitchd on an underlay TAP, host 1 the kernel's vxlan42 on a bridge. Unlike the socket
         /// underlay (KernelInterop), host 1's uplink keeps its checksum offload on: the kernel's bursts and
         /// partial checksums arrive described by the TAP's virtio-net header, which a UDP socket would lose.

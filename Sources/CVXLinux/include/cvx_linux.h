@@ -51,6 +51,8 @@ int cvx_tap_device_netns(int fd);
 #define CVX_TUN_F_CSUM 0x01u /* TUN_F_CSUM: frames may have a partial L4 checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). */
 #define CVX_TUN_F_TSO4 0x02u /* TUN_F_TSO4: TCP over IPv4 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV4). */
 #define CVX_TUN_F_TSO6 0x04u /* TUN_F_TSO6: TCP over IPv6 up to 64 KiB (VIRTIO_NET_HDR_GSO_TCPV6). */
+#define CVX_TUN_F_USO4 0x20u /* TUN_F_USO4: UDP over IPv4 in runs of datagrams (VIRTIO_NET_HDR_GSO_UDP_L4). */
+#define CVX_TUN_F_USO6 0x40u /* TUN_F_USO6: the same over IPv6; the kernel takes USO4 and USO6 only together. */
 /* TUN_F_UDP_TUNNEL_GSO (Linux 6.17+): GSO bursts encapsulated in UDP, described by the 24-byte header. */
 #define CVX_TUN_F_UDP_TUNNEL_GSO 0x80u
 /* TUN_F_UDP_TUNNEL_GSO_CSUM: the outer UDP checksum of such bursts may be partial too. */
