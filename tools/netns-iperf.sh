@@ -59,7 +59,7 @@ for i in 1 2; do
         ip -n "$H" link add brul type bridge
         ip -n "$H" link set eth0 master brul up
         ip -n "$H" link set brul up
-        UNDERLAY_ARGS=(--underlay-tap vxul0)
+        UNDERLAY_ARGS=(--underlay-tap vxul0 --underlay-bridge brul)
     else
         ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
         ip -n "$H" link set eth0 up
@@ -69,9 +69,6 @@ for i in 1 2; do
     PIDS+=($!)
 done
 for i in 1 2; do for _ in $(seq 50); do [ -S "$TMP/h$i.sock" ] && break; sleep 0.1; done; done
-if [ "$UNDERLAY" = tap ]; then
-    for i in 1 2; do ip -n vx-$ID-h$i link set vxul0 master brul || { cat "$TMP/h$i.log" >&2; exit 1; }; done
-fi
 for i in 1 2; do
     H=vx-$ID-h$i; C=vx-$ID-c$i; o=$((3 - i))
     "$BIN/vxctl" --control "$TMP/h$i.sock" add-port tap$i --vni 42 >/dev/null

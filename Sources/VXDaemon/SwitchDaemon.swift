@@ -85,8 +85,9 @@ public struct DaemonOptions: Sendable {
 
 /// How a switch with an underlay TAP sits on the underlay segment (docs/offload.md, "The TAP underlay").
 ///
-/// The switch creates the TAP; the operator bridges it to the uplink (`ip link set NAME master BRIDGE`) and
-/// does not give the kernel the VTEP address: the switch answers ARP for it with `mac` and writes whole VXLAN
+/// The switch creates the TAP and, given `bridge`, makes it a port of that bridge (else the operator runs
+/// `ip link set NAME master BRIDGE` after every start); the operator bridges the uplink and does not give the
+/// kernel the VTEP address: the switch answers ARP for it with `mac` and writes whole VXLAN
 /// frames, TCP bursts included, which the kernel carries to the peer unsegmented (GSO over the UDP tunnel).
 public struct UnderlayOptions: Sendable, Equatable {
     /// The TAP's name.
@@ -97,6 +98,8 @@ public struct UnderlayOptions: Sendable, Equatable {
     public var prefixLength: Int
     /// Where peers outside the subnet are sent; nil: only on-link peers are reachable.
     public var gateway: IPv4Address?
+    /// The bridge (with the uplink in it) the TAP joins as soon as it exists; nil: the operator joins it.
+    public var bridge: String?
 
     /// - Parameters:
     ///   - tapName: the TAP to create.
@@ -104,12 +107,14 @@ public struct UnderlayOptions: Sendable, Equatable {
     ///   - local: the VTEP address.
     ///   - prefixLength: 1-32.
     ///   - gateway: the next hop for off-link peers.
+    ///   - bridge: the bridge the TAP joins.
     public init(tapName: String, mac: MACAddress? = nil, local: IPv4Address, prefixLength: Int = 24,
-                gateway: IPv4Address? = nil) {
+                gateway: IPv4Address? = nil, bridge: String? = nil) {
         self.tapName = tapName
         self.mac = mac ?? UnderlayNeighbors.defaultMAC(for: local)
         self.prefixLength = prefixLength
         self.gateway = gateway
+        self.bridge = bridge
     }
 }
 
@@ -246,7 +251,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         do throws(ControlError) {
             if let underlay = options.underlay {
                 // One TAP, a queue per worker; no sockets: VXLAN leaves and arrives through it (GRE peers refused).
-                let tap = try host.openUnderlay(name: underlay.tapName, queues: workers.count)
+                let tap = try host.openUnderlay(name: underlay.tapName, queues: workers.count, bridge: underlay.bridge)
                 logQdiscRefusal(tap.qdiscRefusal, interface: underlay.tapName)
                 tunnels = [tap]
             } else {

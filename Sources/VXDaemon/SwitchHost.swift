@@ -119,9 +119,11 @@ public protocol SwitchHost: Sendable {
     func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
 
     /// Creates the underlay TAP `name` (`vxswitchd --underlay-tap`): not persistent, up, with the 24-byte tunnel
-    /// virtio-net header and GSO over UDP tunnels, one queue per worker. The caller bridges it to the uplink.
-    /// - Throws: `ControlError` when the kernel lacks TUN_F_UDP_TUNNEL_GSO (before 6.17) or the name is taken.
-    func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor
+    /// virtio-net header and GSO over UDP tunnels, one queue per worker, a port of `bridge` when given (else the
+    /// operator bridges it to the uplink).
+    /// - Throws: `ControlError` when the kernel lacks TUN_F_UDP_TUNNEL_GSO (before 6.17), the name is taken, or
+    ///   `bridge` is missing or takes no ports; no TAP is left behind.
+    func openUnderlay(name: String, queues: Int, bridge: String?) throws(ControlError) -> OwnedDescriptor
 
     /// Where the interface of TAP port `descriptor` is now (a user may move it into a container and rename it:
     /// MovedPorts.swift), or nil when this host cannot tell.
@@ -138,7 +140,7 @@ public protocol SwitchHost: Sendable {
 }
 
 extension SwitchHost {
-    public func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor {
+    public func openUnderlay(name: String, queues: Int, bridge: String?) throws(ControlError) -> OwnedDescriptor {
         throw ControlError(.invalidParams, "this switch host has no underlay TAPs")
     }
 
@@ -218,7 +220,9 @@ public struct KernelHost: SwitchHost {
 }
 
 extension KernelHost {
-    public func openUnderlay(name: String, queues: Int) throws(ControlError) -> OwnedDescriptor {
+    public func openUnderlay(name: String, queues: Int, bridge: String?) throws(ControlError) -> OwnedDescriptor {
+        let boxes: [TAPBox]
+        let configured: TAPBox.Configured
         do throws(IOError) {
             let set = try TAPQueues.open(
                 name: name, count: queues, isFlagMismatch: { $0.errno == EINVAL }, discard: { $0.close() }
@@ -236,16 +240,31 @@ extension KernelHost {
                 let settled = tap.name
                 return (TAPBox(tap), settled)
             }
-            let boxes = set.queues
+            boxes = set.queues
             // 1500: the underlay's frames; the kernel takes the GSO bursts whatever the MTU.
-            let (ifindex, _, qdiscRefusal) = try boxes[0].configure(persistent: false, mtu: 1500)
-            return OwnedDescriptor(
-                fds: boxes.map(\.fd), kind: .tap(virtioHeader: true), ifindex: Int(ifindex), qdiscRefusal: qdiscRefusal,
-                release: { for box in boxes { box.close() } },
-                destroy: { for box in boxes { box.close() } })
+            configured = try boxes[0].configure(persistent: false, mtu: 1500)
         } catch {
             throw ControlError(.systemError, "cannot create the underlay TAP \"\(name)\": \(error)", cause: error)
         }
+        if let bridge {
+            do throws(NetlinkError) {
+                let session = NetlinkSession(socket: try KernelNetlinkSocket())
+                try session.setLinkMaster(index: configured.ifindex, master: try session.linkIndex(named: bridge))
+            } catch {
+                // Closing the queues removes the TAP (not persistent): a failed start leaves nothing behind.
+                for box in boxes { box.close() }
+                throw ControlError(
+                    .systemError,
+                    "cannot make the underlay TAP \"\(name)\" a port of bridge \"\(bridge)\": \(error) "
+                        + "(--underlay-bridge must name an existing bridge, the one the uplink is in)",
+                    cause: error)
+            }
+        }
+        return OwnedDescriptor(
+            fds: boxes.map(\.fd), kind: .tap(virtioHeader: true), ifindex: Int(configured.ifindex),
+            qdiscRefusal: configured.qdiscRefusal,
+            release: { for box in boxes { box.close() } },
+            destroy: { for box in boxes { box.close() } })
     }
 }
 

@@ -131,6 +131,8 @@ public enum LinkAttribute {
     public static let name: UInt16 = 3
     /// IFLA_MTU: u32.
     public static let mtu: UInt16 = 4
+    /// IFLA_MASTER: u32, the ifindex of the bridge (or bond) the link is a port of; 0 releases it.
+    public static let master: UInt16 = 10
     /// IFLA_OPERSTATE: u8, RFC 2863 operational state (IF_OPER_UP is 6).
     public static let operState: UInt16 = 16
     /// IFLA_NET_NS_PID: u32, move the link into the network namespace of this process.

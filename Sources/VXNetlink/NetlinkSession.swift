@@ -173,6 +173,13 @@ public final class NetlinkSession {
         try perform(RouteRequest.setLinkMTU(index: index, mtu))
     }
 
+    /// Makes link `index` a port of bridge `master` (an ifindex). `ip link set DEV master BRIDGE`.
+    /// - Throws: `.kernel` with EOPNOTSUPP when `master` cannot have ports (not a bridge or bond), ENODEV when it is
+    ///   gone.
+    public func setLinkMaster(index: Int32, master: Int32) throws(NetlinkError) {
+        try perform(RouteRequest.setLinkMaster(index: index, master: master))
+    }
+
     /// Brings link `index` up or down. `ip link set DEV up|down`.
     public func setLinkUp(index: Int32, _ up: Bool) throws(NetlinkError) {
         try perform(RouteRequest.setLinkUp(index: index, up))

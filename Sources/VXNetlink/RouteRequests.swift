@@ -207,6 +207,17 @@ public enum RouteRequest {
         )
     }
 
+    /// RTM_NEWLINK with IFLA_MASTER.
+    public static func setLinkMaster(index: Int32, master: Int32) -> NetlinkRequest {
+        NetlinkRequest(
+            type: .newLink,
+            flags: .ack,
+            familyHeader: ifinfomsg(index: index),
+            attributes: [.uint32(LinkAttribute.master, UInt32(bitPattern: master))],
+            operation: "set master ifindex \(master) on ifindex \(index)"
+        )
+    }
+
     /// RTM_NEWLINK with ifi_change = IFF_UP and ifi_flags = IFF_UP or 0: brings the link up or down, leaving
     /// every other flag alone.
     public static func setLinkUp(index: Int32, _ up: Bool) -> NetlinkRequest {

@@ -86,6 +86,14 @@ struct VXSwitchd: ParsableCommand {
     var underlayTap: String?
 
     @Option(
+        name: .customLong("underlay-bridge"),
+        help: ArgumentHelp(
+            "With --underlay-tap: the bridge (with the uplink in it) the TAP joins as soon as it exists, at every "
+                + "start; without it, run `ip link set NAME master BRIDGE` yourself after each start.",
+            valueName: "bridge"))
+    var underlayBridge: String?
+
+    @Option(
         name: .customLong("underlay-prefix-length"),
         help: ArgumentHelp(
             "With --underlay-tap: the prefix length of --local's subnet (peers in it are on-link; default 24).",
@@ -133,6 +141,7 @@ struct VXSwitchd: ParsableCommand {
             guard underlayGateway == nil, underlayMAC == nil else {
                 throw ValidationError("--underlay-gateway and --underlay-mac need --underlay-tap")
             }
+            guard underlayBridge == nil else { throw ValidationError("--underlay-bridge needs --underlay-tap") }
             guard underlayPrefixLength == nil else {
                 throw ValidationError("--underlay-prefix-length needs --underlay-tap")
             }
@@ -143,6 +152,15 @@ struct VXSwitchd: ParsableCommand {
         } catch {
             throw ValidationError(
                 "--underlay-tap must be an interface name of 1-15 bytes, not \"\(underlayTap)\": \(error.message)")
+        }
+        if let underlayBridge {
+            do throws(ControlError) {
+                _ = try InterfaceName(validating: underlayBridge)
+            } catch {
+                throw ValidationError(
+                    "--underlay-bridge must be an interface name of 1-15 bytes, not \"\(underlayBridge)\": "
+                        + error.message)
+            }
         }
         // /31 and /32 (with --underlay-gateway, as cloud VMs are set up) are real set-ups; the table handles them.
         if let underlayPrefixLength, !(1...32).contains(underlayPrefixLength) {
@@ -179,7 +197,8 @@ struct VXSwitchd: ParsableCommand {
         if let underlayTap {
             options.underlay = UnderlayOptions(
                 tapName: underlayTap, mac: underlayMAC.flatMap { MACAddress($0) }, local: options.local,
-                prefixLength: underlayPrefixLength ?? 24, gateway: underlayGateway.flatMap { IPv4Address($0) })
+                prefixLength: underlayPrefixLength ?? 24, gateway: underlayGateway.flatMap { IPv4Address($0) },
+                bridge: underlayBridge)
         }
         let path = ControlSocketPath.resolve(explicit: control, environment: ProcessInfo.processInfo.environment)
 

@@ -80,6 +80,13 @@ struct MessageEncodingTests {
                 + "0800 0400 78050000"  // IFLA_MTU = 1400 (0x578)
         ),
         Case(
+            name: "RTM_NEWLINK set master",
+            request: RouteRequest.setLinkMaster(index: 7, master: 3),
+            hex: "28000000 1000 0500 01000000 78563412"
+                + "00 00 0000 07000000 00000000 00000000"
+                + "0800 0a00 03000000"  // IFLA_MASTER = ifindex 3
+        ),
+        Case(
             name: "RTM_NEWLINK up",
             request: RouteRequest.setLinkUp(index: 7, true),
             hex: "20000000 1000 0500 01000000 78563412"  // nlmsghdr: len 32, no attributes

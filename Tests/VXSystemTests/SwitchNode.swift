@@ -254,7 +254,15 @@ final class SwitchNode: Sendable {
         if let mtu { arguments += ["--mtu", "\(mtu)"] }
         try await ctl(arguments)
         let container = try await topology.addContainer(host: host.index)
-        return try await topology.plugInterface(tap, into: container, address: address, mtu: mtu)
+        let interface = try await topology.plugInterface(tap, into: container, address: address, mtu: mtu)
+        // The switch notices the move within a second and swaps the interface's qdisc for noqueue, which drops
+        // what is sent in that instant (docs/networks-and-attach.md, "Ports moved by hand"): wait for it, so no
+        // test's first packets race the swap.
+        let settled = try await waitUntil(timeout: .seconds(5)) {
+            try await self.show().ports.first { $0.name.value == tap }?.location != nil
+        }
+        try #require(settled != nil, "the switch did not notice \(tap) moving into \(container.namespace): \(log)")
+        return interface
     }
 
     /// `vxctl show --json`, as printed.

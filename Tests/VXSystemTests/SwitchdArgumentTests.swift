@@ -45,6 +45,8 @@ struct SwitchdArgumentTests {
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "255.255.255.255"], message: "--underlay-gateway must be a unicast IPv4 address"),
         Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-gateway", "240.0.0.1"], message: "--underlay-gateway must be a unicast IPv4 address"),
         Refusal(arguments: ["--underlay-prefix-length", "16"], message: "--underlay-prefix-length needs --underlay-tap"),
+        Refusal(arguments: ["--underlay-bridge", "brul"], message: "--underlay-bridge needs --underlay-tap"),
+        Refusal(arguments: ["--underlay-tap", "vxul0", "--underlay-bridge", "a-name-far-too-long"], message: "--underlay-bridge must be an interface name of 1-15 bytes"),
         Refusal(arguments: ["--underlay-tap", "vx:0"], message: "must not contain ':'"),
     ]
 

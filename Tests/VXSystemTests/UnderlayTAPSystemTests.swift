@@ -11,9 +11,10 @@ extension SwitchdSystemTests {
     @Suite("vxswitchd on an underlay TAP")
     struct UnderlayTAP {
         /// Moves host `index`'s underlay address from the kernel to a vxswitchd on an underlay TAP: the uplink
-        /// (`ul0`) loses its address and joins a bridge `brul`, the daemon starts with `--underlay-tap vxul0`, and
-        /// the TAP joins the bridge.
-        static func startOnUnderlayTAP(in topology: NetnsTopology, host index: Int) async throws -> SwitchNode {
+        /// (`ul0`) loses its address and joins a bridge `brul`, and the daemon starts with `--underlay-tap vxul0`.
+        /// The TAP joins the bridge by `--underlay-bridge brul`, or with `joinedByHand` by `ip link set vxul0
+        /// master brul` after the start (the other way the README shows).
+        static func bridgeUplink(in topology: NetnsTopology, host index: Int) async throws {
             let host = topology.hosts[index]
             let ip = try #require(NetnsEnvironment.ipPath)
             for command in [
@@ -24,13 +25,63 @@ extension SwitchdSystemTests {
             ] {
                 try await topology.check([ip] + command, in: host)
             }
+        }
+
+        static func startOnUnderlayTAP(
+            in topology: NetnsTopology, host index: Int, joinedByHand: Bool = false, statePath: String? = nil,
+            logName: String? = nil, bridgeUplink: Bool = true
+        ) async throws -> SwitchNode {
+            let host = topology.hosts[index]
+            let ip = try #require(NetnsEnvironment.ipPath)
+            if bridgeUplink { try await Self.bridgeUplink(in: topology, host: index) }
             let node = try await SwitchNode.start(
-                in: topology, host: index, io: .uring, extraArguments: ["--underlay-tap", "vxul0"])
-            try await topology.check([ip, "link", "set", "vxul0", "master", "brul"], in: host)
+                in: topology, host: index, io: .uring, statePath: statePath,
+                extraArguments: ["--underlay-tap", "vxul0"] + (joinedByHand ? [] : ["--underlay-bridge", "brul"]),
+                logName: logName)
+            if joinedByHand { try await topology.check([ip, "link", "set", "vxul0", "master", "brul"], in: host) }
+            let link = try await topology.check([ip, "-o", "link", "show", "vxul0"], in: host)
+            #expect(link.contains("master brul"), "\(link)")
             // Like every TAP the switch creates: no mq of 256 pfifo_fast queues behind it (SwitchHost.swift).
             let qdisc = try await topology.check(["tc", "qdisc", "show", "dev", "vxul0"], in: host)
             #expect(qdisc.hasPrefix("qdisc noqueue"), "\(qdisc)")
             return node
+        }
+
+        /// `--underlay-bridge` at every start: a switch killed and restarted from its state file is back on the
+        /// underlay with no step by hand (a TAP that is not persistent goes with the process that made it, so the
+        /// new one must join the bridge again). A bridge that does not exist stops the start with the reason, and
+        /// leaves no TAP behind.
+        @Test func theSwitchJoinsItsBridgeAtEveryStart() async throws {
+            try await withNetnsTopology(hosts: 2) { topology in
+                let statePath = "\(topology.workDirectory)/h0.state.json"
+                var first = try await Self.startOnUnderlayTAP(in: topology, host: 0, statePath: statePath)
+                let second = try await Self.startOnUnderlayTAP(in: topology, host: 1)
+                try await first.addPeer(topology.hosts[1].underlayAddress, vni: 42)
+                try await second.addPeer(topology.hosts[0].underlayAddress, vni: 42)
+                let a = try await first.addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+                _ = try await second.addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                // addContainerPort waited for the switch to record the move, so the restart finds the container.
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 2)
+                first.process.signal(SIGKILL)
+                _ = await first.process.waitForExit(timeout: .seconds(10))
+                first = try await Self.startOnUnderlayTAP(
+                    in: topology, host: 0, statePath: statePath, logName: "vxswitchd-h0-restart", bridgeUplink: false)
+                try await topology.expectPing(from: a, to: "10.0.0.2", count: 3)
+
+                first.process.signal(SIGTERM)
+                _ = await first.process.waitForExit(timeout: .seconds(10))
+                let daemon = try SwitchBinaries.vxswitchd()
+                let host = topology.hosts[0]
+                let refused = try await topology.run(
+                    [daemon, "--local", host.underlayAddress, "--control", "\(topology.workDirectory)/h0-bad.sock",
+                     "--state", "none", "--underlay-tap", "vxul0", "--underlay-bridge", "nosuchbr"],
+                    in: host, timeout: .seconds(15))
+                #expect(!refused.succeeded, "\(refused)")
+                #expect(refused.stderr.contains(#"cannot make the underlay TAP "vxul0" a port of bridge "nosuchbr""#),
+                        "\(refused)")
+                let links = try await topology.linkNames(in: host)
+                #expect(!links.contains("vxul0"), "\(links)")
+            }
         }
 
         @Test func twoSwitchesOnUnderlayTAPsCarryPingAndFiftyMebibytesEachWayAsWholeBursts() async throws {
@@ -144,7 +195,7 @@ extension SwitchdSystemTests {
         /// partial checksums arrive described by the TAP's virtio-net header, which a UDP socket would lose.
         @Test func aKernelVXLANHostTalksToASwitchOnAnUnderlayTAP() async throws {
             try await withNetnsTopology(hosts: 2) { topology in
-                let node = try await Self.startOnUnderlayTAP(in: topology, host: 0)
+                let node = try await Self.startOnUnderlayTAP(in: topology, host: 0, joinedByHand: true)
                 try await node.addPeer(topology.hosts[1].underlayAddress, vni: 42)
                 let a = try await node.addContainerPort("tap0", vni: 42, address: "10.0.0.1")
                 let vxlan = try await topology.addKernelVXLAN(host: 1, vni: 42, remoteHosts: [0], dstPort: 4789)
