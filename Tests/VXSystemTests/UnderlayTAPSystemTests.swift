@@ -47,6 +47,23 @@ extension SwitchdSystemTests {
             return node
         }
 
+        /// Two switches on underlay TAPs, peered in VNI 42, with a container on each (10.0.0.1 on host 0, 10.0.0.2
+        /// on host 1); host 0's switch keeps its state in `statePath` when given.
+        static func startPair(in topology: NetnsTopology, statePath: String? = nil) async throws
+            -> (switches: [SwitchNode], a: NetnsTopology.ContainerInterface, b: NetnsTopology.ContainerInterface)
+        {
+            let switches = [
+                try await Self.startOnUnderlayTAP(in: topology, host: 0, statePath: statePath),
+                try await Self.startOnUnderlayTAP(in: topology, host: 1),
+            ]
+            for (index, node) in switches.enumerated() {
+                try await node.addPeer(topology.hosts[1 - index].underlayAddress, vni: 42)
+            }
+            let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
+            let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+            return (switches, a, b)
+        }
+
         /// `--underlay-bridge` at every start: a switch killed and restarted from its state file is back on the
         /// underlay with no step by hand (a TAP that is not persistent goes with the process that made it, so the
         /// new one must join the bridge again). A bridge that does not exist stops the start with the reason, and
@@ -54,12 +71,8 @@ extension SwitchdSystemTests {
         @Test func theSwitchJoinsItsBridgeAtEveryStart() async throws {
             try await withNetnsTopology(hosts: 2) { topology in
                 let statePath = "\(topology.workDirectory)/h0.state.json"
-                var first = try await Self.startOnUnderlayTAP(in: topology, host: 0, statePath: statePath)
-                let second = try await Self.startOnUnderlayTAP(in: topology, host: 1)
-                try await first.addPeer(topology.hosts[1].underlayAddress, vni: 42)
-                try await second.addPeer(topology.hosts[0].underlayAddress, vni: 42)
-                let a = try await first.addContainerPort("tap0", vni: 42, address: "10.0.0.1")
-                _ = try await second.addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                let (switches, a, _) = try await Self.startPair(in: topology, statePath: statePath)
+                var first = switches[0]
                 // addContainerPort waited for the switch to record the move, so the restart finds the container.
                 try await topology.expectPing(from: a, to: "10.0.0.2", count: 2)
                 first.process.signal(SIGKILL)
@@ -86,13 +99,7 @@ extension SwitchdSystemTests {
 
         @Test func twoSwitchesOnUnderlayTAPsCarryPingAndFiftyMebibytesEachWayAsWholeBursts() async throws {
             try await withNetnsTopology(hosts: 2) { topology in
-                var switches: [SwitchNode] = []
-                for index in 0..<2 { switches.append(try await Self.startOnUnderlayTAP(in: topology, host: index)) }
-                for (index, node) in switches.enumerated() {
-                    try await node.addPeer(topology.hosts[1 - index].underlayAddress, vni: 42)
-                }
-                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
-                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                let (switches, a, b) = try await Self.startPair(in: topology)
 
                 try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
                 try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
@@ -140,13 +147,7 @@ extension SwitchdSystemTests {
         func burstsOfSmallDatagramsCrossAsRunsOfOneWrite(uplinkOffloads: Bool) async throws {
             let python = try #require(NetnsEnvironment.python3Path)
             try await withNetnsTopology(hosts: 2) { topology in
-                var switches: [SwitchNode] = []
-                for index in 0..<2 { switches.append(try await Self.startOnUnderlayTAP(in: topology, host: index)) }
-                for (index, node) in switches.enumerated() {
-                    try await node.addPeer(topology.hosts[1 - index].underlayAddress, vni: 42)
-                }
-                let a = try await switches[0].addContainerPort("tap0", vni: 42, address: "10.0.0.1")
-                let b = try await switches[1].addContainerPort("tap0", vni: 42, address: "10.0.0.2")
+                let (switches, a, b) = try await Self.startPair(in: topology)
                 if !uplinkOffloads {
                     let ethtool = try #require(
                         ProcessRunner.findExecutable("ethtool", candidates: ["/usr/sbin/ethtool", "/sbin/ethtool"]))
