@@ -308,8 +308,9 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             "switch started: local VTEP \(options.local), VXLAN UDP port \(options.udpPort), engine \(Engine.self), \(workers.count) worker(s)")
         if let underlay = options.underlay {
             let gateway = underlay.gateway.map { ", gateway \($0)" } ?? ""
+            let bridging = underlay.bridge.map { "a port of bridge \($0)" } ?? "bridge it to the uplink"
             logger.info(
-                "underlay TAP \(underlay.tapName): VTEP \(options.local)/\(underlay.prefixLength) at \(underlay.mac)\(gateway); bridge it to the uplink")
+                "underlay TAP \(underlay.tapName): VTEP \(options.local)/\(underlay.prefixLength) at \(underlay.mac)\(gateway); \(bridging)")
         }
         if let store {
             try restore(from: store.load(), path: store.path)

@@ -176,12 +176,21 @@ extension DataplaneWorker {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPort))
             return nil
         }
-        let encapsulation = tunnel.encapsulation
         guard let peer = config.endpoint(at: frame.remote) else {
             counters.dropped(row: counters.unattributedRow, DropCode(DataplaneDropReason.unknownPeer))
             return nil
         }
-        let row = counters.row(peer: peer.peer)
+        return classifyDatagram(
+            frame, rxIndex: rxIndex, start: start, length: length, encapsulation: tunnel.encapsulation, peer: peer,
+            row: counters.row(peer: peer.peer), config: config)
+    }
+
+    /// Counts, decapsulates and classifies the datagram payload at `start ..< start + length` of `frame`, which
+    /// came from `peer` as `encapsulation` (a tunnel socket's datagram, or one of an underlay TAP's UDP_L4 run).
+    func classifyDatagram(
+        _ frame: ReceivedFrame, rxIndex: Int, start: Int, length: Int, encapsulation: TunnelEncapsulation,
+        peer: PeerEndpoint, row: Int, config: DataplaneConfig
+    ) -> Classification? {
         counters.received(row: row, bytes: length)
         guard peer.encapsulation == encapsulation else {
             counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))

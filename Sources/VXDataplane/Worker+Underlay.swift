@@ -142,26 +142,11 @@ extension DataplaneWorker {
             let length = min(pieceLength, pieces.upperBound - start)
             defer { start += length }
             offloadStatistics.groDatagrams &+= 1
-            counters.received(row: row, bytes: length)
-            guard peer.encapsulation == .vxlan else {
-                counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
-                continue
-            }
-            let decoded = withFrameBytes(frame) { TunnelDecap.vxlanDatagram($0.extracting(start..<(start + length))) }
-            switch decoded {
-            case .failure(let reason):
-                counters.dropped(row: row, DropCode(reason))
-            case .success(let vxlan):
-                guard let domain = config.domain(for: vxlan.vni) else {
-                    counters.dropped(row: row, DropCode(DataplaneDropReason.unknownVNI))
-                    continue
-                }
-                if let item = ethernet(
-                    frame, rxIndex: rxIndex, innerOffset: start + vxlan.innerOffset, innerLength: vxlan.innerLength,
-                    domain: domain, ingress: .tunnel(peer.peer), row: row)
-                {
-                    learnAndKeep(item, config: config)
-                }
+            if let item = classifyDatagram(
+                frame, rxIndex: rxIndex, start: start, length: length, encapsulation: .vxlan, peer: peer, row: row,
+                config: config)
+            {
+                learnAndKeep(item, config: config)
             }
         }
     }
@@ -271,17 +256,12 @@ struct UnderlayOuterHeader {
         return offset + template.write(into: &span, at: offset, innerLength: innerLength, flowHash: flowHash)
     }
 
-    /// Bytes `writeSegmented` writes: the tunnel header, Ethernet, IPv4 and UDP (each piece brings its VXLAN header).
-    static var segmentedLength: Int {
-        VirtioNetTunnelHeader.size + EthernetHeader.size + IPv4Header.minimumSize + UDPHeader.size
-    }
-
     /// Writes the headers of a UDP_L4 write into a TxBatch header slot: `payloadLength` bytes of [VXLAN][frame]
     /// pieces follow, each `segmentSize` bytes but the last, for the kernel to cut into one datagram each (as
     /// UDP GSO does on a socket; tun's reader on the far side may take the run whole). The IPv4 and UDP lengths
     /// cover every piece; the UDP checksum is partial (NEEDS_CSUM), holding the pseudo-header sum over that length,
     /// which __udp_gso_segment swaps for each datagram's before completing it: USO has no zero-checksum form.
-    /// - Returns: bytes written (`segmentedLength`).
+    /// - Returns: bytes written: the tunnel header, Ethernet, IPv4 and UDP (66; each piece brings its VXLAN header).
     func writeSegmented(into slot: UnsafeMutableRawBufferPointer, payloadLength: Int, segmentSize: Int) -> Int {
         var span = unsafe MutableRawSpan(_unsafeBytes: slot)
         let transport = EthernetHeader.size + IPv4Header.minimumSize

@@ -39,6 +39,9 @@ extension SwitchdSystemTests {
                 extraArguments: ["--underlay-tap", "vxul0"] + (joinedByHand ? [] : ["--underlay-bridge", "brul"]),
                 logName: logName)
             if joinedByHand { try await topology.check([ip, "link", "set", "vxul0", "master", "brul"], in: host) }
+            let told = joinedByHand ? "bridge it to the uplink" : "a port of bridge brul"
+            #expect(node.log.contains("underlay TAP vxul0: VTEP \(host.underlayAddress)/24 at ") && node.log.contains(told),
+                    "\(node.log)")
             let link = try await topology.check([ip, "-o", "link", "show", "vxul0"], in: host)
             #expect(link.contains("master brul"), "\(link)")
             // Like every TAP the switch creates: no mq of 256 pfifo_fast queues behind it (SwitchHost.swift).
