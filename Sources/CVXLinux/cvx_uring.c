@@ -20,8 +20,8 @@
 /* Layout checks: the Swift side computes buffer offsets from these sizes. */
 _Static_assert(sizeof(struct io_uring_buf) == 16, "io_uring_buf must be 16 bytes");
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "io_uring_recvmsg_out must be 16 bytes");
-_Static_assert(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_in) == CVX_URING_RECVMSG_PREFIX,
-               "recvmsg prefix must be recvmsg_out + sockaddr_in");
+_Static_assert(sizeof(struct sockaddr_in6) <= CVX_URING_RECVMSG_NAME_SPACE, "recvmsg name space must hold a sockaddr_in6");
+_Static_assert(CVX_URING_RECVMSG_NAME_SPACE % 16 == 0, "recvmsg name space must keep the payload 16-byte aligned");
 #ifdef IORING_OP_READ_MULTISHOT
 _Static_assert(IORING_OP_READ_MULTISHOT == CVX_IORING_OP_READ_MULTISHOT, "READ_MULTISHOT opcode changed");
 #endif
@@ -108,11 +108,12 @@ cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, unsig
 
 int
 cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset, uint32_t *payload_length,
-                        uint32_t *sender_be, uint32_t *segment_size)
+                        uint8_t sender[16], uint32_t *segment_size)
 {
     struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, res, msg);
     unsigned char *payload;
     struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
 
     if (o == NULL) {
         return -EINVAL;
@@ -123,7 +124,7 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
     payload = io_uring_recvmsg_payload(o, msg);
     *payload_offset = (uint32_t)(payload - (unsigned char *)buf);
     *payload_length = io_uring_recvmsg_payload_length(o, res, msg);
-    *sender_be = 0;
+    memset(sender, 0, 16);
     *segment_size = 0;
     if (msg->msg_controllen > 0) {
         struct cmsghdr *cmsg;
@@ -142,10 +143,19 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
     if ((o->flags & MSG_CTRUNC) && *segment_size == 0) {
         return -EMSGSIZE;
     }
-    if (o->namelen >= sizeof sin) {
+    if (o->namelen >= sizeof sin6 && msg->msg_namelen >= sizeof sin6) {
+        memcpy(&sin6, io_uring_recvmsg_name(o), sizeof sin6);
+        if (sin6.sin6_family == AF_INET6) {
+            memcpy(sender, &sin6.sin6_addr, 16);
+            return 0;
+        }
+    }
+    if (o->namelen >= sizeof sin && msg->msg_namelen >= sizeof sin) {
         memcpy(&sin, io_uring_recvmsg_name(o), sizeof sin);
         if (sin.sin_family == AF_INET) {
-            *sender_be = sin.sin_addr.s_addr;
+            sender[10] = 0xff;
+            sender[11] = 0xff;
+            memcpy(sender + 12, &sin.sin_addr, 4);
         }
     }
     return 0;

@@ -7,13 +7,13 @@ public struct VNIInfo: Codable, Sendable, Hashable {
     /// The local ports on this VNI.
     public var ports: [InterfaceName]
     /// The peers that carry this VNI.
-    public var peers: [IPv4Address]
+    public var peers: [UnderlayAddress]
 
     /// - Parameters:
     ///   - vni: the VNI.
     ///   - ports: its local ports.
     ///   - peers: its peers.
-    public init(vni: VNI, ports: [InterfaceName], peers: [IPv4Address]) {
+    public init(vni: VNI, ports: [InterfaceName], peers: [UnderlayAddress]) {
         self.vni = vni
         self.ports = ports
         self.peers = peers
@@ -32,8 +32,8 @@ public struct VNIInfo: Codable, Sendable, Hashable {
             vni: try container.decodeVNI(forKey: .vni),
             ports: try container.decode([InterfaceName].self, forKey: .ports),
             peers: try peerTexts.map { text throws(ControlError) in
-                guard let address = IPv4Address(text) else {
-                    throw ControlError.invalidParams("\"\(text)\" is not an IPv4 address")
+                guard let address = UnderlayAddress(text) else {
+                    throw ControlError.invalidParams("\"\(text)\" is not an IPv4 or IPv6 address")
                 }
                 return address
             }
@@ -160,12 +160,13 @@ public struct FDBParams: Codable, Sendable, Hashable {
 }
 
 /// Where the forwarding database sends a MAC: a local port or a tunnel peer. On the wire it is the string
-/// `port tap0` or `peer 192.0.2.2`, as `bridge fdb` prints `dev tap0` / `dst 192.0.2.2`.
+/// `port tap0` or `peer 192.0.2.2` (`peer 2001:db8::2` over IPv6), as `bridge fdb` prints `dev tap0` /
+/// `dst 192.0.2.2`.
 public enum FDBDestination: Hashable, Sendable, CustomStringConvertible, Codable {
     /// A local port.
     case port(InterfaceName)
     /// A tunnel peer.
-    case peer(IPv4Address)
+    case peer(UnderlayAddress)
 
     /// Parses `port NAME` or `peer IP`.
     /// - Parameter text: the wire form.
@@ -173,7 +174,7 @@ public enum FDBDestination: Hashable, Sendable, CustomStringConvertible, Codable
     public init(parsing text: String) throws(ControlError) {
         if text.hasPrefix("port ") {
             self = .port(try InterfaceName(validating: String(text.dropFirst(5))))
-        } else if text.hasPrefix("peer "), let address = IPv4Address(text.dropFirst(5)) {
+        } else if text.hasPrefix("peer "), let address = UnderlayAddress(text.dropFirst(5)) {
             self = .peer(address)
         } else {
             throw .invalidParams("FDB destination \"\(text)\" is neither \"port NAME\" nor \"peer IP\"")
@@ -343,14 +344,14 @@ public struct PortStats: Codable, Sendable, Hashable {
 /// One peer's counters in `stats`.
 public struct PeerStats: Codable, Sendable, Hashable {
     /// The peer's underlay address.
-    public var ip: IPv4Address
+    public var ip: UnderlayAddress
     /// Its counters.
     public var counters: TrafficCounters
 
     /// - Parameters:
     ///   - ip: the peer.
     ///   - counters: its counters.
-    public init(ip: IPv4Address, counters: TrafficCounters) {
+    public init(ip: UnderlayAddress, counters: TrafficCounters) {
         self.ip = ip
         self.counters = counters
     }
@@ -363,7 +364,7 @@ public struct PeerStats: Codable, Sendable, Hashable {
     /// - Parameter decoder: the decoder positioned at the object.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(ip: try container.decodeIPv4(forKey: .ip), counters: try TrafficCounters(from: decoder))
+        self.init(ip: try container.decodeUnderlayAddress(forKey: .ip), counters: try TrafficCounters(from: decoder))
     }
 
     /// Encodes the address and the counters into the same object.

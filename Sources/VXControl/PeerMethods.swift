@@ -2,10 +2,11 @@ import VXPacket
 
 /// Params of `add-peer`: `{"ip": "192.0.2.2", "vni": 100, "encap": "gre", "greKey": "nvgre"}`.
 ///
-/// `encap` defaults to `vxlan`; `greKey` defaults to `vni` and is only accepted with `"encap": "gre"`.
+/// `ip` is IPv4 or IPv6, of the switch's own underlay family. `encap` defaults to `vxlan`; `greKey` defaults to
+/// `vni` and is only accepted with `"encap": "gre"` (and GRE only over IPv4).
 public struct AddPeerParams: Codable, Sendable, Hashable {
     /// The peer's underlay address.
-    public var ip: IPv4Address
+    public var ip: UnderlayAddress
     /// The VNI to reach through this peer.
     public var vni: VNI
     /// The tunnel encapsulation.
@@ -15,7 +16,7 @@ public struct AddPeerParams: Codable, Sendable, Hashable {
     ///   - ip: the peer's underlay address.
     ///   - vni: the VNI.
     ///   - encapsulation: VXLAN, or GRE with a key mode.
-    public init(ip: IPv4Address, vni: VNI, encapsulation: PeerEncapsulation = .vxlan) {
+    public init(ip: UnderlayAddress, vni: VNI, encapsulation: PeerEncapsulation = .vxlan) {
         self.ip = ip
         self.vni = vni
         self.encapsulation = encapsulation
@@ -55,14 +56,14 @@ public struct AddPeerParams: Codable, Sendable, Hashable {
 /// VNI from it (and the peer with its last VNI).
 public struct DeletePeerParams: Codable, Sendable, Hashable {
     /// The peer's underlay address.
-    public var ip: IPv4Address
+    public var ip: UnderlayAddress
     /// The VNI to remove, or nil for all of them.
     public var vni: VNI?
 
     /// - Parameters:
     ///   - ip: the peer's underlay address.
     ///   - vni: the VNI to remove, or nil for the whole peer.
-    public init(ip: IPv4Address, vni: VNI? = nil) {
+    public init(ip: UnderlayAddress, vni: VNI? = nil) {
         self.ip = ip
         self.vni = vni
     }
@@ -95,7 +96,7 @@ public struct DeletePeerParams: Codable, Sendable, Hashable {
 /// `{"ip": "192.0.2.2", "encap": "gre", "greKey": "vni", "vnis": [100, 200]}` (no `greKey` for VXLAN).
 public struct PeerInfo: Codable, Sendable, Hashable {
     /// The peer's underlay address.
-    public var ip: IPv4Address
+    public var ip: UnderlayAddress
     /// The tunnel encapsulation.
     public var encapsulation: PeerEncapsulation
     /// The VNIs reached through this peer, ascending.
@@ -105,7 +106,7 @@ public struct PeerInfo: Codable, Sendable, Hashable {
     ///   - ip: the underlay address.
     ///   - encapsulation: the encapsulation.
     ///   - vnis: the VNIs reached through the peer.
-    public init(ip: IPv4Address, encapsulation: PeerEncapsulation, vnis: [VNI]) {
+    public init(ip: UnderlayAddress, encapsulation: PeerEncapsulation, vnis: [VNI]) {
         self.ip = ip
         self.encapsulation = encapsulation
         self.vnis = vnis
@@ -120,7 +121,7 @@ public struct PeerInfo: Codable, Sendable, Hashable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
-            ip: try container.decodeIPv4(forKey: .ip),
+            ip: try container.decodeUnderlayAddress(forKey: .ip),
             encapsulation: try PeerEncapsulation(
                 encap: try container.decode(String.self, forKey: .encap),
                 greKey: try container.decodeIfPresent(String.self, forKey: .greKey)

@@ -42,16 +42,20 @@ public enum ControlValidation {
     }
 
     /// Parses a peer's underlay address.
-    /// - Parameter text: dotted-quad IPv4 text.
+    /// - Parameter text: dotted-quad IPv4 or IPv6 text.
     /// - Returns: the address.
-    /// - Throws: `invalidParams` when the text is not an IPv4 address, or is 0.0.0.0 or 255.255.255.255, which
-    ///   cannot be a tunnel endpoint.
-    public static func peerAddress(_ text: String) throws(ControlError) -> IPv4Address {
-        guard let address = IPv4Address(text) else {
-            throw .invalidParams("\"\(text)\" is not an IPv4 address")
+    /// - Throws: `invalidParams` when the text is neither, or is an address that cannot be a tunnel endpoint:
+    ///   0.0.0.0, 255.255.255.255, `::`, IPv6 multicast or link-local (which would need an interface).
+    public static func peerAddress(_ text: String) throws(ControlError) -> UnderlayAddress {
+        guard let address = UnderlayAddress(text) else {
+            throw .invalidParams("\"\(text)\" is not an IPv4 or IPv6 address")
         }
-        guard !address.isUnspecified, address.value != 0xFFFF_FFFF else {
-            throw .invalidParams("\(address) cannot be a peer address")
+        if let v4 = address.ipv4 {
+            guard !v4.isUnspecified, v4.value != 0xFFFF_FFFF else {
+                throw .invalidParams("\(address) cannot be a peer address")
+            }
+        } else if !address.isUnicast {
+            throw .invalidParams("\(address) cannot be a peer address (IPv6 multicast, link-local or unspecified)")
         }
         return address
     }
@@ -255,6 +259,14 @@ extension KeyedDecodingContainer {
         return address
     }
 
+    func decodeUnderlayAddress(forKey key: Key) throws -> UnderlayAddress {
+        let text = try decode(String.self, forKey: key)
+        guard let address = UnderlayAddress(text) else {
+            throw ControlError.invalidParams("\"\(text)\" is not an IPv4 or IPv6 address")
+        }
+        return address
+    }
+
     func decodeIPv4IfPresent(forKey key: Key) throws -> IPv4Address? {
         guard contains(key), try !decodeNil(forKey: key) else { return nil }
         return try decodeIPv4(forKey: key)
@@ -275,6 +287,10 @@ extension KeyedEncodingContainer {
     }
 
     mutating func encode(_ address: IPv4Address, forKey key: Key) throws {
+        try encode(address.description, forKey: key)
+    }
+
+    mutating func encode(_ address: UnderlayAddress, forKey key: Key) throws {
         try encode(address.description, forKey: key)
     }
 

@@ -30,8 +30,9 @@ import VXPacket
 
 /// What a switch is configured with at start.
 public struct DaemonOptions: Sendable {
-    /// This host's VTEP address: the source of every tunnel packet.
-    public var local: IPv4Address
+    /// This host's VTEP address: the source of every tunnel packet. IPv4 or IPv6; every peer must be of its
+    /// family, and an IPv6 VTEP carries VXLAN only, through sockets (no GRE, no underlay TAP).
+    public var local: UnderlayAddress
     /// The VXLAN UDP port, for receiving and as every peer's destination port.
     public var udpPort: UInt16 = VXLANHeader.udpPort
     /// MAC table capacity (entries).
@@ -39,8 +40,12 @@ public struct DaemonOptions: Sendable {
     /// Seconds an unrefreshed MAC entry lives (300, like the Linux bridge and OVS).
     public var agingSeconds = 300
     /// MTU for ports created without one when their VNI has no GRE-only peers: 1450 fits VXLAN over a 1500-byte
-    /// underlay (20 + 8 + 8 + 14 bytes of overhead), and so also GRE; see `defaultMTU(for:in:)`.
-    public var defaultMTU = 1450
+    /// IPv4 underlay (20 + 8 + 8 + 14 bytes of overhead), and so also GRE; 1430 over IPv6 (40 + 8 + 8 + 14); see
+    /// `defaultMTU(for:in:)`.
+    public var defaultMTU: Int
+    /// The largest inner IP packet the workers cut offloaded TCP into (`DataplaneWorker.overlayMTU`): what fits
+    /// VXLAN over a 1500-byte underlay of `local`'s family, 1450 or 1430.
+    public var overlayMTU: Int
     /// The largest port MTU the switch carries. Receive paths read a frame into one packet buffer past its
     /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
     /// recvmsg on the raw GRE socket: its io_uring_recvmsg_out header (16) and the sender's sockaddr_in (16), then
@@ -78,9 +83,18 @@ public struct DaemonOptions: Sendable {
     /// sockets.
     public var underlay: UnderlayOptions? = nil
 
-    public init(local: IPv4Address) {
+    public init(local: UnderlayAddress) {
         self.local = local
+        self.overlayMTU = DaemonOptions.underlayMTU - local.vxlanOverhead - EthernetHeader.size
+        self.defaultMTU = overlayMTU
     }
+
+    /// The underlay MTU the defaults are sized for (Ethernet's).
+    public static let underlayMTU = 1500
+
+    /// The underlay TAP's VTEP address: `local`, which `--underlay-tap` requires to be IPv4 (vxswitchd refuses
+    /// it otherwise); `.any` if it is not.
+    public var underlayTAPAddress: IPv4Address { local.ipv4 ?? .any }
 }
 
 /// How a switch with an underlay TAP sits on the underlay segment (docs/offload.md, "The TAP underlay").
@@ -174,7 +188,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     struct State {
         var builder = TopologyBuilder()
         var ports: [String: PortState] = [:]
-        var peers: [IPv4Address: PeerState] = [:]
+        var peers: [UnderlayAddress: PeerState] = [:]
         var networks: [String: NetworkState] = [:]
         var tunnels: [OwnedDescriptor] = []
         var started = false
@@ -205,7 +219,8 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         self.neighbors = Mutex(
             options.underlay.map { underlay in
                 UnderlayNeighbors(
-                    localAddress: options.local, localMAC: underlay.mac, prefixLength: underlay.prefixLength,
+                    localAddress: options.underlayTAPAddress, localMAC: underlay.mac,
+                    prefixLength: underlay.prefixLength,
                     gateway: underlay.gateway)
             })
         let agingTicks = UInt16(clamping: options.agingSeconds)
@@ -223,7 +238,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
             return DataplaneWorker(
                 engine: engine, table: table, publisher: publisher,
                 counters: WorkerCounters(maxPorts: options.maxPorts, maxPeers: options.maxPeers),
-                punt: punt, logger: workerLogger)
+                punt: punt, overlayMTU: options.overlayMTU, logger: workerLogger)
         }
         for worker in workers { worker.busyPollWindow = options.busyPoll }
         for (index, worker) in workers.enumerated() {
@@ -352,7 +367,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         for peer in saved.peers {
             for vniValue in peer.vnis {
                 do throws(ControlError) {
-                    guard let address = IPv4Address(peer.ip), let vni = VNI(vniValue) else {
+                    guard let address = UnderlayAddress(peer.ip), let vni = VNI(vniValue) else {
                         throw ControlError(.invalidArgument, "bad address or VNI")
                     }
                     let encapsulation = try PeerEncapsulation(encap: peer.encap, greKey: peer.greKey)
@@ -457,7 +472,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         var tunnels: [PeerTunnel] = []
         // With an underlay TAP: the next hops' MACs as ARP has them, and the peers it should resolve.
         let nextHopMACs = neighbors.withLock { neighbors -> [IPv4Address: MACAddress]? in
-            neighbors?.setWanted(state.peers.keys)
+            neighbors?.setWanted(state.peers.keys.compactMap(\.ipv4))
             return neighbors?.macsByRemote()
         }
         for (address, peer) in state.peers {
@@ -473,10 +488,10 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 PeerTunnel(
                     peer: peer.id, address: address, encapsulation: peer.encapsulation.tunnel,
                     greKeyLayout: peer.encapsulation.keyLayout, unkeyedVNI: unkeyed, templates: templates,
-                    nextHopMAC: nextHopMACs?[address]))
+                    nextHopMAC: address.ipv4.flatMap { nextHopMACs?[$0] }))
         }
         let identity = options.underlay.map {
-            UnderlayIdentity(mac: $0.mac, address: options.local, udpPort: options.udpPort)
+            UnderlayIdentity(mac: $0.mac, address: options.underlayTAPAddress, udpPort: options.udpPort)
         }
         publisher.publish(
             DataplaneConfig(topology: topology, peers: tunnels, punt: puntRules(state), underlay: identity))
@@ -498,16 +513,17 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     }
 
     /// The MTU a new port of `vni` gets when none is asked for: the largest inner MTU that every peer of the VNI
-    /// carries over a 1500-byte underlay. VXLAN costs 50 bytes (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14),
-    /// GRE with a key 42 (20 + 8 + 14), GRE without 38; a VNI with no peers yet gets the VXLAN figure, which fits
-    /// every encapsulation.
+    /// carries over a 1500-byte underlay. VXLAN costs 50 bytes (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14;
+    /// 70 over IPv6), GRE with a key 42 (20 + 8 + 14), GRE without 38; a VNI with no peers yet gets the VXLAN
+    /// figure, which fits every encapsulation.
     func defaultMTU(for vni: VNI, in state: State) -> Int {
         let encapsulations = state.peers.values.filter { $0.vnis.contains(vni) }.map(\.encapsulation)
         guard !encapsulations.isEmpty else { return options.defaultMTU }
-        let underlay = options.defaultMTU + 50
+        let vxlanOverhead = options.local.vxlanOverhead + EthernetHeader.size
+        let underlay = options.defaultMTU + vxlanOverhead
         return encapsulations.map { encapsulation in
             switch encapsulation {
-            case .vxlan: underlay - 50
+            case .vxlan: underlay - vxlanOverhead
             case .gre(let key): key == .none ? underlay - 38 : underlay - 42
             }
         }.min()!
@@ -634,13 +650,25 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
     }
 
     private func addPeerLocked(
-        address: IPv4Address, vni: VNI, encapsulation: PeerEncapsulation, persist: Bool
+        address: UnderlayAddress, vni: VNI, encapsulation: PeerEncapsulation, persist: Bool
     ) throws(ControlError) -> PeerInfo {
         guard address != options.local else {
             throw ControlError(.invalidArgument, "\(address) is this switch's own VTEP address, not a peer")
         }
-        guard !address.isUnspecified, !address.isMulticast, address.value >> 24 != 127 else {
+        guard address.isIPv4 == options.local.isIPv4 else {
+            throw ControlError(
+                .invalidArgument,
+                "\(address) is an \(address.familyName) address, but this switch's VTEP address \(options.local) is "
+                    + "\(options.local.familyName): a peer must be of the same address family")
+        }
+        let loopback = address.ipv4.map { $0.value >> 24 == 127 } ?? (address.high == 0 && address.low == 1)
+        guard address.isUnicast, !loopback else {
             throw ControlError(.invalidArgument, "\(address) cannot be a peer: use the peer's unicast underlay address")
+        }
+        guard encapsulation.tunnel == .vxlan || address.isIPv4 else {
+            throw ControlError(
+                .invalidArgument,
+                "GRE over an IPv6 underlay is not supported: peer \(address) needs VXLAN (GRE peers need an IPv4 VTEP)")
         }
         if options.underlay != nil {
             guard encapsulation.tunnel == .vxlan else {
@@ -649,7 +677,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                     "this switch runs with an underlay TAP (--underlay-tap), which carries VXLAN only: "
                         + "\(encapsulation) peers need the socket underlay")
             }
-            guard neighbors.withLock({ $0?.nextHop(for: address) }) != nil else {
+            guard let v4 = address.ipv4, neighbors.withLock({ $0?.nextHop(for: v4) }) != nil else {
                 throw ControlError(
                     .invalidArgument,
                     "\(address) is outside this switch's underlay subnet and there is no --underlay-gateway")

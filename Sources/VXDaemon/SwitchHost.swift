@@ -115,8 +115,9 @@ public protocol SwitchHost: Sendable {
     /// SO_REUSEPORT and UDP_GRO for receiving VXLAN (every worker has one; the kernel spreads datagrams over them
     /// by 4-tuple hash), a raw GRE socket (worker 0 only: every raw socket gets a copy of every GRE packet, so a
     /// second one would switch each packet twice), the raw IPv4 sender (GRE), and the UDP senders VXLAN leaves
-    /// through (`.udpSender`, any number, none for VXLAN through the raw sender).
-    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
+    /// through (`.udpSender`, any number, none for VXLAN through the raw sender). An IPv6 `local` gets the UDP
+    /// sockets only: GRE is IPv4 only here.
+    func openTunnels(local: UnderlayAddress, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor]
 
     /// Creates the underlay TAP `name` (`vxswitchd --underlay-tap`): not persistent, up, with the 24-byte tunnel
     /// virtio-net header and GSO over UDP tunnels, one queue per worker, a port of `bridge` when given (else the
@@ -189,7 +190,7 @@ public struct KernelHost: SwitchHost {
         }
     }
 
-    public func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError)
+    public func openTunnels(local: UnderlayAddress, udpPort: UInt16, worker: Int) throws(ControlError)
         -> [OwnedDescriptor]
     {
         var sockets: [OwnedDescriptor] = []
@@ -200,10 +201,12 @@ public struct KernelHost: SwitchHost {
             }
             sockets.append(
                 SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort, reusePort: true)).owned(kind: .udpTunnel))
-            if worker == 0 {
-                sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: local)).owned(kind: .rawGRE))
+            if let v4 = local.ipv4 {
+                if worker == 0 {
+                    sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: v4)).owned(kind: .rawGRE))
+                }
+                sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
             }
-            sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
             // Several sockets, one per group of flows: each pins its UDP source port (docs/offload.md).
             for _ in 0..<TunnelSockets.defaultUDPSenderCount {
                 sockets.append(SocketBox(try TunnelSockets.openUDPSender(local: local)).owned(kind: .udpSender))
@@ -213,7 +216,8 @@ public struct KernelHost: SwitchHost {
             for socket in sockets { socket.release() }
             throw ControlError(
                 .systemError,
-                "cannot open the tunnel sockets of worker \(worker) on \(local) (UDP port \(udpPort)): \(error)",
+                "cannot open the tunnel sockets of worker \(worker) on \(local) (UDP port \(udpPort)): \(error)"
+                    + (local.isIPv4 ? "" : " (is \(local) an address of this host, and IPv6 enabled?)"),
                 cause: error)
         }
     }

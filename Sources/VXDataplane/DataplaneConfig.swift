@@ -7,7 +7,7 @@
 //
 // Per-frame lookups (peer by outer source address, bridge domain by VNI, outer header by peer and domain) go
 // through flat tables built here once per snapshot: `FlatMap32` (open addressing on UInt32 keys, one multiply
-// to hash) over arrays of trivial values. A `Dictionary` or `Set` lookup costs a SipHash (`Hasher` seed, combine
+// to hash) and `PeerAddressMap` (the same on 128-bit underlay addresses) over arrays of trivial values. A `Dictionary` or `Set` lookup costs a SipHash (`Hasher` seed, combine
 // and finalize, ~15-20 ns each), and copying a `PeerTunnel` out of its array retains and releases the
 // dictionary inside it; with four such lookups per frame they made up more than half of the per-frame cost
 // (docs/performance.md). The `PeerTunnel` values and `topology` stay as the source of truth and for callers
@@ -20,7 +20,7 @@ import VXPacket
 /// How to reach one peer: its address, its one encapsulation, and a prebuilt outer header per VNI it serves.
 public struct PeerTunnel: Sendable {
     public let peer: PeerID
-    public let address: IPv4Address
+    public let address: UnderlayAddress
     public let encapsulation: TunnelEncapsulation
     /// How the GRE key carries the VNI; `.vni` for VXLAN peers (unused).
     public let greKeyLayout: GREKeyLayout
@@ -33,7 +33,7 @@ public struct PeerTunnel: Sendable {
     public let nextHopMAC: MACAddress?
 
     public init(
-        peer: PeerID, address: IPv4Address, encapsulation: TunnelEncapsulation, greKeyLayout: GREKeyLayout,
+        peer: PeerID, address: UnderlayAddress, encapsulation: TunnelEncapsulation, greKeyLayout: GREKeyLayout,
         unkeyedVNI: VNI?, templates: [BridgeDomain: EncapTemplate], nextHopMAC: MACAddress? = nil
     ) {
         self.peer = peer
@@ -139,20 +139,75 @@ struct FlatMap32: Sendable {
     }
 }
 
+/// `FlatMap32` for underlay addresses: peer index + 1 by the peer's address (IPv4 in its mapped form, so one
+/// table serves both families). Keys and values in two arrays, value 0 = empty slot; at most half full, linear
+/// probing, the two halves of the address mixed by multiplies. Built once per config snapshot; never mutated.
+@usableFromInline
+struct PeerAddressMap: Sendable {
+    @usableFromInline let keys: [UnderlayAddress]
+    /// Peer index + 1, or 0 where the slot is empty.
+    @usableFromInline let values: [UInt32]
+    @usableFromInline let shift: UInt64
+
+    /// - Parameter pairs: addresses with their values (each non-zero); a repeated address keeps its last value.
+    init(_ pairs: [(key: UnderlayAddress, value: UInt32)]) {
+        var count = 2
+        var bits: UInt64 = 1
+        while count < 2 * pairs.count {
+            count <<= 1
+            bits += 1
+        }
+        var keys = [UnderlayAddress](repeating: .any, count: count)
+        var values = [UInt32](repeating: 0, count: count)
+        let shift = 64 - bits
+        for (key, value) in pairs {
+            precondition(value != 0, "PeerAddressMap values must be non-zero")
+            var index = PeerAddressMap.home(key, shift: shift)
+            while values[index] != 0 && keys[index] != key {
+                index = (index + 1) & (count - 1)
+            }
+            keys[index] = key
+            values[index] = value
+        }
+        self.keys = keys
+        self.values = values
+        self.shift = shift
+    }
+
+    @inlinable @inline(__always)
+    static func home(_ key: UnderlayAddress, shift: UInt64) -> Int {
+        let mixed = (key.high &* 0x9E37_79B9_7F4A_7C15) ^ key.low
+        return Int(truncatingIfNeeded: (mixed &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    /// The value stored for `key`, or nil. Terminates: at least half the slots are empty.
+    @inlinable @inline(__always)
+    func value(for key: UnderlayAddress) -> UInt32? {
+        let mask = values.count &- 1
+        var index = PeerAddressMap.home(key, shift: shift)
+        while true {
+            let value = values[index]
+            if value == 0 { return nil }
+            if keys[index] == key { return value }
+            index = (index &+ 1) & mask
+        }
+    }
+}
+
 /// One consistent view of the switch for the workers.
 public final class DataplaneConfig: Sendable {
     /// Ports, peers and flood lists per bridge domain.
     public let topology: SwitchTopology
     /// What each port punts to the control plane, by PortID index (nil: nothing).
     @usableFromInline let puntRules: [PuntRule?]
-    /// Peer index + 1 by underlay address (`IPv4Address.value`).
-    @usableFromInline let peerIndexByAddress: FlatMap32
+    /// Peer index + 1 by underlay address.
+    @usableFromInline let peerIndexByAddress: PeerAddressMap
     /// `PeerEndpoint` of each peer by PeerID index (nil where the index is free).
     @usableFromInline let endpoints: [PeerEndpoint?]
     /// Domain index by VNI value; mirrors `topology.domain(for:)`.
     @usableFromInline let domainByVNI: FlatMap32
     /// Every peer's templates in one array, with the peer's address beside each.
-    @usableFromInline let outerHeaders: [(address: IPv4Address, template: EncapTemplate)]
+    @usableFromInline let outerHeaders: [(address: UnderlayAddress, template: EncapTemplate)]
     /// Index + 1 into `outerHeaders` by `peer index << 16 | domain index`.
     @usableFromInline let outerHeaderIndex: FlatMap32
     /// The switch's identity on the underlay TAP; nil when tunnels go through sockets.
@@ -168,15 +223,15 @@ public final class DataplaneConfig: Sendable {
         for (port, rule) in punt { rules[Int(port.index)] = rule }
         self.puntRules = rules
         var byIndex = [PeerTunnel?](repeating: nil, count: (peers.map { Int($0.peer.index) }.max() ?? -1) + 1)
-        var byAddress: [(key: UInt32, value: UInt32)] = []
+        var byAddress: [(key: UnderlayAddress, value: UInt32)] = []
         for peer in peers {
             byIndex[Int(peer.peer.index)] = peer
-            byAddress.append((peer.address.value, UInt32(peer.peer.index) + 1))
+            byAddress.append((peer.address, UInt32(peer.peer.index) + 1))
         }
-        self.peerIndexByAddress = FlatMap32(byAddress)
+        self.peerIndexByAddress = PeerAddressMap(byAddress)
         self.endpoints = byIndex.map { $0.map(PeerEndpoint.init) }
         self.domainByVNI = FlatMap32(topology.domains.map { (key: $0.vni.value, value: UInt32($0.domain.rawValue)) })
-        var headers: [(address: IPv4Address, template: EncapTemplate)] = []
+        var headers: [(address: UnderlayAddress, template: EncapTemplate)] = []
         var headerIndex: [(key: UInt32, value: UInt32)] = []
         for case let tunnel? in byIndex {
             for (domain, template) in tunnel.templates {
@@ -206,8 +261,8 @@ public final class DataplaneConfig: Sendable {
     /// - Parameter address: the outer source address of a received tunnel packet.
     /// - Returns: the peer's endpoint, or nil when no peer has that address.
     @inlinable
-    public func endpoint(at address: IPv4Address) -> PeerEndpoint? {
-        guard let index = peerIndexByAddress.value(for: address.value) else { return nil }
+    public func endpoint(at address: UnderlayAddress) -> PeerEndpoint? {
+        guard let index = peerIndexByAddress.value(for: address) else { return nil }
         return endpoints[Int(index) &- 1]
     }
 
@@ -230,7 +285,7 @@ public final class DataplaneConfig: Sendable {
     public func outerHeader(
         to peer: PeerID,
         in domain: BridgeDomain
-    ) -> (address: IPv4Address, template: EncapTemplate)? {
+    ) -> (address: UnderlayAddress, template: EncapTemplate)? {
         guard liveEndpoint(of: peer) != nil,
             let header = outerHeaderIndex.value(for: UInt32(peer.index) << 16 | UInt32(domain.rawValue))
         else { return nil }

@@ -449,7 +449,7 @@ struct DeferredTransmit {
 /// Where a VXLAN datagram goes through a UDP sender, and what its VXLAN header says.
 struct VXLANRoute: Equatable {
     var target: PortHandle  // the UDP sender socket picked by the flow hash
-    var remote: IPv4Address  // the peer's underlay address
+    var remote: UnderlayAddress  // the peer's underlay address
     var port: UInt16  // the peer's VXLAN UDP port
     var vni: VNI  // the VNI in the VXLAN header
     var flowHash: UInt32  // the inner flow's hash (frames of one pack share it)

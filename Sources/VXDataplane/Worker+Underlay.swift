@@ -64,7 +64,7 @@ extension DataplaneWorker {
             }
             return nil
         case .success(.vxlan(let source, let vni, let outerLength, let innerLength)):
-            guard let peer = config.endpoint(at: source) else {
+            guard let peer = config.endpoint(at: UnderlayAddress(source)) else {
                 counters.dropped(row: unattributed, DropCode(DataplaneDropReason.unknownPeer))
                 return nil
             }
@@ -157,7 +157,7 @@ extension DataplaneWorker {
     /// TSO frame goes whole, for the kernel to carry as one burst (GSO over the UDP tunnel); one whose segments
     /// would not fit the underlay is segmented here, each segment its own write.
     func emitUnderlay(
-        _ item: ClassifiedFrame, to peer: PeerID, remote: IPv4Address, template: EncapTemplate,
+        _ item: ClassifiedFrame, to peer: PeerID, remote: UnderlayAddress, template: EncapTemplate,
         through underlay: PortHandle, identity: UnderlayIdentity, config: DataplaneConfig, flowHash: UInt32?,
         row: Int
     ) {
@@ -278,8 +278,9 @@ struct UnderlayOuterHeader {
         _ = template.write(
             into: &span, at: offset, innerLength: payloadLength - VXLANHeader.size, flowHash: flowHash)
         let udpLength = UInt16(UDPHeader.size + payloadLength)
+        // The underlay TAP is IPv4 only (the daemon refuses it with an IPv6 VTEP), so the template is an IPv4 one.
         let pseudo = InternetChecksum.pseudoHeaderSum(
-            source: template.local, destination: template.remote, protocol: .udp, length: 0)
+            source: template.local.ipv4 ?? .any, destination: template.remote.ipv4 ?? .any, protocol: .udp, length: 0)
         let udp = offset + IPv4Header.minimumSize
         span.vxStoreBE16(InternetChecksum.combine(pseudo, udpLength), at: udp + UDPHeader.checksumOffset)
         return udp + UDPHeader.size

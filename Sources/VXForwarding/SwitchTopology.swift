@@ -31,11 +31,11 @@ struct PeerRecord: Sendable, Hashable {
     /// Generation of the peer at this index (bumped when the peer is removed).
     @usableFromInline var generation: UInt8
     /// Underlay address of the peer's VTEP.
-    @usableFromInline var address: IPv4Address
+    @usableFromInline var address: UnderlayAddress
     /// Domains this peer serves (receives head-end replicated floods for); empty when the index is free.
     @usableFromInline var domains: DomainSet
 
-    @inlinable init(generation: UInt8, address: IPv4Address, domains: DomainSet) {
+    @inlinable init(generation: UInt8, address: UnderlayAddress, domains: DomainSet) {
         self.generation = generation
         self.address = address
         self.domains = domains
@@ -118,7 +118,7 @@ public final class SwitchTopology: Sendable {
     /// - Parameter peer: a peer identifier.
     /// - Returns: the address, or nil.
     @inlinable
-    public func address(of peer: PeerID) -> IPv4Address? {
+    public func address(of peer: PeerID) -> UnderlayAddress? {
         let index = Int(peer.index)
         guard index < peers.count else { return nil }
         let record = peers[index]
@@ -313,7 +313,7 @@ public struct TopologyBuilder: Sendable {
     ///   - address: the peer VTEP's underlay address.
     ///   - domain: a domain returned by `addDomain(vni:)`.
     /// - Returns: the peer, or nil when `domain` is not in use or all indices are taken.
-    public mutating func addPeer(_ address: IPv4Address, to domain: BridgeDomain) -> PeerID? {
+    public mutating func addPeer(_ address: UnderlayAddress, to domain: BridgeDomain) -> PeerID? {
         guard isInUse(domain) else { return nil }
         if let existing = peers.firstIndex(where: { $0.address == address && !$0.domains.isEmpty }) {
             peers[existing].domains.insert(domain)
@@ -348,7 +348,7 @@ public struct TopologyBuilder: Sendable {
     /// The live peer at `address`, if any.
     /// - Parameter address: an underlay address.
     /// - Returns: the peer, or nil.
-    public func peer(at address: IPv4Address) -> PeerID? {
+    public func peer(at address: UnderlayAddress) -> PeerID? {
         guard let index = peers.firstIndex(where: { $0.address == address && !$0.domains.isEmpty }) else {
             return nil
         }

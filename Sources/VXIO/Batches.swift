@@ -40,7 +40,7 @@ public struct ReceivedFrame: Sendable {
     /// Bytes of data.
     public var length: UInt32
     /// The underlay sender for tunnel sockets; `.any` for TAP ports.
-    public var remote: IPv4Address
+    public var remote: UnderlayAddress
     /// For a UDP tunnel socket with UDP_GRO: the size of every datagram the kernel merged into this read but the
     /// last (which may be shorter), so the data is `ceil(length / segmentSize)` datagrams back to back. 0: the
     /// data is one datagram (or not a datagram at all).
@@ -48,7 +48,7 @@ public struct ReceivedFrame: Sendable {
 
     @inlinable
     public init(
-        source: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32, remote: IPv4Address,
+        source: PortHandle, buffer: BufferID, offset: UInt32, length: UInt32, remote: UnderlayAddress,
         segmentSize: UInt32 = 0
     ) {
         self.source = source
@@ -104,7 +104,7 @@ public struct FrameTransmit: Sendable {
     /// The TAP or sender to write to.
     public var target: PortHandle
     /// Underlay destination for tunnel sends (the kernel routes by it); ignored for TAP ports.
-    public var remote: IPv4Address
+    public var remote: UnderlayAddress
     /// UDP destination port for `.udpSender` targets; ignored otherwise.
     public var remotePort: UInt16
     /// Bytes of each datagram of a UDP GSO send (UDP_SEGMENT, gso_size); 0: one datagram. `.udpSender` only.
@@ -120,7 +120,7 @@ public struct FrameTransmit: Sendable {
 
     @inlinable
     public init(
-        target: PortHandle, remote: IPv4Address, remotePort: UInt16 = 0, segmentSize: UInt16 = 0, headerLength: UInt8,
+        target: PortHandle, remote: UnderlayAddress, remotePort: UInt16 = 0, segmentSize: UInt16 = 0, headerLength: UInt8,
         buffer: BufferID, offset: UInt32, length: UInt32
     ) {
         self.target = target
@@ -178,7 +178,7 @@ public final class TxBatch {
     @discardableResult
     public func append(
         target: PortHandle,
-        remote: IPv4Address,
+        remote: UnderlayAddress,
         remotePort: UInt16 = 0,
         buffer: BufferID,
         offset: UInt32,
@@ -201,7 +201,7 @@ public final class TxBatch {
     @inlinable
     @discardableResult
     public func appendSegmented(
-        target: PortHandle, remote: IPv4Address, remotePort: UInt16, buffer: BufferID, offset: UInt32, length: UInt32,
+        target: PortHandle, remote: UnderlayAddress, remotePort: UInt16, buffer: BufferID, offset: UInt32, length: UInt32,
         segmentSize: UInt16
     ) -> Bool {
         guard storage.count < capacity else { return false }

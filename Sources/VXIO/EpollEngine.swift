@@ -6,7 +6,7 @@
 //   3. Each ready port gets a fair share of the batch's remaining room: ceil(room / ports still to serve),
 //      so one busy port cannot starve the others within a call, and room a quiet port leaves is handed on.
 //      TAPs are read with read(2) one frame at a time until EAGAIN or the share is used; sockets with
-//      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's sockaddr_in and the
+//      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's address (IPv4 or IPv6) and the
 //      SO_RXQ_OVFL and UDP_GRO control messages. A UDP tunnel socket is read into large buffers when the pool
 //      has them: with UDP_GRO one read carries up to 64 KiB of datagrams (`ReceivedFrame.segmentSize`).
 //   4. Every frame lands in a pool buffer at `pool.headroom`: a standard buffer, or for a TAP with a virtio
@@ -18,7 +18,7 @@
 //   - TAP: writev(header slot, payload), one frame per call (the TAP has no batch write). For a TAP with a
 //     virtio header, the worker puts it at the start of the header slot or of the payload.
 //   - raw IPv4 sender, UDP sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls
-//     of up to `maxBatch` messages, each message two iovecs (header slot + payload) and its own sockaddr_in; a
+//     of up to `maxBatch` messages, each message two iovecs (header slot + payload) and its own socket address; a
 //     UDP sender's entry with a segment size also carries a UDP_SEGMENT cmsg, so one message is a GSO send of
 //     many datagrams.
 //   - Per-frame failures are counted in the TransmitReport, never thrown (STYLE §8).
@@ -28,7 +28,7 @@
 // our own to remember it, and a bug there loses a port until its next packet. The price, one epoll_wait per
 // batch, is paid anyway because the engine waits once per batch.
 //
-// Memory: the mmsghdr, iovec, sockaddr_in and control vectors are allocated once per engine, together, by
+// Memory: the mmsghdr, iovec, socket address and control vectors are allocated once per engine, together, by
 // `DatagramVectors` (swift-nio's DatagramVectorReadManager does the same); the hot path allocates nothing.
 //
 // Thread-safety: the engine belongs to one worker thread (PacketEngine's contract). Only `waker` may be used
@@ -652,7 +652,7 @@ public final class EpollEngine: PacketEngine {
     }
 }
 
-/// The recvmmsg/sendmmsg vectors of one engine: `capacity` mmsghdrs, two iovecs, one sockaddr_in and one
+/// The recvmmsg/sendmmsg vectors of one engine: `capacity` mmsghdrs, two iovecs, one sockaddr_in6-sized name and one
 /// control buffer (`CVX_TUNNEL_CONTROL_SPACE`: room for SO_RXQ_OVFL + UDP_GRO, or UDP_SEGMENT) each, allocated together in init and freed together in deinit (STYLE §7; swift-nio's
 /// DatagramVectorReadManager). Message i always points at iovecs 2i...2i+1, sockaddr i and control slot i;
 /// those pointers are set once and stay valid until deinit.
@@ -661,7 +661,7 @@ final class DatagramVectors {
     let capacity: Int
     let messages: UnsafeMutablePointer<cvx_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
-    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private let addresses: UnsafeMutablePointer<sockaddr_in6>
     private let control: UnsafeMutableRawPointer
     /// The pool buffer behind message i while a receive is in flight.
     private(set) var buffers: [BufferID]
@@ -676,7 +676,7 @@ final class DatagramVectors {
         for index in 0..<capacity {
             unsafe (messages + index).initialize(to: cvx_mmsghdr())
             unsafe (iovecs + 2 * index).initialize(repeating: iovec(), count: 2)
-            unsafe (addresses + index).initialize(to: sockaddr_in())
+            unsafe (addresses + index).initialize(to: sockaddr_in6())
             unsafe messages[index].msg_hdr.msg_iov = iovecs + 2 * index
             unsafe messages[index].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + index)
         }
@@ -695,7 +695,7 @@ final class DatagramVectors {
         buffers[index] = buffer
         unsafe iovecs[2 * index] = iovec(iov_base: start, iov_len: bytes)
         unsafe messages[index].msg_hdr.msg_iovlen = 1
-        unsafe messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        unsafe messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
         unsafe messages[index].msg_hdr.msg_control = control + index * Int(CVX_TUNNEL_CONTROL_SPACE)
         unsafe messages[index].msg_hdr.msg_controllen = Int(CVX_TUNNEL_CONTROL_SPACE)
         unsafe messages[index].msg_hdr.msg_flags = 0
@@ -707,13 +707,12 @@ final class DatagramVectors {
     @unsafe
     func prepareSend(
         _ index: Int, header: UnsafeMutableRawPointer, headerLength: Int, payload: UnsafeMutableRawPointer,
-        payloadLength: Int, to remote: IPv4Address, port: UInt16 = 0, segmentSize: UInt16 = 0
+        payloadLength: Int, to remote: UnderlayAddress, port: UInt16 = 0, segmentSize: UInt16 = 0
     ) {
         unsafe iovecs[2 * index] = iovec(iov_base: header, iov_len: headerLength)
         unsafe iovecs[2 * index + 1] = iovec(iov_base: payload, iov_len: payloadLength)
-        unsafe addresses[index] = SocketAddressIPv4.make(remote, port: port)
+        unsafe messages[index].msg_hdr.msg_namelen = unsafe SocketAddress.store(remote, port: port, into: addresses + index)
         unsafe messages[index].msg_hdr.msg_iovlen = 2
-        unsafe messages[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
         if segmentSize > 0 {
             let slot = unsafe control + index * Int(CVX_TUNNEL_CONTROL_SPACE)
             unsafe messages[index].msg_hdr.msg_control = slot
@@ -732,9 +731,9 @@ final class DatagramVectors {
         unsafe UnsafeMutableRawPointer(messages + index).assumingMemoryBound(to: msghdr.self)
     }
 
-    /// The sender of received message `index`.
-    func sender(_ index: Int) -> IPv4Address {
-        SocketAddressIPv4.address(of: unsafe addresses[index])
+    /// The sender of received message `index` (`.any` when the name is of neither family).
+    func sender(_ index: Int) -> UnderlayAddress {
+        unsafe SocketAddress.load(from: addresses + index)?.address ?? .any
     }
 }
 #endif

@@ -34,7 +34,7 @@ public struct TransmittedFrame: Sendable, Equatable {
     /// Header + payload, concatenated.
     public var bytes: [UInt8]
     /// `FrameTransmit.remote` (the underlay destination for senders, `.any` for TAPs).
-    public var remote: IPv4Address
+    public var remote: UnderlayAddress
     /// `FrameTransmit.remotePort` for a `.udpSender`, 0 otherwise.
     public var remotePort: UInt16
     /// For a `.udpSender`: which GSO send this datagram was cut from (numbered per engine from 1), and 0 for a
@@ -46,7 +46,7 @@ public struct TransmittedFrame: Sendable, Equatable {
     ///   - remote: the underlay destination.
     ///   - remotePort: the UDP destination port (`.udpSender` only).
     ///   - send: the GSO send it came from (0: none).
-    public init(bytes: [UInt8], remote: IPv4Address, remotePort: UInt16 = 0, send: Int = 0) {
+    public init(bytes: [UInt8], remote: UnderlayAddress, remotePort: UInt16 = 0, send: Int = 0) {
         self.bytes = bytes
         self.remote = remote
         self.remotePort = remotePort
@@ -60,7 +60,7 @@ public final class MemoryWire: EngineWaker {
     struct Injected {
         var handle: PortHandle  // the port it arrives on
         var bytes: [UInt8]  // the frame
-        var remote: IPv4Address  // reported as ReceivedFrame.remote
+        var remote: UnderlayAddress  // reported as ReceivedFrame.remote
         var segmentSize: UInt32  // reported as ReceivedFrame.segmentSize (a GRO read)
     }
 
@@ -90,7 +90,7 @@ public final class MemoryWire: EngineWaker {
     /// - Returns: false (and queues nothing) when `handle` is not registered.
     @discardableResult
     public func inject(
-        _ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0
+        _ bytes: [UInt8], into handle: PortHandle, remote: UnderlayAddress = .any, segmentSize: UInt32 = 0
     ) -> Bool {
         let queued = state.withLock { state -> Bool in
             guard state.ports[handle] != nil, state.failures[handle] == nil else { return false }
@@ -220,7 +220,7 @@ public final class MemoryEngine: PacketEngine {
     /// Queues a frame as if received; see `MemoryWire.inject`.
     @discardableResult
     public func inject(
-        _ bytes: [UInt8], into handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0
+        _ bytes: [UInt8], into handle: PortHandle, remote: UnderlayAddress = .any, segmentSize: UInt32 = 0
     ) -> Bool {
         waker.inject(bytes, into: handle, remote: remote, segmentSize: segmentSize)
     }

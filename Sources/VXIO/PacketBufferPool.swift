@@ -51,10 +51,11 @@ public final class PacketBufferPool {
     /// and an IP packet of at most 65,535 bytes (the IPv4 total length and IPv6 payload length are 16 bits; BIG TCP
     /// is off unless an administrator raises gso_max_size) = 65,565 bytes; read at `headroom - 12` it ends at
     /// 65,617. A GRO read from a UDP tunnel socket through io_uring is larger: at `headroom - 12` the kernel
-    /// writes its 16-byte io_uring_recvmsg_out, a sockaddr_in (16), the control data (`CVX_TUNNEL_CONTROL_SPACE`,
-    /// 48) and up to 65,507 bytes of datagrams (an IPv4 UDP payload), ending at 65,703. 64 KiB + 192 is the next
-    /// multiple of 64; with less, a GRO read of 44 datagrams of 1,488 bytes (65,472) did not fit and was dropped.
-    public static let defaultLargeBufferSize = 65_536 + 192
+    /// writes its 16-byte io_uring_recvmsg_out, room for a sockaddr_in6 (`CVX_URING_RECVMSG_NAME_SPACE`, 32), the
+    /// control data (`CVX_TUNNEL_CONTROL_SPACE`, 48) and up to 65,527 bytes of datagrams (an IPv6 UDP payload;
+    /// IPv4's is at most 65,507), ending at 65,675 + the cmsg alignment. 64 KiB + 256 leaves room and is a multiple
+    /// of 64; with 64 KiB + 128, a GRO read of 44 datagrams of 1,488 bytes (65,472) did not fit and was dropped.
+    public static let defaultLargeBufferSize = 65_536 + 256
 
     /// Bytes per standard buffer, headroom included.
     public let bufferSize: Int

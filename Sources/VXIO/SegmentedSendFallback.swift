@@ -33,12 +33,13 @@ enum SegmentedSendFallback {
     @unsafe
     static func sendEach(
         fd: Int32, header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, segmentSize: Int,
-        to remote: IPv4Address, port: UInt16
+        to remote: UnderlayAddress, port: UInt16
     ) -> TransmitReport {
         var report = TransmitReport()
         let total = header.count + payload.count
         guard segmentSize > 0, total > 0 else { return report }
-        var address = SocketAddressIPv4.make(remote, port: port)
+        var address = sockaddr_in6()
+        let addressLength = unsafe SocketAddress.store(remote, port: port, into: &address)
         var vectors = unsafe (iovec(), iovec())
         var start = 0
         // Bounded: `start` grows by `segmentSize` (> 0) per pass.
@@ -68,7 +69,7 @@ enum SegmentedSendFallback {
                     try unsafe withUnsafeMutablePointer(to: &vectors) { list throws(Errno) in
                         var message = unsafe msghdr()
                         unsafe message.msg_name = UnsafeMutableRawPointer(name)
-                        unsafe message.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+                        unsafe message.msg_namelen = addressLength
                         unsafe message.msg_iov = UnsafeMutableRawPointer(list).assumingMemoryBound(to: iovec.self)
                         unsafe message.msg_iovlen = count
                         return try Syscall.retrying { Int(unsafe sendmsg(fd, &message, Int32(MSG_DONTWAIT))) }

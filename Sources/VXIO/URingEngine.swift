@@ -138,7 +138,7 @@ public final class URingEngine: PacketEngine {
     /// 2 iovecs per frame: header slot, payload.
     private let transmitIOVecs: UnsafeMutablePointer<iovec>
     private let transmitMessages: UnsafeMutablePointer<msghdr>
-    private let transmitAddresses: UnsafeMutablePointer<sockaddr_in>
+    private let transmitAddresses: UnsafeMutablePointer<sockaddr_in6>
     /// One UDP_SEGMENT cmsg per slot (`CVX_UDP_SEGMENT_CONTROL_SPACE` bytes each).
     private let transmitControl: UnsafeMutableRawPointer
     /// Per slot: the sender descriptor and segment size of a UDP GSO send, for the fallback when the kernel
@@ -246,10 +246,11 @@ public final class URingEngine: PacketEngine {
         unsafe self.cqeBatch = .allocate(capacity: Self.harvestChunk)
         unsafe self.receiveMessage = .allocate(capacity: 1)
         unsafe receiveMessage.initialize(to: msghdr())
+        // Raw GRE is IPv4 only: a sockaddr_in is the whole name, and the smaller prefix keeps `DaemonOptions.maxMTU`.
         unsafe receiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
         unsafe self.tunnelReceiveMessage = .allocate(capacity: 1)
         unsafe tunnelReceiveMessage.initialize(to: msghdr())
-        unsafe tunnelReceiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        unsafe tunnelReceiveMessage.pointee.msg_namelen = socklen_t(CVX_URING_RECVMSG_NAME_SPACE)
         // Only the length matters: with buffer select the kernel writes the cmsgs into the picked buffer. Room for
         // both messages the socket asks for: once it has dropped anything, SO_RXQ_OVFL comes first on every
         // datagram, and with room for one only UDP_GRO was cut off (MSG_CTRUNC), so GRO reads lost their segment
@@ -262,7 +263,7 @@ public final class URingEngine: PacketEngine {
         unsafe self.transmitMessages = .allocate(capacity: transmitCapacity)
         unsafe transmitMessages.initialize(repeating: msghdr(), count: transmitCapacity)
         unsafe self.transmitAddresses = .allocate(capacity: transmitCapacity)
-        unsafe transmitAddresses.initialize(repeating: sockaddr_in(), count: transmitCapacity)
+        unsafe transmitAddresses.initialize(repeating: sockaddr_in6(), count: transmitCapacity)
         unsafe self.transmitControl = .allocate(
             byteCount: transmitCapacity * Int(CVX_UDP_SEGMENT_CONTROL_SPACE), alignment: 8)
         self.transmitGSOSlots = Array(repeating: (fd: -1, segmentSize: 0), count: transmitCapacity)
@@ -717,11 +718,14 @@ public final class URingEngine: PacketEngine {
             let start = unsafe pool.unsafeAddress(of: buffer) + readOffset
             var payloadOffset: UInt32 = 0
             var payloadLength: UInt32 = 0
-            var sender: UInt32 = 0
+            var sender: (UInt64, UInt64) = (0, 0)  // 16 bytes, network order
             var segmentSize: UInt32 = 0
             let message = unsafe port.kind == .udpTunnel ? tunnelReceiveMessage : receiveMessage
-            let parsed = unsafe cvx_uring_recvmsg_parse(
-                start, length, message, &payloadOffset, &payloadLength, &sender, &segmentSize)
+            let parsed = unsafe withUnsafeMutableBytes(of: &sender) { senderBytes in
+                unsafe cvx_uring_recvmsg_parse(
+                    start, length, message, &payloadOffset, &payloadLength,
+                    senderBytes.baseAddress!.assumingMemoryBound(to: UInt8.self), &segmentSize)
+            }
             guard parsed == 0 else {
                 stats.truncatedDrops &+= 1
                 return nil
@@ -729,7 +733,8 @@ public final class URingEngine: PacketEngine {
             ledger.handOut(buffer)
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(readOffset) + payloadOffset,
-                length: payloadLength, remote: IPv4Address(value: UInt32(bigEndian: sender)),
+                length: payloadLength,
+                remote: UnderlayAddress(IPv6Address(high: UInt64(bigEndian: sender.0), low: UInt64(bigEndian: sender.1))),
                 segmentSize: segmentSize < payloadLength ? segmentSize : 0)
         case .tap(let virtio):
             // With a virtio header the read started 12 bytes before the headroom (the large ring's offset).
@@ -783,17 +788,16 @@ public final class URingEngine: PacketEngine {
             unsafe io_uring_prep_writev(sqe, port.fd, vectors, UInt32(count), 0)
         } else {
             let address = unsafe transmitAddresses + slot
-            unsafe address.pointee = sockaddr_in()
-            unsafe address.pointee.sin_family = sa_family_t(AF_INET)
-            unsafe address.pointee.sin_addr.s_addr = frame.remote.value.bigEndian
+            // The UDP port only matters to UDP senders; raw sends are addressed by IP alone (port 0).
+            let addressLength = unsafe SocketAddress.store(
+                frame.remote, port: port.kind == .udpSender ? frame.remotePort : 0, into: address)
             let message = unsafe transmitMessages + slot
             unsafe message.pointee = msghdr()
             unsafe message.pointee.msg_name = UnsafeMutableRawPointer(address)
-            unsafe message.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            unsafe message.pointee.msg_namelen = addressLength
             unsafe message.pointee.msg_iov = vectors
             unsafe message.pointee.msg_iovlen = count
             if port.kind == .udpSender {
-                unsafe address.pointee.sin_port = frame.remotePort.bigEndian
                 if frame.segmentSize > 0 {
                     // Stable until the CQE like the rest of the slot: the kernel reads the cmsg when it issues.
                     let control = unsafe transmitControl + slot * Int(CVX_UDP_SEGMENT_CONTROL_SPACE)
@@ -823,10 +827,10 @@ public final class URingEngine: PacketEngine {
             ? UnsafeRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len)
             : UnsafeRawBufferPointer(start: nil, count: 0)
         let payload = unsafe UnsafeRawBufferPointer(start: vectors[count - 1].iov_base, count: vectors[count - 1].iov_len)
-        let address = unsafe transmitAddresses[slot]
+        let destination = unsafe SocketAddress.load(from: transmitAddresses + slot)
         let report = unsafe SegmentedSendFallback.sendEach(
             fd: gso.fd, header: header, payload: payload, segmentSize: gso.segmentSize,
-            to: SocketAddressIPv4.address(of: address), port: UInt16(bigEndian: address.sin_port))
+            to: destination?.address ?? .any, port: destination?.port ?? 0)
         transmitReport.merge(report)
     }
 

@@ -9,6 +9,10 @@
 // checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
 // `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).
 //
+// Over an IPv6 underlay only the VXLAN socket path exists: the kernel builds IPv6 + UDP (and the UDP checksum,
+// which IPv6 requires), the worker writes the VXLAN header from the template's VNI, and `write` is never called
+// (it has no outer IPv6 header to write; it traps).
+//
 // Locking: a template is an immutable value; the control plane builds a new one when a tunnel changes and
 // workers read whichever copy they hold.
 
@@ -35,6 +39,8 @@ public struct EncapTemplate: Hashable, Sendable {
     public static let greKeyedIPv4Size = 28
     /// Outer IPv4 + GRE without key, in bytes.
     public static let greIPv4Size = 24
+    /// Outer IPv6 + UDP + VXLAN, in bytes (what the kernel and the worker put on the wire for an IPv6 peer).
+    public static let vxlanIPv6Size = 56
     /// The largest `headerLength` of any template: the headroom a receive buffer needs.
     public static let maximumSize = vxlanIPv4Size
     /// Outer TTL.
@@ -45,16 +51,17 @@ public struct EncapTemplate: Hashable, Sendable {
     /// The tunnel's encapsulation.
     public let encapsulation: TunnelEncapsulation
     /// Outer source address.
-    public let local: IPv4Address
-    /// Outer destination address.
-    public let remote: IPv4Address
+    public let local: UnderlayAddress
+    /// Outer destination address (the same family as `local`).
+    public let remote: UnderlayAddress
     /// The VNI carried (in the VXLAN header, or in the GRE key by `greKeyLayout`).
     public let vni: VNI
     /// How the VNI is put in the GRE key; ignored for VXLAN.
     public let greKeyLayout: GREKeyLayout
     /// UDP destination port; ignored for GRE.
     public let udpDestinationPort: UInt16
-    /// Bytes this template writes: 36, 28 or 24.
+    /// Bytes of outer headers before the inner frame: 36, 28 or 24 over IPv4 (what `write` writes), 56 for VXLAN
+    /// over IPv6.
     public let headerLength: Int
 
     // The header as it appears on the wire, as five little-endian words: storing each with `.littleEndian`
@@ -70,16 +77,19 @@ public struct EncapTemplate: Hashable, Sendable {
 
     /// Builds the template. Not for the hot path (it allocates once).
     /// - Parameters:
-    ///   - encapsulation: VXLAN or GRE.
+    ///   - encapsulation: VXLAN or GRE; GRE needs IPv4 addresses (traps otherwise: the control plane refuses GRE
+    ///     peers on an IPv6 underlay).
     ///   - local: outer source address.
-    ///   - remote: outer destination address.
+    ///   - remote: outer destination address, of `local`'s family (traps otherwise).
     ///   - vni: the tunnel's VNI.
     ///   - greKeyLayout: key layout for GRE; default `.vni`.
     ///   - udpDestinationPort: VXLAN UDP port; default 4789.
     public init(
-        encapsulation: TunnelEncapsulation, local: IPv4Address, remote: IPv4Address, vni: VNI,
+        encapsulation: TunnelEncapsulation, local: UnderlayAddress, remote: UnderlayAddress, vni: VNI,
         greKeyLayout: GREKeyLayout = .vni, udpDestinationPort: UInt16 = VXLANHeader.udpPort
     ) {
+        precondition(local.isIPv4 == remote.isIPv4, "EncapTemplate: local and remote of different families")
+        precondition(local.isIPv4 || encapsulation == .vxlan, "EncapTemplate: GRE needs an IPv4 underlay")
         self.encapsulation = encapsulation
         self.local = local
         self.remote = remote
@@ -92,13 +102,13 @@ public struct EncapTemplate: Hashable, Sendable {
         case .vxlan: length = EncapTemplate.vxlanIPv4Size
         case .gre: length = IPv4Header.minimumSize + gre.length
         }
-        headerLength = length
+        headerLength = local.isIPv4 ? length : EncapTemplate.vxlanIPv6Size
         var storage = [UInt8](repeating: 0, count: 40)
         var span = storage.mutableSpan
         var bytes = MutableRawSpan(_elements: &span)
         let ip = IPv4Header(
             totalLength: 0, timeToLive: EncapTemplate.timeToLive, protocol: encapsulation == .vxlan ? .udp : .gre,
-            source: local, destination: remote)
+            source: local.ipv4 ?? .any, destination: remote.ipv4 ?? .any)
         ip.write(into: &bytes)
         switch encapsulation {
         case .vxlan:
@@ -125,6 +135,7 @@ public struct EncapTemplate: Hashable, Sendable {
     /// Writes the outer header for one packet.
     /// - Parameters:
     ///   - bytes: destination; must hold `headerLength` bytes from `offset` (traps otherwise: a caller bug).
+    ///     The template must be an IPv4 one (traps otherwise: IPv6 peers are reached through UDP sockets only).
     ///   - offset: where the outer IPv4 header starts; the inner frame follows at `offset + headerLength`.
     ///   - innerLength: the inner Ethernet frame's length; `headerLength + innerLength` must fit in 65535.
     ///   - flowHash: the inner frame's `FlowHash`; picks the VXLAN UDP source port.
@@ -134,6 +145,7 @@ public struct EncapTemplate: Hashable, Sendable {
         let totalLength = headerLength &+ innerLength
         precondition(innerLength >= 0 && totalLength <= 0xFFFF, "EncapTemplate: inner frame too long")
         precondition(offset >= 0 && bytes.byteCount &- offset >= headerLength, "EncapTemplate: destination too short")
+        precondition(headerLength != EncapTemplate.vxlanIPv6Size, "EncapTemplate: no outer header to write over IPv6")
         let total16 = UInt16(truncatingIfNeeded: totalLength)
         let checksum = ~InternetChecksum.combine(checksumBase, total16)
         // Safe: the precondition above proves [offset, offset + headerLength) is inside `bytes`, and every store

@@ -143,7 +143,7 @@ struct AddPeer: ParsableCommand {
         abstract: "Add a tunnel peer on a VNI (or a VNI to an existing peer)."
     )
 
-    @Argument(help: "The peer's IPv4 underlay address.")
+    @Argument(help: "The peer's underlay address: IPv4, or IPv6 when this switch's --local is IPv6.")
     var ip: String
 
     @Option(name: .long, help: "The VNI (0-16777215).")
@@ -183,7 +183,7 @@ struct DeletePeer: ParsableCommand {
         abstract: "Remove a peer, or one VNI from it."
     )
 
-    @Argument(help: "The peer's IPv4 underlay address.")
+    @Argument(help: "The peer's underlay address: IPv4, or IPv6 when this switch's --local is IPv6.")
     var ip: String
 
     @Option(name: .long, help: "Remove only this VNI from the peer.")

@@ -29,7 +29,11 @@ struct VXSwitchd: ParsableCommand {
         case auto, uring, epoll
     }
 
-    @Option(name: .long, help: ArgumentHelp("This host's VTEP address (IPv4): the source of tunnel packets.", valueName: "ip"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "This host's VTEP address (IPv4, or IPv6 for VXLAN over IPv6): the source of tunnel packets.",
+            valueName: "ip"))
     var local: String
 
     @Option(name: .long, help: ArgumentHelp("The control socket path.", valueName: "path"))
@@ -119,8 +123,8 @@ struct VXSwitchd: ParsableCommand {
     }
 
     mutating func validate() throws {
-        guard let address = IPv4Address(local), address.isUnicast else {
-            throw ValidationError("--local must be this host's unicast IPv4 address, not \"\(local)\"")
+        guard let address = UnderlayAddress(local), address.isUnicast else {
+            throw ValidationError("--local must be this host's unicast IPv4 or IPv6 address, not \"\(local)\"")
         }
         guard (1...65_535).contains(udpPort) else { throw ValidationError("--udp-port must be 1-65535, not \(udpPort)") }
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -147,6 +151,11 @@ struct VXSwitchd: ParsableCommand {
             }
             return
         }
+        guard address.isIPv4 else {
+            throw ValidationError(
+                "--underlay-tap needs an IPv4 --local (the underlay TAP carries VXLAN over IPv4 only), not \(address); "
+                    + "run without --underlay-tap for VXLAN over IPv6")
+        }
         do throws(ControlError) {
             _ = try InterfaceName(validating: underlayTap)
         } catch {
@@ -168,7 +177,7 @@ struct VXSwitchd: ParsableCommand {
         }
         if let underlayGateway {
             // The same rule as the neighbour table's (UnderlayNeighbors.init), which traps on anything else.
-            guard let gateway = IPv4Address(underlayGateway), gateway.isUnicast, gateway != address else {
+            guard let gateway = IPv4Address(underlayGateway), gateway.isUnicast, UnderlayAddress(gateway) != address else {
                 throw ValidationError("--underlay-gateway must be a unicast IPv4 address, not \"\(underlayGateway)\"")
             }
         }
@@ -187,7 +196,7 @@ struct VXSwitchd: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "vxswitchd")
-        var options = DaemonOptions(local: IPv4Address(local)!)
+        var options = DaemonOptions(local: UnderlayAddress(local)!)
         options.udpPort = UInt16(udpPort)
         options.tableCapacity = tableSize
         options.agingSeconds = agingSeconds
@@ -196,7 +205,7 @@ struct VXSwitchd: ParsableCommand {
         options.dockerSocket = dockerSocket
         if let underlayTap {
             options.underlay = UnderlayOptions(
-                tapName: underlayTap, mac: underlayMAC.flatMap { MACAddress($0) }, local: options.local,
+                tapName: underlayTap, mac: underlayMAC.flatMap { MACAddress($0) }, local: options.underlayTAPAddress,
                 prefixLength: underlayPrefixLength ?? 24, gateway: underlayGateway.flatMap { IPv4Address($0) },
                 bridge: underlayBridge)
         }

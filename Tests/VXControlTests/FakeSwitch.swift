@@ -8,7 +8,7 @@ import VXPacket
 final class FakeSwitch: ControlService, NetworkControlService {
     private struct State {
         var ports: [InterfaceName: PortInfo] = [:]
-        var peers: [IPv4Address: PeerInfo] = [:]
+        var peers: [UnderlayAddress: PeerInfo] = [:]
         var nextIfindex = 10
         var networks: [String: NetworkCreateParams] = [:]
         var attachments: [AttachmentInfo] = []  // in the order they were made
@@ -102,7 +102,7 @@ final class FakeSwitch: ControlService, NetworkControlService {
     func fdb(_ params: FDBParams) async throws(ControlError) -> FDBResult {
         let all = [
             FDBEntry(vni: VNI(100)!, mac: MACAddress("02:00:00:00:00:01")!, destination: .port(name("tap0")), age: 3),
-            FDBEntry(vni: VNI(200)!, mac: MACAddress("02:00:00:00:00:02")!, destination: .peer(ip("192.0.2.2")), age: 9),
+            FDBEntry(vni: VNI(200)!, mac: MACAddress("02:00:00:00:00:02")!, destination: .peer(vtep("192.0.2.2")), age: 9),
         ]
         return FDBResult(entries: all.filter { params.vni == nil || $0.vni == params.vni })
     }

@@ -14,6 +14,7 @@ func decoded<T: Decodable>(_ type: T.Type, _ json: String) throws(ControlError) 
 func name(_ text: String) -> InterfaceName { try! InterfaceName(validating: text) }
 func vni(_ value: Int) -> VNI { VNI(value)! }
 func ip(_ text: String) -> IPv4Address { IPv4Address(text)! }
+func vtep(_ text: String) -> UnderlayAddress { UnderlayAddress(text)! }
 func mac(_ text: String) -> MACAddress { MACAddress(text)! }
 
 /// Every params and result type, encoded byte for byte and decoded back.
@@ -33,21 +34,21 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
     }
 
     @Test func addPeerParamsDefaultToVXLANAndGREKeyVNI() throws {
-        let vxlan = AddPeerParams(ip: ip("192.0.2.2"), vni: vni(100))
+        let vxlan = AddPeerParams(ip: vtep("192.0.2.2"), vni: vni(100))
         #expect(try encoded(vxlan) == #"{"encap":"vxlan","ip":"192.0.2.2","vni":100}"#)
         #expect(try decoded(AddPeerParams.self, #"{"ip":"192.0.2.2","vni":100}"#) == vxlan)
 
-        let gre = AddPeerParams(ip: ip("192.0.2.3"), vni: vni(7), encapsulation: .gre(key: .vni))
+        let gre = AddPeerParams(ip: vtep("192.0.2.3"), vni: vni(7), encapsulation: .gre(key: .vni))
         #expect(try decoded(AddPeerParams.self, #"{"ip":"192.0.2.3","vni":7,"encap":"gre"}"#) == gre)
         #expect(try encoded(gre) == #"{"encap":"gre","greKey":"vni","ip":"192.0.2.3","vni":7}"#)
 
-        let nvgre = AddPeerParams(ip: ip("192.0.2.3"), vni: vni(7), encapsulation: .gre(key: .nvgre))
+        let nvgre = AddPeerParams(ip: vtep("192.0.2.3"), vni: vni(7), encapsulation: .gre(key: .nvgre))
         #expect(try decoded(AddPeerParams.self, #"{"ip":"192.0.2.3","vni":7,"encap":"gre","greKey":"nvgre"}"#) == nvgre)
     }
 
     @Test func deletePeerParams() throws {
-        #expect(try encoded(DeletePeerParams(ip: ip("192.0.2.2"))) == #"{"ip":"192.0.2.2"}"#)
-        let one = DeletePeerParams(ip: ip("192.0.2.2"), vni: vni(0))
+        #expect(try encoded(DeletePeerParams(ip: vtep("192.0.2.2"))) == #"{"ip":"192.0.2.2"}"#)
+        let one = DeletePeerParams(ip: vtep("192.0.2.2"), vni: vni(0))
         #expect(try encoded(one) == #"{"ip":"192.0.2.2","vni":0}"#)
         #expect(try decoded(DeletePeerParams.self, #"{"ip":"192.0.2.2","vni":0}"#) == one)
     }
@@ -65,10 +66,10 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
     static let show = ShowResult(
         ports: [PortInfo(name: name("tap0"), vni: vni(100), mtu: 1450, ifindex: 7)],
         peers: [
-            PeerInfo(ip: ip("192.0.2.2"), encapsulation: .vxlan, vnis: [vni(100), vni(200)]),
-            PeerInfo(ip: ip("192.0.2.3"), encapsulation: .gre(key: .nvgre), vnis: [vni(100)]),
+            PeerInfo(ip: vtep("192.0.2.2"), encapsulation: .vxlan, vnis: [vni(100), vni(200)]),
+            PeerInfo(ip: vtep("192.0.2.3"), encapsulation: .gre(key: .nvgre), vnis: [vni(100)]),
         ],
-        vnis: [VNIInfo(vni: vni(100), ports: [name("tap0")], peers: [ip("192.0.2.2"), ip("192.0.2.3")])]
+        vnis: [VNIInfo(vni: vni(100), ports: [name("tap0")], peers: [vtep("192.0.2.2"), vtep("192.0.2.3")])]
     )
 
     @Test func showResult() throws {
@@ -123,7 +124,7 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
         let result = FDBResult(entries: [
             FDBEntry(vni: vni(100), mac: mac("02:00:00:00:00:01"), destination: .port(name("tap0")), age: 12),
             FDBEntry(
-                vni: vni(100), mac: mac("02:00:00:00:00:02"), destination: .peer(ip("192.0.2.2")), age: 0,
+                vni: vni(100), mac: mac("02:00:00:00:00:02"), destination: .peer(vtep("192.0.2.2")), age: 0,
                 isStatic: true
             ),
         ])
@@ -143,7 +144,7 @@ func mac(_ text: String) -> MACAddress { MACAddress(text)! }
                                               drops: ["no-fdb-entry": 2])
                 )
             ],
-            peers: [PeerStats(ip: ip("192.0.2.2"), counters: TrafficCounters(rxFrames: UInt64.max))],
+            peers: [PeerStats(ip: vtep("192.0.2.2"), counters: TrafficCounters(rxFrames: UInt64.max))],
             drops: ["bad-vxlan-header": 3]
         )
         let json =

@@ -96,7 +96,7 @@ import VXPacket
     @Test func fdbRendersLikeBridgeFdb() {
         let result = FDBResult(entries: [
             FDBEntry(vni: vni(100), mac: mac("02:00:00:00:00:01"), destination: .port(name("tap0")), age: 12),
-            FDBEntry(vni: vni(16_777_215), mac: mac("02:00:00:00:00:02"), destination: .peer(ip("192.0.2.2")), age: 0,
+            FDBEntry(vni: vni(16_777_215), mac: mac("02:00:00:00:00:02"), destination: .peer(vtep("192.0.2.2")), age: 0,
                      isStatic: true),
         ])
         #expect(
@@ -116,7 +116,7 @@ import VXPacket
                                                                         txBytes: 500, drops: ["no-fdb-entry": 2, "mtu": 0])),
                 PortStats(name: name("tap1"), counters: TrafficCounters()),
             ],
-            peers: [PeerStats(ip: ip("192.0.2.2"), counters: TrafficCounters(rxFrames: 1_000_000, rxBytes: 64_000_000))],
+            peers: [PeerStats(ip: vtep("192.0.2.2"), counters: TrafficCounters(rxFrames: 1_000_000, rxBytes: 64_000_000))],
             drops: ["unknown-peer": 3]
         )
         #expect(
@@ -201,7 +201,7 @@ import VXPacket
         #expect(ControlRendering.port(PortInfo(name: name("tap0"), vni: vni(100), mtu: 1450, ifindex: 7))
                     == "port tap0: vni 100, mtu 1450, ifindex 7\n")
         #expect(ControlRendering.port(PortInfo(name: name("mem0"), vni: vni(1), mtu: 1500)) == "port mem0: vni 1, mtu 1500\n")
-        #expect(ControlRendering.peer(PeerInfo(ip: ip("192.0.2.3"), encapsulation: .gre(key: .nvgre), vnis: [vni(1), vni(2)]))
+        #expect(ControlRendering.peer(PeerInfo(ip: vtep("192.0.2.3"), encapsulation: .gre(key: .nvgre), vnis: [vni(1), vni(2)]))
                     == "peer 192.0.2.3: gre key=nvgre, vnis 1,2\n")
     }
 

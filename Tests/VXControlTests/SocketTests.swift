@@ -97,11 +97,11 @@ private func mode(of path: String) -> mode_t? {
                                              try AddPortParams(name: name("tap0"), vni: vni(100), mtu: 9000))
             #expect(port == PortInfo(name: name("tap0"), vni: vni(100), mtu: 9000, ifindex: 11))
             _ = try await client.call(ControlMethods.AddPeer.self,
-                                      AddPeerParams(ip: ip("192.0.2.2"), vni: vni(100), encapsulation: .gre(key: .none)))
+                                      AddPeerParams(ip: vtep("192.0.2.2"), vni: vni(100), encapsulation: .gre(key: .none)))
             let show = try await client.call(ControlMethods.Show.self, EmptyParams())
             #expect(show.ports.map(\.name) == [name("tap0")])
-            #expect(show.peers == [PeerInfo(ip: ip("192.0.2.2"), encapsulation: .gre(key: .none), vnis: [vni(100)])])
-            #expect(show.vnis == [VNIInfo(vni: vni(100), ports: [name("tap0")], peers: [ip("192.0.2.2")])])
+            #expect(show.peers == [PeerInfo(ip: vtep("192.0.2.2"), encapsulation: .gre(key: .none), vnis: [vni(100)])])
+            #expect(show.vnis == [VNIInfo(vni: vni(100), ports: [name("tap0")], peers: [vtep("192.0.2.2")])])
 
             _ = try await client.call(ControlMethods.DeletePort.self, DeletePortParams(name: name("tap0")))
             #expect(try await client.call(ControlMethods.Show.self, EmptyParams()).ports.isEmpty)
@@ -145,7 +145,7 @@ private func mode(of path: String) -> mode_t? {
             #expect(text.hasPrefix(#"{"error":{"code":-32700,"message":"the line is not valid JSON"#))
             #expect(text.hasSuffix(#""id":null,"jsonrpc":"2.0"}"#))
             let fdb = try await connection.call(ControlMethods.FDB.self, FDBParams(vni: vni(200)))
-            #expect(fdb.entries.map(\.destination) == [.peer(ip("192.0.2.2"))])
+            #expect(fdb.entries.map(\.destination) == [.peer(vtep("192.0.2.2"))])
         }
     }
 

@@ -41,8 +41,19 @@ import VXControl
         Case(method: "del-port", params: "{}", message: #"missing parameter "name""#),
         Case(method: "del-port", params: #"{"name":null}"#, message: #"parameter "name" must be a string, not null"#),
         // add-peer
-        Case(method: "add-peer", params: #"{"ip":"300.1.1.1","vni":1}"#, message: #""300.1.1.1" is not an IPv4 address"#),
+        Case(
+            method: "add-peer", params: #"{"ip":"300.1.1.1","vni":1}"#,
+            message: #""300.1.1.1" is not an IPv4 or IPv6 address"#),
         Case(method: "add-peer", params: #"{"ip":"0.0.0.0","vni":1}"#, message: "0.0.0.0 cannot be a peer address"),
+        Case(
+            method: "add-peer", params: #"{"ip":"2001:db8::1::2","vni":1}"#,
+            message: #""2001:db8::1::2" is not an IPv4 or IPv6 address"#),
+        Case(
+            method: "add-peer", params: #"{"ip":"ff02::1","vni":1}"#,
+            message: "ff02::1 cannot be a peer address (IPv6 multicast, link-local or unspecified)"),
+        Case(
+            method: "add-peer", params: #"{"ip":"fe80::1%eth0","vni":1}"#,
+            message: #""fe80::1%eth0" is not an IPv4 or IPv6 address"#),
         Case(method: "add-peer", params: #"{"ip":"192.0.2.1","vni":1,"encap":"geneve"}"#,
              message: #"unknown encapsulation "geneve" (expected vxlan or gre)"#),
         Case(method: "add-peer", params: #"{"ip":"192.0.2.1","vni":1,"encap":"gre","greKey":"big"}"#,

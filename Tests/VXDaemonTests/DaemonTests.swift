@@ -67,7 +67,7 @@ final class FakeHost: SwitchHost {
     }
 
     /// Worker k's VXLAN socket is fd 10 + 10k and its sender 12 + 10k; worker 0 alone has GRE (fd 11).
-    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
+    func openTunnels(local: UnderlayAddress, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
         tunnelWorkers.withLock { $0.append(worker) }
         let base = Int32(10 * worker)
         var sockets = [OwnedDescriptor(fd: 10 + base, kind: .udpTunnel) {}]
@@ -78,7 +78,7 @@ final class FakeHost: SwitchHost {
 }
 
 final class InProcessSwitch {
-    static let local = IPv4Address(192, 0, 2, 11)
+    static let local = UnderlayAddress(192, 0, 2, 11)
     let host = FakeHost()
     let daemon: SwitchDaemon<MemoryEngine>
     let dispatcher: ControlDispatcher
@@ -191,8 +191,8 @@ struct DaemonTests {
         #expect(sent.count == 1)
         let packet = sent[0].bytes
         let decap = try TunnelDecap.vxlanIPv4(packet.span.bytes).get()
-        #expect(decap.vni == VNI(42)! && decap.ipv4.source == InProcessSwitch.local)
-        #expect(sent[0].remote == IPv4Address(192, 0, 2, 12))
+        #expect(decap.vni == VNI(42)! && decap.ipv4.source == InProcessSwitch.local.ipv4)
+        #expect(sent[0].remote == UnderlayAddress(192, 0, 2, 12))
     }
 
     @Test("fdb lists a MAC learnt from the tunnel behind the peer and one learnt on a port behind the port")
@@ -202,7 +202,7 @@ struct DaemonTests {
         _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
         let fromPeer = PacketBuilder.vxlanDatagram(
             vni: VNI(42)!, inner: arpRequest(from: containerB, IPv4Address(10, 0, 0, 2), to: IPv4Address(10, 0, 0, 1)))
-        #expect(sw.daemon.engine.inject(fromPeer, into: sw.tunnelHandle, remote: IPv4Address(192, 0, 2, 12)))
+        #expect(sw.daemon.engine.inject(fromPeer, into: sw.tunnelHandle, remote: UnderlayAddress(192, 0, 2, 12)))
         let delivered = try await sw.eventually { sw.daemon.engine.drainTransmitted(from: try! sw.handle(ofPort: "tap1")) }
         #expect(delivered.count == 1)
         let reply = PacketBuilder.arpReply(

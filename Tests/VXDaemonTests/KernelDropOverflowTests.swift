@@ -27,7 +27,7 @@ struct OverflowingSocket: ~Copyable {
 
     init() throws {
         // The smallest buffer the kernel allows (it raises 1 KiB to SOCK_MIN_RCVBUF): about ten datagrams.
-        socket = try TunnelSockets.openUDP(local: IPv4Address(127, 0, 0, 1), port: 0, bufferBytes: 1024)
+        socket = try TunnelSockets.openUDP(local: UnderlayAddress(127, 0, 0, 1), port: 0, bufferBytes: 1024)
     }
 
     /// Sends `count` datagrams (the burst by default) from a separate socket. - Returns: how many sends succeeded.
@@ -56,7 +56,7 @@ final class RealTunnelHost: SwitchHost {
         try fake.createPort(name: name, mtu: mtu, persistent: persistent, queues: queues)
     }
 
-    func openTunnels(local: IPv4Address, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
+    func openTunnels(local: UnderlayAddress, udpPort: UInt16, worker: Int) throws(ControlError) -> [OwnedDescriptor] {
         var sockets = try fake.openTunnels(local: local, udpPort: udpPort, worker: worker)
         sockets[0] = OwnedDescriptor(fd: tunnelFD, kind: .udpTunnel) {}
         return sockets

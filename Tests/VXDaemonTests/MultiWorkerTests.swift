@@ -14,7 +14,7 @@ import VXTestSupport
 
 @Suite("vxswitchd with two workers")
 struct MultiWorkerTests {
-    static let peer = IPv4Address(192, 0, 2, 12)
+    static let peer = UnderlayAddress(192, 0, 2, 12)
 
     @Test("each worker gets its own TAP queue, VXLAN socket and sender; only worker 0 receives GRE")
     func everyWorkerHasItsOwnDescriptors() async throws {

@@ -66,7 +66,7 @@ struct WorkerPoolShareTests {
         let sw = try InProcessSwitch(workers: 2, standardBuffers: Self.floor.standard, largeBuffers: Self.floor.large)
         _ = try await sw.result("add-port", #"{"name":"tap1","vni":42}"#)
         _ = try await sw.result("add-port", #"{"name":"tap2","vni":42}"#)
-        let peer = IPv4Address(192, 0, 2, 12)
+        let peer = UnderlayAddress(192, 0, 2, 12)
         _ = try await sw.result("add-peer", #"{"ip":"192.0.2.12","vni":42}"#)
         let batch = DataplaneWorker<MemoryEngine>.defaultBatchSize
 

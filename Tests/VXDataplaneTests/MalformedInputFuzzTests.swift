@@ -319,7 +319,7 @@ struct MalformedInputFuzzTests {
             seeds.append((
                 "gre-checksum-sequence", harness.tunnelHandle,
                 PacketBuilder.greIPv4(
-                    source: Harness.peerAddress, destination: Harness.local, key: key, sequenceNumber: 7,
+                    source: Harness.peerAddress.ipv4!, destination: Harness.local.ipv4!, key: key, sequenceNumber: 7,
                     checksum: true, inner: tcp)))
         }
         for (name, handle, bytes) in seeds {

@@ -32,7 +32,7 @@ final class ReplayEngine: PacketEngine {
     let waker = NullWaker()
     private var kinds: [PortKind] = []
     /// The frames, in delivery order: the port, the bytes, the tunnel sender, the GRO segment size.
-    private var script: [(handle: PortHandle, bytes: [UInt8], remote: IPv4Address, segmentSize: UInt32)] = []
+    private var script: [(handle: PortHandle, bytes: [UInt8], remote: UnderlayAddress, segmentSize: UInt32)] = []
     /// The next script entry `receive` delivers.
     var position = 0
     /// Frames `receive` may still deliver before it reports a timeout.
@@ -57,7 +57,7 @@ final class ReplayEngine: PacketEngine {
     func unregister(_ handle: PortHandle) {}
 
     /// Adds a frame to the script (setup only: this allocates).
-    func stage(_ bytes: [UInt8], on handle: PortHandle, remote: IPv4Address = .any, segmentSize: UInt32 = 0) {
+    func stage(_ bytes: [UInt8], on handle: PortHandle, remote: UnderlayAddress = .any, segmentSize: UInt32 = 0) {
         script.append((handle, bytes, remote, segmentSize))
     }
 

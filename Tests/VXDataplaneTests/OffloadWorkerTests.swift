@@ -13,8 +13,8 @@ import VXTestSupport
 
 /// One VNI (42) with ports p0 (virtio), p1 (virtio), p2 (plain TAP) and one VXLAN peer.
 final class OffloadHarness {
-    static let local = IPv4Address(192, 0, 2, 1)
-    static let peerAddress = IPv4Address(192, 0, 2, 2)
+    static let local = UnderlayAddress(192, 0, 2, 1)
+    static let peerAddress = UnderlayAddress(192, 0, 2, 2)
     static let vni = VNI(42)!
     static let virtioPorts = [true, true, false]
 

@@ -27,7 +27,7 @@ struct URingFloorPoolTests {
         #expect(pool.availableLarge == Worker.scratchBufferReserve)
 
         // Without UDP_GRO every datagram is one read into one large buffer (the tunnel socket's group).
-        let receiver = try TunnelSockets.openUDP(local: IPv4Address(127, 0, 0, 1), port: 0, gro: false)
+        let receiver = try TunnelSockets.openUDP(local: UnderlayAddress(127, 0, 0, 1), port: 0, gro: false)
         let handle = try engine.register(fd: receiver.fileDescriptor.rawValue, kind: .udpTunnel)
         defer { engine.unregister(handle) }
         let batchSize = Worker.defaultBatchSize

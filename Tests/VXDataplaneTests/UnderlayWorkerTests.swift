@@ -36,7 +36,7 @@ final class UnderlayHarness {
         worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters, punt: punt)
         domain = builder.addDomain(vni: Self.vni)!
         let ports = [builder.addPort(domain: domain)!, builder.addPort(domain: domain)!]
-        peer = builder.addPeer(Self.peerAddress, to: domain)!
+        peer = builder.addPeer(UnderlayAddress(Self.peerAddress), to: domain)!
         publish(nextHop: Self.peerMAC)
         for (index, port) in ports.enumerated() {
             let kind = PortKind.tap(virtioHeader: index == 0)
@@ -48,9 +48,10 @@ final class UnderlayHarness {
     /// Publishes the switch with the peer's next hop at `nextHop` (nil: unresolved).
     func publish(nextHop: MACAddress?) {
         let template = EncapTemplate(
-            encapsulation: .vxlan, local: Self.local, remote: Self.peerAddress, vni: Self.vni, greKeyLayout: .vni)
+            encapsulation: .vxlan, local: UnderlayAddress(Self.local), remote: UnderlayAddress(Self.peerAddress),
+            vni: Self.vni, greKeyLayout: .vni)
         let tunnel = PeerTunnel(
-            peer: peer, address: Self.peerAddress, encapsulation: .vxlan, greKeyLayout: .vni, unkeyedVNI: nil,
+            peer: peer, address: UnderlayAddress(Self.peerAddress), encapsulation: .vxlan, greKeyLayout: .vni, unkeyedVNI: nil,
             templates: [domain: template], nextHopMAC: nextHop)
         publisher.publish(
             DataplaneConfig(

@@ -27,8 +27,8 @@ struct EncapCase: CustomTestStringConvertible, Sendable {
 
 /// A one-worker switch on a MemoryEngine: VNI 42 with ports p1, p2 and one peer; VNI 43 with port p3.
 final class Harness {
-    static let local = IPv4Address(192, 0, 2, 1)
-    static let peerAddress = IPv4Address(192, 0, 2, 2)
+    static let local = UnderlayAddress(192, 0, 2, 1)
+    static let peerAddress = UnderlayAddress(192, 0, 2, 2)
     static let vni = VNI(42)!
     static let otherVNI = VNI(43)!
 
@@ -87,11 +87,11 @@ final class Harness {
     }
 
     /// Injects what the tunnel socket would receive for `inner` sent by the peer in `vni`, and runs one batch.
-    func fromPeer(_ inner: [UInt8], vni: VNI = Harness.vni, from address: IPv4Address = Harness.peerAddress) throws {
+    func fromPeer(_ inner: [UInt8], vni: VNI = Harness.vni, from address: UnderlayAddress = Harness.peerAddress) throws {
         try fromPeerRaw(tunnelBytes(inner, vni: vni), from: address)
     }
 
-    func fromPeerRaw(_ bytes: [UInt8], from address: IPv4Address = Harness.peerAddress) throws {
+    func fromPeerRaw(_ bytes: [UInt8], from address: UnderlayAddress = Harness.peerAddress) throws {
         #expect(engine.inject(bytes, into: tunnelHandle, remote: address))
         try worker.runOnce(timeout: .seconds(1))
     }
@@ -103,7 +103,8 @@ final class Harness {
             return PacketBuilder.vxlanDatagram(vni: vni, inner: inner)
         case .gre:
             return PacketBuilder.greIPv4(
-                source: Harness.peerAddress, destination: Harness.local, key: encap.layout.key(for: vni), inner: inner)
+                source: Harness.peerAddress.ipv4!, destination: Harness.local.ipv4!, key: encap.layout.key(for: vni),
+                inner: inner)
         }
     }
 
@@ -121,7 +122,7 @@ final class Harness {
         switch encap.encapsulation {
         case .vxlan:
             let decap = try TunnelDecap.vxlanIPv4(packet.span.bytes).get()
-            #expect(decap.ipv4.source == Harness.local && decap.ipv4.destination == Harness.peerAddress)
+            #expect(decap.ipv4.source == Harness.local.ipv4 && decap.ipv4.destination == Harness.peerAddress.ipv4)
             return (decap.vni, Array(packet[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
         case .gre:
             let decap = try TunnelDecap.greIPv4(packet.span.bytes).get()
@@ -216,7 +217,7 @@ struct WorkerEncapsulationTests {
     @Test("frames from an address that is not a peer are dropped and counted", arguments: EncapCase.all)
     func unknownPeerIsCounted(encap: EncapCase) throws {
         let harness = try Harness(encap: encap)
-        try harness.fromPeer(udpFrame(from: macRemote, to: .broadcast), from: IPv4Address(192, 0, 2, 99))
+        try harness.fromPeer(udpFrame(from: macRemote, to: .broadcast), from: UnderlayAddress(192, 0, 2, 99))
         #expect(harness.sentToPort(0).isEmpty)
         #expect(harness.drops(.unattributed, DropCode(DataplaneDropReason.unknownPeer)) == 1)
     }

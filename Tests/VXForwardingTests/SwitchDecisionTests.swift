@@ -59,9 +59,9 @@ struct Fabric {
         let p3 = builder.addPort(domain: a)!
         let p4 = builder.addPort(domain: b)!
         builder.removePort(stale)
-        let x = builder.addPeer(IPv4Address(192, 0, 2, 1), to: a)!
-        _ = builder.addPeer(IPv4Address(192, 0, 2, 1), to: b)!
-        let y = builder.addPeer(IPv4Address(192, 0, 2, 2), to: a)!
+        let x = builder.addPeer(UnderlayAddress(192, 0, 2, 1), to: a)!
+        _ = builder.addPeer(UnderlayAddress(192, 0, 2, 1), to: b)!
+        let y = builder.addPeer(UnderlayAddress(192, 0, 2, 2), to: a)!
         topology = builder.build()
         domains = [.a: a, .b: b]
         roles = [

@@ -52,7 +52,7 @@ struct SwitchTopologyTests {
         var builder = TopologyBuilder()
         let a = try required(builder.addDomain(vni: vniA))
         let b = try required(builder.addDomain(vni: vniB))
-        let address = IPv4Address(192, 0, 2, 1)
+        let address = UnderlayAddress(192, 0, 2, 1)
         let x = try required(builder.addPeer(address, to: a))
         let sameAddress = builder.addPeer(address, to: b)
         #expect(sameAddress == x)
@@ -69,7 +69,7 @@ struct SwitchTopologyTests {
         #expect(leftB)
         topology = builder.build()
         #expect(topology.address(of: x) == nil)
-        let y = try required(builder.addPeer(IPv4Address(192, 0, 2, 2), to: a))
+        let y = try required(builder.addPeer(UnderlayAddress(192, 0, 2, 2), to: a))
         #expect(y.index == x.index && y.generation == x.generation &+ 1)
     }
 
@@ -79,7 +79,7 @@ struct SwitchTopologyTests {
         let b = try required(builder.addDomain(vni: vniB))
         let pa = try required(builder.addPort(domain: a))
         let pb = try required(builder.addPort(domain: b))
-        let x = try required(builder.addPeer(IPv4Address(192, 0, 2, 1), to: a))
+        let x = try required(builder.addPeer(UnderlayAddress(192, 0, 2, 1), to: a))
         let removedDomain = builder.removeDomain(vni: vniA)
         #expect(removedDomain == a)
         let topology = builder.build()
@@ -115,7 +115,7 @@ struct SwitchTopologyTests {
         let a = try required(builder.addDomain(vni: vniA))
         let p0 = try required(builder.addPort(domain: a))
         let p1 = try required(builder.addPort(domain: a))
-        let x = try required(builder.addPeer(IPv4Address(192, 0, 2, 1), to: a))
+        let x = try required(builder.addPeer(UnderlayAddress(192, 0, 2, 1), to: a))
         let topology = builder.build()
         var seen: [Destination] = []
         topology.forEachDestination(of: FloodSet(domain: a, excludedPort: p0, includePeers: true)) { seen.append($0) }

@@ -182,7 +182,7 @@ struct EpollEnginePrivilegedTests {
             let payload = [UInt8(sequence)] + Array("vxswitch raw sender".utf8)
             let (buffer, offset, length) = try stage(payload, in: engine.pool)
             let udpLength = 8 + payload.count
-            let header = ipv4Header(protocol: 17, source: loopback, destination: loopback, payloadLength: udpLength)
+            let header = ipv4Header(protocol: 17, source: loopbackIPv4, destination: loopbackIPv4, payloadLength: udpLength)
                 + [0x9C, 0x40, UInt8(receiver.localPort >> 8), UInt8(receiver.localPort & 0xFF)]  // UDP 40000 -> port
                 + [UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0x00, 0x00]  // length, checksum 0 (none, IPv4)
             #expect(header.count == 28)
@@ -208,7 +208,7 @@ struct EpollEnginePrivilegedTests {
     @Test func rawGRESocketReceivesGREFromTheRawSenderWithTheOuterHeader() throws {
         let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
         let sender = try TunnelSockets.openRawSender()
-        let gre = try TunnelSockets.openRawGRE(local: loopback)
+        let gre = try TunnelSockets.openRawGRE(local: loopbackIPv4)
         let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
         let inbound = try engine.register(fd: gre.fileDescriptor.rawValue, kind: .rawGRE)
 
@@ -216,7 +216,7 @@ struct EpollEnginePrivilegedTests {
         let inner = ethernetFrame(
             dst: .broadcast, src: MACAddress(0x02, 0, 0, 0, 0, 1), etherType: experimentalEtherType, payload: marker)
         let greHeader: [UInt8] = [0x00, 0x00, 0x65, 0x58]  // no flags, version 0, protocol 0x6558 (TEB)
-        let header = ipv4Header(protocol: 47, source: loopback, destination: loopback, payloadLength: 4 + inner.count)
+        let header = ipv4Header(protocol: 47, source: loopbackIPv4, destination: loopbackIPv4, payloadLength: 4 + inner.count)
             + greHeader
         let (buffer, offset, length) = try stage(inner, in: engine.pool)
         let tx = TxBatch(capacity: 2)

@@ -31,7 +31,7 @@ struct MemoryEngineTests {
         let engine = MemoryEngine(pool: PacketBufferPool(count: 16))
         let tap = try engine.register(fd: 100, kind: .tap(virtioHeader: false))
         let sender = try engine.register(fd: 101, kind: .rawIPv4Sender)
-        let peer = IPv4Address(198, 51, 100, 7)
+        let peer = UnderlayAddress(198, 51, 100, 7)
         let frame: [UInt8] = Array(0..<60)
         #expect(engine.inject(frame, into: tap, remote: .any))
 
@@ -63,10 +63,10 @@ struct MemoryEngineTests {
     @Test func tunnelFramesReportTheirRemote() throws {
         let engine = MemoryEngine(pool: PacketBufferPool(count: 4))
         let udp = try engine.register(fd: 7, kind: .udpTunnel)
-        engine.inject([1, 2, 3], into: udp, remote: IPv4Address(192, 0, 2, 9))
+        engine.inject([1, 2, 3], into: udp, remote: UnderlayAddress(192, 0, 2, 9))
         var rx = RxBatch(capacity: 4)
         _ = try engine.receive(into: &rx, timeout: .zero)
-        #expect(rx.frames.map(\.remote) == [IPv4Address(192, 0, 2, 9)])
+        #expect(rx.frames.map(\.remote) == [UnderlayAddress(192, 0, 2, 9)])
         engine.release(rx.frames[0].buffer)
     }
 

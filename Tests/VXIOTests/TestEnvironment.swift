@@ -129,7 +129,9 @@ func ipv4Header(protocol proto: UInt8, source: IPv4Address, destination: IPv4Add
     ]
 }
 
-let loopback = IPv4Address(127, 0, 0, 1)
+let loopback = UnderlayAddress(127, 0, 0, 1)
+let loopbackIPv4 = IPv4Address(127, 0, 0, 1)
+let loopbackIPv6 = UnderlayAddress("::1")!
 
 /// An AF_PACKET socket bound to one interface: the kernel's side of a TAP in this namespace.
 final class PacketSocket {

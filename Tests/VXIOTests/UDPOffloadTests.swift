@@ -126,6 +126,60 @@ struct UDPOffloadEngineTests {
         try checkGSO(engine)
     }
 
+    /// The same over IPv6 (::1): the sockets are AF_INET6, every send carries a sockaddr_in6, and the sender's
+    /// address comes back from the receive's name (epoll: recvmmsg; io_uring: the multishot recvmsg's name space,
+    /// parsed in C) as the same 128 bits. A GSO send arrives as one GRO frame, a lone datagram as itself.
+    func checkIPv6<Engine: PacketEngine>(_ engine: Engine) throws {
+        let pool = engine.pool
+        let sender = try TunnelSockets.openUDPSender(local: loopbackIPv6)
+        #expect(sender.localAddress == loopbackIPv6 && (49152...65535).contains(sender.localPort))
+        let senderHandle = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .udpSender)
+        let tunnel = try TunnelSockets.openUDP(local: loopbackIPv6, port: 0)
+        #expect(tunnel.localAddress == loopbackIPv6 && tunnel.localPort != 0)
+        let tunnelHandle = try engine.register(fd: tunnel.fileDescriptor.rawValue, kind: .udpTunnel)
+
+        let pieces = Self.datagrams(count: 4, size: 1200, lastSize: 77)
+        let joined = pieces.flatMap { $0 }
+        let buffer = try Self.stageLarge(joined, in: pool)
+        defer { pool.give(buffer) }
+        let tx = TxBatch(capacity: 4)
+        tx.appendSegmented(
+            target: senderHandle, remote: loopbackIPv6, remotePort: tunnel.localPort, buffer: buffer,
+            offset: UInt32(pool.headroom), length: UInt32(joined.count), segmentSize: 1200)
+        #expect(engine.transmit(tx).sent == 4)
+        var rx = RxBatch(capacity: 8)
+        try receiveUntil(engine, &rx) { $0.count >= 1 }
+        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames")
+        #expect(rx.frames[0].source == tunnelHandle)
+        #expect(rx.frames[0].remote == loopbackIPv6, "the sender, read back from an IPv6 name")
+        #expect(rx.frames[0].segmentSize == 1200)
+        #expect(bytes(of: rx.frames[0], in: engine) == joined)
+        engine.release(rx.frames[0].buffer)
+
+        let single = try stage([0x61, 0x62], in: pool)
+        defer { pool.give(single.0) }
+        tx.reset()
+        unsafe tx.append(
+            target: senderHandle, remote: loopbackIPv6, remotePort: tunnel.localPort, buffer: single.0,
+            offset: single.1, length: single.2
+        ) { unsafe writeHeader([0x08, 0, 0, 0], into: $0) }
+        #expect(engine.transmit(tx).sent == 1)
+        rx.reset()
+        try receiveUntil(engine, &rx) { $0.count >= 1 }
+        try #require(rx.count == 1)
+        #expect(rx.frames[0].remote == loopbackIPv6 && rx.frames[0].segmentSize == 0)
+        #expect(bytes(of: rx.frames[0], in: engine) == [0x08, 0, 0, 0, 0x61, 0x62])
+        engine.release(rx.frames[0].buffer)
+        engine.unregister(tunnelHandle)
+        engine.unregister(senderHandle)
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func ipv6SocketsCarryGSOSendsAndReportTheSender(_ kind: KernelEngineKind) throws {
+        guard let engine = try Self.engine(kind) else { return }
+        try checkIPv6(engine)
+    }
+
     /// After a tunnel socket has dropped anything, the kernel puts SO_RXQ_OVFL in front of every datagram's
     /// control data, before UDP_GRO. An io_uring receive that left room for one control message lost the
     /// segment size (MSG_CTRUNC), and each GRO read went on as one frame: 64-byte frames through the tunnel lost
@@ -195,7 +249,7 @@ struct UDPSenderPortTests {
     /// records their ports.
     private func openSenders(_ count: Int, ports: inout [UInt16]) throws {
         guard count > 0 else { return }
-        let sender = try TunnelSockets.openUDPSender(local: IPv4Address(127, 0, 0, 1))
+        let sender = try TunnelSockets.openUDPSender(local: UnderlayAddress(127, 0, 0, 1))
         ports.append(sender.localPort)
         try openSenders(count - 1, ports: &ports)
         withExtendedLifetime(sender) {}

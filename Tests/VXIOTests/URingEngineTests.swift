@@ -27,7 +27,7 @@ struct URingEngineTests {
 
         try #require(result.frames.count == 1)
         #expect(result.frames[0].0 == handle)
-        #expect(result.frames[0].1 == IPv4Address(127, 0, 0, 1))
+        #expect(result.frames[0].1 == UnderlayAddress(127, 0, 0, 1))
         #expect(result.frames[0].2 == payload)
     }
 
@@ -50,7 +50,7 @@ struct URingEngineTests {
         let indices = result.frames.map { Int($0.2[0]) << 8 | Int($0.2[1]) }
         #expect(indices.count == total)
         #expect(Set(indices) == Set(0..<total))
-        #expect(result.frames.allSatisfy { $0.0 == handle && $0.1 == IPv4Address(127, 0, 0, 1) && $0.2.count == 64 })
+        #expect(result.frames.allSatisfy { $0.0 == handle && $0.1 == UnderlayAddress(127, 0, 0, 1) && $0.2.count == 64 })
         #expect(result.largestBatch > 1, "every receive returned a single frame")
         #expect(engine.stats.largestReceive > 1)
     }
@@ -73,7 +73,7 @@ struct URingEngineTests {
         let batch = TxBatch(capacity: 4)
         let receiverPort = receiver.port
         batch.append(
-            target: handle, remote: IPv4Address(127, 0, 0, 1), buffer: buffer, offset: UInt32(offset),
+            target: handle, remote: UnderlayAddress(127, 0, 0, 1), buffer: buffer, offset: UInt32(offset),
             length: UInt32(payload.count)
         ) { slot in
             // IPv4 (RFC 791): version/IHL, TOS, total length, ID, flags/fragment, TTL, protocol 17, checksum
@@ -120,7 +120,7 @@ struct URingEngineTests {
         let buffer = try #require(engine.pool.take())
         defer { engine.pool.give(buffer) }  // taken from the pool, not received: it goes back to the pool
         let tx = TxBatch(capacity: 1)
-        tx.append(target: rawHandle, remote: IPv4Address(127, 0, 0, 1), buffer: buffer, offset: 0, length: 0) { slot in
+        tx.append(target: rawHandle, remote: UnderlayAddress(127, 0, 0, 1), buffer: buffer, offset: 0, length: 0) { slot in
             let header: [UInt8] = [
                 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,  // IPv4, 28 bytes total
                 0x9C, 0x40, 0x00, 0x09, 0x00, 0x08, 0, 0,  // UDP 40000 -> 9, length 8, no checksum
@@ -147,7 +147,7 @@ struct URingEngineTests {
         defer { engine.unregister(handle) }
 
         // Kernel -> TAP: ARP requests for 10.213.x.2, provoked a few times in case the first precedes the arm.
-        var frames: [(PortHandle, IPv4Address, [UInt8])] = []
+        var frames: [(PortHandle, UnderlayAddress, [UInt8])] = []
         for _ in 0..<5 where !frames.contains(where: isARPRequest) {
             try tap.provokeARP()
             frames += try engine.collect(seconds: 1.2) { $0.contains(where: isARPRequest) }.frames
@@ -314,7 +314,7 @@ struct URingEngineTests {
     }
 }
 
-private func isARPRequest(_ frame: (PortHandle, IPv4Address, [UInt8])) -> Bool {
+private func isARPRequest(_ frame: (PortHandle, UnderlayAddress, [UInt8])) -> Bool {
     frame.2.count >= 42 && frame.2[12] == 0x08 && frame.2[13] == 0x06 && frame.2[20] == 0x00 && frame.2[21] == 0x01
 }
 #endif

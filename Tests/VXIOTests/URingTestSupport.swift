@@ -194,10 +194,10 @@ extension URingEngine {
     /// Receives until `predicate` has seen what it wants or `seconds` pass, releasing every buffer.
     /// - Returns: the frames' bytes and sources, in arrival order, and the largest batch seen.
     func collect(
-        seconds: Double, capacity: Int = 64, until done: ([(PortHandle, IPv4Address, [UInt8])]) -> Bool
-    ) throws -> (frames: [(PortHandle, IPv4Address, [UInt8])], largestBatch: Int) {
+        seconds: Double, capacity: Int = 64, until done: ([(PortHandle, UnderlayAddress, [UInt8])]) -> Bool
+    ) throws -> (frames: [(PortHandle, UnderlayAddress, [UInt8])], largestBatch: Int) {
         var batch = RxBatch(capacity: capacity)
-        var frames: [(PortHandle, IPv4Address, [UInt8])] = []
+        var frames: [(PortHandle, UnderlayAddress, [UInt8])] = []
         var largest = 0
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while !done(frames), ContinuousClock.now < deadline {

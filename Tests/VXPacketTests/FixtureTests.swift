@@ -110,8 +110,8 @@ struct FixtureTests {
         let layout = GREKeyLayout.allCases.first { "\($0)" == layoutName } ?? .vni
         let vni = VNI(UInt32(isVXLAN ? e["vxlan.vni"]! : e["vni"]!)!)!
         let template = EncapTemplate(
-            encapsulation: isVXLAN ? .vxlan : .gre, local: IPv4Address(e["ipv4.src"]!)!,
-            remote: IPv4Address(e["ipv4.dst"]!)!, vni: vni, greKeyLayout: layout)
+            encapsulation: isVXLAN ? .vxlan : .gre, local: UnderlayAddress(e["ipv4.src"]!)!,
+            remote: UnderlayAddress(e["ipv4.dst"]!)!, vni: vni, greKeyLayout: layout)
         let innerOffset = Int(e["inner.off"]!)!
         #expect(template.headerLength == innerOffset)
         let inner = Array(fixture.bytes[innerOffset...])

@@ -82,7 +82,7 @@ struct EncapTemplateTests {
         #expect(EncapTemplate.vxlanIPv4Size == 36)
         #expect(EncapTemplate.greKeyedIPv4Size == 28)
         #expect(EncapTemplate.greIPv4Size == 24)
-        let local = IPv4Address(1, 2, 3, 4), remote = IPv4Address(5, 6, 7, 8), vni = VNI(9)!
+        let local = UnderlayAddress(1, 2, 3, 4), remote = UnderlayAddress(5, 6, 7, 8), vni = VNI(9)!
         #expect(EncapTemplate(encapsulation: .vxlan, local: local, remote: remote, vni: vni).headerLength == 36)
         #expect(EncapTemplate(encapsulation: .gre, local: local, remote: remote, vni: vni).headerLength == 28)
         #expect(EncapTemplate(encapsulation: .gre, local: local, remote: remote, vni: vni, greKeyLayout: .none).headerLength == 24)
@@ -90,7 +90,7 @@ struct EncapTemplateTests {
 
     @Test(arguments: [TunnelEncapsulation.vxlan, .gre])
     func writesOnlyItsHeaderIntoHeadroom(_ encapsulation: TunnelEncapsulation) {
-        let t = EncapTemplate(encapsulation: encapsulation, local: IPv4Address(1, 2, 3, 4), remote: IPv4Address(5, 6, 7, 8), vni: VNI(0xABCDE)!, udpDestinationPort: 8472)
+        let t = EncapTemplate(encapsulation: encapsulation, local: UnderlayAddress(1, 2, 3, 4), remote: UnderlayAddress(5, 6, 7, 8), vni: VNI(0xABCDE)!, udpDestinationPort: 8472)
         let inner = frame()
         let headroom = 64
         var buffer = [UInt8](repeating: 0xEE, count: headroom) + inner

@@ -79,7 +79,7 @@ struct PropertyTests {
             Self.innerGen
         ) { vni, hash, inner in
             let t = EncapTemplate(
-                encapsulation: .vxlan, local: IPv4Address(192, 0, 2, 1), remote: IPv4Address(192, 0, 2, 2),
+                encapsulation: .vxlan, local: UnderlayAddress(192, 0, 2, 1), remote: UnderlayAddress(192, 0, 2, 2),
                 vni: VNI(vni)!)
             var packet = [UInt8](repeating: 0, count: t.headerLength) + inner
             mutate(&packet) { _ = t.write(into: &$0, innerLength: inner.count, flowHash: hash) }
@@ -97,7 +97,7 @@ struct PropertyTests {
             count: 200, input: Gen<GREKeyLayout>.case, Gen<UInt32>.value(in: 0...VNI.maxValue), Self.innerGen
         ) { layout, vni, inner in
             let t = EncapTemplate(
-                encapsulation: .gre, local: IPv4Address(192, 0, 2, 1), remote: IPv4Address(192, 0, 2, 2),
+                encapsulation: .gre, local: UnderlayAddress(192, 0, 2, 1), remote: UnderlayAddress(192, 0, 2, 2),
                 vni: VNI(vni)!, greKeyLayout: layout)
             #expect(t.headerLength == (layout == .none ? EncapTemplate.greIPv4Size : EncapTemplate.greKeyedIPv4Size))
             var packet = [UInt8](repeating: 0, count: t.headerLength) + inner
@@ -157,7 +157,7 @@ struct PropertyTests {
         ) { layout, inner, cutSeed in
             for encapsulation in TunnelEncapsulation.allCases {
                 let t = EncapTemplate(
-                    encapsulation: encapsulation, local: IPv4Address(1, 1, 1, 1), remote: IPv4Address(2, 2, 2, 2),
+                    encapsulation: encapsulation, local: UnderlayAddress(1, 1, 1, 1), remote: UnderlayAddress(2, 2, 2, 2),
                     vni: VNI(5)!, greKeyLayout: layout)
                 var packet = [UInt8](repeating: 0, count: t.headerLength) + inner
                 mutate(&packet) { _ = t.write(into: &$0, innerLength: inner.count, flowHash: 1) }

@@ -24,9 +24,10 @@ struct msghdr;
  * with io_uring_get_probe. */
 #define CVX_IORING_OP_READ_MULTISHOT 49u
 
-/* Bytes in front of the payload in a buffer filled by a multishot recvmsg whose msghdr asks for a
- * struct sockaddr_in name and no control data: struct io_uring_recvmsg_out (16) + sockaddr_in (16). */
-#define CVX_URING_RECVMSG_PREFIX 32u
+/* The name space a multishot recvmsg on a UDP tunnel socket reserves in every buffer: room for a struct
+ * sockaddr_in6 (28), rounded up to keep the payload 16-byte aligned, so IPv4 and IPv6 sockets share one layout.
+ * (Raw GRE sockets are IPv4 only and ask for a struct sockaddr_in.) */
+#define CVX_URING_RECVMSG_NAME_SPACE 32u
 
 /* Allocates (mmap, page aligned) and registers a provided-buffer ring of `entries` slots (a power of two,
  * at most 32768) as buffer group `bgid` of `ring`, and initializes its tail. On success stores the ring in
@@ -62,13 +63,14 @@ void cvx_uring_prep_read_multishot(struct io_uring_sqe *sqe, int fd, unsigned bg
 void cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, unsigned bgid);
 
 /* Splits a buffer filled by cvx_uring_prep_recvmsg_multishot (`res` bytes at `buf`, `msg` as submitted):
- * stores the payload's offset from `buf` and its length, the sender's IPv4 address in network byte order
- * (0 when the name is not AF_INET), and the UDP_GRO segment size from the control data (0 when the read is one
+ * stores the payload's offset from `buf` and its length, the sender's address as 16 bytes in network byte order
+ * (an IPv6 address, or an IPv4 one in its IPv4-mapped form ::ffff:a.b.c.d; all zero when the name is neither
+ * AF_INET nor AF_INET6), and the UDP_GRO segment size from the control data (0 when the read is one
  * datagram or `msg` asked for no control data). Returns 0, -EINVAL when the buffer is shorter than its header,
  * or -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer) or the control data
  * was (MSG_CTRUNC) without a UDP_GRO message in what remained: such a read cannot be split into its datagrams. */
 int cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payload_offset,
-                            uint32_t *payload_length, uint32_t *sender_be, uint32_t *segment_size);
+                            uint32_t *payload_length, uint8_t sender[16], uint32_t *segment_size);
 
 /* Enables a ring created with IORING_SETUP_R_DISABLED; with IORING_SETUP_SINGLE_ISSUER the calling thread
  * becomes the ring's one submitter. liburing 2.3 declares io_uring_enable_rings but its shared library does not
