@@ -58,7 +58,7 @@ public struct DaemonOptions: Sendable {
     public var maxPeers = 1024
     /// Packet buffers for all workers together, each worker's pool a share of them
     /// (`PacketBufferPool.workerShare`, never below `DataplaneWorker.minimumPool`). 4096 standard (2 KiB) and 192
-    /// large (64 KiB + 192) buffers per worker served 2 workers well; as a per-worker amount, 4 workers peaked at
+    /// large (64 KiB + 256) buffers per worker served 2 workers well; as a per-worker amount, 4 workers peaked at
     /// up to 80 MB RSS under one TCP stream each way, past the 64 MB target (docs/performance.md).
     public var bufferBudget = defaultBufferBudget
     public static let defaultBufferBudget = PacketBufferPool.Counts(standard: 8192, large: 384)

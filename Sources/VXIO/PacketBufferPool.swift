@@ -5,7 +5,7 @@
 // io_uring backend can hand it to the kernel as provided-buffer rings. Two sizes share the block:
 //   - `standardCount` standard buffers of `bufferSize` (2 KiB): tunnel datagrams, TAPs without offloads, and
 //     the frames a worker builds itself (TSO segments);
-//   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 192): reads from TAPs with IFF_VNET_HDR and TSO,
+//   - `largeCount` large buffers of `largeBufferSize` (64 KiB + 256): reads from TAPs with IFF_VNET_HDR and TSO,
 //     which hand over up to 64 KiB of one TCP flow at a time, GRO reads from the VXLAN UDP socket (up to 64
 //     datagrams at once), the worker's coalescing scratch and its UDP GSO sends.
 // Large buffers are few (192 per worker in a 2-worker daemon: 12 MiB, against 8 MiB for 4096 standard ones), so a
