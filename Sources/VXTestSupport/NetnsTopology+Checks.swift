@@ -64,7 +64,8 @@ extension NetnsTopology {
     /// Pings `address` from inside `source`'s namespace (`ping -c count -i 0.2 -W 1 -w <timeout>`).
     /// - Parameters:
     ///   - source: where to ping from (a container, or a host for underlay checks).
-    ///   - address: IPv4 address to ping; it must live inside this topology.
+    ///   - address: IPv4 or IPv6 address to ping (ping picks the family from it); it must live inside this
+    ///     topology.
     ///   - count: echo requests to send.
     ///   - timeout: overall deadline; ping stops at this point whatever it has received.
     /// - Returns: sent and received counts. Lost replies are a result, not an error.

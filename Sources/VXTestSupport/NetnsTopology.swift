@@ -5,13 +5,21 @@
 //
 //     vx-R-ul            underlay segment: bridge br0, one veth port h<i> per host, underlay MTU on all of it
 //       |  veth h<i> <-> ul0
-//     vx-R-h<i>          host i: ul0 = 192.0.2.(10+i)/24, lo up; the daemon (or the kernel datapath) lives here
+//     vx-R-h<i>          host i: ul0 = 192.0.2.(10+i)/24 (and 2001:db8::(10+i)/64 with `underlayIPv6`), lo up;
+//                        the daemon (or the kernel datapath) lives here
 //       |  TAP moved in, or veth vc<m> <-> eth0
 //     vx-R-h<i>-c<m>     container m of host i: eth0 = 10.x/24, lo up
 //
 // Traffic never leaves these namespaces: underlay addresses are TEST-NET-1, containers use 10.x, and there is no
 // link to the root namespace. IPv6 is off in every namespace by default so that router solicitations and MLD
 // reports do not show up as unexpected flooded frames in switch tests.
+//
+// An IPv6 underlay is opt-in (`underlayIPv6: true`): IPv6 is then turned back on for each host's `ul0` alone, which
+// gets 2001:db8::(10+i)/64 (the documentation prefix, RFC 3849) next to its IPv4 address, without duplicate address
+// detection so the address is usable at once. The containers, the hosts' other interfaces and the underlay bridge
+// keep IPv6 off (unless `disableIPv6` is false): a bridge forwards IPv6 frames at layer 2 whatever its own IPv6
+// setting. Its multicast snooping is turned off, so neighbour solicitations to solicited-node groups are flooded to
+// every host rather than depend on the bridge having seen each host's MLD report in time.
 //
 // Lifetime: `teardown()` stops every process spawned through the topology (SIGTERM, then SIGKILL by PID), then
 // deletes every namespace named `vx-R-*` (which deletes their interfaces, TAPs included). It is idempotent, and
@@ -58,6 +66,27 @@ public final class NetnsTopology: Sendable {
         public let underlayAddress: String
         /// Prefix length of the underlay subnet (24).
         public let underlayPrefixLength: Int
+        /// The host's underlay IPv6 address, `2001:db8::(10+index)` (the IPv4 address's last octet written as the
+        /// last group, so host 0 is `2001:db8::10`; RFC 5952 form), or nil when the topology was built without
+        /// `underlayIPv6`.
+        public let underlayIPv6Address: String?
+        /// Prefix length of the IPv6 underlay subnet (64).
+        public let underlayIPv6PrefixLength: Int
+
+        /// The host's underlay address in `family`.
+        /// - Parameter family: IPv4 or IPv6.
+        /// - Returns: `underlayAddress` or `underlayIPv6Address`; nil for IPv6 without `underlayIPv6`.
+        public func underlayAddress(_ family: UnderlayFamily) -> String? {
+            switch family {
+            case .ipv4: underlayAddress
+            case .ipv6: underlayIPv6Address
+            }
+        }
+    }
+
+    /// An address family of the underlay: what the hosts' underlay addresses, and tunnels between them, use.
+    public enum UnderlayFamily: String, Sendable, Hashable, CaseIterable {
+        case ipv4, ipv6
     }
 
     /// One container: a namespace that gets interfaces through `plugInterface` or `connectVeth`.
@@ -104,6 +133,8 @@ public final class NetnsTopology: Sendable {
         public let remotes: [String]
         /// UDP destination port.
         public let dstPort: Int
+        /// The underlay family of `local` and `remotes`.
+        public let family: UnderlayFamily
     }
 
     /// Bookkeeping for teardown; guarded by `state`.
@@ -125,6 +156,8 @@ public final class NetnsTopology: Sendable {
     public let underlayBridge = "br0"
     /// Underlay MTU on every underlay link.
     public let underlayMTU: Int
+    /// Whether the hosts' `ul0` carry IPv6 too (`Host.underlayIPv6Address`; see the file header).
+    public let underlayIPv6: Bool
     /// The hosts, index i at position i.
     public let hosts: [Host]
     /// Log files of spawned processes and scratch space; removed on teardown unless `VX_NETNS_KEEP=1`.
@@ -138,12 +171,18 @@ public final class NetnsTopology: Sendable {
     ///   - hostCount: number of hosts, 1...200.
     ///   - underlayMTU: MTU of the underlay links (default 1500).
     ///   - disableIPv6: turn IPv6 off in every namespace this topology creates (default true; see file header).
+    ///   - underlayIPv6: give each host's `ul0` IPv6 and the address `2001:db8::(10+i)/64` (default false; see
+    ///     the file header).
     ///   - runID: override the random run id (tests of the helper itself only).
     /// - Throws: `NetnsError.missingTool` when the machine cannot run netns tests, or the first failing command;
     ///   everything already created is torn down before the error propagates.
-    public init(hosts hostCount: Int, underlayMTU: Int = 1500, disableIPv6: Bool = true, runID: String? = nil)
-        async throws
-    {
+    public init(
+        hosts hostCount: Int,
+        underlayMTU: Int = 1500,
+        disableIPv6: Bool = true,
+        underlayIPv6: Bool = false,
+        runID: String? = nil
+    ) async throws {
         guard (1...200).contains(hostCount) else {
             throw NetnsError.invalidArgument("hostCount \(hostCount) not in 1...200")
         }
@@ -153,13 +192,16 @@ public final class NetnsTopology: Sendable {
         self.namespacePrefix = "vx-\(id)-"
         self.underlayNamespace = "vx-\(id)-ul"
         self.underlayMTU = underlayMTU
+        self.underlayIPv6 = underlayIPv6
         self.hosts = (0..<hostCount).map { i in
             Host(
                 index: i,
                 namespace: "vx-\(id)-h\(i)",
                 underlayInterface: "ul0",
                 underlayAddress: "192.0.2.\(10 + i)",
-                underlayPrefixLength: 24
+                underlayPrefixLength: 24,
+                underlayIPv6Address: underlayIPv6 ? "2001:db8::\(10 + i)" : nil,
+                underlayIPv6PrefixLength: 64
             )
         }
         self.workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("vx-\(id)").path
@@ -170,6 +212,19 @@ public final class NetnsTopology: Sendable {
             try await addNamespace(underlayNamespace)
             try await ip("-n", underlayNamespace, "link", "add", underlayBridge, "type", "bridge")
             try await ip("-n", underlayNamespace, "link", "set", underlayBridge, "mtu", "\(underlayMTU)", "up")
+            if underlayIPv6 {
+                try await ip(
+                    "-n",
+                    underlayNamespace,
+                    "link",
+                    "set",
+                    underlayBridge,
+                    "type",
+                    "bridge",
+                    "mcast_snooping",
+                    "0"
+                )
+            }
             for host in hosts {
                 try await addNamespace(host.namespace)
                 let port = "h\(host.index)"
@@ -209,6 +264,20 @@ public final class NetnsTopology: Sendable {
                     "dev",
                     host.underlayInterface
                 )
+                if let address = host.underlayIPv6Address {
+                    try await enableIPv6(on: host.underlayInterface, in: host.namespace)
+                    try await ip(
+                        "-n",
+                        host.namespace,
+                        "-6",
+                        "addr",
+                        "add",
+                        "\(address)/\(host.underlayIPv6PrefixLength)",
+                        "dev",
+                        host.underlayInterface,
+                        "nodad"
+                    )
+                }
             }
         } catch {
             teardown()
@@ -333,37 +402,46 @@ public final class NetnsTopology: Sendable {
     // MARK: Kernel VXLAN peer
 
     /// Makes `host` switch with the Linux kernel's own datapath: a `vxlan` device (VNI `vni`, `dstport`,
-    /// `local` = this host's underlay address, over `ul0`) enslaved to a new bridge `br<vni>`. The first remote
-    /// goes in `remote`; further remotes are appended to the all-zeros FDB entry (head-end replication). Attach
-    /// containers with `connectVeth(_:bridge:)`.
+    /// `local` = this host's underlay address in `family`, over `ul0`) enslaved to a new bridge `br<vni>`. The
+    /// first remote goes in `remote`; further remotes are appended to the all-zeros FDB entry (head-end
+    /// replication). Attach containers with `connectVeth(_:bridge:)`. The kernel sizes the device from `ul0`: the
+    /// underlay MTU minus 50 bytes over IPv4, minus 70 over IPv6. Its other options are the kernel's defaults; over
+    /// IPv6 that means it sends and requires outer UDP checksums (`udp6zerocsumtx`/`udp6zerocsumrx` off).
     /// - Parameters:
     ///   - host: the host index.
     ///   - vni: the VXLAN network identifier (default 42).
     ///   - remoteHosts: host indices to tunnel to (default: every other host).
     ///   - dstPort: UDP destination port (default 4789).
+    ///   - family: the underlay family of the tunnel (default IPv4); IPv6 needs a topology built with
+    ///     `underlayIPv6`.
     /// - Returns: the device and bridge names.
     public func addKernelVXLAN(
         host: Int,
         vni: UInt32 = 42,
         remoteHosts: [Int]? = nil,
-        dstPort: Int = 4789
+        dstPort: Int = 4789,
+        family: UnderlayFamily = .ipv4
     ) async throws -> KernelVXLAN {
         try checkHost(host)
         let me = hosts[host]
         let remoteIndices = remoteHosts ?? hosts.map(\.index).filter { $0 != host }
         for index in remoteIndices { try checkHost(index) }
-        let remotes = remoteIndices.map { hosts[$0].underlayAddress }
+        guard let local = me.underlayAddress(family) else {
+            throw NetnsError.invalidArgument("an \(family) kernel VXLAN needs a topology built with underlayIPv6")
+        }
+        let remotes = remoteIndices.compactMap { hosts[$0].underlayAddress(family) }
         let vxlan = KernelVXLAN(
             host: host,
             vni: vni,
             device: "vxlan\(vni)",
             bridge: "br\(vni)",
             remotes: remotes,
-            dstPort: dstPort
+            dstPort: dstPort,
+            family: family
         )
         var add = [
             "-n", me.namespace, "link", "add", vxlan.device, "type", "vxlan", "id", "\(vni)",
-            "dstport", "\(dstPort)", "local", me.underlayAddress, "dev", me.underlayInterface,
+            "dstport", "\(dstPort)", "local", local, "dev", me.underlayInterface,
         ]
         if let first = remotes.first { add += ["remote", first] }
         try await ip(add)
@@ -522,6 +600,15 @@ public final class NetnsTopology: Sendable {
         [NetnsEnvironment.ipPath ?? "ip", "netns", "exec", namespace] + arguments
     }
 
+    /// Turns IPv6 on for one interface (`net.ipv6.conf.<name>.disable_ipv6 = 0`), whatever the namespace's default.
+    /// Unlike `addNamespace`'s best effort, this must work: the caller is about to give it an IPv6 address.
+    private func enableIPv6(on interface: String, in namespace: String) async throws {
+        try await check(
+            netnsExec(namespace, ["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/\(interface)/disable_ipv6"]),
+            timeout: .seconds(10)
+        )
+    }
+
     /// Creates a namespace under our prefix: lo up, IPv6 off unless asked otherwise. Registered before it is
     /// created, so teardown finds it even if configuration fails halfway.
     private func addNamespace(_ name: String) async throws {
@@ -610,15 +697,22 @@ public final class NetnsTopology: Sendable {
 ///   - hosts: number of hosts.
 ///   - underlayMTU: MTU of the underlay links (default 1500).
 ///   - disableIPv6: turn IPv6 off in every namespace (default true).
+///   - underlayIPv6: give the hosts' underlay IPv6 addresses too (default false; see `NetnsTopology.init`).
 ///   - body: the test.
 /// - Returns: whatever `body` returns.
 public func withNetnsTopology<T>(
     hosts: Int,
     underlayMTU: Int = 1500,
     disableIPv6: Bool = true,
+    underlayIPv6: Bool = false,
     _ body: (NetnsTopology) async throws -> T
 ) async throws -> T {
-    let topology = try await NetnsTopology(hosts: hosts, underlayMTU: underlayMTU, disableIPv6: disableIPv6)
+    let topology = try await NetnsTopology(
+        hosts: hosts,
+        underlayMTU: underlayMTU,
+        disableIPv6: disableIPv6,
+        underlayIPv6: underlayIPv6
+    )
     defer { topology.teardown() }
     return try await body(topology)
 }

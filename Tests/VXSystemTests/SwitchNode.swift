@@ -111,8 +111,9 @@ final class SwitchNode: Sendable {
         self.vxctlPath = vxctlPath
     }
 
-    /// Starts vxswitchd in host `index` (`--local` = its underlay address) and waits until its control socket
-    /// exists and accepts a connection (a killed daemon may have left a stale socket file at the same path).
+    /// Starts vxswitchd in host `index` (`--local` = `local`, by default the host's IPv4 underlay address; a test
+    /// of the IPv6 underlay passes `Host.underlayIPv6Address`) and waits until its control socket exists and accepts
+    /// a connection (a killed daemon may have left a stale socket file at the same path).
     /// `statePath` nil runs it with `--state none` (nothing persisted, TAPs removed at exit); tests of restarts
     /// give a path inside the topology's work directory, never the system default. `logName` names the log files
     /// (default `vxswitchd-h<index>`); a restarted daemon gets its own, so the first one's log is kept. `launcher`
@@ -122,6 +123,7 @@ final class SwitchNode: Sendable {
         in topology: NetnsTopology,
         host index: Int,
         io backend: IOBackend,
+        local: String? = nil,
         logLevel: String = "info",
         statePath: String? = nil,
         extraArguments: [String] = [],
@@ -135,7 +137,7 @@ final class SwitchNode: Sendable {
         let controlPath = "\(topology.workDirectory)/h\(index).sock"
         let process = try topology.spawn(
             launcher + [
-                daemon, "--local", host.underlayAddress, "--control", controlPath, "--io", backend.rawValue,
+                daemon, "--local", local ?? host.underlayAddress, "--control", controlPath, "--io", backend.rawValue,
                 "--log-level", logLevel, "--state", statePath ?? "none",
             ] + extraArguments,
             in: host,

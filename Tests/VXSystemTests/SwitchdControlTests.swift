@@ -34,7 +34,7 @@ extension SwitchdSystemTests {
             Refusal(
                 arguments: ["add-peer", "300.1.2.3", "--vni", "1"],
                 status: 64,
-                message: "\"300.1.2.3\" is not an IPv4 address"
+                message: "\"300.1.2.3\" is not an IPv4 or IPv6 address"
             ),
             Refusal(
                 arguments: ["add-port", "tap9", "--vni", "16777216"],
