@@ -22,12 +22,15 @@
 # stat` over 3 s in the middle of one TCP stream and of pktgen's 64-byte frames; needs perf and gcc, which
 # tools/bench.d/install-deps.sh installs), UNDERLAY=tap (each daemon owns its VTEP address on an underlay TAP,
 # `--underlay-tap vxul0`, bridged with the host's uplink in a bridge `brul`; the kernel has no address there:
-# docs/offload.md, "The TAP underlay"; VXLAN only).
+# docs/offload.md, "The TAP underlay"; VXLAN only), UNDERLAY=ipv6 (the hosts' underlay is 2001:db8::11 and ::12,
+# the documentation prefix, and the daemons run VXLAN over UDP/IPv6: --local 2001:db8::1x; ports get the IPv6
+# default MTU of 1430; VXLAN only).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}; UNDERLAY=${UNDERLAY:-socket}
 STREAMS=${STREAMS:-1}
-case $UNDERLAY in socket | tap) ;; *) echo "UNDERLAY must be socket or tap, not $UNDERLAY" >&2; exit 2 ;; esac
+case $UNDERLAY in socket | tap | ipv6) ;; *) echo "UNDERLAY must be socket, tap or ipv6, not $UNDERLAY" >&2; exit 2 ;; esac
+if [ "$UNDERLAY" != socket ] && [ "$ENCAP" != vxlan ]; then echo "UNDERLAY=$UNDERLAY carries VXLAN only" >&2; exit 2; fi
 case $STREAMS in [1-9] | 1[0-6]) ;; *) echo "STREAMS must be 1-16, not $STREAMS" >&2; exit 2 ;; esac
 ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
 UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
@@ -48,6 +51,8 @@ trap cleanup EXIT INT TERM
 
 for n in $UL $H1 $H2 $C1 $C2; do ip netns add "$n"; ip -n "$n" link set lo up; done
 ip -n $UL link add br0 type bridge
+# Over IPv6, neighbour solicitations go to solicited-node groups: flood them rather than depend on MLD snooping.
+[ "$UNDERLAY" = ipv6 ] && ip -n $UL link set br0 type bridge mcast_snooping 0
 ip -n $UL link set br0 up
 for i in 1 2; do
     H=vx-$ID-h$i
@@ -60,11 +65,16 @@ for i in 1 2; do
         ip -n "$H" link set eth0 master brul up
         ip -n "$H" link set brul up
         UNDERLAY_ARGS=(--underlay-tap vxul0 --underlay-bridge brul)
+    elif [ "$UNDERLAY" = ipv6 ]; then
+        # nodad: usable at once, no duplicate address detection wait.
+        ip -n "$H" addr add 2001:db8::1$i/64 dev eth0 nodad
+        ip -n "$H" link set eth0 up
     else
         ip -n "$H" addr add 192.0.2.1$i/24 dev eth0
         ip -n "$H" link set eth0 up
     fi
-    ip netns exec "$H" "$BIN/vxswitchd" --local 192.0.2.1$i --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none \
+    LOCAL=192.0.2.1$i; [ "$UNDERLAY" = ipv6 ] && LOCAL=2001:db8::1$i
+    ip netns exec "$H" "$BIN/vxswitchd" --local "$LOCAL" --control "$TMP/h$i.sock" --io "$IO" --log-level info --state none \
         "${UNDERLAY_ARGS[@]}" ${ARGS:-} 2>"$TMP/h$i.log" &
     PIDS+=($!)
 done
@@ -72,7 +82,8 @@ for i in 1 2; do for _ in $(seq 50); do [ -S "$TMP/h$i.sock" ] && break; sleep 0
 for i in 1 2; do
     H=vx-$ID-h$i; C=vx-$ID-c$i; o=$((3 - i))
     "$BIN/vxctl" --control "$TMP/h$i.sock" add-port tap$i --vni 42 >/dev/null
-    "$BIN/vxctl" --control "$TMP/h$i.sock" add-peer 192.0.2.1$o --vni 42 --encap "$ENCAP" >/dev/null
+    PEER=192.0.2.1$o; [ "$UNDERLAY" = ipv6 ] && PEER=2001:db8::1$o
+    "$BIN/vxctl" --control "$TMP/h$i.sock" add-peer "$PEER" --vni 42 --encap "$ENCAP" >/dev/null
     ip -n "$H" link set tap$i netns "$C"
     ip -n "$C" link set tap$i name eth0
     ip -n "$C" addr add 10.0.0.$i/24 dev eth0
