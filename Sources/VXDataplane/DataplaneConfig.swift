@@ -98,16 +98,22 @@ struct FlatMap32: Sendable {
     /// 64 - log2(slots.count): the hash's top bits index the slots.
     @usableFromInline let shift: UInt64
 
-    /// - Parameter pairs: keys with their values (each non-zero); a repeated key keeps its last value.
-    init(_ pairs: [(key: UInt32, value: UInt32)]) {
+    /// The table shape for `entries` entries: a power-of-two slot count of at least twice as many (and at least
+    /// 2), and the shift that makes a 64-bit hash's top bits index it. Shared with `PeerAddressMap`.
+    static func shape(entries: Int) -> (count: Int, shift: UInt64) {
         var count = 2
         var bits: UInt64 = 1
-        while count < 2 * pairs.count {
+        while count < 2 * entries {
             count <<= 1
             bits += 1
         }
+        return (count, 64 - bits)
+    }
+
+    /// - Parameter pairs: keys with their values (each non-zero); a repeated key keeps its last value.
+    init(_ pairs: [(key: UInt32, value: UInt32)]) {
+        let (count, shift) = FlatMap32.shape(entries: pairs.count)
         var slots = [UInt64](repeating: 0, count: count)
-        let shift = 64 - bits
         for (key, value) in pairs {
             precondition(value != 0, "FlatMap32 values must be non-zero")
             var index = FlatMap32.home(key, shift: shift)
@@ -151,15 +157,9 @@ struct PeerAddressMap: Sendable {
 
     /// - Parameter pairs: addresses with their values (each non-zero); a repeated address keeps its last value.
     init(_ pairs: [(key: UnderlayAddress, value: UInt32)]) {
-        var count = 2
-        var bits: UInt64 = 1
-        while count < 2 * pairs.count {
-            count <<= 1
-            bits += 1
-        }
+        let (count, shift) = FlatMap32.shape(entries: pairs.count)
         var keys = [UnderlayAddress](repeating: .any, count: count)
         var values = [UInt32](repeating: 0, count: count)
-        let shift = 64 - bits
         for (key, value) in pairs {
             precondition(value != 0, "PeerAddressMap values must be non-zero")
             var index = PeerAddressMap.home(key, shift: shift)
