@@ -124,7 +124,10 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
     payload = io_uring_recvmsg_payload(o, msg);
     *payload_offset = (uint32_t)(payload - (unsigned char *)buf);
     *payload_length = io_uring_recvmsg_payload_length(o, res, msg);
+    /* Until a name says otherwise: 0.0.0.0, IPv4-mapped (UnderlayAddress.any), as the epoll engine reports too. */
     memset(sender, 0, 16);
+    sender[10] = 0xff;
+    sender[11] = 0xff;
     *segment_size = 0;
     if (msg->msg_controllen > 0) {
         struct cmsghdr *cmsg;
@@ -153,8 +156,6 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
     if (o->namelen >= sizeof sin && msg->msg_namelen >= sizeof sin) {
         memcpy(&sin, io_uring_recvmsg_name(o), sizeof sin);
         if (sin.sin_family == AF_INET) {
-            sender[10] = 0xff;
-            sender[11] = 0xff;
             memcpy(sender + 12, &sin.sin_addr, 4);
         }
     }

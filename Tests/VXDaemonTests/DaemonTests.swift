@@ -85,16 +85,18 @@ final class InProcessSwitch {
 
     /// - Parameters:
     ///   - statePath: the state file, or nil for none.
+    ///   - local: the VTEP address (`--local`).
     ///   - workers: dataplane workers, each on its own MemoryEngine.
     ///   - standardBuffers: 2 KiB pool buffers per worker.
     ///   - largeBuffers: 64 KiB pool buffers per worker, which TAPs with a virtio header (attach) need.
     ///   - configure: runs before the switch starts (e.g. to mark TAP names single-queue).
     ///   - logger: the daemon's logger.
     init(
-        statePath: String? = nil, workers: Int = 1, standardBuffers: Int = 512, largeBuffers: Int = 0,
+        statePath: String? = nil, local: UnderlayAddress = InProcessSwitch.local, workers: Int = 1,
+        standardBuffers: Int = 512, largeBuffers: Int = 0,
         configure: (FakeHost) -> Void = { _ in }, logger: Logger = Logger(label: "test")
     ) throws {
-        var options = DaemonOptions(local: InProcessSwitch.local)
+        var options = DaemonOptions(local: local)
         options.statePath = statePath
         configure(host)
         daemon = SwitchDaemon(
@@ -321,6 +323,28 @@ struct DaemonStateTests {
             #expect(!first.host.destroyed.withLock { $0.contains(fd) }, "a persistent TAP must outlive the daemon")
         }
         let second = try InProcessSwitch(statePath: path)
+        #expect(try await second.canonical("show").replacingOccurrences(of: "\"ifindex\":1002", with: "\"ifindex\":1001") == before)
+    }
+
+    @Test("an IPv6 VTEP: ports default to MTU 1430, and its IPv6 peers survive a restart")
+    func ipv6ConfigurationSurvivesRestart() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state.json"
+        let local = try #require(UnderlayAddress("2001:db8::11"))
+        let before: String
+        do {
+            let first = try InProcessSwitch(statePath: path, local: local)
+            let port = try await first.result("add-port", #"{"name":"tap1","vni":42}"#)
+            #expect(port["mtu"] as? Int == 1430, "VXLAN over IPv6 costs 70 bytes: \(port)")
+            let peer = try await first.result("add-peer", #"{"ip":"2001:DB8:0::12","vni":42}"#)
+            #expect(peer["ip"] as? String == "2001:db8::12", "printed in RFC 5952 form: \(peer)")
+            before = try await first.canonical("show")
+            first.daemon.shutdown()
+        }
+        let saved = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(saved.contains("2001:db8::12"), "the state file keeps the peer: \(saved)")
+        let second = try InProcessSwitch(statePath: path, local: local)
         #expect(try await second.canonical("show").replacingOccurrences(of: "\"ifindex\":1002", with: "\"ifindex\":1001") == before)
     }
 

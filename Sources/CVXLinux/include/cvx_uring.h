@@ -64,8 +64,8 @@ void cvx_uring_prep_read_select(struct io_uring_sqe *sqe, int fd, unsigned len, 
 
 /* Splits a buffer filled by cvx_uring_prep_recvmsg_multishot (`res` bytes at `buf`, `msg` as submitted):
  * stores the payload's offset from `buf` and its length, the sender's address as 16 bytes in network byte order
- * (an IPv6 address, or an IPv4 one in its IPv4-mapped form ::ffff:a.b.c.d; all zero when the name is neither
- * AF_INET nor AF_INET6), and the UDP_GRO segment size from the control data (0 when the read is one
+ * (an IPv6 address, or an IPv4 one in its IPv4-mapped form ::ffff:a.b.c.d; ::ffff:0.0.0.0 when the name is
+ * neither AF_INET nor AF_INET6), and the UDP_GRO segment size from the control data (0 when the read is one
  * datagram or `msg` asked for no control data). Returns 0, -EINVAL when the buffer is shorter than its header,
  * or -EMSGSIZE when the payload was truncated (MSG_TRUNC: the datagram did not fit the buffer) or the control data
  * was (MSG_CTRUNC) without a UDP_GRO message in what remained: such a read cannot be split into its datagrams. */
