@@ -142,8 +142,10 @@ cvx_uring_recvmsg_parse(void *buf, int res, struct msghdr *msg, uint32_t *payloa
         }
     }
     /* Control data cut short may have lost UDP_GRO: the read could hold several datagrams that nothing can split
-     * again, so it is refused like a truncated payload rather than passed on as one. */
-    if ((o->flags & MSG_CTRUNC) && *segment_size == 0) {
+     * again, so it is refused like a truncated payload rather than passed on as one. A template without control
+     * space (the raw GRE sockets: no GRO) is cut short by every SO_RXQ_OVFL cmsg, which the kernel adds to each
+     * datagram once the socket has dropped one; its payload is whole. */
+    if ((o->flags & MSG_CTRUNC) && msg->msg_controllen > 0 && *segment_size == 0) {
         return -EMSGSIZE;
     }
     if (o->namelen >= sizeof sin6 && msg->msg_namelen >= sizeof sin6) {

@@ -3,7 +3,7 @@ import VXPacket
 /// Params of `add-peer`: `{"ip": "192.0.2.2", "vni": 100, "encap": "gre", "greKey": "nvgre"}`.
 ///
 /// `ip` is IPv4 or IPv6, of the switch's own underlay family. `encap` defaults to `vxlan`; `greKey` defaults to
-/// `vni` and is only accepted with `"encap": "gre"` (and GRE only over IPv4).
+/// `vni` and is only accepted with `"encap": "gre"`.
 public struct AddPeerParams: Codable, Sendable, Hashable {
     /// The peer's underlay address.
     public var ip: UnderlayAddress

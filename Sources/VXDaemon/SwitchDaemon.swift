@@ -31,7 +31,7 @@ import VXPacket
 /// What a switch is configured with at start.
 public struct DaemonOptions: Sendable {
     /// This host's VTEP address: the source of every tunnel packet. IPv4 or IPv6; every peer must be of its
-    /// family, and an IPv6 VTEP carries VXLAN only, through sockets (no GRE, no underlay TAP).
+    /// family, and an IPv6 VTEP carries its tunnels through sockets only (no underlay TAP).
     public var local: UnderlayAddress
     /// The VXLAN UDP port, for receiving and as every peer's destination port.
     public var udpPort: UInt16 = VXLANHeader.udpPort
@@ -50,7 +50,7 @@ public struct DaemonOptions: Sendable {
     /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
     /// recvmsg on the raw GRE socket: its io_uring_recvmsg_out header (16) and the sender's sockaddr_in (16), then
     /// the IPv4 header (20), GRE with key (8), the Ethernet header with an 802.1Q tag (18) and the payload. So
-    /// 1906. A larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel
+    /// 1906. (The raw IPv6 GRE socket's read puts 4 bytes less there: a 32-byte name, but no IP header.) A larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel
     /// reads dropped (MSG_TRUNC) without a counter in `stats`.
     public var maxMTU = PacketBufferPool.defaultBufferSize - PacketBufferPool.defaultHeadroom - 16 - 16 - 20 - 8 - 18
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
@@ -514,17 +514,18 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
 
     /// The MTU a new port of `vni` gets when none is asked for: the largest inner MTU that every peer of the VNI
     /// carries over a 1500-byte underlay. VXLAN costs 50 bytes (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14;
-    /// 70 over IPv6), GRE with a key 42 (20 + 8 + 14), GRE without 38; a VNI with no peers yet gets the VXLAN
-    /// figure, which fits every encapsulation.
+    /// 70 over IPv6), GRE with a key 42 (20 + 8 + 14; 62 over IPv6), GRE without 38 (58); a VNI with no peers yet
+    /// gets the VXLAN figure, which fits every encapsulation.
     func defaultMTU(for vni: VNI, in state: State) -> Int {
         let encapsulations = state.peers.values.filter { $0.vnis.contains(vni) }.map(\.encapsulation)
         guard !encapsulations.isEmpty else { return options.defaultMTU }
         let vxlanOverhead = options.local.vxlanOverhead + EthernetHeader.size
+        let ipOverhead = options.local.isIPv4 ? IPv4Header.minimumSize : IPv6Header.size
         let underlay = options.defaultMTU + vxlanOverhead
         return encapsulations.map { encapsulation in
             switch encapsulation {
             case .vxlan: underlay - vxlanOverhead
-            case .gre(let key): key == .none ? underlay - 38 : underlay - 42
+            case .gre(let key): underlay - ipOverhead - EthernetHeader.size - (key == .none ? 4 : 8)
             }
         }.min()!
     }
@@ -664,11 +665,6 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let loopback = address.ipv4.map { $0.value >> 24 == 127 } ?? (address.high == 0 && address.low == 1)
         guard address.isUnicast, !loopback else {
             throw ControlError(.invalidArgument, "\(address) cannot be a peer: use the peer's unicast underlay address")
-        }
-        guard encapsulation.tunnel == .vxlan || address.isIPv4 else {
-            throw ControlError(
-                .invalidArgument,
-                "GRE over an IPv6 underlay is not supported: peer \(address) needs VXLAN (GRE peers need an IPv4 VTEP)")
         }
         if options.underlay != nil {
             guard encapsulation.tunnel == .vxlan else {
@@ -857,7 +853,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         for tunnel in tunnels {
             switch tunnel.kind {
             case .udpTunnel: kernelDrops += KernelSocketDrops.count(fd: tunnel.fd, table: "udp") ?? 0
-            case .rawGRE: kernelDrops += KernelSocketDrops.count(fd: tunnel.fd, table: "raw") ?? 0
+            case .rawGRE, .rawGREIPv6: kernelDrops += KernelSocketDrops.count(fd: tunnel.fd, table: "raw") ?? 0
             default: break
             }
         }

@@ -201,11 +201,17 @@ public struct KernelHost: SwitchHost {
             }
             sockets.append(
                 SocketBox(try TunnelSockets.openUDP(local: local, port: udpPort, reusePort: true)).owned(kind: .udpTunnel))
-            if let v4 = local.ipv4 {
-                if worker == 0 {
-                    sockets.append(SocketBox(try TunnelSockets.openRawGRE(local: v4)).owned(kind: .rawGRE))
-                }
+            // Every raw GRE socket gets a copy of every GRE packet, so only the first worker receives GRE.
+            if worker == 0 {
+                let gre = try TunnelSockets.openRawGRE(local: local)
+                let kind = gre.kind
+                sockets.append(SocketBox(gre).owned(kind: kind))
+            }
+            if local.isIPv4 {
                 sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
+            } else {
+                sockets.append(
+                    SocketBox(try TunnelSockets.openRawGRESender(local: local)).owned(kind: .rawGREIPv6Sender))
             }
             // Several sockets, one per group of flows: each pins its UDP source port (docs/offload.md).
             for _ in 0..<TunnelSockets.defaultUDPSenderCount {

@@ -181,31 +181,39 @@ extension DataplaneWorker {
             return nil
         }
         return classifyDatagram(
-            frame, rxIndex: rxIndex, start: start, length: length, encapsulation: tunnel.encapsulation, peer: peer,
+            frame, rxIndex: rxIndex, start: start, length: length, framing: tunnel.framing, peer: peer,
             row: counters.row(peer: peer.peer), config: config)
     }
 
     /// Counts, decapsulates and classifies the datagram payload at `start ..< start + length` of `frame`, which
-    /// came from `peer` as `encapsulation` (a tunnel socket's datagram, or one of an underlay TAP's UDP_L4 run).
+    /// came from `peer` framed as `framing` (a tunnel socket's datagram, or one of an underlay TAP's UDP_L4 run).
     func classifyDatagram(
-        _ frame: ReceivedFrame, rxIndex: Int, start: Int, length: Int, encapsulation: TunnelEncapsulation,
+        _ frame: ReceivedFrame, rxIndex: Int, start: Int, length: Int, framing: TunnelFraming,
         peer: PeerEndpoint, row: Int, config: DataplaneConfig
     ) -> Classification? {
         counters.received(row: row, bytes: length)
-        guard peer.encapsulation == encapsulation else {
+        guard peer.encapsulation == framing.encapsulation else {
             counters.dropped(row: row, DropCode(DataplaneDropReason.wrongEncapsulation))
             return nil
         }
         let decoded = withFrameBytes(frame) { whole -> Result<(VNI, Int, Int), PacketDropReason> in
             let bytes = whole.extracting(start..<(start + length))
-            switch encapsulation {
+            let unkeyed = peer.unkeyedVNI ?? VNI(truncating: 0)
+            switch framing {
             case .vxlan:
                 return TunnelDecap.vxlanDatagram(bytes).map { ($0.vni, $0.innerOffset, $0.innerLength) }
-            case .gre:
+            case .greBehindIPv4:
                 switch TunnelDecap.greIPv4(bytes) {
                 case .failure(let reason): return .failure(reason)
                 case .success(let gre):
-                    let unkeyed = peer.unkeyedVNI ?? VNI(truncating: 0)
+                    return gre.vni(layout: peer.greKeyLayout, unkeyedVNI: unkeyed).map {
+                        ($0, gre.innerOffset, gre.innerLength)
+                    }
+                }
+            case .gre:
+                switch TunnelDecap.greDatagram(bytes) {
+                case .failure(let reason): return .failure(reason)
+                case .success(let gre):
                     return gre.vni(layout: peer.greKeyLayout, unkeyedVNI: unkeyed).map {
                         ($0, gre.innerOffset, gre.innerLength)
                     }

@@ -143,7 +143,7 @@ extension DataplaneWorker {
             defer { start += length }
             offloadStatistics.groDatagrams &+= 1
             if let item = classifyDatagram(
-                frame, rxIndex: rxIndex, start: start, length: length, encapsulation: .vxlan, peer: peer, row: row,
+                frame, rxIndex: rxIndex, start: start, length: length, framing: .vxlan, peer: peer, row: row,
                 config: config)
             {
                 learnAndKeep(item, config: config)

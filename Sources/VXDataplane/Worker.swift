@@ -91,7 +91,8 @@ public enum WorkerCommand: Sendable {
     case attachPort(PortID, fd: Int32, kind: PortKind)
     /// Stop reading port `port` (the caller closes the fd afterwards).
     case detachPort(PortID)
-    /// Start using a tunnel socket: a `.udpTunnel` or `.rawGRE` receiver, or the `.rawIPv4Sender`.
+    /// Start using a tunnel socket: a `.udpTunnel`, `.rawGRE` or `.rawGREIPv6` receiver, a `.udpSender`, or the
+    /// raw sender (`.rawIPv4Sender`, or `.rawGREIPv6Sender` on an IPv6 underlay).
     case attachTunnel(fd: Int32, kind: PortKind)
     /// Start using this worker's queue of the underlay TAP (opened with the 24-byte tunnel virtio-net header and
     /// TUN_F_UDP_TUNNEL_GSO): VXLAN leaves and arrives through it as whole outer frames (see the file comment).
@@ -214,7 +215,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
     // stale handle from a reused slot never matches.
     var portBySlot: [(handle: PortHandle, port: PortID)?] = []
     var handleByPortIndex: [PortHandle?] = []
-    var tunnelBySlot: [(handle: PortHandle, encapsulation: TunnelEncapsulation)?] = []
+    var tunnelBySlot: [(handle: PortHandle, framing: TunnelFraming)?] = []
     var sender: PortHandle?
     /// UDP sender sockets for VXLAN, picked by flow hash; empty: VXLAN goes through the raw `sender`.
     var udpSenders: [PortHandle] = []
@@ -429,8 +430,9 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 let handle = try engine.register(fd: fd, kind: kind)
                 switch kind {
                 case .udpTunnel: setSlot(&tunnelBySlot, handle.slot, (handle, .vxlan))
-                case .rawGRE: setSlot(&tunnelBySlot, handle.slot, (handle, .gre))
-                case .rawIPv4Sender: sender = handle
+                case .rawGRE: setSlot(&tunnelBySlot, handle.slot, (handle, .greBehindIPv4))
+                case .rawGREIPv6: setSlot(&tunnelBySlot, handle.slot, (handle, .gre))
+                case .rawIPv4Sender, .rawGREIPv6Sender: sender = handle
                 case .udpSender: udpSenders.append(handle)
                 case .tap: break
                 }
@@ -503,6 +505,19 @@ struct SwitchKey: Equatable {
     var address: MACAddress
 }
 
+/// What a tunnel socket's datagrams start with, which decides how they are decoded.
+enum TunnelFraming {
+    /// The VXLAN header (a UDP socket's payload, or one datagram of an underlay TAP's run).
+    case vxlan
+    /// The outer IPv4 header, then GRE: raw IPv4 sockets deliver the IP header.
+    case greBehindIPv4
+    /// The GRE header: raw IPv6 sockets never deliver the IPv6 header.
+    case gre
+
+    /// The encapsulation a peer must use for its datagrams to be accepted from such a socket.
+    var encapsulation: TunnelEncapsulation { self == .vxlan ? .vxlan : .gre }
+}
+
 /// A classified frame and the source MAC address to learn from it.
 struct Classification {
     var frame: ClassifiedFrame
@@ -534,7 +549,7 @@ extension DataplaneWorker {
             }
             onPortFailure(entry.port, error)
         } else if handle.slot < tunnelBySlot.count, let entry = tunnelBySlot[handle.slot], entry.handle == handle {
-            logger.error("\(entry.encapsulation) tunnel socket stopped receiving: \(error.summary)")
+            logger.error("\(entry.framing.encapsulation) tunnel socket stopped receiving: \(error.summary)")
         }
     }
 }

@@ -383,9 +383,9 @@ public final class EpollEngine: PacketEngine {
             case .udpTunnel:
                 exhausted = readDatagrams(
                     slot: slot, fd: port.fd, handle: handle, large: pool.largeCount > 0, share: share, into: &batch)
-            case .rawGRE:
+            case .rawGRE, .rawGREIPv6:
                 exhausted = readDatagrams(slot: slot, fd: port.fd, handle: handle, large: false, share: share, into: &batch)
-            case .rawIPv4Sender, .udpSender:
+            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
                 exhausted = false
             }
             if exhausted {
@@ -541,12 +541,12 @@ public final class EpollEngine: PacketEngine {
                     unsafe writeTAP(fd: port.fd, frame: frame, header: batch.headerSlot(index), into: &report)
                 }
                 index += 1
-            case .rawIPv4Sender, .udpSender:
+            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
                 var end = index + 1
                 while end < frames.count, end - index < vectors.capacity, frames[end].target == frame.target { end += 1 }
                 sendRun(fd: port.fd, udp: port.kind == .udpSender, batch: batch, range: index..<end, into: &report)
                 index = end
-            case .udpTunnel, .rawGRE:
+            case .udpTunnel, .rawGRE, .rawGREIPv6:
                 report.droppedError += 1  // receive-only kinds: nothing sends through them
                 report.lastErrno = EOPNOTSUPP
                 index += 1

@@ -322,7 +322,7 @@ public final class MemoryEngine: PacketEngine {
             case nil:
                 report.droppedError += 1
                 report.lastErrno = EBADF
-            case .udpTunnel?, .rawGRE?:
+            case .udpTunnel?, .rawGRE?, .rawGREIPv6?:
                 report.droppedError += 1
                 report.lastErrno = EOPNOTSUPP
             case .udpSender?:
@@ -348,7 +348,7 @@ public final class MemoryEngine: PacketEngine {
                     report.sent += 1
                     start = end
                 } while start < bytes.count
-            case .tap?, .rawIPv4Sender?:
+            case .tap?, .rawIPv4Sender?, .rawGREIPv6Sender?:
                 var bytes = [UInt8]()
                 bytes.reserveCapacity(Int(frame.headerLength) + Int(frame.length))
                 let header = unsafe batch.headerSlot(index)

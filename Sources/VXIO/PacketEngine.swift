@@ -34,8 +34,11 @@ public enum PortKind: Sendable, Equatable {
     /// A UDP socket bound to the VXLAN port: each datagram's payload is VXLAN header + inner frame; the
     /// engine reports the sender's IPv4 address as `ReceivedFrame.remote`. Receive only.
     case udpTunnel
-    /// A raw IPPROTO_GRE socket: each datagram starts with the outer IPv4 header. Receive only.
+    /// A raw IPv4 IPPROTO_GRE socket: each datagram starts with the outer IPv4 header. Receive only.
     case rawGRE
+    /// A raw IPv6 IPPROTO_GRE socket: each datagram starts at the GRE header (raw IPv6 sockets never deliver the
+    /// IPv6 header), and the engine reports the sender's address as `ReceivedFrame.remote`. Receive only.
+    case rawGREIPv6
     /// A raw IPPROTO_RAW socket (IP_HDRINCL): sends take a complete outer IPv4 header in front of the frame
     /// and go to `FrameTransmit.remote`. Send only. GRE leaves through it (raw sockets have no GSO).
     case rawIPv4Sender
@@ -44,6 +47,10 @@ public enum PortKind: Sendable, Equatable {
     /// `FrameTransmit.segmentSize` > 0 a UDP GSO send (sendmsg with a UDP_SEGMENT cmsg) of many datagrams at once.
     /// The kernel builds the outer IPv4 and UDP headers; the socket's port is the UDP source port. Send only.
     case udpSender
+    /// A raw IPv6 IPPROTO_GRE socket for sending GRE over an IPv6 underlay: each send is the GRE header (in the
+    /// header slot) and the frame, to `FrameTransmit.remote`; the kernel builds the IPv6 header (a raw IPv6 socket
+    /// has no IP_HDRINCL). Send only: its socket filter drops every packet it would otherwise be given a copy of.
+    case rawGREIPv6Sender
 }
 
 extension PortKind {
@@ -58,10 +65,16 @@ extension PortKind {
         return false
     }
 
-    /// True for the kinds nothing is read from (`.rawIPv4Sender`, `.udpSender`).
+    /// True for the kinds nothing is read from (`.rawIPv4Sender`, `.udpSender`, `.rawGREIPv6Sender`).
     @inlinable
     public var isSendOnly: Bool {
-        self == .rawIPv4Sender || self == .udpSender
+        self == .rawIPv4Sender || self == .udpSender || self == .rawGREIPv6Sender
+    }
+
+    /// True for the raw GRE receive sockets of either family (`.rawGRE`, `.rawGREIPv6`).
+    @inlinable
+    public var isRawGRE: Bool {
+        self == .rawGRE || self == .rawGREIPv6
     }
 }
 

@@ -11,17 +11,24 @@
 //                 (the kernel refuses UDP_SEGMENT with SO_NO_CHECK; veth and most NICs offload it). Over
 //                 IPv6 the same with IPV6_PMTUDISC_DONT and 64 hops; IPv6 requires the checksum anyway.
 //   raw GRE       socket(AF_INET, SOCK_RAW, IPPROTO_GRE), receive only: each datagram starts with the outer
-//                 IPv4 header (raw IPv4 sockets always deliver it), then GRE.
+//                 IPv4 header (raw IPv4 sockets always deliver it), then GRE. Over IPv6, socket(AF_INET6,
+//                 SOCK_RAW, IPPROTO_GRE): each datagram starts at GRE (raw IPv6 sockets never deliver the IPv6
+//                 header), and the sender comes as the message's name.
 //   raw sender    socket(AF_INET, SOCK_RAW, IPPROTO_RAW), send only: IP_HDRINCL is implied, so every send
 //                 carries the complete outer IPv4 header (the kernel fills in the checksum, the total length
 //                 and, when zero, the source address and ID) and is routed by the sockaddr_in destination.
+//   raw IPv6 GRE  socket(AF_INET6, SOCK_RAW, IPPROTO_GRE) bound to the local address, send only: each send is the
+//   sender        GRE header and the frame, and the kernel builds the IPv6 header (64 hops, fragments rather than
+//                 DF, as for UDP). A raw socket gets a copy of every packet of its protocol, so a socket filter
+//                 that accepts nothing keeps the sender's receive queue empty; the one raw GRE receive socket
+//                 reads them.
 //
 // Both receive sockets get large kernel buffers (SO_RCVBUFFORCE first, which passes rmem_max as root, then
 // SO_RCVBUF) and SO_RXQ_OVFL, so the engine can report how many datagrams the kernel dropped because the
 // receive queue was full (see EpollEngine.receiveQueueDrops(for:)).
 //
-// The two UDP kinds take the family of the address they bind (IPv6 sockets are IPV6_V6ONLY, so an IPv6 VTEP never
-// sees IPv4-mapped senders); the raw GRE sockets are IPv4 only, as GRE over IPv6 is not supported.
+// The UDP kinds and the raw GRE receive socket take the family of the address they bind (IPv6 sockets are
+// IPV6_V6ONLY, so an IPv6 VTEP never sees IPv4-mapped senders).
 //
 // A `TunnelSocket` owns its descriptor and closes it on deinit; engines only borrow it (register/unregister).
 
@@ -104,21 +111,55 @@ public enum TunnelSockets {
         }
     }
 
-    /// Opens a non-blocking raw IPPROTO_GRE socket; datagrams start with the outer IPv4 header.
+    /// Opens a non-blocking raw IPPROTO_GRE socket for receiving GRE: an IPv4 one (kind `.rawGRE`, datagrams
+    /// start with the outer IPv4 header) or, for an IPv6 `local`, an IPv6 one (kind `.rawGREIPv6`, datagrams start
+    /// at GRE).
     /// - Parameters:
-    ///   - local: when not nil, binds to it, so only GRE addressed to that underlay address arrives.
+    ///   - local: the underlay address to bind, so only GRE addressed to it arrives; `.any`: every IPv4 address.
     ///   - bufferBytes: receive buffer size to ask for.
     /// - Returns: the socket, with SO_RXQ_OVFL on.
     /// - Throws: `IOError` (EPERM without CAP_NET_RAW).
-    public static func openRawGRE(local: IPv4Address? = nil, bufferBytes: Int = defaultBufferBytes) throws(IOError)
-        -> TunnelSocket
+    public static func openRawGRE(local: UnderlayAddress = .any, bufferBytes: Int = defaultBufferBytes)
+        throws(IOError) -> TunnelSocket
     {
-        try makeSocket(family: .any, type: SOCK_RAW, protocol: Int32(IPPROTO_GRE), what: "raw GRE", kind: .rawGRE) {
-            fd throws(IOError) in
+        try makeSocket(
+            family: local, type: SOCK_RAW, protocol: Int32(IPPROTO_GRE), what: "raw GRE",
+            kind: local.isIPv4 ? .rawGRE : .rawGREIPv6
+        ) { fd throws(IOError) in
             try enlargeBuffers(fd, bytes: bufferBytes)
             try setOption(fd, SOL_SOCKET, CVX_SO_RXQ_OVFL, 1, "setsockopt(SO_RXQ_OVFL)")
-            if let local { try bindSocket(fd, UnderlayAddress(local), 0) }
-            return (UnderlayAddress(local ?? .any), 0)
+            if local != .any { try bindSocket(fd, local, 0) }
+            return (local, 0)
+        }
+    }
+
+    /// Opens a non-blocking raw IPv6 IPPROTO_GRE socket for sending GRE over an IPv6 underlay (kind
+    /// `.rawGREIPv6Sender`): bound to `local`, 64 hops, DF clear (IPV6_PMTUDISC_DONT: the kernel fragments rather
+    /// than drops, as for the UDP senders), and a socket filter that drops everything it would receive.
+    /// - Parameters:
+    ///   - local: the IPv6 underlay address packets leave from (traps for an IPv4 one: IPv4 GRE leaves through
+    ///     `openRawSender`).
+    ///   - bufferBytes: send buffer size to ask for.
+    /// - Returns: the socket.
+    /// - Throws: `IOError` (EPERM without CAP_NET_RAW, EADDRNOTAVAIL when `local` is not this host's).
+    public static func openRawGRESender(local: UnderlayAddress, bufferBytes: Int = defaultBufferBytes)
+        throws(IOError) -> TunnelSocket
+    {
+        precondition(!local.isIPv4, "openRawGRESender: IPv4 GRE leaves through the raw IPv4 sender")
+        return try makeSocket(
+            family: local, type: SOCK_RAW, protocol: Int32(IPPROTO_GRE), what: "raw IPv6 GRE sender",
+            kind: .rawGREIPv6Sender
+        ) { fd throws(IOError) in
+            let refused = cvx_socket_drop_all_input(fd)
+            guard refused == 0 else { throw IOError(errno: -refused, operation: "setsockopt(SO_ATTACH_FILTER)") }
+            try enlargeBuffers(fd, bytes: bufferBytes)
+            try setOption(
+                fd, Int32(IPPROTO_IPV6), IPV6_MTU_DISCOVER, CVX_IP_PMTUDISC_DONT, "setsockopt(IPV6_MTU_DISCOVER)")
+            try setOption(
+                fd, Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, Int32(EncapTemplate.timeToLive),
+                "setsockopt(IPV6_UNICAST_HOPS)")
+            try bindSocket(fd, local, 0)
+            return (local, 0)
         }
     }
 

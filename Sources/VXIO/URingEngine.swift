@@ -21,9 +21,9 @@
 //   A multishot request ends without IORING_CQE_F_MORE (ENOBUFS when the buffer ring ran dry, CQ overflow);
 //   the port is then queued and re-armed once the buffer ring has buffers again.
 //
-// Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw IPv4 sender: sendmsg with
-// MSG_DONTWAIT to a sockaddr_in; UDP sender: the same to address and port, plus a UDP_SEGMENT cmsg for a GSO
-// send), one io_uring_submit per batch, then wait until every send has completed. The msghdr, iovecs, address
+// Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw IPv4 sender and raw IPv6 GRE sender:
+// sendmsg with MSG_DONTWAIT to the remote's address; UDP sender: the same to address and port, plus a UDP_SEGMENT
+// cmsg for a GSO send), one io_uring_submit per batch, then wait until every send has completed. The msghdr, iovecs, address
 // and cmsg of an entry live in per-slot arrays that stay untouched until its CQE.
 // Receive completions seen while waiting are stashed and handed out first by the next `receive`.
 //
@@ -108,10 +108,13 @@ public final class URingEngine: PacketEngine {
     /// Handles of ports whose receive failed for good, not yet reported by `drainNewPortFailures` (appended only
     /// when a port fails, so the per-loop drain is an emptiness check).
     private var newlyFailed: [UInt32] = []
-    /// Template for multishot recvmsg: asks for a sockaddr_in name and no control data. One for all sockets;
-    /// the kernel copies it when a request is issued.
+    /// Template for the raw IPv4 GRE socket's multishot recvmsg: a sockaddr_in name and no control data. The
+    /// kernel copies a template when a request is issued.
     private let receiveMessage: UnsafeMutablePointer<msghdr>
-    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in name and room for the SO_RXQ_OVFL and
+    /// Template for the raw IPv6 GRE socket's multishot recvmsg: a sockaddr_in6 name (in the UDP socket's name
+    /// space) and no control data.
+    private let ipv6ReceiveMessage: UnsafeMutablePointer<msghdr>
+    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in6-sized name and room for the SO_RXQ_OVFL and
     /// UDP_GRO cmsgs.
     private let tunnelReceiveMessage: UnsafeMutablePointer<msghdr>
 
@@ -246,8 +249,13 @@ public final class URingEngine: PacketEngine {
         unsafe self.cqeBatch = .allocate(capacity: Self.harvestChunk)
         unsafe self.receiveMessage = .allocate(capacity: 1)
         unsafe receiveMessage.initialize(to: msghdr())
-        // Raw GRE is IPv4 only: a sockaddr_in is the whole name, and the smaller prefix keeps `DaemonOptions.maxMTU`.
+        // A raw IPv4 GRE datagram carries its 20-byte IPv4 header: the smallest name keeps `DaemonOptions.maxMTU`.
+        // No control data: raw sockets have no GRO, and a cut SO_RXQ_OVFL cmsg is ignored (cvx_uring_recvmsg_parse).
         unsafe receiveMessage.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        unsafe self.ipv6ReceiveMessage = .allocate(capacity: 1)
+        unsafe ipv6ReceiveMessage.initialize(to: msghdr())
+        // A raw IPv6 GRE datagram starts at GRE, so the larger name still leaves more room than the IPv4 socket's.
+        unsafe ipv6ReceiveMessage.pointee.msg_namelen = socklen_t(CVX_URING_RECVMSG_NAME_SPACE)
         unsafe self.tunnelReceiveMessage = .allocate(capacity: 1)
         unsafe tunnelReceiveMessage.initialize(to: msghdr())
         unsafe tunnelReceiveMessage.pointee.msg_namelen = socklen_t(CVX_URING_RECVMSG_NAME_SPACE)
@@ -297,6 +305,7 @@ public final class URingEngine: PacketEngine {
         unsafe ring.deallocate()
         unsafe cqeBatch.deallocate()
         unsafe receiveMessage.deallocate()
+        unsafe ipv6ReceiveMessage.deallocate()
         unsafe tunnelReceiveMessage.deallocate()
         unsafe transmitControl.deallocate()
         unsafe wakeCounter.deallocate()
@@ -558,11 +567,9 @@ public final class URingEngine: PacketEngine {
                 continue
             }
             switch slot.kind {
-            case .udpTunnel:
+            case .udpTunnel, .rawGRE, .rawGREIPv6:
                 let group = usesLargeBuffers(slot.kind) ? Self.largeBufferGroup : Self.bufferGroup
-                unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, tunnelReceiveMessage, group)
-            case .rawGRE:
-                unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, receiveMessage, Self.bufferGroup)
+                unsafe cvx_uring_prep_recvmsg_multishot(sqe, slot.fd, receiveTemplate(for: slot.kind), group)
             case .tap(let virtio):
                 let buffers = virtio ? largeBuffers! : standardBuffers  // register refused virtio without large
                 if slot.multishot {
@@ -570,7 +577,7 @@ public final class URingEngine: PacketEngine {
                 } else {
                     unsafe cvx_uring_prep_read_select(sqe, slot.fd, UInt32(buffers.length), buffers.group)
                 }
-            case .rawIPv4Sender, .udpSender:
+            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
                 preconditionFailure("send-only ports are never armed")
             }
             unsafe io_uring_sqe_set_data64(sqe, UserData.receive(slot.handle))
@@ -712,7 +719,7 @@ public final class URingEngine: PacketEngine {
     @unsafe
     private func makeFrame(port: PortSlot, handle: UInt32, buffer: BufferID, length: Int32) -> ReceivedFrame? {
         switch port.kind {
-        case .udpTunnel, .rawGRE:
+        case .udpTunnel, .rawGRE, .rawGREIPv6:
             // Where the kernel wrote: the headroom in a standard buffer, 12 bytes before it in a large one.
             let readOffset = pool.isLarge(buffer) ? largeBuffers?.addressOffset ?? pool.headroom : pool.headroom
             let start = unsafe pool.unsafeAddress(of: buffer) + readOffset
@@ -720,7 +727,7 @@ public final class URingEngine: PacketEngine {
             var payloadLength: UInt32 = 0
             var sender: (UInt64, UInt64) = (0, 0)  // 16 bytes, network order
             var segmentSize: UInt32 = 0
-            let message = unsafe port.kind == .udpTunnel ? tunnelReceiveMessage : receiveMessage
+            let message = unsafe receiveTemplate(for: port.kind)
             let parsed = unsafe withUnsafeMutableBytes(of: &sender) { senderBytes in
                 unsafe cvx_uring_recvmsg_parse(
                     start, length, message, &payloadOffset, &payloadLength,
@@ -743,14 +750,24 @@ public final class URingEngine: PacketEngine {
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(offset), length: UInt32(length),
                 remote: .any)
-        case .rawIPv4Sender, .udpSender:
+        case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
             return nil
+        }
+    }
+
+    /// The recvmsg template a datagram socket's receives were armed with (the parse must use the same lengths).
+    @unsafe
+    private func receiveTemplate(for kind: PortKind) -> UnsafeMutablePointer<msghdr> {
+        switch kind {
+        case .udpTunnel: unsafe tunnelReceiveMessage
+        case .rawGREIPv6: unsafe ipv6ReceiveMessage
+        default: unsafe receiveMessage
         }
     }
 
     // MARK: Sending
 
-    /// Fills iovecs (and for raw sends a msghdr + sockaddr_in) in transmit slot `slot` and queues the SQE for
+    /// Fills iovecs (and for socket sends a msghdr + address) in transmit slot `slot` and queues the SQE for
     /// entry `position` of `batch` (whose header slot has the same index).
     @unsafe
     private func prepareSend(_ frame: FrameTransmit, position: Int, slot: Int, batch: TxBatch) {

@@ -9,18 +9,20 @@
 // checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
 // `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).
 //
-// Over an IPv6 underlay only the VXLAN socket path exists: the kernel builds IPv6 + UDP (and the UDP checksum,
-// which IPv6 requires), the worker writes the VXLAN header from the template's VNI, and `write` is never called
-// (it has no outer IPv6 header to write; it traps).
+// Over an IPv6 underlay the kernel always builds the IPv6 header. VXLAN leaves through UDP sockets: the kernel builds
+// IPv6 + UDP (and the UDP checksum, which IPv6 requires), the worker writes the VXLAN header from the template's VNI,
+// and `write` is never called (it traps). GRE leaves through a raw IPv6 IPPROTO_GRE socket, which takes the GRE
+// header and the frame and adds the IPv6 header itself (a raw IPv6 socket has no IP_HDRINCL), so `write` writes the
+// GRE header alone (RFC 7676 describes GRE over IPv6; the header is the same as over IPv4).
 //
 // Locking: a template is an immutable value; the control plane builds a new one when a tunnel changes and
 // workers read whichever copy they hold.
 
 /// The outer encapsulation of a tunnel.
 public enum TunnelEncapsulation: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
-    /// IPv4 + UDP + VXLAN (RFC 7348).
+    /// IPv4 or IPv6 + UDP + VXLAN (RFC 7348).
     case vxlan
-    /// IPv4 + GRE (+ key) carrying Ethernet (RFC 2784/2890, protocol 0x6558).
+    /// IPv4 or IPv6 + GRE (+ key) carrying Ethernet (RFC 2784/2890/7676, protocol 0x6558).
     case gre
 
     public var description: String { self == .vxlan ? "vxlan" : "gre" }
@@ -41,6 +43,10 @@ public struct EncapTemplate: Hashable, Sendable {
     public static let greIPv4Size = 24
     /// Outer IPv6 + UDP + VXLAN, in bytes (what the kernel and the worker put on the wire for an IPv6 peer).
     public static let vxlanIPv6Size = 56
+    /// Outer IPv6 + GRE with key, in bytes (the kernel writes the 40 of IPv6, `write` the 8 of GRE).
+    public static let greKeyedIPv6Size = 48
+    /// Outer IPv6 + GRE without key, in bytes.
+    public static let greIPv6Size = 44
     /// The largest `headerLength` of any template: the headroom a receive buffer needs.
     public static let maximumSize = vxlanIPv4Size
     /// Outer TTL.
@@ -60,9 +66,18 @@ public struct EncapTemplate: Hashable, Sendable {
     public let greKeyLayout: GREKeyLayout
     /// UDP destination port; ignored for GRE.
     public let udpDestinationPort: UInt16
-    /// Bytes of outer headers before the inner frame: 36, 28 or 24 over IPv4 (what `write` writes), 56 for VXLAN
-    /// over IPv6.
+    /// Bytes of outer headers the inner frame travels behind on the wire: 36, 28 or 24 over IPv4 (all of it
+    /// written by `write`), 56 for VXLAN and 48 or 44 for GRE over IPv6 (`writtenLength` says how much of it
+    /// `write` writes).
     public let headerLength: Int
+
+    /// Bytes `write` puts in front of the frame: all of `headerLength` over IPv4; over IPv6 the GRE header alone
+    /// (8 or 4: the raw IPv6 socket adds the IPv6 header), and 0 for VXLAN, which the worker never writes this way.
+    @inlinable
+    public var writtenLength: Int {
+        if headerLength <= EncapTemplate.vxlanIPv4Size { return headerLength }
+        return encapsulation == .gre ? headerLength - IPv6Header.size : 0
+    }
 
     // The header as it appears on the wire, as five little-endian words: storing each with `.littleEndian`
     // reproduces the byte sequence on any host. Words past `headerLength` are zero and never written.
@@ -77,8 +92,7 @@ public struct EncapTemplate: Hashable, Sendable {
 
     /// Builds the template. Not for the hot path (it allocates once).
     /// - Parameters:
-    ///   - encapsulation: VXLAN or GRE; GRE needs IPv4 addresses (traps otherwise: the control plane refuses GRE
-    ///     peers on an IPv6 underlay).
+    ///   - encapsulation: VXLAN or GRE.
     ///   - local: outer source address.
     ///   - remote: outer destination address, of `local`'s family (traps otherwise).
     ///   - vni: the tunnel's VNI.
@@ -89,7 +103,6 @@ public struct EncapTemplate: Hashable, Sendable {
         greKeyLayout: GREKeyLayout = .vni, udpDestinationPort: UInt16 = VXLANHeader.udpPort
     ) {
         precondition(local.isIPv4 == remote.isIPv4, "EncapTemplate: local and remote of different families")
-        precondition(local.isIPv4 || encapsulation == .vxlan, "EncapTemplate: GRE needs an IPv4 underlay")
         self.encapsulation = encapsulation
         self.local = local
         self.remote = remote
@@ -97,28 +110,33 @@ public struct EncapTemplate: Hashable, Sendable {
         self.greKeyLayout = greKeyLayout
         self.udpDestinationPort = udpDestinationPort
         let gre = GREHeader(key: greKeyLayout.key(for: vni))
-        let length: Int
-        switch encapsulation {
-        case .vxlan: length = EncapTemplate.vxlanIPv4Size
-        case .gre: length = IPv4Header.minimumSize + gre.length
-        }
-        headerLength = local.isIPv4 ? length : EncapTemplate.vxlanIPv6Size
         var storage = [UInt8](repeating: 0, count: 40)
         var span = storage.mutableSpan
         var bytes = MutableRawSpan(_elements: &span)
-        let ip = IPv4Header(
-            totalLength: 0, timeToLive: EncapTemplate.timeToLive, protocol: encapsulation == .vxlan ? .udp : .gre,
-            source: local.ipv4 ?? .any, destination: remote.ipv4 ?? .any)
-        ip.write(into: &bytes)
-        switch encapsulation {
-        case .vxlan:
-            UDPHeader(sourcePort: 0, destinationPort: udpDestinationPort, length: 0).write(into: &bytes, at: 20)
-            VXLANHeader(vni: vni).write(into: &bytes, at: 28)
-        case .gre:
-            gre.write(into: &bytes, at: 20)
+        switch (encapsulation, local.ipv4, remote.ipv4) {
+        case (_, let source?, let destination?):
+            let ip = IPv4Header(
+                totalLength: 0, timeToLive: EncapTemplate.timeToLive, protocol: encapsulation == .vxlan ? .udp : .gre,
+                source: source, destination: destination)
+            ip.write(into: &bytes)
+            switch encapsulation {
+            case .vxlan:
+                headerLength = EncapTemplate.vxlanIPv4Size
+                UDPHeader(sourcePort: 0, destinationPort: udpDestinationPort, length: 0).write(into: &bytes, at: 20)
+                VXLANHeader(vni: vni).write(into: &bytes, at: 28)
+            case .gre:
+                headerLength = IPv4Header.minimumSize + gre.length
+                gre.write(into: &bytes, at: 20)
+            }
+        case (.vxlan, _, _):
+            headerLength = EncapTemplate.vxlanIPv6Size
+        case (.gre, _, _):
+            // The GRE header alone, at the start: the socket puts the IPv6 header in front of it.
+            headerLength = IPv6Header.size + gre.length
+            gre.write(into: &bytes, at: 0)
         }
         let view = bytes.bytes
-        checksumBase = InternetChecksum.sum(view.extracting(0..<IPv4Header.minimumSize))
+        checksumBase = local.isIPv4 ? InternetChecksum.sum(view.extracting(0..<IPv4Header.minimumSize)) : 0
         word0 = view.vxLE64(0)
         word1 = view.vxLE64(8)
         word2 = view.vxLE64(16)
@@ -134,18 +152,20 @@ public struct EncapTemplate: Hashable, Sendable {
 
     /// Writes the outer header for one packet.
     /// - Parameters:
-    ///   - bytes: destination; must hold `headerLength` bytes from `offset` (traps otherwise: a caller bug).
-    ///     The template must be an IPv4 one (traps otherwise: IPv6 peers are reached through UDP sockets only).
-    ///   - offset: where the outer IPv4 header starts; the inner frame follows at `offset + headerLength`.
+    ///   - bytes: destination; must hold `writtenLength` bytes from `offset` (traps otherwise: a caller bug).
+    ///     The template must not be VXLAN over IPv6 (traps otherwise: those peers are reached through UDP sockets).
+    ///   - offset: where the outer header starts; the inner frame follows at `offset + writtenLength`.
     ///   - innerLength: the inner Ethernet frame's length; `headerLength + innerLength` must fit in 65535.
     ///   - flowHash: the inner frame's `FlowHash`; picks the VXLAN UDP source port.
-    /// - Returns: bytes written (`headerLength`).
+    /// - Returns: bytes written (`writtenLength`).
     @inlinable @discardableResult
     public func write(into bytes: inout MutableRawSpan, at offset: Int = 0, innerLength: Int, flowHash: UInt32) -> Int {
         let totalLength = headerLength &+ innerLength
         precondition(innerLength >= 0 && totalLength <= 0xFFFF, "EncapTemplate: inner frame too long")
+        if headerLength > EncapTemplate.vxlanIPv4Size {
+            return writeGREForIPv6(into: &bytes, at: offset)
+        }
         precondition(offset >= 0 && bytes.byteCount &- offset >= headerLength, "EncapTemplate: destination too short")
-        precondition(headerLength != EncapTemplate.vxlanIPv6Size, "EncapTemplate: no outer header to write over IPv6")
         let total16 = UInt16(truncatingIfNeeded: totalLength)
         let checksum = ~InternetChecksum.combine(checksumBase, total16)
         // Safe: the precondition above proves [offset, offset + headerLength) is inside `bytes`, and every store
@@ -173,5 +193,21 @@ public struct EncapTemplate: Hashable, Sendable {
             break
         }
         return headerLength
+    }
+
+    /// `write` for an IPv6 underlay: the GRE header alone, nothing to patch per packet (no IPv4 length or checksum).
+    @inlinable
+    func writeGREForIPv6(into bytes: inout MutableRawSpan, at offset: Int) -> Int {
+        precondition(encapsulation == .gre, "EncapTemplate: no outer header to write for VXLAN over IPv6")
+        let length = headerLength &- IPv6Header.size
+        precondition(offset >= 0 && bytes.byteCount &- offset >= length, "EncapTemplate: destination too short")
+        // Safe: the precondition proves [offset, offset + length) is inside `bytes`; length is 8 or 4.
+        if length == 8 {
+            unsafe bytes.storeBytes(of: word0.littleEndian, toUncheckedByteOffset: offset, as: UInt64.self)
+        } else {
+            unsafe bytes.storeBytes(
+                of: UInt32(truncatingIfNeeded: word0).littleEndian, toUncheckedByteOffset: offset, as: UInt32.self)
+        }
+        return length
     }
 }

@@ -1,8 +1,9 @@
 // Tunnel decapsulation: from what a socket hands us to (VNI, inner frame offset) or a drop reason.
 //
 // Flow: a UDP/4789 socket yields VXLAN datagram payloads (the kernel has stripped IP and UDP and checked the UDP
-// checksum) -> `vxlanDatagram`; a raw IPPROTO_GRE socket yields whole IPv4 packets -> `greIPv4`, then the peer's
-// `GREKeyLayout` turns the key into a VNI. `vxlanIPv4` parses a full outer IPv4 + UDP + VXLAN packet for tests
+// checksum) -> `vxlanDatagram`; a raw IPv4 IPPROTO_GRE socket yields whole IPv4 packets -> `greIPv4`, a raw IPv6
+// one the GRE header and what follows (raw IPv6 sockets never deliver the IPv6 header) -> `greDatagram`; then the
+// peer's `GREKeyLayout` turns the key into a VNI. `vxlanIPv4` parses a full outer IPv4 + UDP + VXLAN packet for tests
 // and pcap tooling. All are pure functions over the caller's bytes; nothing is copied or allocated.
 
 /// The result of decoding a VXLAN datagram payload.
@@ -48,6 +49,30 @@ public struct GREDecapsulation: Hashable, Sendable {
     ///   - layout: the peer's key layout.
     ///   - unkeyedVNI: the peer's VNI, for `.none`.
     /// - Returns: the VNI, or `.greKeyMissing`, `.greKeyUnexpected`, `.vniOutOfRange`.
+    @inlinable
+    public func vni(layout: GREKeyLayout, unkeyedVNI: VNI) -> Result<VNI, PacketDropReason> {
+        layout.vni(forKey: gre.key, unkeyedVNI: unkeyedVNI)
+    }
+}
+
+/// The result of decoding a GRE packet without its outer IP header (what a raw IPv6 IPPROTO_GRE socket delivers).
+public struct GREDatagramDecapsulation: Hashable, Sendable {
+    /// The GRE header (key and sequence number, if present).
+    public var gre: GREHeader
+    /// Offset of the inner Ethernet frame from the start of the GRE header.
+    public var innerOffset: Int
+    /// Length of the inner Ethernet frame.
+    public var innerLength: Int
+
+    /// Builds a value (decoders do this).
+    @inlinable
+    public init(gre: GREHeader, innerOffset: Int, innerLength: Int) {
+        self.gre = gre
+        self.innerOffset = innerOffset
+        self.innerLength = innerLength
+    }
+
+    /// The VNI by the sending peer's key layout (see `GREDecapsulation.vni(layout:unkeyedVNI:)`).
     @inlinable
     public func vni(layout: GREKeyLayout, unkeyedVNI: VNI) -> Result<VNI, PacketDropReason> {
         layout.vni(forKey: gre.key, unkeyedVNI: unkeyedVNI)
@@ -114,16 +139,31 @@ public enum TunnelDecap {
         }
         guard ip.protocol == .gre else { return .failure(.outerNotGRE) }
         guard !ip.isFragment else { return .failure(.outerFragment) }
-        let grePacket = packet.extracting(ip.headerLength..<Int(ip.totalLength))
+        let inner: GREDatagramDecapsulation
+        switch greDatagram(packet.extracting(ip.headerLength..<Int(ip.totalLength))) {
+        case .success(let d): inner = d
+        case .failure(let reason): return .failure(reason)
+        }
+        return .success(
+            GREDecapsulation(
+                ipv4: ip, gre: inner.gre, innerOffset: ip.headerLength + inner.innerOffset,
+                innerLength: inner.innerLength))
+    }
+
+    /// Decodes a GRE packet from its GRE header on: a datagram of a raw IPv6 IPPROTO_GRE socket, where the kernel
+    /// has removed the IPv6 header (and reassembled fragments).
+    /// - Parameter packet: the GRE header and exactly its payload (the checksum, if present, covers both).
+    /// - Returns: the header and inner frame position, or a GRE reason, or `.truncatedInnerEthernet`.
+    @inlinable
+    public static func greDatagram(_ packet: RawSpan) -> Result<GREDatagramDecapsulation, PacketDropReason> {
         let gre: GREHeader
-        switch GREHeader.parse(grePacket) {
+        switch GREHeader.parse(packet) {
         case .success(let h): gre = h
         case .failure(let reason): return .failure(reason)
         }
-        let innerOffset = ip.headerLength + gre.length
-        let innerLength = Int(ip.totalLength) - innerOffset
+        let innerLength = packet.byteCount - gre.length
         guard innerLength >= EthernetHeader.size else { return .failure(.truncatedInnerEthernet) }
-        return .success(GREDecapsulation(ipv4: ip, gre: gre, innerOffset: innerOffset, innerLength: innerLength))
+        return .success(GREDatagramDecapsulation(gre: gre, innerOffset: gre.length, innerLength: innerLength))
     }
 
     /// Decodes a full outer IPv4 + UDP + VXLAN packet.

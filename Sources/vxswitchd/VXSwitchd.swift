@@ -32,7 +32,7 @@ struct VXSwitchd: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "This host's VTEP address (IPv4, or IPv6 for VXLAN over IPv6): the source of tunnel packets.",
+            "This host's VTEP address (IPv4 or IPv6; every peer is of its family): the source of tunnel packets.",
             valueName: "ip"))
     var local: String
 
@@ -154,7 +154,7 @@ struct VXSwitchd: ParsableCommand {
         guard address.isIPv4 else {
             throw ValidationError(
                 "--underlay-tap needs an IPv4 --local (the underlay TAP carries VXLAN over IPv4 only), not \(address); "
-                    + "run without --underlay-tap for VXLAN over IPv6")
+                    + "run without --underlay-tap for an IPv6 underlay")
         }
         do throws(ControlError) {
             _ = try InterfaceName(validating: underlayTap)

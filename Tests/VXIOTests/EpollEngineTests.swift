@@ -208,7 +208,7 @@ struct EpollEnginePrivilegedTests {
     @Test func rawGRESocketReceivesGREFromTheRawSenderWithTheOuterHeader() throws {
         let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
         let sender = try TunnelSockets.openRawSender()
-        let gre = try TunnelSockets.openRawGRE(local: loopbackIPv4)
+        let gre = try TunnelSockets.openRawGRE(local: UnderlayAddress(loopbackIPv4))
         let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
         let inbound = try engine.register(fd: gre.fileDescriptor.rawValue, kind: .rawGRE)
 

@@ -109,6 +109,30 @@ struct PropertyTests {
         }
     }
 
+    /// Over IPv6 the template writes GRE alone, at the offset it is given, and nothing past it.
+    @Test func ipv6GRETemplateRoundTripForEveryLayout() async {
+        await propertyCheck(
+            count: 200, input: Gen<GREKeyLayout>.case, Gen<UInt32>.value(in: 0...VNI.maxValue), Self.innerGen
+        ) { layout, vni, inner in
+            let t = EncapTemplate(
+                encapsulation: .gre, local: UnderlayAddress("2001:db8::1")!,
+                remote: UnderlayAddress("2001:db8::2")!, vni: VNI(vni)!, greKeyLayout: layout)
+            #expect(t.headerLength == (layout == .none ? EncapTemplate.greIPv6Size : EncapTemplate.greKeyedIPv6Size))
+            #expect(t.writtenLength == (layout == .none ? 4 : 8))
+            let guardBytes: [UInt8] = [0xA5, 0x5A, 0xC3]
+            var datagram = guardBytes + [UInt8](repeating: 0, count: t.writtenLength) + inner
+            var written = 0
+            mutate(&datagram) {
+                written = t.write(into: &$0, at: guardBytes.count, innerLength: inner.count, flowHash: vni)
+            }
+            #expect(written == t.writtenLength)
+            #expect(Array(datagram[0..<guardBytes.count]) == guardBytes)
+            let d = TunnelDecap.greDatagram(Array(datagram[guardBytes.count...]).span.bytes).successValue
+            #expect(d?.vni(layout: layout, unkeyedVNI: VNI(vni)!).successValue?.value == vni)
+            #expect(d.map { Array(datagram[(guardBytes.count + $0.innerOffset)...]) } == inner)
+        }
+    }
+
     @Test func ipv4HeaderRoundTrip() async {
         await propertyCheck(
             count: 200, input: Gen<UInt32>.value(in: 0...UInt32.max), Gen<UInt32>.value(in: 0...UInt32.max),

@@ -3,7 +3,7 @@ import VXPacket
 import VXTestSupport
 
 enum Decoder: String, Sendable {
-    case ethernet, arp, ipv4, ipv6Transport, udp, tcp, vxlanDatagram, vxlanIPv4, greIPv4
+    case ethernet, arp, ipv4, ipv6Transport, udp, tcp, vxlanDatagram, vxlanIPv4, greIPv4, greDatagram
 
     func reason(_ bytes: [UInt8]) -> PacketDropReason? {
         let s = bytes.span.bytes
@@ -17,6 +17,7 @@ enum Decoder: String, Sendable {
         case .vxlanDatagram: return TunnelDecap.vxlanDatagram(s).failureValue
         case .vxlanIPv4: return TunnelDecap.vxlanIPv4(s).failureValue
         case .greIPv4: return TunnelDecap.greIPv4(s).failureValue
+        case .greDatagram: return TunnelDecap.greDatagram(s).failureValue
         }
     }
 }
@@ -75,6 +76,15 @@ let rejectionCases: [RejectionCase] = {
         RejectionCase(name: "GRE header short", decoder: .greIPv4, bytes: PacketBuilder.ipv4(source: a, destination: b, protocol: .gre, payload: [0, 0]), expected: .truncatedGRE),
         RejectionCase(name: "GRE inner frame short", decoder: .greIPv4, bytes: PacketBuilder.greIPv4(source: a, destination: b, inner: Array(inner[0..<13])), expected: .truncatedInnerEthernet),
         RejectionCase(name: "GRE decoder given UDP", decoder: .greIPv4, bytes: udp, expected: .outerNotGRE),
+        // What a raw IPv6 GRE socket hands over: the same packets from the GRE header on.
+        RejectionCase(name: "GRE datagram version 1", decoder: .greDatagram, bytes: edited(Array(gre[20...]), fixIPv4: false) { $0[1] |= 1 }, expected: .greBadVersion),
+        RejectionCase(name: "GRE datagram routing bit", decoder: .greDatagram, bytes: edited(Array(gre[20...]), fixIPv4: false) { $0[0] |= 0x40 }, expected: .greRoutingPresent),
+        RejectionCase(name: "GRE datagram bad checksum", decoder: .greDatagram, bytes: edited(Array(greSum[20...]), fixIPv4: false) { $0[$0.count - 1] ^= 0x01 }, expected: .greChecksumBad),
+        RejectionCase(name: "GRE datagram key flag but no room", decoder: .greDatagram, bytes: [0x20, 0, 0x65, 0x58], expected: .truncatedGRE),
+        RejectionCase(name: "GRE datagram 3 bytes", decoder: .greDatagram, bytes: [0, 0, 0x65], expected: .truncatedGRE),
+        RejectionCase(name: "GRE datagram inner frame short", decoder: .greDatagram, bytes: Array(gre[20..<(28 + 13)]), expected: .truncatedInnerEthernet),
+        // IPv4's version nibble, 4, lands on GRE's R bit: an IPv4 header is never taken for GRE.
+        RejectionCase(name: "GRE datagram given a whole IPv4 packet", decoder: .greDatagram, bytes: gre, expected: .greRoutingPresent),
         RejectionCase(name: "IPv4 bad header checksum", decoder: .greIPv4, bytes: edited(gre, fixIPv4: false) { $0[10] ^= 0x10 }, expected: .ipv4BadChecksum),
         RejectionCase(name: "IPv4 version 6", decoder: .ipv4, bytes: edited(udp) { $0[0] = 0x65 }, expected: .ipv4BadVersion),
         RejectionCase(name: "IPv4 IHL 4", decoder: .ipv4, bytes: edited(udp, fixIPv4: false) { $0[0] = 0x44 }, expected: .ipv4BadHeaderLength),

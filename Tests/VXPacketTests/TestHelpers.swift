@@ -69,6 +69,42 @@ func decodeFields(_ bytes: [UInt8], kind: String, layout: GREKeyLayout? = nil) -
         }
     }
 
+    func greFields(_ gre: GREHeader, innerOffset: Int, innerLength: Int) {
+        f["gre.key"] = gre.key.map { String($0) } ?? "none"
+        f["gre.seq"] = gre.sequenceNumber.map { String($0) } ?? "none"
+        f["gre.csumpresent"] = gre.checksumPresent ? "1" : "0"
+        if gre.checksumPresent { f["gre.csum"] = String(gre.checksum) }
+        f["inner.off"] = String(innerOffset)
+        f["inner.len"] = String(innerLength)
+        if let layout {
+            switch layout.vni(forKey: gre.key, unkeyedVNI: VNI(7)!) {
+            case .success(let vni): f["vni"] = String(vni.value)
+            case .failure(let r): f["error"] = "\(r)"
+            }
+        }
+    }
+
+    if kind == "ipv6" {
+        // An outer IPv6 packet carrying GRE: the raw IPv6 socket hands over what follows the IPv6 header.
+        switch IPv6Header.parse(span) {
+        case .failure(let r):
+            f["error"] = "\(r)"
+        case .success(let ip):
+            f["ipv6.src"] = ip.source.description
+            f["ipv6.dst"] = ip.destination.description
+            f["ipv6.nh"] = String(ip.nextHeader.rawValue)
+            f["ipv6.hlim"] = String(ip.hopLimit)
+            f["ipv6.plen"] = String(ip.payloadLength)
+            let end = IPv6Header.size + Int(ip.payloadLength)
+            switch TunnelDecap.greDatagram(span.extracting(IPv6Header.size..<end)) {
+            case .failure(let r): f["error"] = "\(r)"
+            case .success(let d):
+                greFields(d.gre, innerOffset: IPv6Header.size + d.innerOffset, innerLength: d.innerLength)
+            }
+        }
+        return f
+    }
+
     if kind == "ipv4" {
         switch IPv4Header.parse(span) {
         case .failure(let r):
@@ -90,19 +126,7 @@ func decodeFields(_ bytes: [UInt8], kind: String, layout: GREKeyLayout? = nil) -
         } else {
             switch TunnelDecap.greIPv4(span) {
             case .failure(let r): f["error"] = "\(r)"
-            case .success(let d):
-                f["gre.key"] = d.gre.key.map { String($0) } ?? "none"
-                f["gre.seq"] = d.gre.sequenceNumber.map { String($0) } ?? "none"
-                f["gre.csumpresent"] = d.gre.checksumPresent ? "1" : "0"
-                if d.gre.checksumPresent { f["gre.csum"] = String(d.gre.checksum) }
-                f["inner.off"] = String(d.innerOffset)
-                f["inner.len"] = String(d.innerLength)
-                if let layout {
-                    switch d.vni(layout: layout, unkeyedVNI: VNI(7)!) {
-                    case .success(let vni): f["vni"] = String(vni.value)
-                    case .failure(let r): f["error"] = "\(r)"
-                    }
-                }
+            case .success(let d): greFields(d.gre, innerOffset: d.innerOffset, innerLength: d.innerLength)
             }
         }
         return f

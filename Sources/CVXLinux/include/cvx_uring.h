@@ -26,7 +26,7 @@ struct msghdr;
 
 /* The name space a multishot recvmsg on a UDP tunnel socket reserves in every buffer: room for a struct
  * sockaddr_in6 (28), rounded up to keep the payload 16-byte aligned, so IPv4 and IPv6 sockets share one layout.
- * (Raw GRE sockets are IPv4 only and ask for a struct sockaddr_in.) */
+ * Raw IPv6 GRE sockets use it too; raw IPv4 GRE sockets ask for a struct sockaddr_in only. */
 #define CVX_URING_RECVMSG_NAME_SPACE 32u
 
 /* Allocates (mmap, page aligned) and registers a provided-buffer ring of `entries` slots (a power of two,
