@@ -214,14 +214,17 @@ public enum TunnelSockets {
 
     /// Opens a socket, runs `configure` on it (which returns the bound address and port), and wraps it; closes it
     /// if any step fails, so no opener can leak a descriptor on its error path.
-    /// The socket is AF_INET for an IPv4 `family` address, AF_INET6 (and IPV6_V6ONLY) for an IPv6 one.
+    /// The socket is AF_INET for an IPv4 `family` address, AF_INET6 (and IPV6_V6ONLY, unless raw) for an IPv6 one.
     private static func makeSocket(
         family: UnderlayAddress, type: __socket_type, protocol proto: Int32, what: String, kind: PortKind,
         configure: (Int32) throws(IOError) -> (address: UnderlayAddress, port: UInt16)
     ) throws(IOError) -> TunnelSocket {
         let fd = try openSocket(ipv6: !family.isIPv4, type: type, protocol: proto, what: what)
         do {
-            if !family.isIPv4 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1, "setsockopt(IPV6_V6ONLY)") }
+            // Raw IPv6 sockets never see IPv4 (and refuse the option, EINVAL: their protocol is their "port").
+            if !family.isIPv4 && type != SOCK_RAW {
+                try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1, "setsockopt(IPV6_V6ONLY)")
+            }
             let bound = try configure(fd)
             return TunnelSocket(
                 fd: fd, kind: kind, localAddress: bound.address, localPort: bound.port,

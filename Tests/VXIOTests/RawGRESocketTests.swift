@@ -1,0 +1,165 @@
+// Raw GRE sockets through both kernel engines, on loopback (needs CAP_NET_RAW: skipped, with a message, when not
+// root). GRE over IPv6 takes one raw IPv6 IPPROTO_GRE socket to receive and a filtered one per worker to send; the
+// kernel writes the IPv6 header, so the receiver's datagrams start at GRE and the sender comes as the message name.
+// And a raw GRE socket whose receive queue once overflowed must go on delivering: from then on the kernel puts an
+// SO_RXQ_OVFL message in front of every datagram, which io_uring's receive, asking for no control data, finds cut
+// (MSG_CTRUNC).
+//
+// Every raw GRE socket on the host gets a copy of every GRE packet on loopback, other tests' included, so each
+// test marks its packets with a GRE key of its own and looks only at those.
+
+import Foundation
+import Testing
+import VXIO
+import VXPacket
+import VXTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("raw GRE sockets through the engines (loopback)")
+struct RawGRESocketTests {
+    static var isRoot: Bool { getuid() == 0 }
+
+    /// A GRE header with a key (K set, protocol 0x6558): what the IPv6 template writes.
+    static func greHeader(key: UInt32) -> [UInt8] {
+        [0x20, 0x00, 0x65, 0x58] + withUnsafeBytes(of: key.bigEndian) { Array($0) }
+    }
+
+    /// A key no other test run uses: the run's random ID folded into 24 bits, plus `index` in the low byte.
+    static func key(_ index: UInt8) -> UInt32 {
+        (UInt32(runID, radix: 16)! & 0xFF_FFFF) << 8 | UInt32(index)
+    }
+
+    /// Sends `frames` through `sender` to `remote`, each behind `header(frameIndex)`, each `times` times.
+    static func send<Engine: PacketEngine>(
+        _ frames: [[UInt8]], times: Int = 1, through sender: PortHandle, to remote: UnderlayAddress, engine: Engine,
+        header: (Int) -> [UInt8]
+    ) throws -> Int {
+        let tx = TxBatch(capacity: frames.count * times)
+        var staged: [BufferID] = []
+        defer { for buffer in staged { engine.pool.give(buffer) } }
+        for (index, frame) in frames.enumerated() {
+            let (buffer, offset, length) = try stage(frame, in: engine.pool)
+            staged.append(buffer)
+            let slotHeader = header(index)
+            for _ in 0..<times {
+                unsafe tx.append(target: sender, remote: remote, buffer: buffer, offset: offset, length: length) {
+                    unsafe writeHeader(slotHeader, into: $0)
+                }
+            }
+        }
+        return engine.transmit(tx).sent
+    }
+
+    /// Receives (bounded: `polls` polls of 50 ms) and keeps the datagrams from `source` that `keep` accepts.
+    static func collect<Engine: PacketEngine>(
+        from source: PortHandle, engine: Engine, polls: Int = 20, until enough: Int,
+        keep: ([UInt8]) -> Bool
+    ) throws -> [(bytes: [UInt8], remote: UnderlayAddress)] {
+        var kept: [(bytes: [UInt8], remote: UnderlayAddress)] = []
+        var rx = RxBatch(capacity: 64)
+        for _ in 0..<polls where kept.count < enough {
+            rx.reset()
+            _ = try engine.receive(into: &rx, timeout: .milliseconds(50))
+            for frame in rx.frames {
+                let data = bytes(of: frame, in: engine)
+                if frame.source == source, keep(data) { kept.append((data, frame.remote)) }
+                engine.release(frame.buffer)
+            }
+        }
+        return kept
+    }
+
+    /// Bytes waiting in `fd`'s receive queue: 0 when a non-blocking peek finds nothing.
+    static func queuedBytes(_ fd: Int32) -> Int {
+        var byte: UInt8 = 0
+        let count = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC))
+        return count < 0 ? 0 : max(count, 1)
+    }
+
+    static func inner(_ marker: [UInt8]) -> [UInt8] {
+        ethernetFrame(
+            dst: .broadcast, src: MACAddress(0x02, 0, 0, 0, 0, 6), etherType: experimentalEtherType, payload: marker)
+    }
+
+    func checkIPv6<Engine: PacketEngine>(_ engine: Engine) throws {
+        let sender = try TunnelSockets.openRawGRESender(local: loopbackIPv6)
+        #expect(sender.kind == .rawGREIPv6Sender && sender.localAddress == loopbackIPv6)
+        let receiver = try TunnelSockets.openRawGRE(local: loopbackIPv6)
+        #expect(receiver.kind == .rawGREIPv6)
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawGREIPv6Sender)
+        let inbound = try engine.register(fd: receiver.fileDescriptor.rawValue, kind: .rawGREIPv6)
+        // Armed before anything is sent, so no engine misses what arrives first.
+        var rx = RxBatch(capacity: 8)
+        _ = try engine.receive(into: &rx, timeout: .milliseconds(10))
+        for frame in rx.frames { engine.release(frame.buffer) }
+
+        let frames = (0..<3).map { Self.inner(Array("gre6-\(runID)-\($0)".utf8)) }
+        let keys = (0..<3).map { Self.key(UInt8($0)) }
+        #expect(try Self.send(frames, through: out, to: loopbackIPv6, engine: engine) { Self.greHeader(key: keys[$0]) } == 3)
+
+        let wanted = Set(keys.indices.map { Self.greHeader(key: keys[$0]) + frames[$0] })
+        let received = try Self.collect(from: inbound, engine: engine, until: 3) { wanted.contains($0) }
+        // Each datagram is GRE header + frame, no IPv6 header in front, from ::1.
+        #expect(Set(received.map(\.bytes)) == wanted, "received \(received.count) of 3")
+        #expect(received.allSatisfy { $0.remote == loopbackIPv6 })
+        // The sender's filter kept its copy of every GRE packet out of its queue.
+        #expect(Self.queuedBytes(sender.fileDescriptor.rawValue) == 0, "the send-only socket has packets queued")
+        engine.unregister(inbound)
+        engine.unregister(out)
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func ipv6GRESocketsCarryGREAndReportTheSender(_ kind: KernelEngineKind) throws {
+        guard Self.isRoot else {
+            print("skipped: raw GRE sockets need root (CAP_NET_RAW)")
+            return
+        }
+        guard let engine = try UDPOffloadEngineTests.engine(kind) else { return }
+        try checkIPv6(engine)
+    }
+
+    /// The IPv4 raw GRE socket on the kernel's smallest receive buffer takes a burst before any engine reads it, so
+    /// its queue overflows; then every datagram it delivers carries the drop count (SO_RXQ_OVFL).
+    func checkAfterOverflow<Engine: PacketEngine>(_ engine: Engine) throws {
+        let receiver = try TunnelSockets.openRawGRE(local: loopback, bufferBytes: 1024)
+        let sender = try TunnelSockets.openRawSender()
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
+        let key = Self.key(0x77)
+        let frame = Self.inner(Array("gre-overflow-\(runID)".utf8))
+        let outer = ipv4Header(
+            protocol: 47, source: loopbackIPv4, destination: loopbackIPv4, payloadLength: 8 + frame.count)
+            + Self.greHeader(key: key)
+        let burst = 200
+        let sent = try Self.send([frame], times: burst, through: out, to: loopback, engine: engine) { _ in outer }
+        try #require(sent == burst)
+        // Now read: what the queue kept (a few), and one more sent afterwards, which carries the count too.
+        let inbound = try engine.register(fd: receiver.fileDescriptor.rawValue, kind: .rawGRE)
+        let ours: ([UInt8]) -> Bool = { $0.count == outer.count + frame.count && Array($0[20...]) == Array(outer[20...]) + frame }
+        let queued = try Self.collect(from: inbound, engine: engine, polls: 4, until: burst, keep: ours)
+        try #require(queued.count < burst, "the queue kept all \(burst): it never overflowed, so this proves nothing")
+        #expect(queued.count > 0, "nothing that the overflowed queue kept was delivered")
+        // Its own key: the burst's stragglers (loopback queues in a softirq backlog first) must not count.
+        let laterOuter = Array(outer[0..<24]) + withUnsafeBytes(of: Self.key(0x78).bigEndian) { Array($0) }
+        #expect(try Self.send([frame], through: out, to: loopback, engine: engine) { _ in laterOuter } == 1)
+        let later = try Self.collect(from: inbound, engine: engine, until: 1) {
+            $0.count == laterOuter.count + frame.count && Array($0[20...]) == Array(laterOuter[20...]) + frame
+        }
+        #expect(later.count == 1, "a datagram after the overflow was not delivered")
+        #expect(later.allSatisfy { $0.remote == loopback })
+        engine.unregister(inbound)
+        engine.unregister(out)
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func rawGREDatagramsStillArriveAfterTheQueueOverflowed(_ kind: KernelEngineKind) throws {
+        guard Self.isRoot else {
+            print("skipped: raw GRE sockets need root (CAP_NET_RAW)")
+            return
+        }
+        guard let engine = try UDPOffloadEngineTests.engine(kind) else { return }
+        try checkAfterOverflow(engine)
+    }
+}
