@@ -24,24 +24,28 @@ import Glibc
 struct OverflowingSocket: ~Copyable {
     static let burst = 2000
     let socket: TunnelSocket
+    let isIPv6: Bool
 
-    init() throws {
+    /// - Parameter ipv6: on ::1 (listed in /proc/net/udp6) instead of 127.0.0.1.
+    init(ipv6: Bool = false) throws {
         // The smallest buffer the kernel allows (it raises 1 KiB to SOCK_MIN_RCVBUF): about ten datagrams.
-        socket = try TunnelSockets.openUDP(local: UnderlayAddress(127, 0, 0, 1), port: 0, bufferBytes: 1024)
+        socket = try TunnelSockets.openUDP(
+            local: ipv6 ? UnderlayAddress("::1")! : UnderlayAddress(127, 0, 0, 1), port: 0, bufferBytes: 1024)
+        isIPv6 = ipv6
     }
 
     /// Sends `count` datagrams (the burst by default) from a separate socket. - Returns: how many sends succeeded.
     func overflow(count: Int = burst) throws -> Int {
-        let sender = try PlainUDPSocket()
+        let sender = try PlainUDPSocket(ipv6: isIPv6)
         let payload = [UInt8](repeating: 0xC3, count: 200)
         var sent = 0
         for _ in 0..<count where sender.send(payload, to: socket.localPort) { sent += 1 }
         return sent
     }
 
-    /// The drops column of /proc/self/net/udp for this socket, found by its local port rather than by inode (as
-    /// KernelSocketDrops does), so the test does not check the product's parser against itself.
-    var procDrops: UInt64? { loopbackUDPDrops(port: socket.localPort) }
+    /// The drops column of /proc/self/net/udp (udp6) for this socket, found by its local port rather than by inode
+    /// (as KernelSocketDrops does), so the test does not check the product's parser against itself.
+    var procDrops: UInt64? { loopbackUDPDrops(port: socket.localPort, ipv6: isIPv6) }
 }
 
 /// A host whose VXLAN socket is a real one (the rest are FakeHost's fake descriptors): the MemoryEngine never
@@ -129,16 +133,18 @@ struct KernelDropOverflowTests {
         #expect(UInt64(received) + proc == UInt64(sent))
     }
 
-    @Test("vxctl stats reports the tunnel socket's drops as kernelReceiveQueueOverflow")
-    func statsReportTheOverflow() async throws {
-        let overflowing = try OverflowingSocket()
+    /// Over IPv6 too: an IPv6 VTEP's sockets are listed in /proc/net/udp6, where the count was once not looked for.
+    @Test("vxctl stats reports the tunnel socket's drops as kernelReceiveQueueOverflow", arguments: [false, true])
+    func statsReportTheOverflow(ipv6: Bool) async throws {
+        let overflowing = try OverflowingSocket(ipv6: ipv6)
         // Far above the fake descriptors (10-12, 1001+) the MemoryEngine also keys its ports by.
         let tunnelFD = fcntl(overflowing.socket.fileDescriptor.rawValue, F_DUPFD_CLOEXEC, 5000)
         try #require(tunnelFD >= 5000)
         defer { close(tunnelFD) }
         let host = RealTunnelHost(tunnelFD: tunnelFD)
         let daemon = SwitchDaemon(
-            options: DaemonOptions(local: InProcessSwitch.local), engines: [MemoryEngine(pool: PacketBufferPool(count: 64))],
+            options: DaemonOptions(local: ipv6 ? UnderlayAddress("2001:db8::11")! : InProcessSwitch.local),
+            engines: [MemoryEngine(pool: PacketBufferPool(count: 64))],
             host: host, logger: Logger(label: "test"))
         try daemon.start()
         defer { daemon.shutdown() }
