@@ -135,6 +135,17 @@ public enum PacketBuilder {
         checksum: Bool = false, protocolType: EtherType = .transparentEthernetBridging, inner: [UInt8],
         identification: UInt16 = 0
     ) -> [UInt8] {
+        let gre = greDatagram(
+            key: key, sequenceNumber: sequenceNumber, checksum: checksum, protocolType: protocolType, inner: inner)
+        return ipv4(
+            source: source, destination: destination, protocol: .gre, payload: gre, identification: identification)
+    }
+
+    /// GRE header + `inner`, with no IP header: what a raw IPv6 GRE socket delivers (and sends).
+    public static func greDatagram(
+        key: UInt32? = nil, sequenceNumber: UInt32? = nil, checksum: Bool = false,
+        protocolType: EtherType = .transparentEthernetBridging, inner: [UInt8]
+    ) -> [UInt8] {
         let header = GREHeader(
             checksumPresent: checksum, key: key, sequenceNumber: sequenceNumber, protocolType: protocolType)
         var gre = withBytes(count: header.length) { header.write(into: &$0) } + inner
@@ -144,8 +155,7 @@ public enum PacketBuilder {
             var bytes = MutableRawSpan(_elements: &span)
             GREHeader.updateChecksum(in: &bytes, length: count)
         }
-        return ipv4(
-            source: source, destination: destination, protocol: .gre, payload: gre, identification: identification)
+        return gre
     }
 }
 

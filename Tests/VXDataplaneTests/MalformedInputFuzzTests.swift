@@ -316,11 +316,12 @@ struct MalformedInputFuzzTests {
         if encap.encapsulation == .gre {
             // Checksum and sequence number present: the optional GRE fields the decap must step over.
             let key = encap.layout.key(for: Harness.vni)
-            seeds.append((
-                "gre-checksum-sequence", harness.tunnelHandle,
-                PacketBuilder.greIPv4(
+            let greBytes = encap.ipv6
+                ? PacketBuilder.greDatagram(key: key, sequenceNumber: 7, checksum: true, inner: tcp)
+                : PacketBuilder.greIPv4(
                     source: Harness.peerAddress.ipv4!, destination: Harness.local.ipv4!, key: key, sequenceNumber: 7,
-                    checksum: true, inner: tcp)))
+                    checksum: true, inner: tcp)
+            seeds.append(("gre-checksum-sequence", harness.tunnelHandle, greBytes))
         }
         for (name, handle, bytes) in seeds {
             try feed(bytes, on: handle, from: name, to: harness)
@@ -338,7 +339,7 @@ struct MalformedInputFuzzTests {
                 }
                 if Self.trace { print("fuzz \(encap) iteration \(iteration): \(name) \(bytes)") }
                 #expect(harness.engine.inject(
-                    bytes, into: handle, remote: handle == harness.tunnelHandle ? Harness.peerAddress : .any))
+                    bytes, into: handle, remote: handle == harness.tunnelHandle ? harness.peerAddress : .any))
             }
             for _ in 0..<8 where harness.engine.wire.pendingCount > 0 {
                 try harness.worker.runOnce(timeout: .seconds(1))
@@ -456,7 +457,7 @@ struct MalformedInputFuzzTests {
     }
 
     private func feed(_ bytes: [UInt8], on handle: PortHandle, from name: String, to harness: Harness) throws {
-        let remote = handle == harness.tunnelHandle ? Harness.peerAddress : .any
+        let remote = handle == harness.tunnelHandle ? harness.peerAddress : .any
         #expect(harness.engine.inject(bytes, into: handle, remote: remote))
         try harness.worker.runOnce(timeout: .seconds(1))
         #expect(harness.engine.wire.pendingCount == 0, "\(name) was taken")

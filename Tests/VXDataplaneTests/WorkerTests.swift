@@ -1,5 +1,6 @@
 // The worker end to end on in-memory ports: frames are injected as an engine would receive them (TAP frames,
-// VXLAN datagram payloads, raw IPv4+GRE packets) and what the worker transmits is decoded and compared.
+// VXLAN datagram payloads, raw IPv4+GRE packets, GRE datagrams of a raw IPv6 socket) and what the worker transmits
+// is decoded and compared.
 //
 // One suite runs for every encapsulation (VPP's template_bd.py is reused by test_vxlan.py, test_gre...): decap,
 // encap, flooding with split horizon, learning, VNI isolation, and malformed input counted.
@@ -15,13 +16,19 @@ import VXTestSupport
 struct EncapCase: CustomTestStringConvertible, Sendable {
     var encapsulation: TunnelEncapsulation
     var layout: GREKeyLayout
-    var testDescription: String { encapsulation == .vxlan ? "vxlan" : "gre key=\(layout)" }
+    /// GRE over an IPv6 underlay: raw IPv6 sockets, so datagrams start at GRE both ways.
+    var ipv6 = false
+    var testDescription: String {
+        encapsulation == .vxlan ? "vxlan" : "gre\(ipv6 ? " over IPv6" : "") key=\(layout)"
+    }
 
     static let all: [EncapCase] = [
         EncapCase(encapsulation: .vxlan, layout: .vni),
         EncapCase(encapsulation: .gre, layout: .vni),
         EncapCase(encapsulation: .gre, layout: .nvgre),
         EncapCase(encapsulation: .gre, layout: .none),
+        EncapCase(encapsulation: .gre, layout: .vni, ipv6: true),
+        EncapCase(encapsulation: .gre, layout: .none, ipv6: true),
     ]
 }
 
@@ -29,6 +36,8 @@ struct EncapCase: CustomTestStringConvertible, Sendable {
 final class Harness {
     static let local = UnderlayAddress(192, 0, 2, 1)
     static let peerAddress = UnderlayAddress(192, 0, 2, 2)
+    static let localIPv6 = UnderlayAddress("2001:db8::1")!
+    static let peerAddressIPv6 = UnderlayAddress("2001:db8::2")!
     static let vni = VNI(42)!
     static let otherVNI = VNI(43)!
 
@@ -38,6 +47,9 @@ final class Harness {
     let publisher = ConfigPublisher()
     let counters = WorkerCounters(maxPorts: 16, maxPeers: 16)
     let encap: EncapCase
+    /// This switch's and the peer's underlay addresses: `Harness.local`/`peerAddress`, or the IPv6 pair.
+    let local: UnderlayAddress
+    let peerAddress: UnderlayAddress
     var ports: [PortID] = []
     var portHandles: [PortHandle] = []
     var peer: PeerID!
@@ -48,18 +60,20 @@ final class Harness {
     ///   - punt: where the worker punts; `puntRule` applies to port 0.
     init(encap: EncapCase, punt: PuntQueue? = nil, puntRule: PuntRule? = nil) throws {
         self.encap = encap
+        local = encap.ipv6 ? Harness.localIPv6 : Harness.local
+        peerAddress = encap.ipv6 ? Harness.peerAddressIPv6 : Harness.peerAddress
         engine = MemoryEngine(pool: PacketBufferPool(count: 256))
         worker = DataplaneWorker(engine: engine, table: table, publisher: publisher, counters: counters, punt: punt)
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: Harness.vni)!
         let other = builder.addDomain(vni: Harness.otherVNI)!
         ports = [builder.addPort(domain: domain)!, builder.addPort(domain: domain)!, builder.addPort(domain: other)!]
-        peer = builder.addPeer(Harness.peerAddress, to: domain)!
+        peer = builder.addPeer(peerAddress, to: domain)!
         let template = EncapTemplate(
-            encapsulation: encap.encapsulation, local: Harness.local, remote: Harness.peerAddress, vni: Harness.vni,
+            encapsulation: encap.encapsulation, local: local, remote: peerAddress, vni: Harness.vni,
             greKeyLayout: encap.layout)
         let tunnel = PeerTunnel(
-            peer: peer, address: Harness.peerAddress, encapsulation: encap.encapsulation, greKeyLayout: encap.layout,
+            peer: peer, address: peerAddress, encapsulation: encap.encapsulation, greKeyLayout: encap.layout,
             unkeyedVNI: encap.layout == .none ? Harness.vni : nil, templates: [domain: template])
         publisher.publish(
             DataplaneConfig(
@@ -68,8 +82,9 @@ final class Harness {
         for (index, port) in ports.enumerated() {
             portHandles.append(try attach(.attachPort(port, fd: Int32(100 + index), kind: .tap(virtioHeader: false))))
         }
-        tunnelHandle = try attach(.attachTunnel(fd: 200, kind: encap.encapsulation == .vxlan ? .udpTunnel : .rawGRE))
-        senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawIPv4Sender))
+        let tunnelKind: PortKind = encap.encapsulation == .vxlan ? .udpTunnel : encap.ipv6 ? .rawGREIPv6 : .rawGRE
+        tunnelHandle = try attach(.attachTunnel(fd: 200, kind: tunnelKind))
+        senderHandle = try attach(.attachTunnel(fd: 201, kind: encap.ipv6 ? .rawGREIPv6Sender : .rawIPv4Sender))
     }
 
     /// Runs `command` on the worker (stepping it once on this thread) and returns the handle it made.
@@ -87,24 +102,27 @@ final class Harness {
     }
 
     /// Injects what the tunnel socket would receive for `inner` sent by the peer in `vni`, and runs one batch.
-    func fromPeer(_ inner: [UInt8], vni: VNI = Harness.vni, from address: UnderlayAddress = Harness.peerAddress) throws {
+    func fromPeer(_ inner: [UInt8], vni: VNI = Harness.vni, from address: UnderlayAddress? = nil) throws {
         try fromPeerRaw(tunnelBytes(inner, vni: vni), from: address)
     }
 
-    func fromPeerRaw(_ bytes: [UInt8], from address: UnderlayAddress = Harness.peerAddress) throws {
-        #expect(engine.inject(bytes, into: tunnelHandle, remote: address))
+    /// - Parameter address: the sender; nil: the peer.
+    func fromPeerRaw(_ bytes: [UInt8], from address: UnderlayAddress? = nil) throws {
+        #expect(engine.inject(bytes, into: tunnelHandle, remote: address ?? peerAddress))
         try worker.runOnce(timeout: .seconds(1))
     }
 
-    /// The bytes the engine would deliver for `inner` from the peer: VXLAN payload, or the whole IPv4+GRE packet.
+    /// The bytes the engine would deliver for `inner` from the peer: VXLAN payload, the whole IPv4+GRE packet, or
+    /// over IPv6 GRE header + frame.
     func tunnelBytes(_ inner: [UInt8], vni: VNI) -> [UInt8] {
         switch encap.encapsulation {
         case .vxlan:
             return PacketBuilder.vxlanDatagram(vni: vni, inner: inner)
+        case .gre where encap.ipv6:
+            return PacketBuilder.greDatagram(key: encap.layout.key(for: vni), inner: inner)
         case .gre:
             return PacketBuilder.greIPv4(
-                source: Harness.peerAddress.ipv4!, destination: Harness.local.ipv4!, key: encap.layout.key(for: vni),
-                inner: inner)
+                source: peerAddress.ipv4!, destination: local.ipv4!, key: encap.layout.key(for: vni), inner: inner)
         }
     }
 
@@ -113,7 +131,7 @@ final class Harness {
     /// Frames sent towards the peer, decapsulated: (VNI, inner frame, outer UDP source port or nil).
     func sentToPeer() throws -> [(vni: VNI, inner: [UInt8])] {
         try engine.drainTransmitted(from: senderHandle).map { sent in
-            #expect(sent.remote == Harness.peerAddress)
+            #expect(sent.remote == peerAddress)
             return try decodeOuter(sent.bytes)
         }
     }
@@ -124,6 +142,11 @@ final class Harness {
             let decap = try TunnelDecap.vxlanIPv4(packet.span.bytes).get()
             #expect(decap.ipv4.source == Harness.local.ipv4 && decap.ipv4.destination == Harness.peerAddress.ipv4)
             return (decap.vni, Array(packet[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
+        case .gre where encap.ipv6:
+            // The raw IPv6 socket's send: GRE header + frame, the kernel adds the IPv6 header.
+            let decap = try TunnelDecap.greDatagram(packet.span.bytes).get()
+            let vni = try decap.vni(layout: encap.layout, unkeyedVNI: Harness.vni).get()
+            return (vni, Array(packet[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
         case .gre:
             let decap = try TunnelDecap.greIPv4(packet.span.bytes).get()
             let vni = try decap.vni(layout: encap.layout, unkeyedVNI: Harness.vni).get()
@@ -217,7 +240,8 @@ struct WorkerEncapsulationTests {
     @Test("frames from an address that is not a peer are dropped and counted", arguments: EncapCase.all)
     func unknownPeerIsCounted(encap: EncapCase) throws {
         let harness = try Harness(encap: encap)
-        try harness.fromPeer(udpFrame(from: macRemote, to: .broadcast), from: UnderlayAddress(192, 0, 2, 99))
+        let stranger = encap.ipv6 ? UnderlayAddress("2001:db8::99")! : UnderlayAddress(192, 0, 2, 99)
+        try harness.fromPeer(udpFrame(from: macRemote, to: .broadcast), from: stranger)
         #expect(harness.sentToPort(0).isEmpty)
         #expect(harness.drops(.unattributed, DropCode(DataplaneDropReason.unknownPeer)) == 1)
     }
