@@ -23,14 +23,14 @@
 # tools/bench.d/install-deps.sh installs), UNDERLAY=tap (each daemon owns its VTEP address on an underlay TAP,
 # `--underlay-tap vxul0`, bridged with the host's uplink in a bridge `brul`; the kernel has no address there:
 # docs/offload.md, "The TAP underlay"; VXLAN only), UNDERLAY=ipv6 (the hosts' underlay is 2001:db8::11 and ::12,
-# the documentation prefix, and the daemons run VXLAN over UDP/IPv6: --local 2001:db8::1x; ports get the IPv6
-# default MTU of 1430; VXLAN only).
+# the documentation prefix, and the daemons run VXLAN over UDP/IPv6, or with ENCAP=gre GRE over IPv6: --local
+# 2001:db8::1x; ports get the IPv6 default MTU of 1430).
 set -u
 BIN=${BIN:?set BIN to the directory holding vxswitchd and vxctl}
 IO=${IO:-uring}; ENCAP=${ENCAP:-vxlan}; SECS=${SECS:-5}; CC=${CC:-cubic}; UNDERLAY=${UNDERLAY:-socket}
 STREAMS=${STREAMS:-1}
 case $UNDERLAY in socket | tap | ipv6) ;; *) echo "UNDERLAY must be socket, tap or ipv6, not $UNDERLAY" >&2; exit 2 ;; esac
-if [ "$UNDERLAY" != socket ] && [ "$ENCAP" != vxlan ]; then echo "UNDERLAY=$UNDERLAY carries VXLAN only" >&2; exit 2; fi
+if [ "$UNDERLAY" = tap ] && [ "$ENCAP" != vxlan ]; then echo "UNDERLAY=tap carries VXLAN only" >&2; exit 2; fi
 case $STREAMS in [1-9] | 1[0-6]) ;; *) echo "STREAMS must be 1-16, not $STREAMS" >&2; exit 2 ;; esac
 ID=$(printf '%x' $((RANDOM * 32768 + RANDOM)))
 UL=vx-$ID-ul; H1=vx-$ID-h1; H2=vx-$ID-h2; C1=vx-$ID-c1; C2=vx-$ID-c2
