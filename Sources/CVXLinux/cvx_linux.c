@@ -7,7 +7,6 @@
 #ifdef __linux__
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/udp.h>
@@ -273,15 +272,6 @@ cvx_cmsg_udp_gro(const struct msghdr *msg)
         }
     }
     return 0;
-}
-
-int
-cvx_socket_drop_all_input(int fd)
-{
-    struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
-    struct sock_fprog program = { .len = 1, .filter = &drop };
-
-    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) == 0 ? 0 : -errno;
 }
 
 int

@@ -207,12 +207,7 @@ public struct KernelHost: SwitchHost {
                 let kind = gre.kind
                 sockets.append(SocketBox(gre).owned(kind: kind))
             }
-            if local.isIPv4 {
-                sockets.append(SocketBox(try TunnelSockets.openRawSender()).owned(kind: .rawIPv4Sender))
-            } else {
-                sockets.append(
-                    SocketBox(try TunnelSockets.openRawGRESender(local: local)).owned(kind: .rawGREIPv6Sender))
-            }
+            sockets.append(SocketBox(try TunnelSockets.openRawSender(local: local)).owned(kind: .rawSender))
             // Several sockets, one per group of flows: each pins its UDP source port (docs/offload.md).
             for _ in 0..<TunnelSockets.defaultUDPSenderCount {
                 sockets.append(SocketBox(try TunnelSockets.openUDPSender(local: local)).owned(kind: .udpSender))

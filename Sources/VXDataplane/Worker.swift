@@ -92,7 +92,7 @@ public enum WorkerCommand: Sendable {
     /// Stop reading port `port` (the caller closes the fd afterwards).
     case detachPort(PortID)
     /// Start using a tunnel socket: a `.udpTunnel`, `.rawGRE` or `.rawGREIPv6` receiver, a `.udpSender`, or the
-    /// raw sender (`.rawIPv4Sender`, or `.rawGREIPv6Sender` on an IPv6 underlay).
+    /// `.rawSender`.
     case attachTunnel(fd: Int32, kind: PortKind)
     /// Start using this worker's queue of the underlay TAP (opened with the 24-byte tunnel virtio-net header and
     /// TUN_F_UDP_TUNNEL_GSO): VXLAN leaves and arrives through it as whole outer frames (see the file comment).
@@ -432,7 +432,7 @@ public final class DataplaneWorker<Engine: PacketEngine> {
                 case .udpTunnel: setSlot(&tunnelBySlot, handle.slot, (handle, .vxlan))
                 case .rawGRE: setSlot(&tunnelBySlot, handle.slot, (handle, .greBehindIPv4))
                 case .rawGREIPv6: setSlot(&tunnelBySlot, handle.slot, (handle, .gre))
-                case .rawIPv4Sender, .rawGREIPv6Sender: sender = handle
+                case .rawSender: sender = handle
                 case .udpSender: udpSenders.append(handle)
                 case .tap: break
                 }

@@ -385,7 +385,7 @@ public final class EpollEngine: PacketEngine {
                     slot: slot, fd: port.fd, handle: handle, large: pool.largeCount > 0, share: share, into: &batch)
             case .rawGRE, .rawGREIPv6:
                 exhausted = readDatagrams(slot: slot, fd: port.fd, handle: handle, large: false, share: share, into: &batch)
-            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
+            case .rawSender, .udpSender:
                 exhausted = false
             }
             if exhausted {
@@ -541,7 +541,7 @@ public final class EpollEngine: PacketEngine {
                     unsafe writeTAP(fd: port.fd, frame: frame, header: batch.headerSlot(index), into: &report)
                 }
                 index += 1
-            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
+            case .rawSender, .udpSender:
                 var end = index + 1
                 while end < frames.count, end - index < vectors.capacity, frames[end].target == frame.target { end += 1 }
                 sendRun(fd: port.fd, udp: port.kind == .udpSender, batch: batch, range: index..<end, into: &report)

@@ -348,7 +348,7 @@ public final class MemoryEngine: PacketEngine {
                     report.sent += 1
                     start = end
                 } while start < bytes.count
-            case .tap?, .rawIPv4Sender?, .rawGREIPv6Sender?:
+            case .tap?, .rawSender?:
                 var bytes = [UInt8]()
                 bytes.reserveCapacity(Int(frame.headerLength) + Int(frame.length))
                 let header = unsafe batch.headerSlot(index)

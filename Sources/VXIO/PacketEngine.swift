@@ -39,18 +39,15 @@ public enum PortKind: Sendable, Equatable {
     /// A raw IPv6 IPPROTO_GRE socket: each datagram starts at the GRE header (raw IPv6 sockets never deliver the
     /// IPv6 header), and the engine reports the sender's address as `ReceivedFrame.remote`. Receive only.
     case rawGREIPv6
-    /// A raw IPPROTO_RAW socket (IP_HDRINCL): sends take a complete outer IPv4 header in front of the frame
-    /// and go to `FrameTransmit.remote`. Send only. GRE leaves through it (raw sockets have no GSO).
-    case rawIPv4Sender
+    /// A raw IPPROTO_RAW socket, IPv4 or IPv6 (the header included, as with IP_HDRINCL): sends take a complete
+    /// outer IP header in front of the frame and go to `FrameTransmit.remote`. Send only: protocol 255 is never
+    /// delivered to it. GRE leaves through it (raw sockets have no GSO).
+    case rawSender
     /// A UDP socket bound to the local underlay address and a kernel-chosen port, for sending VXLAN: each send
     /// is a UDP payload (VXLAN header + inner frame) to `FrameTransmit.remote:remotePort`, and with
     /// `FrameTransmit.segmentSize` > 0 a UDP GSO send (sendmsg with a UDP_SEGMENT cmsg) of many datagrams at once.
     /// The kernel builds the outer IPv4 and UDP headers; the socket's port is the UDP source port. Send only.
     case udpSender
-    /// A raw IPv6 IPPROTO_GRE socket for sending GRE over an IPv6 underlay: each send is the GRE header (in the
-    /// header slot) and the frame, to `FrameTransmit.remote`; the kernel builds the IPv6 header (a raw IPv6 socket
-    /// has no IP_HDRINCL). Send only: its socket filter drops every packet it would otherwise be given a copy of.
-    case rawGREIPv6Sender
 }
 
 extension PortKind {
@@ -65,16 +62,10 @@ extension PortKind {
         return false
     }
 
-    /// True for the kinds nothing is read from (`.rawIPv4Sender`, `.udpSender`, `.rawGREIPv6Sender`).
+    /// True for the kinds nothing is read from (`.rawSender`, `.udpSender`).
     @inlinable
     public var isSendOnly: Bool {
-        self == .rawIPv4Sender || self == .udpSender || self == .rawGREIPv6Sender
-    }
-
-    /// True for the raw GRE receive sockets of either family (`.rawGRE`, `.rawGREIPv6`).
-    @inlinable
-    public var isRawGRE: Bool {
-        self == .rawGRE || self == .rawGREIPv6
+        self == .rawSender || self == .udpSender
     }
 }
 

@@ -577,7 +577,7 @@ public final class URingEngine: PacketEngine {
                 } else {
                     unsafe cvx_uring_prep_read_select(sqe, slot.fd, UInt32(buffers.length), buffers.group)
                 }
-            case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
+            case .rawSender, .udpSender:
                 preconditionFailure("send-only ports are never armed")
             }
             unsafe io_uring_sqe_set_data64(sqe, UserData.receive(slot.handle))
@@ -750,7 +750,7 @@ public final class URingEngine: PacketEngine {
             return ReceivedFrame(
                 source: PortHandle(raw: handle), buffer: buffer, offset: UInt32(offset), length: UInt32(length),
                 remote: .any)
-        case .rawIPv4Sender, .udpSender, .rawGREIPv6Sender:
+        case .rawSender, .udpSender:
             return nil
         }
     }
@@ -986,7 +986,7 @@ private struct PortSlot {
     var handle: UInt32 = 0
     /// The descriptor (not owned).
     var fd: Int32 = -1
-    var kind: PortKind = .rawIPv4Sender
+    var kind: PortKind = .rawSender
     var state: PortState = .free
     /// A receive request is submitted or queued in the SQ and its final CQE has not arrived.
     var inFlight = false

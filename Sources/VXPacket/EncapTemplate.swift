@@ -2,18 +2,20 @@
 //
 // Flow: the dataplane reads an inner frame into a buffer with headroom, picks the destination tunnel, then calls
 // `EncapTemplate.write(into:at:innerLength:flowHash:)` to place the outer header just before the frame, and
-// sends header + frame through a raw IPv4 socket with IP_HDRINCL (so there is no outer Ethernet header). That is
-// GRE's path; VXLAN normally leaves through UDP sender sockets with GSO, where the kernel builds IPv4 + UDP and the
-// worker writes only the VXLAN header (docs/offload.md), and takes this path only when no UDP sender exists. Per
+// sends header + frame through a raw socket that takes the IP header from us (IPv4 IP_HDRINCL, or IPv6 IPPROTO_RAW;
+// there is no outer Ethernet header). That is GRE's path; VXLAN normally leaves through UDP sender sockets with GSO,
+// where the kernel builds IPv4 + UDP and the worker writes only the VXLAN header (docs/offload.md), and takes this
+// path only when no UDP sender exists. Per
 // packet this writes the precomputed bytes with a few 8-byte stores and patches the IPv4 total length and header
 // checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
 // `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).
 //
-// Over an IPv6 underlay the kernel always builds the IPv6 header. VXLAN leaves through UDP sockets: the kernel builds
-// IPv6 + UDP (and the UDP checksum, which IPv6 requires), the worker writes the VXLAN header from the template's VNI,
-// and `write` is never called (it traps). GRE leaves through a raw IPv6 IPPROTO_GRE socket, which takes the GRE
-// header and the frame and adds the IPv6 header itself (a raw IPv6 socket has no IP_HDRINCL), so `write` writes the
-// GRE header alone (RFC 7676 describes GRE over IPv6; the header is the same as over IPv4).
+// Over an IPv6 underlay VXLAN leaves through UDP sockets only: the kernel builds IPv6 + UDP (and the UDP checksum,
+// which IPv6 requires), the worker writes the VXLAN header from the template's VNI, and `write` is never called (it
+// traps). GRE over IPv6 (RFC 7676) takes this path like GRE over IPv4: `write` writes the IPv6 header and GRE, and a
+// raw IPv6 IPPROTO_RAW socket (header included, like IP_HDRINCL) sends them. Per packet it patches the payload
+// length and the flow label, which carries the inner flow's hash (RFC 6438): GRE has no UDP source port, and the
+// label is what an IPv6 underlay's ECMP hashes on besides the addresses.
 //
 // Locking: a template is an immutable value; the control plane builds a new one when a tunnel changes and
 // workers read whichever copy they hold.
@@ -43,12 +45,10 @@ public struct EncapTemplate: Hashable, Sendable {
     public static let greIPv4Size = 24
     /// Outer IPv6 + UDP + VXLAN, in bytes (what the kernel and the worker put on the wire for an IPv6 peer).
     public static let vxlanIPv6Size = 56
-    /// Outer IPv6 + GRE with key, in bytes (the kernel writes the 40 of IPv6, `write` the 8 of GRE).
+    /// Outer IPv6 + GRE with key, in bytes.
     public static let greKeyedIPv6Size = 48
     /// Outer IPv6 + GRE without key, in bytes.
     public static let greIPv6Size = 44
-    /// The largest `headerLength` of any template: the headroom a receive buffer needs.
-    public static let maximumSize = vxlanIPv4Size
     /// Outer TTL.
     public static let timeToLive: UInt8 = 64
     /// First UDP source port of the dynamic range (RFC 7348 §5 recommends it for the entropy port).
@@ -66,26 +66,18 @@ public struct EncapTemplate: Hashable, Sendable {
     public let greKeyLayout: GREKeyLayout
     /// UDP destination port; ignored for GRE.
     public let udpDestinationPort: UInt16
-    /// Bytes of outer headers the inner frame travels behind on the wire: 36, 28 or 24 over IPv4 (all of it
-    /// written by `write`), 56 for VXLAN and 48 or 44 for GRE over IPv6 (`writtenLength` says how much of it
-    /// `write` writes).
+    /// Bytes of outer headers before the inner frame, all of them written by `write`: 36, 28 or 24 over IPv4, 48
+    /// or 44 for GRE over IPv6; 56 for VXLAN over IPv6, which the kernel writes.
     public let headerLength: Int
 
-    /// Bytes `write` puts in front of the frame: all of `headerLength` over IPv4; over IPv6 the GRE header alone
-    /// (8 or 4: the raw IPv6 socket adds the IPv6 header), and 0 for VXLAN, which the worker never writes this way.
-    @inlinable
-    public var writtenLength: Int {
-        if headerLength <= EncapTemplate.vxlanIPv4Size { return headerLength }
-        return encapsulation == .gre ? headerLength - IPv6Header.size : 0
-    }
-
-    // The header as it appears on the wire, as five little-endian words: storing each with `.littleEndian`
+    // The header as it appears on the wire, as six little-endian words: storing each with `.littleEndian`
     // reproduces the byte sequence on any host. Words past `headerLength` are zero and never written.
     @usableFromInline let word0: UInt64
     @usableFromInline let word1: UInt64
     @usableFromInline let word2: UInt64
     @usableFromInline let word3: UInt64
     @usableFromInline let word4: UInt64
+    @usableFromInline let word5: UInt64
     /// Folded one's-complement sum of the outer IPv4 header with total length and checksum zero; per packet only
     /// the total length is added, so the checksum costs two adds and a complement.
     @usableFromInline let checksumBase: UInt16
@@ -110,7 +102,7 @@ public struct EncapTemplate: Hashable, Sendable {
         self.greKeyLayout = greKeyLayout
         self.udpDestinationPort = udpDestinationPort
         let gre = GREHeader(key: greKeyLayout.key(for: vni))
-        var storage = [UInt8](repeating: 0, count: 40)
+        var storage = [UInt8](repeating: 0, count: 48)
         var span = storage.mutableSpan
         var bytes = MutableRawSpan(_elements: &span)
         switch (encapsulation, local.ipv4, remote.ipv4) {
@@ -131,9 +123,12 @@ public struct EncapTemplate: Hashable, Sendable {
         case (.vxlan, _, _):
             headerLength = EncapTemplate.vxlanIPv6Size
         case (.gre, _, _):
-            // The GRE header alone, at the start: the socket puts the IPv6 header in front of it.
             headerLength = IPv6Header.size + gre.length
-            gre.write(into: &bytes, at: 0)
+            let ip = IPv6Header(
+                payloadLength: 0, nextHeader: .gre, hopLimit: EncapTemplate.timeToLive,
+                source: local.ipv6, destination: remote.ipv6)
+            ip.write(into: &bytes)
+            gre.write(into: &bytes, at: IPv6Header.size)
         }
         let view = bytes.bytes
         checksumBase = local.isIPv4 ? InternetChecksum.sum(view.extracting(0..<IPv4Header.minimumSize)) : 0
@@ -142,6 +137,7 @@ public struct EncapTemplate: Hashable, Sendable {
         word2 = view.vxLE64(16)
         word3 = view.vxLE64(24)
         word4 = view.vxLE64(32)
+        word5 = view.vxLE64(40)
     }
 
     /// The UDP source port for a flow hash: 49152 + hash % 16384 (RFC 7348 §5).
@@ -152,20 +148,20 @@ public struct EncapTemplate: Hashable, Sendable {
 
     /// Writes the outer header for one packet.
     /// - Parameters:
-    ///   - bytes: destination; must hold `writtenLength` bytes from `offset` (traps otherwise: a caller bug).
+    ///   - bytes: destination; must hold `headerLength` bytes from `offset` (traps otherwise: a caller bug).
     ///     The template must not be VXLAN over IPv6 (traps otherwise: those peers are reached through UDP sockets).
-    ///   - offset: where the outer header starts; the inner frame follows at `offset + writtenLength`.
+    ///   - offset: where the outer header starts; the inner frame follows at `offset + headerLength`.
     ///   - innerLength: the inner Ethernet frame's length; `headerLength + innerLength` must fit in 65535.
-    ///   - flowHash: the inner frame's `FlowHash`; picks the VXLAN UDP source port.
-    /// - Returns: bytes written (`writtenLength`).
+    ///   - flowHash: the inner frame's `FlowHash`; picks the VXLAN UDP source port, or the IPv6 flow label.
+    /// - Returns: bytes written (`headerLength`).
     @inlinable @discardableResult
     public func write(into bytes: inout MutableRawSpan, at offset: Int = 0, innerLength: Int, flowHash: UInt32) -> Int {
         let totalLength = headerLength &+ innerLength
         precondition(innerLength >= 0 && totalLength <= 0xFFFF, "EncapTemplate: inner frame too long")
-        if headerLength > EncapTemplate.vxlanIPv4Size {
-            return writeGREForIPv6(into: &bytes, at: offset)
-        }
         precondition(offset >= 0 && bytes.byteCount &- offset >= headerLength, "EncapTemplate: destination too short")
+        if headerLength > EncapTemplate.vxlanIPv4Size {
+            return writeIPv6(into: &bytes, at: offset, innerLength: innerLength, flowHash: flowHash)
+        }
         let total16 = UInt16(truncatingIfNeeded: totalLength)
         let checksum = ~InternetChecksum.combine(checksumBase, total16)
         // Safe: the precondition above proves [offset, offset + headerLength) is inside `bytes`, and every store
@@ -195,19 +191,30 @@ public struct EncapTemplate: Hashable, Sendable {
         return headerLength
     }
 
-    /// `write` for an IPv6 underlay: the GRE header alone, nothing to patch per packet (no IPv4 length or checksum).
+    /// `write` over an IPv6 underlay: IPv6 + GRE, with the payload length and the flow label patched (IPv6 has no
+    /// header checksum).
     @inlinable
-    func writeGREForIPv6(into bytes: inout MutableRawSpan, at offset: Int) -> Int {
+    func writeIPv6(into bytes: inout MutableRawSpan, at offset: Int, innerLength: Int, flowHash: UInt32) -> Int {
         precondition(encapsulation == .gre, "EncapTemplate: no outer header to write for VXLAN over IPv6")
-        let length = headerLength &- IPv6Header.size
-        precondition(offset >= 0 && bytes.byteCount &- offset >= length, "EncapTemplate: destination too short")
-        // Safe: the precondition proves [offset, offset + length) is inside `bytes`; length is 8 or 4.
-        if length == 8 {
-            unsafe bytes.storeBytes(of: word0.littleEndian, toUncheckedByteOffset: offset, as: UInt64.self)
+        // Safe: `write`'s precondition proves [offset, offset + headerLength) is inside `bytes`, and every store
+        // below ends at or before offset + headerLength (48 or 44).
+        unsafe bytes.storeBytes(of: word0.littleEndian, toUncheckedByteOffset: offset, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word1.littleEndian, toUncheckedByteOffset: offset + 8, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word2.littleEndian, toUncheckedByteOffset: offset + 16, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word3.littleEndian, toUncheckedByteOffset: offset + 24, as: UInt64.self)
+        unsafe bytes.storeBytes(of: word4.littleEndian, toUncheckedByteOffset: offset + 32, as: UInt64.self)
+        if headerLength == EncapTemplate.greKeyedIPv6Size {
+            unsafe bytes.storeBytes(of: word5.littleEndian, toUncheckedByteOffset: offset + 40, as: UInt64.self)
         } else {
             unsafe bytes.storeBytes(
-                of: UInt32(truncatingIfNeeded: word0).littleEndian, toUncheckedByteOffset: offset, as: UInt32.self)
+                of: UInt32(truncatingIfNeeded: word5).littleEndian, toUncheckedByteOffset: offset + 40,
+                as: UInt32.self)
         }
-        return length
+        // Over the template's first word: version 6, traffic class 0 and the flow's label, then the payload length.
+        let versionAndLabel = 6 << 28 | flowHash & 0xF_FFFF
+        unsafe bytes.storeBytes(of: versionAndLabel.bigEndian, toUncheckedByteOffset: offset, as: UInt32.self)
+        let payloadLength = UInt16(truncatingIfNeeded: headerLength &- IPv6Header.size &+ innerLength)
+        unsafe bytes.storeBytes(of: payloadLength.bigEndian, toUncheckedByteOffset: offset + 4, as: UInt16.self)
+        return headerLength
     }
 }

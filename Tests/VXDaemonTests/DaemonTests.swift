@@ -72,7 +72,7 @@ final class FakeHost: SwitchHost {
         let base = Int32(10 * worker)
         var sockets = [OwnedDescriptor(fd: 10 + base, kind: .udpTunnel) {}]
         if worker == 0 { sockets.append(OwnedDescriptor(fd: 11, kind: .rawGRE) {}) }
-        sockets.append(OwnedDescriptor(fd: 12 + base, kind: .rawIPv4Sender) {})
+        sockets.append(OwnedDescriptor(fd: 12 + base, kind: .rawSender) {})
         return sockets
     }
 }

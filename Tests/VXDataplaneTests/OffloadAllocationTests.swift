@@ -141,7 +141,7 @@ struct OffloadAllocationTests {
     @Test func offloadPathsAllocateNothingPerFrame() throws {
         let loops = getenv("VXDATAPLANE_LOOPS").flatMap { Int(String(cString: $0)) } ?? 1
         let engine = ReplayEngine(pool: PacketBufferPool(count: 512, largeCount: 8))
-        let worker = vxlanWorker(on: engine, sender: .rawIPv4Sender)
+        let worker = vxlanWorker(on: engine, sender: .rawSender)
         let tap = PortHandle(raw: 0)
         let tunnel = PortHandle(raw: 1)
         let sender = PortHandle(raw: 2)

@@ -53,7 +53,7 @@ final class OffloadHarness {
             portHandles.append(try attach(.attachPort(port, fd: Int32(100 + index), kind: kind)))
         }
         tunnelHandle = try attach(.attachTunnel(fd: 200, kind: .udpTunnel))
-        senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawIPv4Sender))
+        senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawSender))
         for index in 0..<udpSenders {
             udpSenderHandles.append(try attach(.attachTunnel(fd: Int32(300 + index), kind: .udpSender)))
         }

@@ -84,7 +84,7 @@ final class Harness {
         }
         let tunnelKind: PortKind = encap.encapsulation == .vxlan ? .udpTunnel : encap.ipv6 ? .rawGREIPv6 : .rawGRE
         tunnelHandle = try attach(.attachTunnel(fd: 200, kind: tunnelKind))
-        senderHandle = try attach(.attachTunnel(fd: 201, kind: encap.ipv6 ? .rawGREIPv6Sender : .rawIPv4Sender))
+        senderHandle = try attach(.attachTunnel(fd: 201, kind: .rawSender))
     }
 
     /// Runs `command` on the worker (stepping it once on this thread) and returns the handle it made.
@@ -143,10 +143,13 @@ final class Harness {
             #expect(decap.ipv4.source == Harness.local.ipv4 && decap.ipv4.destination == Harness.peerAddress.ipv4)
             return (decap.vni, Array(packet[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
         case .gre where encap.ipv6:
-            // The raw IPv6 socket's send: GRE header + frame, the kernel adds the IPv6 header.
-            let decap = try TunnelDecap.greDatagram(packet.span.bytes).get()
+            let ip = try IPv6Header.parse(packet.span.bytes).get()
+            #expect(ip.nextHeader == .gre && Int(ip.payloadLength) == packet.count - IPv6Header.size)
+            #expect(UnderlayAddress(ip.source) == local && UnderlayAddress(ip.destination) == peerAddress)
+            let gre = Array(packet[IPv6Header.size...])
+            let decap = try TunnelDecap.greDatagram(gre.span.bytes).get()
             let vni = try decap.vni(layout: encap.layout, unkeyedVNI: Harness.vni).get()
-            return (vni, Array(packet[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
+            return (vni, Array(gre[decap.innerOffset..<(decap.innerOffset + decap.innerLength)]))
         case .gre:
             let decap = try TunnelDecap.greIPv4(packet.span.bytes).get()
             let vni = try decap.vni(layout: encap.layout, unkeyedVNI: Harness.vni).get()

@@ -173,7 +173,7 @@ struct EpollEnginePrivilegedTests {
         let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
         let sender = try TunnelSockets.openRawSender()
         let receiver = try TunnelSockets.openUDP(local: loopback, port: 0)
-        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawSender)
         let inbound = try engine.register(fd: receiver.fileDescriptor.rawValue, kind: .udpTunnel)
 
         let tx = TxBatch(capacity: 16)
@@ -209,7 +209,7 @@ struct EpollEnginePrivilegedTests {
         let engine = try EpollEngine(pool: PacketBufferPool(count: 64))
         let sender = try TunnelSockets.openRawSender()
         let gre = try TunnelSockets.openRawGRE(local: UnderlayAddress(loopbackIPv4))
-        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawSender)
         let inbound = try engine.register(fd: gre.fileDescriptor.rawValue, kind: .rawGRE)
 
         let marker = Array("gre-\(runID)".utf8)

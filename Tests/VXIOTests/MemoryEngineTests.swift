@@ -30,7 +30,7 @@ struct MemoryEngineTests {
     @Test func injectedFramesRoundTripThroughReceiveAndTransmit() throws {
         let engine = MemoryEngine(pool: PacketBufferPool(count: 16))
         let tap = try engine.register(fd: 100, kind: .tap(virtioHeader: false))
-        let sender = try engine.register(fd: 101, kind: .rawIPv4Sender)
+        let sender = try engine.register(fd: 101, kind: .rawSender)
         let peer = UnderlayAddress(198, 51, 100, 7)
         let frame: [UInt8] = Array(0..<60)
         #expect(engine.inject(frame, into: tap, remote: .any))

@@ -1,6 +1,7 @@
 // Raw GRE sockets through both kernel engines, on loopback (needs CAP_NET_RAW: skipped, with a message, when not
-// root). GRE over IPv6 takes one raw IPv6 IPPROTO_GRE socket to receive and a filtered one per worker to send; the
-// kernel writes the IPv6 header, so the receiver's datagrams start at GRE and the sender comes as the message name.
+// root). GRE over IPv6 leaves through a raw IPv6 IPPROTO_RAW socket (we write the IPv6 header) and arrives on a raw
+// IPv6 IPPROTO_GRE socket, whose datagrams start at GRE (the kernel never delivers the IPv6 header to it), with the
+// sender as the message name.
 // And a raw GRE socket whose receive queue once overflowed must go on delivering: from then on the kernel puts an
 // SO_RXQ_OVFL message in front of every datagram, which io_uring's receive, asking for no control data, finds cut
 // (MSG_CTRUNC).
@@ -89,11 +90,11 @@ struct RawGRESocketTests {
     }
 
     func checkIPv6<Engine: PacketEngine>(_ engine: Engine, _ kind: KernelEngineKind) throws {
-        let sender = try TunnelSockets.openRawGRESender(local: loopbackIPv6)
-        #expect(sender.kind == .rawGREIPv6Sender && sender.localAddress == loopbackIPv6)
+        let sender = try TunnelSockets.openRawSender(local: loopbackIPv6)
+        #expect(sender.kind == .rawSender)
         let receiver = try TunnelSockets.openRawGRE(local: loopbackIPv6)
         #expect(receiver.kind == .rawGREIPv6)
-        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawGREIPv6Sender)
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawSender)
         let inbound = try engine.register(fd: receiver.fileDescriptor.rawValue, kind: .rawGREIPv6)
         // Armed before anything is sent, so no engine misses what arrives first.
         var rx = RxBatch(capacity: 8)
@@ -102,14 +103,19 @@ struct RawGRESocketTests {
 
         let frames = (0..<3).map { Self.inner(Array("gre6-\(runID)-\($0)".utf8)) }
         let keys = (0..<3).map { Self.key(UInt8($0), kind) }
-        #expect(try Self.send(frames, through: out, to: loopbackIPv6, engine: engine) { Self.greHeader(key: keys[$0]) } == 3)
+        let sent = try Self.send(frames, through: out, to: loopbackIPv6, engine: engine) { index in
+            ipv6Header(
+                nextHeader: 47, source: loopbackIPv6, destination: loopbackIPv6, payloadLength: 8 + frames[index].count)
+                + Self.greHeader(key: keys[index])
+        }
+        #expect(sent == 3)
 
         let wanted = Set(keys.indices.map { Self.greHeader(key: keys[$0]) + frames[$0] })
         let received = try Self.collect(from: inbound, engine: engine, until: 3) { wanted.contains($0) }
         // Each datagram is GRE header + frame, no IPv6 header in front, from ::1.
         #expect(Set(received.map(\.bytes)) == wanted, "received \(received.count) of 3")
         #expect(received.allSatisfy { $0.remote == loopbackIPv6 })
-        // The sender's filter kept its copy of every GRE packet out of its queue.
+        // The sender (IPPROTO_RAW) is given no copy of them, unlike a raw GRE socket.
         #expect(Self.queuedBytes(sender.fileDescriptor.rawValue) == 0, "the send-only socket has packets queued")
         engine.unregister(inbound)
         engine.unregister(out)
@@ -130,7 +136,7 @@ struct RawGRESocketTests {
     func checkAfterOverflow<Engine: PacketEngine>(_ engine: Engine, _ kind: KernelEngineKind) throws {
         let receiver = try TunnelSockets.openRawGRE(local: loopback, bufferBytes: 1024)
         let sender = try TunnelSockets.openRawSender()
-        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawIPv4Sender)
+        let out = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .rawSender)
         let key = Self.key(0x77, kind)
         let frame = Self.inner(Array("gre-overflow-\(runID)".utf8))
         let outer = ipv4Header(

@@ -129,6 +129,17 @@ func ipv4Header(protocol proto: UInt8, source: IPv4Address, destination: IPv4Add
     ]
 }
 
+/// A 40-byte IPv6 header, hop limit 64: what a raw IPv6 IPPROTO_RAW socket sends as written.
+func ipv6Header(nextHeader: UInt8, source: UnderlayAddress, destination: UnderlayAddress, payloadLength: Int)
+    -> [UInt8]
+{
+    func bytes(_ address: UnderlayAddress) -> [UInt8] {
+        withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
+    }
+    return [0x60, 0, 0, 0, UInt8(payloadLength >> 8), UInt8(payloadLength & 0xFF), nextHeader, 64]
+        + bytes(source) + bytes(destination)
+}
+
 let loopback = UnderlayAddress(127, 0, 0, 1)
 let loopbackIPv4 = IPv4Address(127, 0, 0, 1)
 let loopbackIPv6 = UnderlayAddress("::1")!

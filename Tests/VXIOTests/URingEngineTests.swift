@@ -60,7 +60,7 @@ struct URingEngineTests {
         let engine = try URingEngine(pool: PacketBufferPool(count: 16), poolReserve: 4)
         let raw = try RawIPv4Socket()
         let receiver = try LoopbackUDPSocket()
-        let handle = try engine.register(fd: raw.fd, kind: .rawIPv4Sender)
+        let handle = try engine.register(fd: raw.fd, kind: .rawSender)
         defer { engine.unregister(handle) }
 
         let payload = Array("through io_uring sendmsg".utf8)
@@ -103,7 +103,7 @@ struct URingEngineTests {
         let raw = try RawIPv4Socket()
         let receiver = try LoopbackUDPSocket()
         let sender = try LoopbackUDPSocket()
-        let rawHandle = try engine.register(fd: raw.fd, kind: .rawIPv4Sender)
+        let rawHandle = try engine.register(fd: raw.fd, kind: .rawSender)
         let udpHandle = try engine.register(fd: receiver.fd, kind: .udpTunnel)
         defer {
             engine.unregister(rawHandle)

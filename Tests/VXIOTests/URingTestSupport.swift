@@ -82,7 +82,7 @@ final class LoopbackUDPSocket {
     }
 }
 
-/// A raw IPPROTO_RAW socket (IP_HDRINCL implied): the engine's `.rawIPv4Sender`.
+/// A raw IPPROTO_RAW socket (IP_HDRINCL implied): the engine's `.rawSender`.
 final class RawIPv4Socket {
     let fd: Int32
 

@@ -109,7 +109,8 @@ struct PropertyTests {
         }
     }
 
-    /// Over IPv6 the template writes GRE alone, at the offset it is given, and nothing past it.
+    /// Over IPv6 the template writes IPv6 + GRE at the offset it is given and nothing past it, with the payload
+    /// length of this frame and the flow hash as the flow label.
     @Test func ipv6GRETemplateRoundTripForEveryLayout() async {
         await propertyCheck(
             count: 200, input: Gen<GREKeyLayout>.case, Gen<UInt32>.value(in: 0...VNI.maxValue), Self.innerGen
@@ -118,18 +119,24 @@ struct PropertyTests {
                 encapsulation: .gre, local: UnderlayAddress("2001:db8::1")!,
                 remote: UnderlayAddress("2001:db8::2")!, vni: VNI(vni)!, greKeyLayout: layout)
             #expect(t.headerLength == (layout == .none ? EncapTemplate.greIPv6Size : EncapTemplate.greKeyedIPv6Size))
-            #expect(t.writtenLength == (layout == .none ? 4 : 8))
             let guardBytes: [UInt8] = [0xA5, 0x5A, 0xC3]
-            var datagram = guardBytes + [UInt8](repeating: 0, count: t.writtenLength) + inner
+            var packet = guardBytes + [UInt8](repeating: 0xEE, count: t.headerLength) + inner
             var written = 0
-            mutate(&datagram) {
-                written = t.write(into: &$0, at: guardBytes.count, innerLength: inner.count, flowHash: vni)
+            let flowHash = vni &* 2_654_435_761
+            mutate(&packet) {
+                written = t.write(into: &$0, at: guardBytes.count, innerLength: inner.count, flowHash: flowHash)
             }
-            #expect(written == t.writtenLength)
-            #expect(Array(datagram[0..<guardBytes.count]) == guardBytes)
-            let d = TunnelDecap.greDatagram(Array(datagram[guardBytes.count...]).span.bytes).successValue
+            #expect(written == t.headerLength)
+            #expect(Array(packet[0..<guardBytes.count]) == guardBytes)
+            let outer = Array(packet[guardBytes.count...])
+            let ip = IPv6Header.parse(outer.span.bytes).successValue
+            #expect(ip?.nextHeader == .gre && ip?.hopLimit == 64 && ip?.trafficClass == 0)
+            #expect(ip?.flowLabel == flowHash & 0xF_FFFF)
+            #expect(ip.map { Int($0.payloadLength) } == outer.count - IPv6Header.size)
+            #expect(ip?.source.description == "2001:db8::1" && ip?.destination.description == "2001:db8::2")
+            let d = TunnelDecap.greDatagram(Array(outer[IPv6Header.size...]).span.bytes).successValue
             #expect(d?.vni(layout: layout, unkeyedVNI: VNI(vni)!).successValue?.value == vni)
-            #expect(d.map { Array(datagram[(guardBytes.count + $0.innerOffset)...]) } == inner)
+            #expect(d.map { Array(outer[(IPv6Header.size + $0.innerOffset)...]) } == inner)
         }
     }
 

@@ -95,6 +95,7 @@ func decodeFields(_ bytes: [UInt8], kind: String, layout: GREKeyLayout? = nil) -
             f["ipv6.nh"] = String(ip.nextHeader.rawValue)
             f["ipv6.hlim"] = String(ip.hopLimit)
             f["ipv6.plen"] = String(ip.payloadLength)
+            f["ipv6.fl"] = String(ip.flowLabel)
             let end = IPv6Header.size + Int(ip.payloadLength)
             switch TunnelDecap.greDatagram(span.extracting(IPv6Header.size..<end)) {
             case .failure(let r): f["error"] = "\(r)"

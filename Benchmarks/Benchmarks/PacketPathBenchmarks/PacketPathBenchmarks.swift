@@ -363,7 +363,7 @@ final class WorkerFixture {
         )
         // Handles 0, 1, 2 (ReplayEngine numbers them in order); the commands run at the start of runOnce.
         worker.mailbox.post(.attachTunnel(fd: -1, kind: .udpTunnel)) { _ in }
-        worker.mailbox.post(.attachTunnel(fd: -1, kind: .rawIPv4Sender)) { _ in }
+        worker.mailbox.post(.attachTunnel(fd: -1, kind: .rawSender)) { _ in }
         worker.mailbox.post(.attachPort(path.port, fd: -1, kind: .tap(virtioHeader: false))) { _ in }
         let tunnel = PortHandle(raw: 0)
         let tap = PortHandle(raw: 2)

@@ -125,11 +125,6 @@ uint32_t cvx_cmsg_udp_gro(const struct msghdr *msg);
  * Returns 1 and stores the cumulative drop count when present, 0 otherwise. */
 int cvx_cmsg_rxq_ovfl(const struct msghdr *msg, uint32_t *drops_out);
 
-/* Attaches a classic BPF filter that accepts nothing (SO_ATTACH_FILTER with one `ret #0`) to socket `fd`, so a
- * raw socket used only for sending is not handed a copy of every packet of its protocol (the kernel gives one to
- * each raw socket), which would sit in its receive queue unread. Returns 0 or -errno. */
-int cvx_socket_drop_all_input(int fd);
-
 /* The number of CPUs the calling thread may run on (sched_getaffinity; CPU_COUNT is a macro), which is what a
  * taskset, a cgroup cpuset or systemd's CPUAffinity= leaves a process, not the machine's online CPUs. Returns
  * the count, or -errno. */
