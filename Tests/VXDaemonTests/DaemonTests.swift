@@ -326,7 +326,7 @@ struct DaemonStateTests {
         #expect(try await second.canonical("show").replacingOccurrences(of: "\"ifindex\":1002", with: "\"ifindex\":1001") == before)
     }
 
-    @Test("an IPv6 VTEP: ports default to MTU 1430, and its IPv6 peers survive a restart")
+    @Test("an IPv6 VTEP: ports default to MTU 1430 (1442 behind a keyless GRE peer), and its IPv6 peers survive a restart")
     func ipv6ConfigurationSurvivesRestart() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -339,13 +339,21 @@ struct DaemonStateTests {
             #expect(port["mtu"] as? Int == 1430, "VXLAN over IPv6 costs 70 bytes: \(port)")
             let peer = try await first.result("add-peer", #"{"ip":"2001:DB8:0::12","vni":42}"#)
             #expect(peer["ip"] as? String == "2001:db8::12", "printed in RFC 5952 form: \(peer)")
+            // GRE over IPv6: 40 + 4 + 14 bytes without a key, so a port of a VNI behind only that peer gets 1442.
+            let gre = try await first.result("add-peer", #"{"ip":"2001:db8::13","vni":43,"encap":"gre","greKey":"none"}"#)
+            #expect(gre["encap"] as? String == "gre" && gre["greKey"] as? String == "none", "\(gre)")
+            let grePort = try await first.result("add-port", #"{"name":"tap2","vni":43}"#)
+            #expect(grePort["mtu"] as? Int == 1442, "\(grePort)")
             before = try await first.canonical("show")
             first.daemon.shutdown()
         }
         let saved = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(saved.contains("2001:db8::12"), "the state file keeps the peer: \(saved)")
+        #expect(saved.contains("2001:db8::12") && saved.contains("2001:db8::13"), "the state file keeps the peers: \(saved)")
         let second = try InProcessSwitch(statePath: path, local: local)
-        #expect(try await second.canonical("show").replacingOccurrences(of: "\"ifindex\":1002", with: "\"ifindex\":1001") == before)
+        let after = try await second.canonical("show")
+            .replacingOccurrences(of: "\"ifindex\":1003", with: "\"ifindex\":1001")
+            .replacingOccurrences(of: "\"ifindex\":1004", with: "\"ifindex\":1002")
+        #expect(after == before)
     }
 
     @Test("without a state file the switch removes its TAPs when it stops")
