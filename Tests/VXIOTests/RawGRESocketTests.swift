@@ -121,14 +121,19 @@ struct RawGRESocketTests {
         engine.unregister(out)
     }
 
-    @Test(arguments: KernelEngineKind.allCases)
-    func ipv6GRESocketsCarryGREAndReportTheSender(_ kind: KernelEngineKind) throws {
-        guard Self.isRoot else {
+    /// A `kind` engine for `body`, or nothing (with the reason printed) where raw sockets cannot be opened.
+    static func withEngine(_ kind: KernelEngineKind, _ body: (any PacketEngine) throws -> Void) throws {
+        guard isRoot else {
             print("skipped: raw GRE sockets need root (CAP_NET_RAW)")
             return
         }
         guard let engine = try UDPOffloadEngineTests.engine(kind) else { return }
-        try checkIPv6(engine, kind)
+        try body(engine)
+    }
+
+    @Test(arguments: KernelEngineKind.allCases)
+    func ipv6GRESocketsCarryGREAndReportTheSender(_ kind: KernelEngineKind) throws {
+        try Self.withEngine(kind) { try checkIPv6($0, kind) }
     }
 
     /// The IPv4 raw GRE socket on the kernel's smallest receive buffer takes a burst before any engine reads it, so
@@ -167,11 +172,6 @@ struct RawGRESocketTests {
 
     @Test(arguments: KernelEngineKind.allCases)
     func rawGREDatagramsStillArriveAfterTheQueueOverflowed(_ kind: KernelEngineKind) throws {
-        guard Self.isRoot else {
-            print("skipped: raw GRE sockets need root (CAP_NET_RAW)")
-            return
-        }
-        guard let engine = try UDPOffloadEngineTests.engine(kind) else { return }
-        try checkAfterOverflow(engine, kind)
+        try Self.withEngine(kind) { try checkAfterOverflow($0, kind) }
     }
 }

@@ -75,6 +75,26 @@ extension SwitchdSystemTests {
                     sourceLocation: sourceLocation)
         }
 
+        /// What a pair from `startPair` must carry: pings both ways, each switch's FDB with its own container on
+        /// its port and the far one behind the peer's IPv6 address, full-size pings, and 50 MiB each way with the
+        /// containers' offloads on (64 KiB TSO frames, which the switch must cut to fit 1430).
+        static func expectPairCarriesTraffic(
+            _ topology: NetnsTopology, switches: [SwitchNode], a: NetnsTopology.ContainerInterface,
+            b: NetnsTopology.ContainerInterface, label: String
+        ) async throws {
+            let addresses = try Self.underlayAddresses(of: topology)
+            try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
+            try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
+            let fdb0 = try await switches[0].printedDestinations(vni: 42)
+            let fdb1 = try await switches[1].printedDestinations(vni: 42)
+            #expect(fdb0[a.mac] == "port tap0" && fdb0[b.mac] == "peer \(addresses[1])", "\(label) host 0 fdb: \(fdb0)")
+            #expect(fdb1[b.mac] == "port tap0" && fdb1[a.mac] == "peer \(addresses[0])", "\(label) host 1 fdb: \(fdb1)")
+            try await Self.expectFullSizePing(topology, from: a, to: "10.0.0.2")
+            try await Self.expectFullSizePing(topology, from: b, to: "10.0.0.1")
+            try await SwitchdSystemTests.expectTransfer(topology, label, from: a, to: b)
+            try await SwitchdSystemTests.expectTransfer(topology, label, from: b, to: a, port: 5202)
+        }
+
         /// `Ip6FragCreates` of every host, in host order.
         static func fragmentsCreated(_ topology: NetnsTopology) async throws -> [Int] {
             var counts: [Int] = []
@@ -159,20 +179,8 @@ extension SwitchdSystemTests {
                 let udpBefore = try await topology.snmpCounter("Udp", "InDatagrams", in: topology.hosts[1])
                 let udp6Before = try await topology.snmp6Counter("Udp6InDatagrams", in: topology.hosts[1])
 
-                try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
-                try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
-                // Each switch learned the far container behind its peer's IPv6 address.
-                let fdb0 = try await switches[0].printedDestinations(vni: 42)
-                let fdb1 = try await switches[1].printedDestinations(vni: 42)
-                #expect(fdb0[a.mac] == "port tap0" && fdb0[b.mac] == "peer \(addresses[1])", "host 0 fdb: \(fdb0)")
-                #expect(fdb1[b.mac] == "port tap0" && fdb1[a.mac] == "peer \(addresses[0])", "host 1 fdb: \(fdb1)")
-                try await Self.expectFullSizePing(topology, from: a, to: "10.0.0.2")
-                try await Self.expectFullSizePing(topology, from: b, to: "10.0.0.1")
-
-                // With the containers' offloads on: 64 KiB TSO frames, which the switch must cut to fit 1430.
-                let label = "vxlan over IPv6 \(io.rawValue)"
-                try await SwitchdSystemTests.expectTransfer(topology, label, from: a, to: b)
-                try await SwitchdSystemTests.expectTransfer(topology, label, from: b, to: a, port: 5202)
+                try await Self.expectPairCarriesTraffic(
+                    topology, switches: switches, a: a, b: b, label: "vxlan over IPv6 \(io.rawValue)")
 
                 // Every datagram fitted the underlay whole.
                 let fragments = try await Self.fragmentsCreated(topology)
@@ -208,18 +216,8 @@ extension SwitchdSystemTests {
                 let udp6Before = try await topology.snmp6Counter("Udp6InDatagrams", in: topology.hosts[1])
                 let delivered6Before = try await topology.snmp6Counter("Ip6InDelivers", in: topology.hosts[1])
 
-                try await topology.expectPing(from: a, to: "10.0.0.2", count: 5)
-                try await topology.expectPing(from: b, to: "10.0.0.1", count: 5)
-                let fdb0 = try await switches[0].printedDestinations(vni: 42)
-                let fdb1 = try await switches[1].printedDestinations(vni: 42)
-                #expect(fdb0[a.mac] == "port tap0" && fdb0[b.mac] == "peer \(addresses[1])", "host 0 fdb: \(fdb0)")
-                #expect(fdb1[b.mac] == "port tap0" && fdb1[a.mac] == "peer \(addresses[0])", "host 1 fdb: \(fdb1)")
-                try await Self.expectFullSizePing(topology, from: a, to: "10.0.0.2")
-                try await Self.expectFullSizePing(topology, from: b, to: "10.0.0.1")
-
-                let label = "gre key=\(greKey) over IPv6 \(io.rawValue)"
-                try await SwitchdSystemTests.expectTransfer(topology, label, from: a, to: b)
-                try await SwitchdSystemTests.expectTransfer(topology, label, from: b, to: a, port: 5202)
+                try await Self.expectPairCarriesTraffic(
+                    topology, switches: switches, a: a, b: b, label: "gre key=\(greKey) over IPv6 \(io.rawValue)")
 
                 let fragments = try await Self.fragmentsCreated(topology)
                 #expect(fragments == fragmentsBefore, "IPv6 fragments per host: \(fragmentsBefore) -> \(fragments)")
