@@ -2,8 +2,9 @@
 //
 // Such losses happen in the socket and appear in no counter of the datapath itself (OVS userspace loses packets
 // this way without a trace). The kernel counts them per socket — the same count SO_RXQ_OVFL reports — in the last
-// column ("drops") of /proc/net/udp and /proc/net/raw (udp6 and raw6 for IPv6 sockets). Reading it there, by the socket's inode, works the same
-// whichever engine reads the socket, and costs nothing on the data path: it is read only for `vxctl stats`.
+// column ("drops") of /proc/net/udp and /proc/net/raw (udp6 and raw6 for IPv6 sockets). Reading it there, by the
+// socket's inode, works the same whichever engine reads the socket, and costs nothing on the data path: it is read
+// only for `vxctl stats`.
 
 import Foundation
 

@@ -50,8 +50,9 @@ public struct DaemonOptions: Sendable {
     /// headroom (2048 - 64 = 1984 bytes), and the most they put there for one frame is io_uring's multishot
     /// recvmsg on the raw GRE socket: its io_uring_recvmsg_out header (16) and the sender's sockaddr_in (16), then
     /// the IPv4 header (20), GRE with key (8), the Ethernet header with an 802.1Q tag (18) and the payload. So
-    /// 1906. (The raw IPv6 GRE socket's read puts 4 bytes less there: a 32-byte name, but no IP header.) A larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel
-    /// reads dropped (MSG_TRUNC) without a counter in `stats`.
+    /// 1906. (The raw IPv6 GRE socket's read puts 4 bytes less there: a 32-byte name, but no IP header.) A
+    /// larger MTU let containers send frames that TAP reads truncated and forwarded, and that tunnel reads dropped
+    /// (MSG_TRUNC) without a counter in `stats`.
     public var maxMTU = PacketBufferPool.defaultBufferSize - PacketBufferPool.defaultHeadroom - 16 - 16 - 20 - 8 - 18
     /// Most ports and peers the switch will hold (counter rows are allocated for them up front).
     public var maxPorts = 1024

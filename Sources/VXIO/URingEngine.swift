@@ -21,9 +21,9 @@
 //   A multishot request ends without IORING_CQE_F_MORE (ENOBUFS when the buffer ring ran dry, CQ overflow);
 //   the port is then queued and re-armed once the buffer ring has buffers again.
 //
-// Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw IPv4 sender and raw IPv6 GRE sender:
-// sendmsg with MSG_DONTWAIT to the remote's address; UDP sender: the same to address and port, plus a UDP_SEGMENT
-// cmsg for a GSO send), one io_uring_submit per batch, then wait until every send has completed. The msghdr, iovecs, address
+// Transmit flow: one SQE per frame (TAP: writev of header slot + payload; raw sender: sendmsg with MSG_DONTWAIT to
+// the remote's address; UDP sender: the same to address and port, plus a UDP_SEGMENT cmsg for a GSO send), one
+// io_uring_submit per batch, then wait until every send has completed. The msghdr, iovecs, address
 // and cmsg of an entry live in per-slot arrays that stay untouched until its CQE.
 // Receive completions seen while waiting are stashed and handed out first by the next `receive`.
 //
@@ -114,8 +114,8 @@ public final class URingEngine: PacketEngine {
     /// Template for the raw IPv6 GRE socket's multishot recvmsg: a sockaddr_in6 name (in the UDP socket's name
     /// space) and no control data.
     private let ipv6ReceiveMessage: UnsafeMutablePointer<msghdr>
-    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in6-sized name and room for the SO_RXQ_OVFL and
-    /// UDP_GRO cmsgs.
+    /// Template for the UDP tunnel socket's multishot recvmsg: a sockaddr_in6-sized name and room for the
+    /// SO_RXQ_OVFL and UDP_GRO cmsgs.
     private let tunnelReceiveMessage: UnsafeMutablePointer<msghdr>
 
     // MARK: Stash of receive completions harvested during transmit

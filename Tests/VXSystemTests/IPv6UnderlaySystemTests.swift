@@ -193,9 +193,9 @@ extension SwitchdSystemTests {
             }
         }
 
-        /// The same over GRE: IPv6 next header 47 through raw IPv6 sockets (the kernel writes the IPv6 header),
-        /// GRE protocol 0x6558 with the VNI as key or without a key. Containers keep MTU 1430, which GRE over IPv6
-        /// (62 or 58 bytes) fits with room to spare, so again no host may create a fragment.
+        /// The same over GRE: IPv6 next header 47 (the switch writes IPv6 + GRE and sends them through a raw IPv6
+        /// socket), GRE protocol 0x6558 with the VNI as key or without a key. Containers keep MTU 1430, which GRE
+        /// over IPv6 (62 or 58 bytes) fits with room to spare, so again no host may create a fragment.
         @Test(arguments: IOBackend.allCases, ["vni", "none"])
         func twoSwitchesCarryGREOverIPv6(io: IOBackend, greKey: String) async throws {
             try await withNetnsTopology(hosts: 2, underlayIPv6: true) { topology in
