@@ -51,7 +51,7 @@ final class PathFixture {
     let peerA: PeerID
     let peerB: PeerID
     let peerC: PeerID
-    let addressA = IPv4Address(192, 0, 2, 1)
+    let addressA = UnderlayAddress(192, 0, 2, 1)
     /// The outer headers towards B (VXLAN) and C (GRE) in domain 1.
     let templates: (vxlan: EncapTemplate, gre: EncapTemplate)
     /// Buffers 0..<ringSize hold the rx frames, ringSize..<2 ringSize the tx frames, each at `pool.headroom`.
@@ -67,14 +67,14 @@ final class PathFixture {
         var builder = TopologyBuilder()
         let domain = builder.addDomain(vni: vni)!
         let port = builder.addPort(domain: domain)!
-        let local = IPv4Address(192, 0, 2, 254)
-        let addressB = IPv4Address(192, 0, 2, 2)
-        let addressC = IPv4Address(192, 0, 2, 3)
+        let local = UnderlayAddress(192, 0, 2, 254)
+        let addressB = UnderlayAddress(192, 0, 2, 2)
+        let addressC = UnderlayAddress(192, 0, 2, 3)
         peerA = builder.addPeer(addressA, to: domain)!
         peerB = builder.addPeer(addressB, to: domain)!
         peerC = builder.addPeer(addressC, to: domain)!
         let topology = builder.build()
-        func tunnel(_ peer: PeerID, _ address: IPv4Address, _ encapsulation: TunnelEncapsulation) -> PeerTunnel {
+        func tunnel(_ peer: PeerID, _ address: UnderlayAddress, _ encapsulation: TunnelEncapsulation) -> PeerTunnel {
             PeerTunnel(
                 peer: peer,
                 address: address,
@@ -188,7 +188,7 @@ final class PathFixture {
 func receiveAndSwitch(
     _ f: PathFixture,
     _ bytes: RawSpan,
-    remote: IPv4Address
+    remote: UnderlayAddress
 ) -> (domain: BridgeDomain, innerOffset: Int, innerLength: Int, action: ForwardingAction)? {
     guard let peer = f.config.endpoint(at: remote), peer.encapsulation == .vxlan else { return nil }
     guard case .success(let decap) = TunnelDecap.vxlanDatagram(bytes) else { return nil }
