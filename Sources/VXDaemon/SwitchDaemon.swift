@@ -521,12 +521,13 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
         let encapsulations = state.peers.values.filter { $0.vnis.contains(vni) }.map(\.encapsulation)
         guard !encapsulations.isEmpty else { return options.defaultMTU }
         let vxlanOverhead = options.local.vxlanOverhead + EthernetHeader.size
-        let ipOverhead = options.local.isIPv4 ? IPv4Header.minimumSize : IPv6Header.size
         let underlay = options.defaultMTU + vxlanOverhead
         return encapsulations.map { encapsulation in
             switch encapsulation {
             case .vxlan: underlay - vxlanOverhead
-            case .gre(let key): underlay - ipOverhead - EthernetHeader.size - (key == .none ? 4 : 8)
+            case .gre(let key):
+                underlay - options.local.ipHeaderLength - EthernetHeader.size
+                    - (key == .none ? GREHeader.baseSize : GREHeader.baseSize + 4)
             }
         }.min()!
     }

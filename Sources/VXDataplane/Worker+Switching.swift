@@ -198,25 +198,21 @@ extension DataplaneWorker {
         }
         let decoded = withFrameBytes(frame) { whole -> Result<(VNI, Int, Int), PacketDropReason> in
             let bytes = whole.extracting(start..<(start + length))
-            let unkeyed = peer.unkeyedVNI ?? VNI(truncating: 0)
+            let gre: Result<GREDatagramDecapsulation, PacketDropReason>
             switch framing {
             case .vxlan:
                 return TunnelDecap.vxlanDatagram(bytes).map { ($0.vni, $0.innerOffset, $0.innerLength) }
-            case .greBehindIPv4:
-                switch TunnelDecap.greIPv4(bytes) {
-                case .failure(let reason): return .failure(reason)
-                case .success(let gre):
-                    return gre.vni(layout: peer.greKeyLayout, unkeyedVNI: unkeyed).map {
-                        ($0, gre.innerOffset, gre.innerLength)
-                    }
-                }
             case .gre:
-                switch TunnelDecap.greDatagram(bytes) {
-                case .failure(let reason): return .failure(reason)
-                case .success(let gre):
-                    return gre.vni(layout: peer.greKeyLayout, unkeyedVNI: unkeyed).map {
-                        ($0, gre.innerOffset, gre.innerLength)
-                    }
+                gre = TunnelDecap.greDatagram(bytes)
+            case .greBehindIPv4:
+                // Offsets from the start of the IPv4 header, as everything here counts from `start`.
+                gre = TunnelDecap.greIPv4(bytes).map {
+                    GREDatagramDecapsulation(gre: $0.gre, innerOffset: $0.innerOffset, innerLength: $0.innerLength)
+                }
+            }
+            return gre.flatMap { decap in
+                decap.vni(layout: peer.greKeyLayout, unkeyedVNI: peer.unkeyedVNI ?? VNI(truncating: 0)).map {
+                    ($0, decap.innerOffset, decap.innerLength)
                 }
             }
         }

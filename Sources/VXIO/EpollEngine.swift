@@ -6,9 +6,9 @@
 //   3. Each ready port gets a fair share of the batch's remaining room: ceil(room / ports still to serve),
 //      so one busy port cannot starve the others within a call, and room a quiet port leaves is handed on.
 //      TAPs are read with read(2) one frame at a time until EAGAIN or the share is used; sockets with
-//      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's address (IPv4 or IPv6) and the
-//      SO_RXQ_OVFL and UDP_GRO control messages. A UDP tunnel socket is read into large buffers when the pool
-//      has them: with UDP_GRO one read carries up to 64 KiB of datagrams (`ReceivedFrame.segmentSize`).
+//      recvmmsg(2) into up to `maxBatch` pool buffers per call, capturing the sender's address (IPv4 or IPv6)
+//      and the SO_RXQ_OVFL and UDP_GRO control messages. A UDP tunnel socket is read into large buffers when the
+//      pool has them: with UDP_GRO one read carries up to 64 KiB of datagrams (`ReceivedFrame.segmentSize`).
 //   4. Every frame lands in a pool buffer at `pool.headroom`: a standard buffer, or for a TAP with a virtio
 //      header a large one, read at `headroom - 12` so the header comes first and the Ethernet frame still starts
 //      at `headroom` (a TSO read carries up to 64 KiB). If the pool runs dry, reading stops for this call,
@@ -17,7 +17,7 @@
 // Transmit flow, one `transmit` call, in batch order:
 //   - TAP: writev(header slot, payload), one frame per call (the TAP has no batch write). For a TAP with a
 //     virtio header, the worker puts it at the start of the header slot or of the payload.
-//   - raw IPv4 sender, UDP sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls
+//   - raw sender, UDP sender: consecutive entries for the same target are coalesced into sendmmsg(2) calls
 //     of up to `maxBatch` messages, each message two iovecs (header slot + payload) and its own socket address; a
 //     UDP sender's entry with a segment size also carries a UDP_SEGMENT cmsg, so one message is a GSO send of
 //     many datagrams.
@@ -652,8 +652,8 @@ public final class EpollEngine: PacketEngine {
     }
 }
 
-/// The recvmmsg/sendmmsg vectors of one engine: `capacity` mmsghdrs, two iovecs, one sockaddr_in6-sized name and one
-/// control buffer (`CVX_TUNNEL_CONTROL_SPACE`: room for SO_RXQ_OVFL + UDP_GRO, or UDP_SEGMENT) each, allocated together in init and freed together in deinit (STYLE §7; swift-nio's
+/// The recvmmsg/sendmmsg vectors of one engine: `capacity` mmsghdrs, two iovecs, one sockaddr_in6-sized name and
+/// one control buffer (`CVX_TUNNEL_CONTROL_SPACE`: room for SO_RXQ_OVFL + UDP_GRO, or UDP_SEGMENT) each, allocated together in init and freed together in deinit (STYLE §7; swift-nio's
 /// DatagramVectorReadManager). Message i always points at iovecs 2i...2i+1, sockaddr i and control slot i;
 /// those pointers are set once and stay valid until deinit.
 @safe

@@ -77,9 +77,12 @@ public struct UnderlayAddress: Hashable, Sendable, Comparable, CustomStringConve
     /// The family's name as users see it: "IPv4" or "IPv6".
     public var familyName: String { isIPv4 ? "IPv4" : "IPv6" }
 
+    /// Bytes of the outer IP header a tunnel packet to this family's peers carries: IPv4 20 (no options) or IPv6 40.
+    public var ipHeaderLength: Int { isIPv4 ? IPv4Header.minimumSize : IPv6Header.size }
+
     /// Bytes of outer headers a VXLAN packet to this family's peers carries before the inner Ethernet frame:
-    /// IPv4 20 or IPv6 40, plus UDP 8 and VXLAN 8.
-    public var vxlanOverhead: Int { (isIPv4 ? IPv4Header.minimumSize : IPv6Header.size) + 16 }
+    /// the IP header, plus UDP 8 and VXLAN 8.
+    public var vxlanOverhead: Int { ipHeaderLength + UDPHeader.size + VXLANHeader.size }
 
     public var description: String { ipv4.map(\.description) ?? ipv6.description }
 

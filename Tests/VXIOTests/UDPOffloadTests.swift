@@ -35,6 +35,30 @@ struct UDPOffloadEngineTests {
         return buffer
     }
 
+    /// Sends `joined` as one GSO send of `segmentSize`-byte datagrams from `sender` to `remote:port`, and requires
+    /// it to come back as one GRO read of the whole run with that segment size. The caller checks the rest of the
+    /// frame and releases its buffer.
+    func receiveAsOneGROFrame<Engine: PacketEngine>(
+        _ joined: [UInt8], segmentSize: Int, from sender: PortHandle, to remote: UnderlayAddress, port: UInt16,
+        engine: Engine, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> ReceivedFrame {
+        let buffer = try Self.stageLarge(joined, in: engine.pool)
+        defer { engine.pool.give(buffer) }
+        let tx = TxBatch(capacity: 2)
+        tx.appendSegmented(
+            target: sender, remote: remote, remotePort: port, buffer: buffer, offset: UInt32(engine.pool.headroom),
+            length: UInt32(joined.count), segmentSize: UInt16(segmentSize))
+        let datagrams = (joined.count + segmentSize - 1) / segmentSize
+        #expect(engine.transmit(tx).sent == datagrams, sourceLocation: sourceLocation)
+        var rx = RxBatch(capacity: 8)
+        try receiveUntil(engine, &rx) { $0.count >= 1 }
+        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames", sourceLocation: sourceLocation)
+        let frame = rx.frames[0]
+        #expect(frame.segmentSize == UInt32(segmentSize), sourceLocation: sourceLocation)
+        #expect(bytes(of: frame, in: engine) == joined, sourceLocation: sourceLocation)
+        return frame
+    }
+
     /// Sends the datagrams as one GSO entry and a last, separate datagram with a header slot, then checks what a
     /// plain socket and a GRO tunnel socket receive.
     func checkGSO<Engine: PacketEngine>(_ engine: Engine) throws {
@@ -70,22 +94,14 @@ struct UDPOffloadEngineTests {
         #expect(arrived == pieces + [[0x08, 0, 0, 0, 0x51, 0x52, 0x53]], "byte-exact, in order")
 
         // To the GRO socket: one frame, 5 datagrams, segment size 1000.
-        tx.reset()
-        tx.appendSegmented(
-            target: senderHandle, remote: loopback, remotePort: tunnel.localPort, buffer: buffer,
-            offset: UInt32(pool.headroom), length: UInt32(joined.count), segmentSize: 1000)
-        #expect(engine.transmit(tx).sent == 5)
-        var rx = RxBatch(capacity: 8)
-        try receiveUntil(engine, &rx) { $0.count >= 1 }
-        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames")
-        let frame = rx.frames[0]
+        let frame = try receiveAsOneGROFrame(
+            joined, segmentSize: 1000, from: senderHandle, to: loopback, port: tunnel.localPort, engine: engine)
         #expect(frame.source == tunnelHandle)
         #expect(frame.remote == loopback)
-        #expect(frame.segmentSize == 1000)
         #expect(Int(frame.length) == joined.count)
-        #expect(bytes(of: frame, in: engine) == joined)
         #expect(pool.isLarge(frame.buffer), "GRO reads land in large buffers")
         engine.release(frame.buffer)
+        var rx = RxBatch(capacity: 8)
 
         // A lone datagram to the GRO socket carries no segment size.
         tx.reset()
@@ -138,27 +154,17 @@ struct UDPOffloadEngineTests {
         #expect(tunnel.localAddress == loopbackIPv6 && tunnel.localPort != 0)
         let tunnelHandle = try engine.register(fd: tunnel.fileDescriptor.rawValue, kind: .udpTunnel)
 
-        let pieces = Self.datagrams(count: 4, size: 1200, lastSize: 77)
-        let joined = pieces.flatMap { $0 }
-        let buffer = try Self.stageLarge(joined, in: pool)
-        defer { pool.give(buffer) }
-        let tx = TxBatch(capacity: 4)
-        tx.appendSegmented(
-            target: senderHandle, remote: loopbackIPv6, remotePort: tunnel.localPort, buffer: buffer,
-            offset: UInt32(pool.headroom), length: UInt32(joined.count), segmentSize: 1200)
-        #expect(engine.transmit(tx).sent == 4)
-        var rx = RxBatch(capacity: 8)
-        try receiveUntil(engine, &rx) { $0.count >= 1 }
-        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames")
-        #expect(rx.frames[0].source == tunnelHandle)
-        #expect(rx.frames[0].remote == loopbackIPv6, "the sender, read back from an IPv6 name")
-        #expect(rx.frames[0].segmentSize == 1200)
-        #expect(bytes(of: rx.frames[0], in: engine) == joined)
-        engine.release(rx.frames[0].buffer)
+        let joined = Self.datagrams(count: 4, size: 1200, lastSize: 77).flatMap { $0 }
+        let frame = try receiveAsOneGROFrame(
+            joined, segmentSize: 1200, from: senderHandle, to: loopbackIPv6, port: tunnel.localPort, engine: engine)
+        #expect(frame.source == tunnelHandle)
+        #expect(frame.remote == loopbackIPv6, "the sender, read back from an IPv6 name")
+        engine.release(frame.buffer)
 
         let single = try stage([0x61, 0x62], in: pool)
         defer { pool.give(single.0) }
-        tx.reset()
+        let tx = TxBatch(capacity: 1)
+        var rx = RxBatch(capacity: 8)
         unsafe tx.append(
             target: senderHandle, remote: loopbackIPv6, remotePort: tunnel.localPort, buffer: single.0,
             offset: single.1, length: single.2
@@ -185,7 +191,6 @@ struct UDPOffloadEngineTests {
     /// segment size (MSG_CTRUNC), and each GRO read went on as one frame: 64-byte frames through the tunnel lost
     /// 80% of the traffic silently whenever the receive queue had overflowed once (tools/bench, offloads off).
     func checkGROAfterDrops<Engine: PacketEngine>(_ engine: Engine) throws {
-        let pool = engine.pool
         let tunnel = try TunnelSockets.openUDP(local: loopback, port: 0, bufferBytes: 1024)
         let tunnelHandle = try engine.register(fd: tunnel.fileDescriptor.rawValue, kind: .udpTunnel)
         var rx = RxBatch(capacity: 64)
@@ -207,21 +212,11 @@ struct UDPOffloadEngineTests {
 
         let sender = try TunnelSockets.openUDPSender(local: loopback)
         let senderHandle = try engine.register(fd: sender.fileDescriptor.rawValue, kind: .udpSender)
-        let pieces = Self.datagrams(count: 5, size: 1000, lastSize: 300)
-        let joined = pieces.flatMap { $0 }
-        let buffer = try Self.stageLarge(joined, in: pool)
-        defer { pool.give(buffer) }
-        let tx = TxBatch(capacity: 2)
-        tx.appendSegmented(
-            target: senderHandle, remote: loopback, remotePort: tunnel.localPort, buffer: buffer,
-            offset: UInt32(pool.headroom), length: UInt32(joined.count), segmentSize: 1000)
-        #expect(engine.transmit(tx).sent == 5)
-        rx.reset()
-        try receiveUntil(engine, &rx) { $0.count >= 1 }
-        try #require(rx.count == 1, "one GRO read, not \(rx.count) frames")
-        #expect(rx.frames[0].segmentSize == 1000, "the segment size survives the SO_RXQ_OVFL message before it")
-        #expect(bytes(of: rx.frames[0], in: engine) == joined)
-        engine.release(rx.frames[0].buffer)
+        // The segment size must survive the SO_RXQ_OVFL message in front of it.
+        let joined = Self.datagrams(count: 5, size: 1000, lastSize: 300).flatMap { $0 }
+        let frame = try receiveAsOneGROFrame(
+            joined, segmentSize: 1000, from: senderHandle, to: loopback, port: tunnel.localPort, engine: engine)
+        engine.release(frame.buffer)
         engine.unregister(senderHandle)
         engine.unregister(tunnelHandle)
     }

@@ -18,15 +18,8 @@ struct SwitchdArgumentTests {
     /// Each row is a valid command line but for one argument. `--state none` and a control path under /tmp that
     /// is never created keep a row that was wrongly accepted from touching real state; the 5 s timeout ends it.
     static let refusals: [Refusal] = [
-        Refusal(arguments: ["--local", "0.0.0.0"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "224.0.0.1"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "192.0.2.300"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "255.255.255.255"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "::"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "ff02::1"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(arguments: ["--local", "fe80::1"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
-        Refusal(
-            arguments: ["--local", "2001:db8::1::2"], message: "--local must be this host's unicast IPv4 or IPv6 address"),
+        "0.0.0.0", "224.0.0.1", "192.0.2.300", "255.255.255.255", "::", "ff02::1", "fe80::1", "2001:db8::1::2",
+    ].map { Refusal(arguments: ["--local", $0], message: "--local must be this host's unicast IPv4 or IPv6 address") } + [
         Refusal(arguments: ["--udp-port", "0"], message: "--udp-port must be 1-65535, not 0"),
         Refusal(arguments: ["--udp-port", "65536"], message: "--udp-port must be 1-65535, not 65536"),
         Refusal(arguments: ["--log-level", "loud"], message: "--log-level must be one of trace"),
