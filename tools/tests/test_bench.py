@@ -250,17 +250,51 @@ class EvaluateTargetsTests(unittest.TestCase):
         self.assertEqual((unknown["met"], unknown["value"]), (None, None))
         self.assertIs(mine["ping p99 <= kernel-nooffload p99 + 50 us"]["met"], True)  # 120 <= 150
 
-    def test_every_vxswitch_vxlan_variant_gets_targets_and_no_other(self):
+    def test_every_vxswitch_variant_gets_targets_and_no_other(self):
         medians = {name: metrics(tcp1_gbps=5.0, tcp4_gbps=5.0, **HEALTHY) for name in bench.VARIANTS}
         targets = bench.evaluate_targets(medians)
-        vxlan_vxswitch = {name for name, (kind, params, _) in bench.VARIANTS.items()
-                          if kind == "vxswitch" and params["encap"] == "vxlan"}
-        self.assertIn("vxswitch-uring-poll", vxlan_vxswitch)
-        self.assertEqual({t["variant"] for t in targets}, vxlan_vxswitch)  # no GRE, kernel or OVS variant
+        vxswitch = {name for name, (kind, _, _) in bench.VARIANTS.items() if kind == "vxswitch"}
+        self.assertIn("vxswitch-uring-poll", vxswitch)
+        self.assertEqual({t["variant"] for t in targets}, vxswitch)  # no kernel or OVS variant
         self.assertEqual(set(by_target(targets, "vxswitch-uring-poll")), OFFLOADS_ON_TARGETS)
         self.assertEqual(set(by_target(targets, "vxswitch-uring-poll")), set(by_target(targets, "vxswitch-uring")))
         self.assertEqual(set(by_target(targets, "vxswitch-epoll")), OFFLOADS_ON_TARGETS)
-        self.assertEqual(by_target(targets, "vxswitch-uring-gre"), {})
+
+    def test_gre_is_held_against_ovs_gre_alone(self):
+        """No kernel GRE on these machines: TCP against 10x OVS's GRE, and the absolute targets."""
+        medians = {"vxswitch-uring-gre": metrics(tcp1_gbps=2.0, tcp4_gbps=12.0, **HEALTHY),
+                   "ovs-gre": metrics(tcp1_gbps=1.0, tcp4_gbps=1.0), "ovs-vxlan": metrics(tcp1_gbps=0.1, tcp4_gbps=0.1),
+                   "kernel": metrics(tcp1_gbps=0.1, tcp4_gbps=0.1, ping_p99_us=500.0)}
+        mine = by_target(bench.evaluate_targets(medians), "vxswitch-uring-gre")
+        self.assertEqual(set(mine), {"TCP x1 >= 10x ovs-gre", "TCP x4 >= 10x ovs-gre", "64-byte frames >= 1 Mpps",
+                                     "peak RSS <= 64 MiB"})
+        self.assertIs(mine["TCP x1 >= 10x ovs-gre"]["met"], False)  # 2 < 10 x 1.0, whatever ovs-vxlan did
+        self.assertIs(mine["TCP x4 >= 10x ovs-gre"]["met"], True)
+
+    def test_ipv6_is_held_against_the_kernel_over_ipv6(self):
+        """The IPv4 kernel's figures do not count for an -ipv6 variant, in the medians or in the rounds."""
+        runs = [run_entry(1, "vxswitch-uring-ipv6", tcp1_gbps=6.0, tcp4_gbps=6.0, **HEALTHY),
+                run_entry(1, "kernel-ipv6", tcp1_gbps=10.0, tcp4_gbps=5.0, ping_p99_us=60.0),
+                run_entry(1, "kernel", tcp1_gbps=1.0, tcp4_gbps=100.0, ping_p99_us=10.0)]
+        mine = by_target(bench.evaluate_targets(medians_of(runs), runs), "vxswitch-uring-ipv6")
+        title = "kernel over IPv6, offloads on"
+        self.assertEqual(set(mine), {
+            f"TCP x1 >= 0.6x {title}", f"TCP x1 >= 1.0x {title} (goal)",
+            f"TCP x4 >= 0.6x {title}", f"TCP x4 >= 1.0x {title} (goal)",
+            "64-byte frames >= 1 Mpps", "ping p99 <= kernel-ipv6 p99 + 50 us", "peak RSS <= 64 MiB"})
+        self.assertIs(mine[f"TCP x1 >= 0.6x {title}"]["met"], True)  # 6 >= 0.6 x 10
+        self.assertIs(mine[f"TCP x1 >= 1.0x {title} (goal)"]["met"], False)
+        self.assertEqual(mine[f"TCP x1 >= 1.0x {title} (goal)"]["per_round_ratio"], [0.6])
+        self.assertIs(mine[f"TCP x4 >= 1.0x {title} (goal)"]["met"], True)  # 6 >= 5, not 100
+        self.assertIs(mine["ping p99 <= kernel-ipv6 p99 + 50 us"]["met"], False)  # 120 > 110
+
+    def test_ipv6_without_its_kernel_in_the_run_is_n_a(self):
+        medians = {"vxswitch-uring-ipv6": metrics(tcp1_gbps=6.0, tcp4_gbps=6.0, **HEALTHY),
+                   "kernel": metrics(tcp1_gbps=1.0, tcp4_gbps=1.0, ping_p99_us=10.0)}
+        mine = by_target(bench.evaluate_targets(medians), "vxswitch-uring-ipv6")
+        self.assertEqual({t: e["met"] for t, e in mine.items() if "kernel" in t},
+                         dict.fromkeys((t for t in mine if "kernel" in t), None))
+        self.assertEqual(len([t for t in mine if "kernel" in t]), 5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -431,6 +465,18 @@ class ContainerCongestionControlTests(unittest.TestCase):
                     self.assertIn(f"ip -n {container} addr add {bench.OVERLAY[i]}/24 dev eth0", lab.commands())
                     self.assert_route_algorithm(lab, container, "cubic")
 
+    def test_the_kernel_over_ipv6_gets_ipv6_hosts_and_the_smaller_overlay_mtu(self):
+        lab = FakeLab()
+        instance = bench.Instance(lab, "kernel-ipv6", SETTINGS)
+        instance.build()
+        commands = lab.commands()
+        for i, host in enumerate(instance.hosts):
+            self.assertIn(f"ip -n {host} addr add {bench.UNDERLAY_IPV6[i]}/64 dev ul0 nodad", commands)
+            self.assertIn(f"ip -n {host} link add vxlan{bench.VNI} type vxlan id {bench.VNI} dstport 4789 local "
+                          f"{bench.UNDERLAY_IPV6[i]} remote {bench.UNDERLAY_IPV6[1 - i]} dev ul0", commands)
+            self.assertIn(f"ip -n {instance.containers[i]} link set eth0 mtu 1430", commands)
+        self.assertFalse([c for c in commands if any(a in c for a in bench.UNDERLAY)], "no IPv4 underlay address")
+
 
 class VxswitchdCommandTests(unittest.TestCase):
     """The vxswitchd command line a variant starts: its own options, and whose --workers wins."""
@@ -464,6 +510,8 @@ class VxswitchdCommandTests(unittest.TestCase):
         tap = self.command("vxswitch-uring-tapul")
         self.assertEqual(tap[tap.index("--underlay-tap") + 1], "vxul0")
         self.assertEqual(self.command("vxswitch-epoll")[6], "epoll")
+        for variant in ("vxswitch-uring-ipv6", "vxswitch-uring-gre-ipv6"):
+            self.assertEqual(self.command(variant)[1:3], ["--local", bench.UNDERLAY_IPV6[0]])
 
 
 # ----------------------------------------------------------------------------------------------------------------
