@@ -60,7 +60,8 @@ public struct DaemonOptions: Sendable {
     /// Packet buffers for all workers together, each worker's pool a share of them
     /// (`PacketBufferPool.workerShare`, never below `DataplaneWorker.minimumPool`). 4096 standard (2 KiB) and 192
     /// large (64 KiB + 256) buffers per worker served 2 workers well; as a per-worker amount, 4 workers peaked at
-    /// up to 80 MB RSS under one TCP stream each way, past the 64 MB target (docs/performance.md).
+    /// up to 80 MB RSS under one TCP stream each way, past the 64 MB target (docs/performance-history.md,
+    /// "Multi-core workers").
     public var bufferBudget = defaultBufferBudget
     public static let defaultBufferBudget = PacketBufferPool.Counts(standard: 8192, large: 384)
     /// The most buffers one worker gets (`PacketBufferPool.workerShare`): the 2-worker share, so one worker
@@ -77,7 +78,7 @@ public struct DaemonOptions: Sendable {
     public var dockerSocket = DockerEngineClient.defaultSocketPath
     /// How long a worker keeps polling after traffic before it sleeps (`DataplaneWorker.busyPollWindow`).
     public var busyPoll: Duration = .microseconds(defaultBusyPollMicroseconds)
-    /// See docs/performance.md (ping latency) for how it was chosen.
+    /// See docs/performance.md, "Why the misses remain" (ping), for how it was chosen.
     public static let defaultBusyPollMicroseconds = 0
 
     /// Owns `local` on an underlay TAP instead of sending and receiving through sockets (`--underlay-tap`); nil:

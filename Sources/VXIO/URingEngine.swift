@@ -61,9 +61,10 @@ public final class URingEngine: PacketEngine {
     /// The kernel caps a provided-buffer ring at 32768 entries (ring_entries must be < 65536 and a power of 2).
     static let maxBufferRingEntries = 32_768
     /// Large buffers offered to the kernel at most (`init`'s `largeRingLimit`): a worker's receive batch.
-    /// Measured with `tools/bench --quick` (docs/performance.md, "A smaller large-buffer ring"): against the whole
-    /// pool, one TCP stream +10-20% and peak RSS -12 MiB; 16 or 32 gained a little more TCP but lost 64-byte frames
-    /// (0.56-0.59 against 0.63 Mpps), which each take a large buffer from a container's TAP and need a batch's worth.
+    /// Measured with `tools/bench --quick` (docs/performance-history.md, "A smaller large-buffer ring"): against
+    /// the whole pool, one TCP stream +10-20% and peak RSS -12 MiB; 16 or 32 gained a little more TCP but lost
+    /// 64-byte frames (0.56-0.59 against 0.63 Mpps), which each take a large buffer from a container's TAP and
+    /// need a batch's worth.
     public static let defaultLargeRingLimit = 64
 
     /// The probe result for this kernel, computed once per process.
