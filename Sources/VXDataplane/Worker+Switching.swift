@@ -206,9 +206,7 @@ extension DataplaneWorker {
                 gre = TunnelDecap.greDatagram(bytes)
             case .greBehindIPv4:
                 // Offsets from the start of the IPv4 header, as everything here counts from `start`.
-                gre = TunnelDecap.greIPv4(bytes).map {
-                    GREDatagramDecapsulation(gre: $0.gre, innerOffset: $0.innerOffset, innerLength: $0.innerLength)
-                }
+                gre = TunnelDecap.greIPv4(bytes).map(\.datagram)
             }
             return gre.flatMap { decap in
                 decap.vni(layout: peer.greKeyLayout, unkeyedVNI: peer.unkeyedVNI ?? VNI(truncating: 0)).map {

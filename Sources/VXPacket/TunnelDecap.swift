@@ -44,14 +44,17 @@ public struct GREDecapsulation: Hashable, Sendable {
         self.innerLength = innerLength
     }
 
-    /// The VNI by the sending peer's key layout.
-    /// - Parameters:
-    ///   - layout: the peer's key layout.
-    ///   - unkeyedVNI: the peer's VNI, for `.none`.
-    /// - Returns: the VNI, or `.greKeyMissing`, `.greKeyUnexpected`, `.vniOutOfRange`.
+    /// The GRE part alone, as `TunnelDecap.greDatagram` describes a raw IPv6 socket's datagram, with the offsets
+    /// still counted from the IPv4 header: what the worker decodes both kinds of GRE socket into.
+    @inlinable
+    public var datagram: GREDatagramDecapsulation {
+        GREDatagramDecapsulation(gre: gre, innerOffset: innerOffset, innerLength: innerLength)
+    }
+
+    /// The VNI by the sending peer's key layout (see `GREDatagramDecapsulation.vni(layout:unkeyedVNI:)`).
     @inlinable
     public func vni(layout: GREKeyLayout, unkeyedVNI: VNI) -> Result<VNI, PacketDropReason> {
-        layout.vni(forKey: gre.key, unkeyedVNI: unkeyedVNI)
+        datagram.vni(layout: layout, unkeyedVNI: unkeyedVNI)
     }
 }
 
@@ -72,7 +75,11 @@ public struct GREDatagramDecapsulation: Hashable, Sendable {
         self.innerLength = innerLength
     }
 
-    /// The VNI by the sending peer's key layout (see `GREDecapsulation.vni(layout:unkeyedVNI:)`).
+    /// The VNI by the sending peer's key layout.
+    /// - Parameters:
+    ///   - layout: the peer's key layout.
+    ///   - unkeyedVNI: the peer's VNI, for `.none`.
+    /// - Returns: the VNI, or `.greKeyMissing`, `.greKeyUnexpected`, `.vniOutOfRange`.
     @inlinable
     public func vni(layout: GREKeyLayout, unkeyedVNI: VNI) -> Result<VNI, PacketDropReason> {
         layout.vni(forKey: gre.key, unkeyedVNI: unkeyedVNI)

@@ -106,6 +106,12 @@ struct PropertyTests {
             // For `.none` the VNI comes from the peer's configuration, not the wire.
             #expect(d?.vni(layout: layout, unkeyedVNI: VNI(vni)!).successValue?.value == vni)
             #expect(d.map { Array(packet[$0.innerOffset...]) } == inner)
+            // The GRE part alone decodes as greDatagram does past the IPv4 header, offsets counted from that header.
+            let greOnward = Array(packet[IPv4Header.minimumSize...])
+            let alone = TunnelDecap.greDatagram(greOnward.span.bytes).successValue
+            #expect(d?.datagram.gre == alone?.gre)
+            #expect(d?.datagram.innerOffset == alone.map { IPv4Header.minimumSize + $0.innerOffset })
+            #expect(d?.datagram.innerLength == alone?.innerLength)
         }
     }
 
