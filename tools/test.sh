@@ -16,7 +16,8 @@ tools/install-deps.sh
 
 echo "== python3 -m unittest (tools/tests)"
 # The tools' own tests: tools/bench's logic against a fake lab (no namespaces, no processes), and pktgen, the bench's
-# 64-byte sender, run for real between two namespaces of its own (root only; skipped otherwise); a few seconds.
+# 64-byte sender, and tapfwd, its floor, each run for real between two namespaces of its own (root only; skipped
+# otherwise); a few seconds.
 # A failure stops here, like a compile error below.
 if ! python3 -m unittest discover -s tools/tests -v; then
     echo "tools/test.sh: FAILED (tools/tests)" >&2

@@ -478,6 +478,40 @@ class ContainerCongestionControlTests(unittest.TestCase):
         self.assertFalse([c for c in commands if any(a in c for a in bench.UNDERLAY)], "no IPv4 underlay address")
 
 
+class TapfwdBuildTests(unittest.TestCase):
+    def test_the_containers_eth0_are_the_two_taps_of_one_tapfwd_on_the_first_host(self):
+        lab = FakeLab()
+        instance = bench.Instance(lab, "tapfwd", dict(SETTINGS, tapfwd="/nonexistent/tapfwd"))
+        instance.build()
+        [process] = [p for p in lab.processes if p.bench_name.endswith("-tapfwd")]
+        self.assertEqual(process.argv, ["/nonexistent/tapfwd", "tapfwd0", "tapfwd1"])
+        self.assertEqual(process.ns, instance.hosts[0])
+        self.assertEqual(instance.datapath, [("tapfwd", process)], "its CPU and RSS are the datapath's")
+        commands = lab.commands()
+        for i, container in enumerate(instance.containers):
+            moved = commands.index(f"ip -n {instance.hosts[0]} link set tapfwd{i} netns {container}")
+            renamed = commands.index(f"ip -n {container} link set tapfwd{i} name eth0")
+            addressed = commands.index(f"ip -n {container} addr add {bench.OVERLAY[i]}/24 dev eth0")
+            self.assertLess(moved, renamed)
+            self.assertLess(renamed, addressed)
+        self.assertFalse([c for c in commands if c.startswith("ethtool")], "a plain TAP has no offloads to turn off")
+
+    def test_a_tapfwd_that_exits_before_its_taps_exist_fails_the_build_with_its_log(self):
+        lab = FakeLab(reply=lambda argv: completed(returncode=1) if argv[-1] == "tapfwd1" else completed())
+        lab.log_tail = lambda name: f"log of {name}"
+        original_spawn = lab.spawn
+
+        def spawn_exited(argv, name, **kwargs):
+            process = original_spawn(argv, name, **kwargs)
+            process.returncode = 1
+            return process
+
+        lab.spawn = spawn_exited
+        instance = bench.Instance(lab, "tapfwd", dict(SETTINGS, tapfwd="/nonexistent/tapfwd"))
+        with self.assertRaisesRegex(bench.BenchError, r"tapfwd exited \(1\):\nlog of r1-tapfwd-tapfwd"):
+            instance.build()
+
+
 class VxswitchdCommandTests(unittest.TestCase):
     """The vxswitchd command line a variant starts: its own options, and whose --workers wins."""
 
