@@ -11,8 +11,10 @@ runs against a fake Lab that records the commands it is given and answers with c
 - Instance.ping_train, and how Instance.measure turns its cost into the ping_cpu_pct metric;
 - parse_args: --tcp-cc must name an algorithm in tcp_available_congestion_control;
 - Instance.pps: `pktgen send --packet eth0 --dst-mac <the receiving container's MAC>` by default, the UDP sender
-  with --pps-sender udp; delivered = the receiving socket's count, not eth0's rx_packets.
-The pktgen program itself is tested for real, between two namespaces, in test_pktgen.py.
+  with --pps-sender udp; delivered = the receiving socket's count, not eth0's rx_packets;
+- Instance.build for the tapfwd floor: its two TAPs become the containers' eth0, and a tapfwd that exits fails it.
+The pktgen and tapfwd programs themselves are tested for real, between two namespaces, in test_pktgen.py and
+test_tapfwd.py.
 
 Run from the repository root (tools/test.sh runs it before swift build); it takes well under a second:
 
