@@ -6,10 +6,10 @@
 // stdout once both exist, and copies every frame read from one to the other: one thread per direction, a
 // blocking read() and a write() per frame, nothing else. No tunnel, no forwarding table, no second hop.
 //
-// A tunnel datapath between two containers does strictly more than this for every frame: a read from the sending
-// container's TAP, an encapsulated send, a receive on the other host and a write to the receiving container's
-// TAP. So what tapfwd delivers (64-byte frames per second, ping RTT) with the bench's traffic ends on the same
-// machine bounds what any user-space TAP datapath can show there.
+// It is one hop where a tunnel between two hosts needs two (a TAP read and an encapsulated send on one, a receive
+// and a TAP write on the other). With the bench's traffic ends, its ping RTT shows what the wake-ups of one hop
+// whose threads sleep cost on the machine, and its 64-byte rate what one system call per frame each way allows
+// (a datapath that batches can do better per frame: vxswitch writes runs of datagrams to a TAP as one frame).
 //
 // The caller moves each TAP into its container's namespace (the file descriptors keep working) and configures
 // it. A write that fails (EIO while the other TAP is still down, ENOBUFS) drops that frame and goes on, as a
