@@ -22,8 +22,9 @@ def run(*argv, check=True, timeout=20):
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
-@unittest.skipUnless(shutil.which("gcc"), "tapfwd tests need gcc; skipped")
-class TapfwdArgumentTests(unittest.TestCase):
+class CompiledTapfwd(unittest.TestCase):
+    """Compiles tapfwd.c once per test class, warnings as errors, into a scratch directory removed afterwards."""
+
     @classmethod
     def setUpClass(cls):
         cls.scratch = tempfile.mkdtemp(prefix="vx-tapfwd-test-")
@@ -34,6 +35,9 @@ class TapfwdArgumentTests(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.scratch, ignore_errors=True)
 
+
+@unittest.skipUnless(shutil.which("gcc"), "tapfwd tests need gcc; skipped")
+class TapfwdArgumentTests(CompiledTapfwd):
     def test_wrong_argument_count_prints_usage_and_exits_2(self):
         for argv in ([], ["only-one"], ["a", "b", "c"]):
             with self.subTest(argv=argv):
@@ -50,17 +54,7 @@ class TapfwdArgumentTests(unittest.TestCase):
 @unittest.skipUnless(os.geteuid() == 0, "tapfwd forwarding tests need root (network namespaces); skipped")
 @unittest.skipUnless(shutil.which("gcc") and shutil.which("ip") and shutil.which("ping"),
                      "tapfwd forwarding tests need gcc, iproute2 and ping; skipped")
-class TapfwdForwardingTests(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.scratch = tempfile.mkdtemp(prefix="vx-tapfwd-test-")
-        cls.tapfwd = os.path.join(cls.scratch, "tapfwd")
-        run("gcc", "-O2", "-Wall", "-Werror", "-pthread", "-o", cls.tapfwd, str(SOURCE), timeout=120)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.scratch, ignore_errors=True)
-
+class TapfwdForwardingTests(CompiledTapfwd):
     def setUp(self):
         run_id = secrets.token_hex(3)
         self.namespaces = [f"vx-{run_id}-fa", f"vx-{run_id}-fb"]
