@@ -665,8 +665,7 @@ public final class SwitchDaemon<Engine: PacketEngine>: ControlService, @unchecke
                 "\(address) is an \(address.familyName) address, but this switch's VTEP address \(options.local) is "
                     + "\(options.local.familyName): a peer must be of the same address family")
         }
-        let loopback = address.ipv4.map { $0.value >> 24 == 127 } ?? (address.high == 0 && address.low == 1)
-        guard address.isUnicast, !loopback else {
+        guard address.isUnicast, !address.isLoopback else {
             throw ControlError(.invalidArgument, "\(address) cannot be a peer: use the peer's unicast underlay address")
         }
         if options.underlay != nil {

@@ -6,12 +6,13 @@
 // generation moved. A worker therefore switches a whole batch with one consistent view, never half of a change.
 //
 // Per-frame lookups (peer by outer source address, bridge domain by VNI, outer header by peer and domain) go
-// through flat tables built here once per snapshot: `FlatMap32` (open addressing on UInt32 keys, one multiply
-// to hash) and `PeerAddressMap` (the same on 128-bit underlay addresses) over arrays of trivial values. A
+// through flat tables built here once per snapshot: `FlatMap32` (open addressing on UInt32 keys, one multiply to
+// hash) and `PeerAddressMap` (the same on 128-bit underlay addresses) over arrays of trivial values. A
 // `Dictionary` or `Set` lookup costs a SipHash (`Hasher` seed, combine and finalize, ~15-20 ns each), and copying
 // a `PeerTunnel` out of its array retains and releases the dictionary inside it; with four such lookups per frame
-// they made up more than half of the per-frame cost (docs/performance.md). The `PeerTunnel` values and `topology` stay as the source of truth and for callers
-// off the hot path; the flat tables are derived from them in `init` and answer the same questions.
+// they made up more than half of the per-frame cost (docs/performance.md). The `PeerTunnel` values and `topology`
+// stay as the source of truth and for callers off the hot path; the flat tables are derived from them in `init`
+// and answer the same questions.
 
 import Synchronization
 import VXForwarding

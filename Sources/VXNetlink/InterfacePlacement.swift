@@ -83,7 +83,7 @@ public struct PlacementConfiguration: Hashable, Sendable {
         if let address {
             let ip = address.address
             if address.prefixLength == 0 { return "prefix length 0 in \(address) is not an interface subnet" }
-            if ip.isUnspecified || ip.isMulticast || ip.value == UInt32.max || ip.value >> 24 == 127 {
+            if ip.isUnspecified || ip.isMulticast || ip.value == UInt32.max || ip.isLoopback {
                 return "\(ip) is not a unicast host address"
             }
             if address.prefixLength <= 30, ip == address.network || ip == address.broadcast {

@@ -1,14 +1,14 @@
 // Tunnel encapsulation: build each tunnel's outer header once, patch only the per-packet fields.
 //
 // Flow: the dataplane reads an inner frame into a buffer with headroom, picks the destination tunnel, then calls
-// `EncapTemplate.write(into:at:innerLength:flowHash:)` to place the outer header just before the frame, and
-// sends header + frame through a raw socket that takes the IP header from us (IPv4 IP_HDRINCL, or IPv6 IPPROTO_RAW;
-// there is no outer Ethernet header). That is GRE's path; VXLAN normally leaves through UDP sender sockets with GSO,
-// where the kernel builds IPv4 + UDP and the worker writes only the VXLAN header (docs/offload.md), and takes this
-// path only when no UDP sender exists. Per
-// packet this writes the precomputed bytes with a few 8-byte stores and patches the IPv4 total length and header
-// checksum, and for VXLAN the UDP source port and length (OVS `netdev_tnl_push_udp_header`, VPP
-// `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows it over IPv4).
+// `EncapTemplate.write(into:at:innerLength:flowHash:)` to place the outer header just before the frame, and sends
+// header + frame through a raw socket that takes the IP header from us (IPv4 IP_HDRINCL, or IPv6 IPPROTO_RAW;
+// there is no outer Ethernet header). That is GRE's path; VXLAN normally leaves through UDP sender sockets with
+// GSO, where the kernel builds IPv4 + UDP and the worker writes only the VXLAN header (docs/offload.md), and takes
+// this path only when no UDP sender exists. Per packet this writes the precomputed bytes with a few 8-byte stores
+// and patches the IPv4 total length and header checksum, and for VXLAN the UDP source port and length (OVS
+// `netdev_tnl_push_udp_header`, VPP `vnet_rewrite_two_headers`). The UDP checksum stays zero (RFC 7348 §5 allows
+// it over IPv4).
 //
 // Over an IPv6 underlay VXLAN leaves through UDP sockets only: the kernel builds IPv6 + UDP (and the UDP checksum,
 // which IPv6 requires), the worker writes the VXLAN header from the template's VNI, and `write` is never called (it

@@ -32,6 +32,8 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
 
     public var isMulticast: Bool { value >> 28 == 0xE }
     public var isUnspecified: Bool { value == 0 }
+    /// 127.0.0.0/8: this host talking to itself, never another host's address.
+    public var isLoopback: Bool { value >> 24 == 127 }
     /// An address one host can have: not 0.0.0.0, not multicast (224/4), not reserved or the limited broadcast
     /// (240/4). Says nothing of a subnet's own network and broadcast addresses, which depend on the prefix.
     public var isUnicast: Bool { value != 0 && value >> 28 < 0xE }

@@ -74,6 +74,9 @@ public struct UnderlayAddress: Hashable, Sendable, Comparable, CustomStringConve
         return !(high == 0 && low == 0) && firstOctet != 0xFF && !linkLocal
     }
 
+    /// 127.0.0.0/8 or ::1: this host talking to itself, never a peer.
+    public var isLoopback: Bool { ipv4?.isLoopback ?? (high == 0 && low == 1) }
+
     /// The family's name as users see it: "IPv4" or "IPv6".
     public var familyName: String { isIPv4 ? "IPv4" : "IPv6" }
 

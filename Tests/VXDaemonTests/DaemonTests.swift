@@ -262,6 +262,8 @@ struct DaemonTests {
         #expect(try await sw.errorMessage("del-peer", #"{"ip":"192.0.2.99"}"#).contains("no peer 192.0.2.99"))
         #expect(try await sw.errorMessage("add-port", #"{"name":"tap9","vni":16777216}"#).contains("16777216"))
         #expect(try await sw.errorMessage("add-peer", #"{"ip":"300.1.2.3","vni":1}"#).contains("300.1.2.3"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"127.0.0.2","vni":42}"#).contains("cannot be a peer"))
+        #expect(try await sw.errorMessage("add-peer", #"{"ip":"224.0.0.5","vni":42}"#).contains("cannot be a peer"))
 
         #expect(try await sw.canonical("show") == before)
     }

@@ -79,6 +79,19 @@ struct UnderlayAddressTests {
         #expect(address.isUnicast == expected)
     }
 
+    @Test(
+        "loopback: 127.0.0.0/8 and ::1, and nothing else",
+        arguments: [
+            ("127.0.0.1", true), ("127.255.0.9", true), ("126.255.255.255", false), ("128.0.0.1", false),
+            ("::1", true), ("::ffff:127.0.0.1", true), ("::2", false), ("::", false), ("1::1", false),
+            ("::1:0:0:1", false), ("::7f00:1", false),
+        ])
+    func loopback(_ text: String, _ expected: Bool) throws {
+        let address = try #require(UnderlayAddress(text))
+        #expect(address.isLoopback == expected)
+        if let v4 = address.ipv4 { #expect(v4.isLoopback == expected, "IPv4Address agrees") }
+    }
+
     @Test("sorted: IPv4 before IPv6, each numerically")
     func ordering() throws {
         let texts = ["2001:db8::2", "192.0.2.10", "2001:db8::1", "192.0.2.9"]
